@@ -1,0 +1,7 @@
+# Sourced by the other scripts: points the tch build at the venv's PyTorch (libtorch).
+# shellcheck shell=bash
+OODSCOPE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export OODSCOPE_ROOT
+export PATH="$OODSCOPE_ROOT/.venv/bin:$PATH"
+export LIBTORCH_USE_PYTORCH=1
+export OODSCOPE_FIXTURES="${OODSCOPE_FIXTURES:-$OODSCOPE_ROOT/target/fixtures}"

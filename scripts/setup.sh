@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up everything oodscope needs on a fresh Debian machine, idempotently:
+# a project-local Python venv (.venv) with PyTorch 2.13.0 (libtorch for tch) and the test tools.
+# A second run does nothing but check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.13.0
+VENV=.venv
+PY_PACKAGES=(numpy scikit-learn pillow)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  python3 -m venv "$VENV"
+fi
+
+if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  echo "setup: installing torch==$TORCH_VERSION into $VENV (large download, once)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+fi
+
+if ! "$VENV/bin/python" -c "import numpy, sklearn, PIL" 2>/dev/null; then
+  echo "setup: installing ${PY_PACKAGES[*]} into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up everything (venv with PyTorch, fixtures made by PyTorch itself) and runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+
+echo "test: making fixtures and PyTorch / scikit-learn references in $OODSCOPE_FIXTURES"
+python tests/fixtures/make_fixtures.py "$OODSCOPE_FIXTURES"
+python tests/fixtures/make_metric_refs.py "$OODSCOPE_FIXTURES/metric_refs.json"
+
+cargo fmt --all -- --check
+cargo test --release --all-targets

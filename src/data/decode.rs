@@ -1,0 +1,255 @@
+//! Decoding one image file into the model's input: channels converted, resized, pixel units in [0, 1].
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageReader, Limits};
+
+use super::jpeg::decode_jpeg;
+use super::resize::{Planes, resize_bilinear, resize_center_crop};
+use crate::model::{ModelCard, ResizeMode};
+
+/// Luminance weights for RGB → one channel (ITU-R BT.601, as torchvision's `rgb_to_grayscale`).
+pub const LUMA_WEIGHTS: [f32; 3] = [0.2989, 0.587, 0.114];
+
+/// Why a file was skipped; the run goes on without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipReason(pub String);
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Bounds on what a decoder may take on: guards against decompression bombs and huge files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_file_bytes: u64,
+    pub max_side: u32,
+    pub max_alloc_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_file_bytes: 256 << 20,
+            max_side: 16_384,
+            max_alloc_bytes: 1 << 30,
+        }
+    }
+}
+
+/// What the model wants: its input size, channels and resize mode (from the card).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preprocess {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub resize: ResizeMode,
+    pub limits: DecodeLimits,
+}
+
+impl Preprocess {
+    pub fn for_card(card: &ModelCard) -> Self {
+        Preprocess {
+            channels: card.channels,
+            height: card.height,
+            width: card.width,
+            resize: card.resize,
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// Number of values in one preprocessed image (C·H·W).
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads, decodes and preprocesses one file into `C·H·W` pixel-unit values (not yet normalised).
+pub fn decode_file(path: &Path, pre: &Preprocess) -> Result<Vec<f32>, SkipReason> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| SkipReason(format!("cannot read: {e}")))?
+        .len();
+    if size == 0 {
+        return Err(SkipReason("empty file (0 bytes)".into()));
+    }
+    if size > pre.limits.max_file_bytes {
+        return Err(SkipReason(format!(
+            "file is {} MB, over the {} MB limit",
+            size >> 20,
+            pre.limits.max_file_bytes >> 20
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| SkipReason(format!("cannot read: {e}")))?;
+    decode_bytes(&bytes, pre)
+}
+
+/// Decodes and preprocesses an in-memory encoded image.
+pub fn decode_bytes(bytes: &[u8], pre: &Preprocess) -> Result<Vec<f32>, SkipReason> {
+    let image = decode_limited(bytes, &pre.limits)?;
+    let planes = to_planes(&image, pre.channels);
+    let sized = match pre.resize {
+        ResizeMode::Resize => resize_bilinear(&planes, pre.height, pre.width),
+        ResizeMode::CenterCrop => resize_center_crop(&planes, pre.height, pre.width),
+    };
+    Ok(sized.data)
+}
+
+fn decode_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, SkipReason> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| SkipReason(format!("cannot read: {e}")))?;
+    match reader.format() {
+        None => return Err(SkipReason("not an image (unrecognised content)".into())),
+        Some(image::ImageFormat::Jpeg) => {
+            if let Some(image) = decode_jpeg(bytes, limits)? {
+                return Ok(image);
+            }
+        }
+        Some(_) => {}
+    }
+    if let Ok((w, h)) = reader.into_dimensions()
+        && (w > limits.max_side || h > limits.max_side)
+    {
+        return Err(SkipReason(format!(
+            "image is {w}×{h}, over the {m}×{m} limit (possible decompression bomb)",
+            m = limits.max_side
+        )));
+    }
+    let mut decode_limits = Limits::default();
+    decode_limits.max_image_width = Some(limits.max_side);
+    decode_limits.max_image_height = Some(limits.max_side);
+    decode_limits.max_alloc = Some(limits.max_alloc_bytes);
+    reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| SkipReason(format!("cannot read: {e}")))?;
+    reader.limits(decode_limits);
+    reader.decode().map_err(|e| SkipReason(describe_decode_error(&e)))
+}
+
+fn describe_decode_error(e: &image::ImageError) -> String {
+    match e {
+        image::ImageError::Limits(l) => format!("over the decoding limits: {l}"),
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "truncated file (data ends early)".into()
+        }
+        other => format!("cannot decode: {other}"),
+    }
+}
+
+/// Converts a decoded image to `channels` planes of values in [0, 1]: 8-bit / 255, 16-bit / 65535,
+/// alpha dropped, RGB → luminance for one channel, grey replicated for three.
+pub fn to_planes(image: &DynamicImage, channels: usize) -> Planes {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let (src_channels, values): (usize, Vec<f32>) = match image {
+        DynamicImage::ImageLuma8(i) => (1, scale_u8(i.as_raw(), 1, 1)),
+        DynamicImage::ImageLumaA8(i) => (1, scale_u8(i.as_raw(), 2, 1)),
+        DynamicImage::ImageRgb8(i) => (3, scale_u8(i.as_raw(), 3, 3)),
+        DynamicImage::ImageRgba8(i) => (3, scale_u8(i.as_raw(), 4, 3)),
+        DynamicImage::ImageLuma16(i) => (1, scale_u16(i.as_raw(), 1, 1)),
+        DynamicImage::ImageLumaA16(i) => (1, scale_u16(i.as_raw(), 2, 1)),
+        DynamicImage::ImageRgb16(i) => (3, scale_u16(i.as_raw(), 3, 3)),
+        DynamicImage::ImageRgba16(i) => (3, scale_u16(i.as_raw(), 4, 3)),
+        other => (
+            3,
+            take_channels(other.to_rgb32f().as_raw(), 3, 3, |v| v.clamp(0.0, 1.0)),
+        ),
+    };
+    let n = w * h;
+    let plane = |c: usize| values.iter().skip(c).step_by(src_channels).copied();
+    let data: Vec<f32> = match (src_channels, channels) {
+        (1, 1) => values,
+        (3, 3) => (0..3).flat_map(plane).collect(),
+        (1, 3) => values.iter().cycle().take(3 * n).copied().collect(),
+        (3, 1) => values
+            .chunks_exact(3)
+            .map(|p| LUMA_WEIGHTS[0] * p[0] + LUMA_WEIGHTS[1] * p[1] + LUMA_WEIGHTS[2] * p[2])
+            .collect(),
+        _ => unreachable!("cards have 1 or 3 channels"),
+    };
+    Planes {
+        channels,
+        height: h,
+        width: w,
+        data,
+    }
+}
+
+fn scale_u8(raw: &[u8], stride: usize, keep: usize) -> Vec<f32> {
+    take_channels(raw, stride, keep, |v| v as f32 / 255.0)
+}
+
+fn scale_u16(raw: &[u16], stride: usize, keep: usize) -> Vec<f32> {
+    take_channels(raw, stride, keep, |v| v as f32 / 65535.0)
+}
+
+/// Interleaved pixels of `stride` samples → the first `keep` samples of each, converted.
+fn take_channels<T: Copy>(raw: &[T], stride: usize, keep: usize, convert: impl Fn(T) -> f32) -> Vec<f32> {
+    raw.chunks_exact(stride)
+        .flat_map(|px| px[..keep].iter().map(|&v| convert(v)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pre(channels: usize, h: usize, w: usize) -> Preprocess {
+        Preprocess {
+            channels,
+            height: h,
+            width: w,
+            resize: ResizeMode::Resize,
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    fn png_bytes(image: DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn rgba_to_grey_drops_alpha_and_uses_luma() {
+        let img = image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 0, 0, 7]));
+        let out = decode_bytes(&png_bytes(DynamicImage::ImageRgba8(img)), &pre(1, 2, 2)).unwrap();
+        assert_eq!(out, vec![LUMA_WEIGHTS[0]; 4]);
+    }
+
+    #[test]
+    fn sixteen_bit_keeps_precision() {
+        let img = image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(1, 1, image::Luma([1000u16]));
+        let out = decode_bytes(&png_bytes(DynamicImage::ImageLuma16(img)), &pre(1, 1, 1)).unwrap();
+        assert_eq!(out, vec![1000.0 / 65535.0]);
+    }
+
+    #[test]
+    fn grey_replicates_to_three_planes() {
+        let img = image::GrayImage::from_raw(2, 1, vec![0, 255]).unwrap();
+        let out = decode_bytes(&png_bytes(DynamicImage::ImageLuma8(img)), &pre(3, 1, 2)).unwrap();
+        assert_eq!(out, vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn text_is_not_an_image() {
+        let err = decode_bytes(b"hello, I am a text file", &pre(1, 2, 2)).unwrap_err();
+        assert!(err.0.contains("not an image"), "{err}");
+    }
+
+    #[test]
+    fn truncated_png_is_skipped_with_reason() {
+        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 9]));
+        let bytes = png_bytes(DynamicImage::ImageRgb8(img));
+        let err = decode_bytes(&bytes[..bytes.len() / 2], &pre(3, 8, 8)).unwrap_err();
+        assert!(!err.0.is_empty());
+    }
+}

@@ -1,0 +1,196 @@
+//! An image set as the user names it: a folder, or a synthetic `uniform:N` / `gaussian:N` set.
+
+use std::path::{Path, PathBuf};
+
+use super::noise::NoiseKind;
+use super::scan::{FileEntry, scan_folder};
+
+/// In-distribution or out-of-distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Id,
+    Ood,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Id => "id",
+            Role::Ood => "ood",
+        }
+    }
+}
+
+/// Where a set's images come from.
+#[derive(Debug, Clone)]
+pub enum SetSource {
+    Folder { root: PathBuf, files: Vec<FileEntry> },
+    Noise { kind: NoiseKind, count: usize },
+}
+
+/// A named, scanned image set ready to be scored.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub name: String,
+    pub role: Role,
+    pub source: SetSource,
+    /// Entries the scan could not follow (symlink loops, permissions), with reasons.
+    pub unreadable: Vec<(PathBuf, String)>,
+    pub labelled: bool,
+}
+
+/// A set that cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error("{spec}: no such folder")]
+    NotFound { spec: String },
+    #[error("{spec}: not a folder")]
+    NotAFolder { spec: String },
+    #[error("{spec}: no images found (looked for {extensions}, recursively)")]
+    Empty { spec: String, extensions: String },
+    #[error("{spec}: {message}")]
+    BadSpec { spec: String, message: String },
+}
+
+impl ImageSet {
+    /// Opens a set from its spec: `uniform:N`, `gaussian:N`, or a folder path.
+    pub fn open(spec: &str, role: Role, classes: &[String]) -> Result<ImageSet, SetError> {
+        if let Some((kind, count)) = parse_noise_spec(spec)? {
+            return Ok(ImageSet {
+                name: kind.name().to_string(),
+                role,
+                source: SetSource::Noise { kind, count },
+                unreadable: Vec::new(),
+                labelled: false,
+            });
+        }
+        let root = Path::new(spec);
+        if !root.exists() {
+            return Err(SetError::NotFound { spec: spec.into() });
+        }
+        if !root.is_dir() {
+            return Err(SetError::NotAFolder { spec: spec.into() });
+        }
+        let scan = scan_folder(root, classes);
+        if scan.files.is_empty() {
+            return Err(SetError::Empty {
+                spec: spec.into(),
+                extensions: super::scan::IMAGE_EXTENSIONS.join(", "),
+            });
+        }
+        Ok(ImageSet {
+            name: folder_name(root),
+            role,
+            source: SetSource::Folder {
+                root: root.to_path_buf(),
+                files: scan.files,
+            },
+            unreadable: scan.unreadable,
+            labelled: scan.labelled,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.source {
+            SetSource::Folder { files, .. } => files.len(),
+            SetSource::Noise { count, .. } => *count,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name shown for image `index`: its path, or `uniform#17` for synthetic images.
+    pub fn item_name(&self, index: usize) -> String {
+        match &self.source {
+            SetSource::Folder { files, .. } => files[index].path.display().to_string(),
+            SetSource::Noise { kind, .. } => format!("{kind}#{index}"),
+        }
+    }
+
+    pub fn label(&self, index: usize) -> Option<usize> {
+        match &self.source {
+            SetSource::Folder { files, .. } => files[index].label,
+            SetSource::Noise { .. } => None,
+        }
+    }
+}
+
+/// `uniform:N` or `gaussian:N` → the kind and count; anything else is not a noise spec.
+fn parse_noise_spec(spec: &str) -> Result<Option<(NoiseKind, usize)>, SetError> {
+    let Some((prefix, count)) = spec.split_once(':') else {
+        return Ok(None);
+    };
+    let kind = match prefix {
+        "uniform" => NoiseKind::Uniform,
+        "gaussian" => NoiseKind::Gaussian,
+        _ => return Ok(None),
+    };
+    match count.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some((kind, n))),
+        _ => Err(SetError::BadSpec {
+            spec: spec.into(),
+            message: format!("expected {prefix}:N with N a positive count"),
+        }),
+    }
+}
+
+fn folder_name(root: &Path) -> String {
+    let canonical = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| root.display().to_string())
+}
+
+/// Makes set names unique by suffixing repeats: `ood`, `ood-2`, …
+pub fn make_names_unique(sets: &mut [ImageSet]) {
+    let mut seen: Vec<String> = Vec::new();
+    for set in sets.iter_mut() {
+        let base = set.name.clone();
+        let mut n = 1;
+        while seen.contains(&set.name) {
+            n += 1;
+            set.name = format!("{base}-{n}");
+        }
+        seen.push(set.name.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_specs_parse() {
+        let set = ImageSet::open("gaussian:12", Role::Ood, &[]).unwrap();
+        assert_eq!((set.name.as_str(), set.len()), ("gaussian", 12));
+        assert!(
+            ImageSet::open("uniform:0", Role::Ood, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("positive")
+        );
+    }
+
+    #[test]
+    fn empty_and_missing_folders_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().to_str().unwrap();
+        assert!(
+            ImageSet::open(spec, Role::Id, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("no images found")
+        );
+        let missing = format!("{spec}/nope");
+        assert!(
+            ImageSet::open(&missing, Role::Id, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("no such folder")
+        );
+    }
+}

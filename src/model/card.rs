@@ -1,0 +1,292 @@
+//! The model card: the sidecar TOML that says how to feed a TorchScript model and read its output.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use super::ModelError;
+
+/// What a single model returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OutputKind {
+    /// Logits `[N, C]`.
+    #[serde(rename = "logits")]
+    Logits,
+    /// Logits plus one confidence logit: a `(logits [N, C], confidence [N, 1] or [N])` tuple,
+    /// or one `[N, C + 1]` tensor whose last column is the confidence logit.
+    #[serde(rename = "logits+confidence")]
+    LogitsAndConfidence,
+}
+
+/// How an image of any size is brought to the model's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum ResizeMode {
+    /// Bilinear (antialiased when shrinking) straight to H×W.
+    #[default]
+    #[serde(rename = "resize")]
+    Resize,
+    /// Shorter side scaled to fit, then the centre H×W cut out.
+    #[serde(rename = "center-crop")]
+    CenterCrop,
+}
+
+/// One member of a leave-out ensemble, as written in the card.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberEntry {
+    /// Path of the member's TorchScript file, relative to the card.
+    pub model: PathBuf,
+    /// Indices (into the card's `classes`) of the classes this member outputs, in its output order.
+    pub classes: Vec<usize>,
+}
+
+/// The card as parsed from TOML, before checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCard {
+    name: Option<String>,
+    input: Option<Vec<i64>>,
+    mean: Option<Vec<f32>>,
+    std: Option<Vec<f32>>,
+    classes: Option<Vec<String>>,
+    outputs: Option<OutputKind>,
+    #[serde(default)]
+    resize: ResizeMode,
+    members: Option<Vec<MemberEntry>>,
+}
+
+/// What kind of model a card describes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CardKind {
+    /// One TorchScript file.
+    Single { outputs: OutputKind },
+    /// A leave-out ensemble: members with their class subsets (paths resolved against the card).
+    Ensemble { members: Vec<MemberEntry> },
+}
+
+/// A checked model card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCard {
+    pub name: String,
+    /// Input shape `[C, H, W]`; C is 1 or 3.
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub classes: Vec<String>,
+    pub resize: ResizeMode,
+    pub kind: CardKind,
+    /// Where the card was read from.
+    pub path: PathBuf,
+}
+
+impl ModelCard {
+    /// Reads and checks a card file.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::card(path, format!("cannot read it: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses card text; `path` names the card in messages and anchors member paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ModelError> {
+        let raw: RawCard =
+            toml::from_str(text).map_err(|e| ModelError::card(path, format!("not a valid card: {}", e.message())))?;
+        let missing = |field: &str| ModelError::card(path, format!("missing field `{field}`"));
+        let input = raw.input.ok_or_else(|| missing("input"))?;
+        let mean = raw.mean.ok_or_else(|| missing("mean"))?;
+        let std = raw.std.ok_or_else(|| missing("std"))?;
+        let classes = raw.classes.ok_or_else(|| missing("classes"))?;
+        let bad = |what: String| ModelError::card(path, what);
+
+        let [c, h, w] = input[..] else {
+            return Err(bad(format!("`input` must be [C, H, W], got {input:?}")));
+        };
+        if !(c == 1 || c == 3) || h <= 0 || w <= 0 {
+            return Err(bad(format!(
+                "`input` must have C = 1 or 3 and positive H, W; got {input:?}"
+            )));
+        }
+        let channels = c as usize;
+        if mean.len() != channels || std.len() != channels {
+            return Err(bad(format!(
+                "`mean` and `std` need {channels} values (one per channel), got {} and {}",
+                mean.len(),
+                std.len()
+            )));
+        }
+        if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || mean.iter().any(|m| !m.is_finite()) {
+            return Err(bad("`std` must be positive and `mean` finite".into()));
+        }
+        if classes.len() < 2 {
+            return Err(bad(format!(
+                "`classes` must name at least 2 classes, got {}",
+                classes.len()
+            )));
+        }
+        let kind = match (raw.outputs, raw.members) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "a card has either `outputs` (one model) or `members` (an ensemble), not both".into(),
+                ));
+            }
+            (None, None) => return Err(missing("outputs")),
+            (Some(outputs), None) => CardKind::Single { outputs },
+            (None, Some(members)) => CardKind::Ensemble {
+                members: check_members(members, classes.len(), path)?,
+            },
+        };
+        let name = raw.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        Ok(ModelCard {
+            name,
+            channels,
+            height: h as usize,
+            width: w as usize,
+            mean,
+            std,
+            classes,
+            resize: raw.resize,
+            kind,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// Input shape as `[C, H, W]` for tensors.
+    pub fn input_shape(&self) -> [i64; 3] {
+        [self.channels as i64, self.height as i64, self.width as i64]
+    }
+
+    pub fn has_confidence_branch(&self) -> bool {
+        matches!(
+            self.kind,
+            CardKind::Single {
+                outputs: OutputKind::LogitsAndConfidence
+            }
+        )
+    }
+
+    pub fn is_ensemble(&self) -> bool {
+        matches!(self.kind, CardKind::Ensemble { .. })
+    }
+}
+
+fn check_members(members: Vec<MemberEntry>, num_classes: usize, path: &Path) -> Result<Vec<MemberEntry>, ModelError> {
+    if members.is_empty() {
+        return Err(ModelError::card(path, "`members` is empty".into()));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    members
+        .into_iter()
+        .enumerate()
+        .map(|(k, m)| {
+            if m.classes.len() < 2 {
+                return Err(ModelError::card(
+                    path,
+                    format!("member {k} must cover at least 2 classes"),
+                ));
+            }
+            if let Some(&c) = m.classes.iter().find(|&&c| c >= num_classes) {
+                return Err(ModelError::card(
+                    path,
+                    format!("member {k} names class {c}, but the card has {num_classes} classes"),
+                ));
+            }
+            let mut sorted = m.classes.clone();
+            sorted.sort_unstable();
+            if sorted.windows(2).any(|w| w[0] == w[1]) {
+                return Err(ModelError::card(path, format!("member {k} lists a class twice")));
+            }
+            Ok(MemberEntry {
+                model: base.join(&m.model),
+                classes: m.classes,
+            })
+        })
+        .collect()
+}
+
+/// The card path for a model path: a `.toml` is the card; a `.pt` has `<stem>.toml` beside it.
+pub fn card_path_for(model_path: &Path) -> PathBuf {
+    if model_path.extension().is_some_and(|e| e == "toml") {
+        model_path.to_path_buf()
+    } else {
+        model_path.with_extension("toml")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: &str = r#"
+name = "tiny"
+input = [3, 8, 8]
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+classes = ["a", "b", "c"]
+outputs = "logits"
+"#;
+
+    #[test]
+    fn parses_a_plain_card() {
+        let card = ModelCard::parse(PLAIN, Path::new("m/tiny.toml")).unwrap();
+        assert_eq!(card.input_shape(), [3, 8, 8]);
+        assert_eq!(card.resize, ResizeMode::Resize);
+        assert_eq!(
+            card.kind,
+            CardKind::Single {
+                outputs: OutputKind::Logits
+            }
+        );
+    }
+
+    #[test]
+    fn names_the_missing_field_and_file() {
+        let err = ModelCard::parse(
+            &PLAIN.replace("classes = [\"a\", \"b\", \"c\"]", ""),
+            Path::new("m/tiny.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("m/tiny.toml") && err.contains("`classes`"), "{err}");
+    }
+
+    #[test]
+    fn rejects_mean_of_wrong_length() {
+        let err = ModelCard::parse(
+            &PLAIN.replace("mean = [0.5, 0.5, 0.5]", "mean = [0.5]"),
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("one per channel"), "{err}");
+    }
+
+    #[test]
+    fn resolves_member_paths_against_the_card() {
+        let text = PLAIN.replace(
+            "outputs = \"logits\"",
+            "members = [{ model = \"m0.pt\", classes = [0, 1] }, { model = \"m1.pt\", classes = [1, 2] }]",
+        );
+        let card = ModelCard::parse(&text, Path::new("dir/ens.toml")).unwrap();
+        let CardKind::Ensemble { members } = card.kind else {
+            panic!("not an ensemble")
+        };
+        assert_eq!(members[1].model, Path::new("dir/m1.pt"));
+    }
+
+    #[test]
+    fn rejects_member_class_out_of_range() {
+        let text = PLAIN.replace(
+            "outputs = \"logits\"",
+            "members = [{ model = \"m0.pt\", classes = [0, 7] }]",
+        );
+        let err = ModelCard::parse(&text, Path::new("e.toml")).unwrap_err();
+        assert!(err.to_string().contains("class 7"), "{err}");
+    }
+}

@@ -1,0 +1,169 @@
+//! The report JSON: settings, counts per set, skipped files, ID accuracy and metrics per OOD set.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::data::{ImageSet, SetSource};
+use crate::evaluate::Evaluation;
+use crate::metrics::DetectionMetrics;
+use crate::score::{ScoreRun, ScoreSettings};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub oodscope_version: &'static str,
+    pub settings: ReportSettings,
+    pub sets: Vec<SetCounts>,
+    pub skipped: Vec<SkippedEntry>,
+    pub id_accuracy: Option<f64>,
+    /// Keyed by OOD set name: the method's metrics, or `{ "error": … }`.
+    pub metrics: BTreeMap<String, MetricsEntry>,
+    /// The MSP baseline on the same images, for comparison (absent for ensembles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_metrics: Option<BTreeMap<String, MetricsEntry>>,
+    pub elapsed_s: f64,
+    pub images_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportSettings {
+    pub model: String,
+    pub model_name: String,
+    pub method: String,
+    pub temperature: f64,
+    pub epsilon: f64,
+    pub device: String,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SetCounts {
+    pub name: String,
+    pub role: &'static str,
+    pub source: String,
+    pub files: usize,
+    pub scored: usize,
+    pub skipped: usize,
+    pub labelled: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkippedEntry {
+    pub set: String,
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum MetricsEntry {
+    Metrics {
+        fpr_at_95_tpr: f64,
+        fpr_at_95_tpr_ood_positive: f64,
+        detection_error: f64,
+        auroc: f64,
+        aupr_in: f64,
+        aupr_out: f64,
+        threshold_at_95_tpr: f32,
+    },
+    Error {
+        error: String,
+    },
+}
+
+impl From<&Result<DetectionMetrics, String>> for MetricsEntry {
+    fn from(m: &Result<DetectionMetrics, String>) -> Self {
+        match m {
+            Ok(m) => MetricsEntry::Metrics {
+                fpr_at_95_tpr: m.fpr_at_95_tpr,
+                fpr_at_95_tpr_ood_positive: m.fpr_at_95_tpr_ood_positive,
+                detection_error: m.detection_error,
+                auroc: m.auroc,
+                aupr_in: m.aupr_in,
+                aupr_out: m.aupr_out,
+                threshold_at_95_tpr: m.threshold_at_95_tpr,
+            },
+            Err(e) => MetricsEntry::Error { error: e.clone() },
+        }
+    }
+}
+
+/// What a report says about the model and run (not derivable from the scores).
+pub struct RunContext<'a> {
+    pub model_path: String,
+    pub model_name: &'a str,
+    pub settings: &'a ScoreSettings,
+    pub device: String,
+    pub batch_size: usize,
+}
+
+/// Builds the report of a run.
+pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluation: &Evaluation) -> Report {
+    let mut skipped: Vec<SkippedEntry> = run
+        .skipped
+        .iter()
+        .map(|s| SkippedEntry {
+            set: sets[s.set].name.clone(),
+            path: s.path.clone(),
+            reason: s.reason.clone(),
+        })
+        .collect();
+    for set in sets {
+        skipped.extend(set.unreadable.iter().map(|(p, r)| SkippedEntry {
+            set: set.name.clone(),
+            path: p.display().to_string(),
+            reason: r.clone(),
+        }));
+    }
+    let set_counts = sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| SetCounts {
+            name: set.name.clone(),
+            role: set.role.name(),
+            source: match &set.source {
+                SetSource::Folder { root, .. } => root.display().to_string(),
+                SetSource::Noise { kind, count } => format!("{kind}:{count}"),
+            },
+            files: set.len(),
+            scored: run.scores.iter().filter(|s| s.set == i).count(),
+            skipped: run.skipped.iter().filter(|s| s.set == i).count(),
+            labelled: set.labelled,
+        })
+        .collect();
+    let metrics = evaluation
+        .ood
+        .iter()
+        .map(|o| (o.name.clone(), MetricsEntry::from(&o.method)))
+        .collect();
+    let baseline_metrics = evaluation
+        .ood
+        .iter()
+        .map(|o| o.baseline.as_ref().map(|b| (o.name.clone(), MetricsEntry::from(b))))
+        .collect::<Option<BTreeMap<_, _>>>()
+        .filter(|_| ctx.settings.method != crate::score::Method::Msp);
+    let elapsed = run.elapsed.as_secs_f64();
+    Report {
+        oodscope_version: env!("CARGO_PKG_VERSION"),
+        settings: ReportSettings {
+            model: ctx.model_path.clone(),
+            model_name: ctx.model_name.to_string(),
+            method: ctx.settings.method.name().to_string(),
+            temperature: ctx.settings.temperature,
+            epsilon: ctx.settings.epsilon,
+            device: ctx.device.clone(),
+            batch_size: ctx.batch_size,
+        },
+        sets: set_counts,
+        skipped,
+        id_accuracy: evaluation.id_accuracy,
+        metrics,
+        baseline_metrics,
+        elapsed_s: elapsed,
+        images_per_s: if elapsed > 0.0 {
+            (run.scores.len() + run.skipped.len()) as f64 / elapsed
+        } else {
+            0.0
+        },
+    }
+}

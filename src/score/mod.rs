@@ -1,0 +1,9 @@
+//! The scoring methods of SCORING.md on tch tensors, and the batched, streaming run over image sets.
+
+pub mod methods;
+pub mod run;
+pub mod settings;
+
+pub use methods::{BatchScores, score_batch};
+pub use run::{ImageScore, Progress, RunError, ScoreRun, SkippedFile, run_scoring};
+pub use settings::{Method, ScoreSettings};

@@ -1,0 +1,250 @@
+//! The streaming run: decode the next batch (rayon, on a producer thread) while the model scores the
+//! current one; report progress; stop promptly on cancel. Never holds more than two decoded batches.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use tch::{Kind, Tensor};
+
+use super::methods::score_batch;
+use super::settings::ScoreSettings;
+use crate::data::noise::noise_image;
+use crate::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
+use crate::model::{Model, ModelError};
+
+/// The score of one image.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImageScore {
+    /// Index of the set in the run's set list.
+    pub set: usize,
+    /// Index of the image within its set.
+    pub index: usize,
+    pub path: String,
+    pub score: f32,
+    /// MSP baseline on the same image (single models only).
+    pub baseline: Option<f32>,
+    pub pred: usize,
+    pub pred_prob: f32,
+    pub label: Option<usize>,
+}
+
+/// A file that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedFile {
+    pub set: usize,
+    pub path: String,
+    pub reason: String,
+}
+
+/// Progress of a run, reported after every batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Images handled so far (scored or skipped).
+    pub done: usize,
+    pub total: usize,
+    pub skipped: usize,
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn eta(&self) -> Option<Duration> {
+        let rate = self.rate();
+        (self.done > 0 && rate > 0.0).then(|| Duration::from_secs_f64((self.total - self.done) as f64 / rate))
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreRun {
+    /// In set order, then image order within each set.
+    pub scores: Vec<ImageScore>,
+    pub skipped: Vec<SkippedFile>,
+    pub elapsed: Duration,
+}
+
+impl ScoreRun {
+    /// The scores of one set, in image order.
+    pub fn set_scores(&self, set: usize) -> Vec<f32> {
+        self.scores.iter().filter(|s| s.set == set).map(|s| s.score).collect()
+    }
+
+    /// The MSP baseline scores of one set, when the model has them.
+    pub fn set_baseline(&self, set: usize) -> Option<Vec<f32>> {
+        self.scores
+            .iter()
+            .filter(|s| s.set == set)
+            .map(|s| s.baseline)
+            .collect()
+    }
+
+    /// Fraction of labelled images of the given sets whose prediction equals the label.
+    pub fn accuracy(&self, sets: &[usize]) -> Option<f64> {
+        let labelled: Vec<_> = self
+            .scores
+            .iter()
+            .filter(|s| sets.contains(&s.set))
+            .filter_map(|s| s.label.map(|l| l == s.pred))
+            .collect();
+        (!labelled.is_empty()).then(|| labelled.iter().filter(|&&ok| ok).count() as f64 / labelled.len() as f64)
+    }
+}
+
+/// Why a run stopped without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One image to decode: which set, which index.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    set: usize,
+    index: usize,
+}
+
+/// A decoded batch: the pixel data of the images that decoded, and the ones that did not.
+struct DecodedBatch {
+    items: Vec<Item>,
+    pixels: Vec<f32>,
+    skipped: Vec<(Item, String)>,
+}
+
+/// Scores every image of every set in batches of `batch_size`, in order.
+pub fn run_scoring(
+    model: &Model,
+    sets: &[ImageSet],
+    settings: &ScoreSettings,
+    batch_size: usize,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<ScoreRun, RunError> {
+    if batch_size == 0 {
+        return Err(RunError::Invalid("batch size must be at least 1".into()));
+    }
+    if let Some(reason) = settings.method.unsupported_reason(&model.card) {
+        return Err(RunError::Invalid(reason));
+    }
+    let pre = Preprocess::for_card(&model.card);
+    let items: Vec<Item> = sets
+        .iter()
+        .enumerate()
+        .flat_map(|(set, s)| (0..s.len()).map(move |index| Item { set, index }))
+        .collect();
+    let total = items.len();
+    let start = Instant::now();
+    let mut run = ScoreRun::default();
+    let [c, h, w] = model.card.input_shape();
+
+    std::thread::scope(|scope| {
+        let (sender, receiver) = sync_channel::<DecodedBatch>(1);
+        scope.spawn(move || {
+            for chunk in items.chunks(batch_size) {
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                if sender.send(decode_batch(chunk, sets, &pre)).is_err() {
+                    break; // the consumer stopped
+                }
+            }
+        });
+        let mut done = 0;
+        for batch in receiver {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(RunError::Cancelled);
+            }
+            done += batch.items.len() + batch.skipped.len();
+            run.skipped
+                .extend(batch.skipped.into_iter().map(|(item, reason)| SkippedFile {
+                    set: item.set,
+                    path: sets[item.set].item_name(item.index),
+                    reason,
+                }));
+            if !batch.items.is_empty() {
+                let n = batch.items.len() as i64;
+                let x = Tensor::from_slice(&batch.pixels)
+                    .view([n, c, h, w])
+                    .to_kind(Kind::Float)
+                    .to_device(model.device);
+                let scores = score_batch(model, &x, settings)?;
+                if scores.score.len() != batch.items.len() || scores.pred.len() != batch.items.len() {
+                    return Err(RunError::Invalid(
+                        "the model returned a result of the wrong length".into(),
+                    ));
+                }
+                for (k, item) in batch.items.iter().enumerate() {
+                    run.scores.push(ImageScore {
+                        set: item.set,
+                        index: item.index,
+                        path: sets[item.set].item_name(item.index),
+                        score: scores.score[k],
+                        baseline: scores.baseline.as_ref().map(|b| b[k]),
+                        pred: scores.pred[k].max(0) as usize,
+                        pred_prob: scores.pred_prob[k],
+                        label: sets[item.set].label(item.index),
+                    });
+                }
+            }
+            on_progress(Progress {
+                done,
+                total,
+                skipped: run.skipped.len(),
+                elapsed: start.elapsed(),
+            });
+        }
+        if cancel.load(Ordering::Relaxed) {
+            return Err(RunError::Cancelled);
+        }
+        Ok(())
+    })?;
+    run.elapsed = start.elapsed();
+    Ok(run)
+}
+
+/// Decodes a chunk of items in parallel; failures become skips with reasons.
+fn decode_batch(chunk: &[Item], sets: &[ImageSet], pre: &Preprocess) -> DecodedBatch {
+    let decoded: Vec<(Item, Result<Vec<f32>, String>)> = chunk
+        .par_iter()
+        .map(|&item| {
+            let pixels = match &sets[item.set].source {
+                SetSource::Folder { files, .. } => decode_file(&files[item.index].path, pre).map_err(|e| e.0),
+                SetSource::Noise { kind, .. } => Ok(noise_image(*kind, item.index, pre.len())),
+            };
+            (item, pixels)
+        })
+        .collect();
+    let mut batch = DecodedBatch {
+        items: Vec::new(),
+        pixels: Vec::with_capacity(chunk.len() * pre.len()),
+        skipped: Vec::new(),
+    };
+    for (item, result) in decoded {
+        match result {
+            Ok(pixels) => {
+                batch.items.push(item);
+                batch.pixels.extend_from_slice(&pixels);
+            }
+            Err(reason) => batch.skipped.push((item, reason)),
+        }
+    }
+    batch
+}
+
+/// Indices of the sets with the given role.
+pub fn sets_with_role(sets: &[ImageSet], role: Role) -> Vec<usize> {
+    sets.iter()
+        .enumerate()
+        .filter(|(_, s)| s.role == role)
+        .map(|(i, _)| i)
+        .collect()
+}
