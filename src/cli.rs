@@ -49,10 +49,10 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "msp")]
     pub method: Method,
     /// Temperature T [default: 1000 for odin and ensemble, 1 otherwise].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f64>,
     /// Input perturbation ε in pixel units [default: 0.0014 for odin and ensemble, 0 otherwise].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,

@@ -4,7 +4,23 @@ use clap::Parser;
 use oodscope::cli::{Cli, Command, score_command};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        use clap::error::ErrorKind;
+        if matches!(
+            err.kind(),
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            err.exit();
+        }
+        // One line, as every other fatal error: the first line of clap's message.
+        let rendered = err.render().to_string();
+        let first = rendered
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid arguments");
+        eprintln!("{} (see oodscope --help)", first.trim());
+        std::process::exit(2);
+    });
     let result = match &cli.command {
         Some(Command::Score(args)) => score_command(args),
         None => {

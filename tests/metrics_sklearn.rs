@@ -15,7 +15,11 @@ const TOLERANCE: f64 = 1e-6;
 
 fn fixtures_file() -> PathBuf {
     let path = common::fixtures().join("metric_refs.json");
-    assert!(path.is_file(), "fixtures missing: run scripts/test.sh (no file {})", path.display());
+    assert!(
+        path.is_file(),
+        "fixtures missing: run scripts/test.sh (no file {})",
+        path.display()
+    );
     path
 }
 

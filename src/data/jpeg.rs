@@ -10,7 +10,9 @@ use super::decode::{DecodeLimits, SkipReason};
 /// Decodes a JPEG, or says why not. CMYK JPEGs return `Ok(None)`: the caller falls back.
 pub fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<Option<DynamicImage>, SkipReason> {
     if is_truncated(bytes) {
-        return Err(SkipReason("truncated file (JPEG data ends before its end marker)".into()));
+        return Err(SkipReason(
+            "truncated file (JPEG data ends before its end marker)".into(),
+        ));
     }
     // libjpeg reports errors by unwinding through the wrapper; catch them here.
     let result = catch_unwind(AssertUnwindSafe(|| decode_unchecked(bytes, limits)));
@@ -76,7 +78,9 @@ mod tests {
     fn jpeg_bytes() -> Vec<u8> {
         let img = image::RgbImage::from_fn(32, 24, |x, y| image::Rgb([(x * 7) as u8, (y * 9) as u8, 100]));
         let mut out = Vec::new();
-        DynamicImage::ImageRgb8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Jpeg).unwrap();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Jpeg)
+            .unwrap();
         out
     }
 

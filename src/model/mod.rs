@@ -252,14 +252,23 @@ fn load_module(path: &Path, device: Device) -> Result<CModule, ModelError> {
     Ok(module)
 }
 
-/// The first line of a libtorch message (they carry long C++ backtraces).
+/// The informative part of a libtorch message (they carry TorchScript tracebacks and C++ context):
+/// the last `…Error: …` line if there is one, else the first sentence of the first line.
 fn first_line(message: &str) -> String {
-    message
+    let message = message.trim().trim_start_matches("Internal torch error:").trim();
+    let is_error_line = |l: &&str| {
+        l.split_once(": ")
+            .is_some_and(|(head, _)| head.ends_with("Error") && !head.contains(' '))
+    };
+    if let Some(line) = message.lines().map(str::trim).filter(is_error_line).last() {
+        return line.to_string();
+    }
+    let line = message
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or("unknown error")
-        .to_string()
+        .unwrap_or("unknown error");
+    line.split_once(". ").map_or(line, |(first, _)| first).to_string()
 }
 
 /// Splits a model's output into logits and the confidence logit, checking shapes.
@@ -333,5 +342,24 @@ fn ivalue_kind(v: &IValue) -> &'static str {
         IValue::GenericList(_) | IValue::TensorList(_) => "a list",
         IValue::GenericDict(_) => "a dict",
         _ => "a non-tensor value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn libtorch_messages_are_cut_to_their_cause() {
+        let traceback = "Internal torch error: The following operation failed in the TorchScript interpreter.\nTraceback...\n  File x\nRuntimeError: mat1 and mat2 shapes cannot be multiplied (2x800 and 288x4)\n";
+        assert_eq!(
+            first_line(traceback),
+            "RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x800 and 288x4)"
+        );
+        let zip = "Internal torch error: PytorchStreamReader failed reading zip archive: failed finding central directory. This is an internal miniz error.";
+        assert_eq!(
+            first_line(zip),
+            "PytorchStreamReader failed reading zip archive: failed finding central directory"
+        );
     }
 }
