@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::data::set::make_names_unique;
 use crate::data::{ImageSet, Role};
 use crate::evaluate::evaluate;
-use crate::model::{DeviceChoice, Model, device_name};
+use crate::model::{DeviceChoice, Model, device_name, set_model_threads};
 use crate::report::histogram::{HistogramPlot, Series, histogram_png};
 use crate::report::json::{RunContext, build_report};
 use crate::report::{csv::scores_csv, table::metrics_table, write_atomically};
@@ -59,6 +59,9 @@ pub struct ScoreArgs {
     /// auto (CUDA when available), cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Threads libtorch uses inside each operation on the CPU [default: half the cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Write per-image scores as CSV.
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -92,6 +95,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    set_model_threads(args.threads);
     let model = Model::load(&args.model, args.device)?;
     if let Some(reason) = settings.method.unsupported_reason(&model.card) {
         bail!(reason);

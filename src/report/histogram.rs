@@ -100,6 +100,8 @@ fn draw(
         .x_desc(&plot.x_label)
         .y_desc("density")
         .label_style(("sans-serif", 15))
+        .light_line_style(RGBColor(238, 238, 238))
+        .y_label_formatter(&|v| significant(*v))
         .axis_desc_style(("sans-serif", 17))
         .draw()?;
     for (k, (series, density)) in plot.series.iter().zip(densities).enumerate() {
@@ -119,7 +121,7 @@ fn draw(
         let t = (t as f64).clamp(lo, hi);
         chart
             .draw_series(LineSeries::new([(t, 0.0), (t, y_max)], BLACK.stroke_width(2)))?
-            .label(format!("threshold δ = {t:.4}"))
+            .label(format!("threshold δ = {} (95% TPR)", significant(t)))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
     }
     chart
@@ -131,4 +133,28 @@ fn draw(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// Six significant digits, without trailing zeros: scores near 1/C at T = 1000 need them.
+fn significant(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (5 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn significant_digits() {
+        assert_eq!(super::significant(0.250025123), "0.250025");
+        assert_eq!(super::significant(80000.0), "80000");
+        assert_eq!(super::significant(-3.5), "-3.5");
+    }
 }
