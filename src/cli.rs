@@ -32,6 +32,65 @@ pub struct Cli {
 pub enum Command {
     /// Score ID and OOD image sets with a model and print the detection metrics.
     Score(ScoreArgs),
+    /// Train the bundled Fashion-MNIST models (plain, confidence branch, leave-out ensemble).
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Fashion-MNIST in ImageFolder layout with train/ and test/ (made by scripts/import_data.py).
+    #[arg(long, default_value = "data/fashion-mnist")]
+    pub data: PathBuf,
+    /// Where the models and their cards are written.
+    #[arg(long, default_value = "models")]
+    pub out: PathBuf,
+    /// Which models to train (repeatable) [default: all three].
+    #[arg(long = "model", value_enum)]
+    pub which: Vec<crate::train::Which>,
+    #[arg(long, default_value_t = 15)]
+    pub epochs: usize,
+    /// Epochs for each leave-out member.
+    #[arg(long, default_value_t = 6)]
+    pub ensemble_epochs: usize,
+    /// Width of the first ResNet stage (the others are 2× and 4×).
+    #[arg(long, default_value_t = 16)]
+    pub width: i64,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: i64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use only the first N training images per class (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Threads libtorch uses on the CPU [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Runs `oodscope train`.
+pub fn train_command(args: &TrainArgs) -> Result<()> {
+    use crate::train::{TrainOptions, Which, train};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    set_model_threads(Some(args.threads.unwrap_or(cores)));
+    let which = if args.which.is_empty() {
+        vec![Which::Plain, Which::Confidence, Which::Ensemble]
+    } else {
+        args.which.clone()
+    };
+    train(&TrainOptions {
+        data: args.data.clone(),
+        out: args.out.clone(),
+        which,
+        epochs: args.epochs,
+        ensemble_epochs: args.ensemble_epochs,
+        width: args.width,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        limit: args.limit,
+        device: args.device.resolve()?,
+    })
 }
 
 #[derive(Debug, Args)]

@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod score;
+pub mod train;

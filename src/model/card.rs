@@ -52,6 +52,8 @@ struct RawCard {
     #[serde(default)]
     resize: ResizeMode,
     members: Option<Vec<MemberEntry>>,
+    accuracy: Option<f64>,
+    notes: Option<String>,
 }
 
 /// What kind of model a card describes.
@@ -76,6 +78,10 @@ pub struct ModelCard {
     pub classes: Vec<String>,
     pub resize: ResizeMode,
     pub kind: CardKind,
+    /// The accuracy the card claims on its test set (a fraction), if it says.
+    pub accuracy: Option<f64>,
+    /// Free text: how the model was made.
+    pub notes: Option<String>,
     /// Where the card was read from.
     pub path: PathBuf,
 }
@@ -150,6 +156,8 @@ impl ModelCard {
             classes,
             resize: raw.resize,
             kind,
+            accuracy: raw.accuracy,
+            notes: raw.notes,
             path: path.to_path_buf(),
         })
     }

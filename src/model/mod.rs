@@ -273,7 +273,7 @@ fn first_line(message: &str) -> String {
         l.split_once(": ")
             .is_some_and(|(head, _)| head.ends_with("Error") && !head.contains(' '))
     };
-    if let Some(line) = message.lines().map(str::trim).filter(is_error_line).last() {
+    if let Some(line) = message.lines().map(str::trim).rfind(is_error_line) {
         return line.to_string();
     }
     let line = message
