@@ -47,10 +47,10 @@ pub struct TrainArgs {
     /// Which models to train (repeatable) [default: all three].
     #[arg(long = "model", value_enum)]
     pub which: Vec<crate::train::Which>,
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     /// Epochs for each leave-out member.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 8)]
     pub ensemble_epochs: usize,
     /// Width of the first ResNet stage (the others are 2× and 4×).
     #[arg(long, default_value_t = 16)]
