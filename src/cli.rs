@@ -1,4 +1,4 @@
-//! The command line: argument definitions and the headless `score` command.
+//! The command line: argument definitions and the headless `score` and `tune` commands.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -13,9 +13,12 @@ use crate::evaluate::evaluate;
 use crate::model::{DeviceChoice, Model, device_name, set_model_threads};
 use crate::report::histogram::{HistogramPlot, Series, histogram_png};
 use crate::report::json::{RunContext, build_report};
+use crate::report::tuning::{grid_csv, tune_heatmap, tune_summary};
 use crate::report::{csv::scores_csv, table::metrics_table, write_atomically};
 use crate::score::run::sets_with_role;
 use crate::score::{Method, ScoreRun, ScoreSettings, run_scoring};
+use crate::tune::grid::{DEFAULT_EPSILON_MAX, DEFAULT_EPSILON_STEPS, evenly_spaced};
+use crate::tune::{Objective, Stage, TuneGrid, TuneOptions, ValidationSplit, tune};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,12 +29,37 @@ use crate::score::{Method, ScoreRun, ScoreSettings, run_scoring};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub gui: GuiArgs,
+}
+
+/// Without a sub-command oodscope opens its window, on these or on the last session's settings
+/// (the bundled demo the first time).
+#[derive(Debug, Args, Default)]
+pub struct GuiArgs {
+    /// Model to open (.pt with its card, or a .toml card).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// In-distribution folder (repeatable).
+    #[arg(long)]
+    pub id: Vec<String>,
+    /// Out-of-distribution folder, uniform:N or gaussian:N (repeatable).
+    #[arg(long)]
+    pub ood: Vec<String>,
+    /// Start with the bundled demo, ignoring the saved settings.
+    #[arg(long)]
+    pub demo: bool,
+    /// Take screenshots of each view into this folder, then quit (for scripts/screenshots.sh).
+    #[arg(long)]
+    pub screenshots: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Score ID and OOD image sets with a model and print the detection metrics.
     Score(ScoreArgs),
+    /// Choose T and ε on a validation split of every set, and report the choice on the rest.
+    Tune(TuneArgs),
     /// Train the bundled Fashion-MNIST models (plain, confidence branch, leave-out ensemble).
     Train(TrainArgs),
 }
@@ -159,7 +187,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     if let Some(reason) = settings.method.unsupported_reason(&model.card) {
         bail!(reason);
     }
-    let sets = open_sets(args, &model.card.classes)?;
+    let sets = open_sets(&args.id, &args.ood, &model.card.classes)?;
     let total: usize = sets.iter().map(ImageSet::len).sum();
     eprintln!(
         "oodscope: {} on {} ({} images in {} sets), {}",
@@ -210,12 +238,164 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-fn open_sets(args: &ScoreArgs, classes: &[String]) -> Result<Vec<ImageSet>> {
-    let specs = args
-        .id
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// In-distribution image folder (repeatable).
+    #[arg(long, required = true)]
+    pub id: Vec<String>,
+    /// Out-of-distribution image folder, or uniform:N / gaussian:N (repeatable).
+    #[arg(long, required = true)]
+    pub ood: Vec<String>,
+    /// odin, energy, confidence or ensemble.
+    #[arg(long, default_value = "odin")]
+    pub method: Method,
+    /// Temperatures to search, comma-separated [default: 1,2,5,10,20,50,100,200,500,1000].
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub temperatures: Vec<f64>,
+    /// ε values to search (pixel units), comma-separated [default: --epsilon-steps values from 0 to --epsilon-max].
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, conflicts_with_all = ["epsilon_steps", "epsilon_max"])]
+    pub epsilons: Vec<f64>,
+    /// Number of evenly spaced ε values from 0 to --epsilon-max.
+    #[arg(long, default_value_t = DEFAULT_EPSILON_STEPS)]
+    pub epsilon_steps: usize,
+    /// The largest ε of the evenly spaced grid.
+    #[arg(long, default_value_t = DEFAULT_EPSILON_MAX, allow_negative_numbers = true)]
+    pub epsilon_max: f64,
+    /// fpr95 (FPR at 95% TPR, lower is better) or auroc (higher is better), on the validation split.
+    #[arg(long, default_value = "fpr95")]
+    pub objective: Objective,
+    /// Validation split: the first N images of every set (e.g. 1000), or a fraction of each (e.g. 0.2).
+    #[arg(long, default_value = "1000")]
+    pub validation: ValidationSplit,
+    /// Choose on this OOD set's validation split only (its name as printed) [default: the mean over all OOD sets].
+    #[arg(long)]
+    pub tune_on: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Threads libtorch uses inside each operation on the CPU [default: half the cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write the grid as CSV: every (T, ε, OOD set) on the validation split, then the choice on the test split.
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+    /// Write a PNG heatmap of the validation objective over T × ε, the best cell outlined.
+    #[arg(long)]
+    pub heatmap: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl TuneArgs {
+    /// The search options, with the ODIN paper's grid where none is given.
+    pub fn options(&self) -> Result<TuneOptions, String> {
+        let temperatures = if self.temperatures.is_empty() {
+            TuneGrid::default().temperatures
+        } else {
+            self.temperatures.clone()
+        };
+        let epsilons = if self.epsilons.is_empty() {
+            if self.epsilon_steps < 2 {
+                return Err(format!(
+                    "--epsilon-steps must be at least 2, got {}",
+                    self.epsilon_steps
+                ));
+            }
+            if !(self.epsilon_max.is_finite() && self.epsilon_max > 0.0) {
+                return Err(format!("--epsilon-max must be positive, got {}", self.epsilon_max));
+            }
+            evenly_spaced(self.epsilon_max, self.epsilon_steps)
+        } else {
+            self.epsilons.clone()
+        };
+        if self.batch_size == 0 {
+            return Err("--batch-size must be at least 1".into());
+        }
+        Ok(TuneOptions {
+            method: self.method,
+            grid: TuneGrid::new(&temperatures, &epsilons)?,
+            objective: self.objective,
+            validation: self.validation,
+            tune_on: self.tune_on.clone(),
+            batch_size: self.batch_size,
+        })
+    }
+}
+
+/// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
+pub fn tune_command(args: &TuneArgs) -> Result<()> {
+    let options = args.options().map_err(anyhow::Error::msg)?;
+    set_model_threads(args.threads);
+    let model = Model::load(&args.model, args.device)?;
+    if let Some(reason) = options.method.unsupported_reason(&model.card) {
+        bail!(reason);
+    }
+    let grid = options.grid.for_method(options.method).map_err(anyhow::Error::msg)?;
+    if !options.method.uses_temperature() && !args.temperatures.is_empty() {
+        eprintln!("note: {} does not use T; searching ε only", options.method);
+    }
+    let sets = open_sets(&args.id, &args.ood, &model.card.classes)?;
+    eprintln!(
+        "oodscope: tuning {} on {} ({}), {} settings, validation split = {}",
+        options.method.title(),
+        model.card.name,
+        device_name(model.device),
+        grid.len(),
+        options.validation.describe()
+    );
+    let bar = progress_bar(0, args.quiet);
+    let mut stage = None;
+    let cancel = AtomicBool::new(false);
+    let result = tune(&model, &sets, &options, &cancel, &mut |p| {
+        if stage != Some(p.stage) {
+            stage = Some(p.stage);
+            bar.reset();
+            bar.set_length(p.total as u64);
+            bar.set_message(match p.stage {
+                Stage::Decoding => "decoding the validation split",
+                Stage::Searching => "validation split × every T (each: 1 gradient + 1 forward per ε)",
+                Stage::Testing => "scoring the test split at the chosen setting",
+            });
+        }
+        bar.set_position(p.done as u64);
+    })?;
+    bar.finish_and_clear();
+    let skipped = ScoreRun {
+        skipped: [result.validation_skipped.clone(), result.test_run.skipped.clone()].concat(),
+        ..ScoreRun::default()
+    };
+    report_skipped(&skipped, &sets);
+
+    print!("{}", tune_summary(&model.card.name, &result, &sets));
+    let validation_images: usize = result.validation_scored.iter().sum();
+    let test_images = result.test_run.scores.len();
+    eprintln!(
+        "[validation] searched {} settings on {validation_images} images in {:.2} s (decoding included); [test] scored {test_images} images in {:.2} s",
+        result.grid.len(),
+        result.search_elapsed.as_secs_f64(),
+        result.test_run.elapsed.as_secs_f64()
+    );
+    if let Some(path) = &args.grid {
+        write_output(path, grid_csv(&result, &sets).as_bytes())?;
+    }
+    if let Some(path) = &args.heatmap {
+        let png = tune_heatmap(&model.card.name, &result, &sets).map_err(anyhow::Error::msg)?;
+        write_output(path, &png)?;
+    }
+    Ok(())
+}
+
+fn open_sets(id: &[String], ood: &[String], classes: &[String]) -> Result<Vec<ImageSet>> {
+    let specs = id
         .iter()
         .map(|s| (s, Role::Id))
-        .chain(args.ood.iter().map(|s| (s, Role::Ood)));
+        .chain(ood.iter().map(|s| (s, Role::Ood)));
     let mut sets = specs
         .map(|(spec, role)| {
             ImageSet::open(spec, role, classes).with_context(|| format!("{} set", role.name().to_uppercase()))
@@ -296,4 +476,33 @@ fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// The headless demo report: the bundled model on the demo sets, the table and a histogram PNG
+/// (`oodscope-demo-histogram.png`), for machines without a display.
+pub fn headless_demo() -> Result<()> {
+    let root = crate::assets_root();
+    let path = |p: &str| root.join(p).display().to_string();
+    let args = ScoreArgs {
+        model: root.join("models/fmnist-resnet.pt"),
+        id: vec![path("assets/demo/fmnist-test")],
+        ood: vec![
+            path("assets/demo/mnist"),
+            path("assets/demo/photo-crops"),
+            "uniform:1000".into(),
+            "gaussian:1000".into(),
+        ],
+        method: Method::Odin,
+        temperature: None,
+        epsilon: None,
+        batch_size: 64,
+        device: DeviceChoice::Auto,
+        threads: None,
+        scores: None,
+        report: None,
+        histogram: Some(PathBuf::from("oodscope-demo-histogram.png")),
+        bins: 60,
+        quiet: false,
+    };
+    score_command(&args)
 }

@@ -1,7 +1,7 @@
 //! oodscope binary: parses the command line and runs the command; errors end in one line and exit 1.
 
 use clap::Parser;
-use oodscope::cli::{Cli, Command, score_command, train_command};
+use oodscope::cli::{Cli, Command, score_command, train_command, tune_command};
 
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|err| {
@@ -23,10 +23,14 @@ fn main() {
     });
     let result = match &cli.command {
         Some(Command::Score(args)) => score_command(args),
+        Some(Command::Tune(args)) => tune_command(args),
         Some(Command::Train(args)) => train_command(args),
+        None if oodscope::gui::has_display() => oodscope::gui::run_gui(&cli.gui),
         None => {
-            eprintln!("oodscope: the GUI is not built yet; use `oodscope score --help`");
-            Ok(())
+            eprintln!(
+                "oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): running the headless demo report instead"
+            );
+            oodscope::cli::headless_demo()
         }
     };
     if let Err(err) = result {

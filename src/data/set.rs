@@ -91,6 +91,27 @@ impl ImageSet {
         })
     }
 
+    /// A set of individual files (e.g. dropped on the window), in the given order.
+    pub fn from_files(name: &str, role: Role, paths: &[PathBuf]) -> ImageSet {
+        let files = paths
+            .iter()
+            .map(|p| FileEntry {
+                path: p.clone(),
+                label: None,
+            })
+            .collect();
+        ImageSet {
+            name: name.to_string(),
+            role,
+            source: SetSource::Folder {
+                root: PathBuf::new(),
+                files,
+            },
+            unreadable: Vec::new(),
+            labelled: false,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match &self.source {
             SetSource::Folder { files, .. } => files.len(),

@@ -10,6 +10,13 @@ use crate::metrics::{histogram, shared_range};
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 static REGISTER_FONT: Once = Once::new();
 
+/// Registers the embedded font with plotters (once).
+pub fn ensure_font() {
+    REGISTER_FONT.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
 /// Colours for the sets: ID first, then the OOD sets in order.
 pub const SET_COLOURS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -42,9 +49,7 @@ pub struct HistogramPlot<'a> {
 /// Renders the plot to PNG bytes. Each set is drawn as a density (area 1), so sets of different
 /// sizes compare fairly.
 pub fn histogram_png(plot: &HistogramPlot) -> Result<Vec<u8>, String> {
-    REGISTER_FONT.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    ensure_font();
     let slices: Vec<&[f32]> = plot.series.iter().map(|s| s.scores).collect();
     let (lo, hi) = shared_range(&slices).ok_or("no finite scores to draw")?;
     let bins = plot.bins.max(1);

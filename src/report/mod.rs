@@ -2,8 +2,11 @@
 
 pub mod atomic;
 pub mod csv;
+pub mod heatmap;
 pub mod histogram;
 pub mod json;
+pub mod roc;
 pub mod table;
+pub mod tuning;
 
 pub use atomic::write_atomically;

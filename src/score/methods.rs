@@ -16,6 +16,10 @@ pub struct BatchScores {
     pub pred: Vec<i64>,
     /// The predicted class's probability.
     pub pred_prob: Vec<f32>,
+    /// The unperturbed logits, `logit_width` per image (an ensemble: its members' logits, concatenated),
+    /// so that a change of T with ε = 0 re-scores without the model (see `rescore`).
+    pub logits: Vec<f32>,
+    pub logit_width: usize,
 }
 
 /// Scores a batch `x` (`[N, C, H, W]`, pixel units, on the model's device).
@@ -49,16 +53,18 @@ pub fn score_batch(model: &Model, x: &Tensor, settings: &ScoreSettings) -> Resul
         baseline: Some(baseline.clone()),
         pred: to_vec_i64(&pred),
         pred_prob: baseline,
+        logits: to_vec_f32(&logits),
+        logit_width: logits.size()[1] as usize,
     })
 }
 
 /// `max_i softmax(ℓ/T)_i`.
-fn max_softmax(logits: &Tensor, t: f64) -> Tensor {
+pub(crate) fn max_softmax(logits: &Tensor, t: f64) -> Tensor {
     (logits / t).softmax(1, Kind::Float).amax([1], false)
 }
 
 /// `−log softmax(ℓ/T)_ŷ` with ŷ = argmax ℓ, summed over the batch (each image keeps its own gradient).
-fn odin_loss(logits: &Tensor, t: f64) -> Tensor {
+pub(crate) fn odin_loss(logits: &Tensor, t: f64) -> Tensor {
     let pred = logits.argmax(1, true);
     -(logits / t)
         .log_softmax(1, Kind::Float)
@@ -130,11 +136,18 @@ fn ensemble_scores(model: &Model, x: &Tensor, t: f64, eps: f64) -> Result<BatchS
     let num_classes = model.card.num_classes() as i64;
     let mut score = Tensor::zeros([n], (Kind::Float, model.device));
     let mut averaged = Tensor::zeros([n, num_classes], (Kind::Float, model.device));
+    let mut clean_logits = Vec::with_capacity(members.len());
     for member in members {
         let x_k = if eps == 0.0 {
+            clean_logits.push(tch::no_grad(|| model.member_logits(member, x))?);
             x.shallow_clone()
         } else {
-            perturb(x, eps, |xg| Ok((odin_loss(&model.member_logits(member, xg)?, t), ())))?.0
+            let (x_k, logits) = perturb(x, eps, |xg| {
+                let logits = model.member_logits(member, xg)?;
+                Ok((odin_loss(&logits, t), logits.detach()))
+            })?;
+            clean_logits.push(logits);
+            x_k
         };
         tch::no_grad(|| -> Result<(), ModelError> {
             let scaled = model.member_logits(member, &x_k)? / t;
@@ -149,15 +162,18 @@ fn ensemble_scores(model: &Model, x: &Tensor, t: f64, eps: f64) -> Result<BatchS
     }
     let averaged = averaged / members.len() as f64;
     let (pred_prob, pred) = averaged.max_dim(1, false);
+    let logits = Tensor::cat(&clean_logits, 1);
     Ok(BatchScores {
         score: to_vec_f32(&score),
         baseline: None,
         pred: to_vec_i64(&pred),
         pred_prob: to_vec_f32(&pred_prob),
+        logits: to_vec_f32(&logits),
+        logit_width: logits.size()[1] as usize,
     })
 }
 
-fn to_vec_f32(t: &Tensor) -> Vec<f32> {
+pub(crate) fn to_vec_f32(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(
         t.detach()
             .to_device(Device::Cpu)

@@ -1,6 +1,7 @@
 //! The scoring methods of SCORING.md on tch tensors, and the batched, streaming run over image sets.
 
 pub mod methods;
+pub mod rescore;
 pub mod run;
 pub mod settings;
 

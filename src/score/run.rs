@@ -64,11 +64,19 @@ impl Progress {
 pub struct ScoreRun {
     /// In set order, then image order within each set.
     pub scores: Vec<ImageScore>,
+    /// The unperturbed logits of each image, `logit_width` values per entry of `scores`.
+    pub logits: Vec<f32>,
+    pub logit_width: usize,
     pub skipped: Vec<SkippedFile>,
     pub elapsed: Duration,
 }
 
 impl ScoreRun {
+    /// The logits of entry `i` of `scores`.
+    pub fn logits_of(&self, i: usize) -> &[f32] {
+        &self.logits[i * self.logit_width..(i + 1) * self.logit_width]
+    }
+
     /// The scores of one set, in image order.
     pub fn set_scores(&self, set: usize) -> Vec<f32> {
         self.scores.iter().filter(|s| s.set == set).map(|s| s.score).collect()
@@ -182,6 +190,8 @@ pub fn run_scoring(
                         "the model returned a result of the wrong length".into(),
                     ));
                 }
+                run.logit_width = scores.logit_width;
+                run.logits.extend_from_slice(&scores.logits);
                 for (k, item) in batch.items.iter().enumerate() {
                     run.scores.push(ImageScore {
                         set: item.set,

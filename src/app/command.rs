@@ -1,0 +1,62 @@
+//! What panels ask for: commands collected during drawing and applied once per frame.
+
+use std::path::PathBuf;
+
+use crate::data::Role;
+use crate::score::Method;
+
+use super::settings::Tab;
+
+/// Which file an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    HistogramPng,
+    RocPng,
+    ScoresCsv,
+    ReportJson,
+}
+
+impl ExportKind {
+    pub fn default_name(self) -> &'static str {
+        match self {
+            ExportKind::HistogramPng => "histogram.png",
+            ExportKind::RocPng => "roc.png",
+            ExportKind::ScoresCsv => "scores.csv",
+            ExportKind::ReportJson => "report.json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    LoadModel(PathBuf),
+    AddSet {
+        spec: String,
+        role: Role,
+    },
+    RemoveSet(usize),
+    ToggleSet(usize),
+    SetMethod(Method),
+    SetTemperature(f64),
+    SetEpsilon(f64),
+    SetThreshold(f32),
+    ThresholdAt95Tpr,
+    SetBins(usize),
+    SetTab(Tab),
+    Rescore,
+    Cancel,
+    ScoreFiles(Vec<PathBuf>),
+    /// A dropped folder waits for the user to say ID or OOD.
+    AskFolderRole(PathBuf),
+    ResolveFolder(Option<Role>),
+    Export {
+        kind: ExportKind,
+        path: Option<PathBuf>,
+    },
+    Select(Option<usize>),
+    DismissMessage,
+    Message(String),
+    SetLogY(bool),
+    SetDensity(bool),
+    SetExportDir(String),
+}

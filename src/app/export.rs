@@ -1,0 +1,82 @@
+//! Exports of what the user sees: histogram and ROC PNGs, scores CSV and report JSON in the CLI's
+//! formats, each written atomically.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+
+use super::{ExportKind, OodscopeApp};
+use crate::evaluate::evaluate;
+use crate::report::histogram::{HistogramPlot, Series, histogram_png};
+use crate::report::json::{RunContext, build_report};
+use crate::report::roc::{RocCurve, roc_png};
+use crate::report::{csv::scores_csv, write_atomically};
+use crate::score::ScoreRun;
+
+pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
+    let result = app.result.as_ref().ok_or_else(|| anyhow!("nothing scored yet"))?;
+    let model = app.model.as_ref().ok_or_else(|| anyhow!("no model loaded"))?;
+    // The run as displayed: scores re-derived for the shown T where that happened.
+    let mut run: ScoreRun = result.run.clone();
+    for (entry, score) in run.scores.iter_mut().zip(&result.scores) {
+        entry.score = *score;
+    }
+    let title = format!("{}: {}", model.card.name, result.shown.describe());
+    let bytes = match kind {
+        ExportKind::HistogramPng => {
+            let sets = result.set_scores();
+            let series = sets
+                .iter()
+                .map(|(name, role, scores)| Series {
+                    name: format!("{}: {name}", role.name().to_uppercase()),
+                    scores,
+                })
+                .collect();
+            histogram_png(&HistogramPlot {
+                title,
+                x_label: format!("{} score (higher = more in-distribution)", result.shown.method.title()),
+                series,
+                threshold: app.threshold,
+                bins: app.settings.bins,
+                width: 1600,
+                height: 960,
+            })
+            .map_err(anyhow::Error::msg)?
+        }
+        ExportKind::RocPng => {
+            let derived = app.derived.as_ref().ok_or_else(|| anyhow!("nothing scored yet"))?;
+            let curves: Vec<RocCurve> = derived
+                .ood
+                .iter()
+                .filter_map(|o| {
+                    let curve = o.curves.as_ref()?;
+                    let point = app.threshold.and_then(|t| o.operating_point(t)).map(|p| (p.fpr, p.tpr));
+                    Some(RocCurve {
+                        name: o.name.clone(),
+                        auroc: o.metrics?.auroc,
+                        points: &curve.roc,
+                        operating_point: point,
+                    })
+                })
+                .collect();
+            roc_png(&title, &curves, 1200, 1000).map_err(anyhow::Error::msg)?
+        }
+        ExportKind::ScoresCsv => scores_csv(&run, &result.sets, &model.card.classes).into_bytes(),
+        ExportKind::ReportJson => {
+            let evaluation = evaluate(&run, &result.sets);
+            let ctx = RunContext {
+                model_path: model.path.display().to_string(),
+                model_name: &model.card.name,
+                settings: &result.shown,
+                device: model.device.clone(),
+                batch_size: app.settings.batch_size,
+            };
+            serde_json::to_string_pretty(&build_report(&ctx, &result.sets, &run, &evaluation))?.into_bytes()
+        }
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    write_atomically(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

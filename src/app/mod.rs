@@ -1,0 +1,511 @@
+//! The eframe app: state, the commands panels emit, and the per-frame logic that drains the worker.
+//! Drawing lives in `crate::ui`; nothing here touches a tensor.
+
+pub mod command;
+pub mod export;
+pub mod result;
+pub mod settings;
+pub mod tour;
+pub mod view;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::data::{ImageSet, Role};
+use crate::model::DeviceChoice;
+use crate::score::{Progress, ScoreRun, ScoreSettings};
+use crate::worker::{CancelToken, Event, Job, ModelInfo, Worker};
+
+pub use command::{Command, ExportKind};
+use result::ScoredResult;
+pub use settings::{SavedSet, Settings, Tab};
+use view::Derived;
+
+/// One image set in the side panel.
+pub struct SetEntry {
+    pub spec: String,
+    pub role: Role,
+    pub enabled: bool,
+    /// Scanned set, once the worker has opened it.
+    pub set: Option<ImageSet>,
+}
+
+/// The scoring job in flight.
+pub struct RunningJob {
+    pub generation: u64,
+    pub settings: ScoreSettings,
+    pub progress: Option<Progress>,
+    pub cancel: CancelToken,
+    pub started: Instant,
+}
+
+/// One dropped image, scored: a result card.
+pub struct DropCard {
+    pub path: PathBuf,
+    pub settings: ScoreSettings,
+    pub outcome: Result<DropScore, String>,
+}
+
+pub struct DropScore {
+    pub score: f32,
+    pub pred: usize,
+    pub pred_prob: f32,
+    pub top5: Vec<(usize, f64)>,
+}
+
+pub struct OodscopeApp {
+    pub settings: Settings,
+    pub model: Option<ModelInfo>,
+    pub sets: Vec<SetEntry>,
+    pub result: Option<ScoredResult>,
+    pub derived: Option<Derived>,
+    pub threshold: Option<f32>,
+    pub job: Option<RunningJob>,
+    pub drops: Vec<DropCard>,
+    pub pending_folder: Option<PathBuf>,
+    pub selected: Option<usize>,
+    pub messages: Vec<String>,
+    /// UI-only gallery state (filters, thumbnail textures), mutated while drawing.
+    pub gallery: std::cell::RefCell<crate::ui::gallery::GalleryState>,
+    /// The screenshot tour, when asked for on the command line.
+    pub tour: Option<tour::Tour>,
+    next_generation: u64,
+    loading_model: bool,
+    worker: Worker,
+    commands: Vec<Command>,
+}
+
+impl OodscopeApp {
+    /// Starts the app with `settings` (the persisted ones, the demo, or the command line's).
+    pub fn new(ctx: &egui::Context, settings: Settings) -> Self {
+        let waker_ctx = ctx.clone();
+        let worker = Worker::start(std::sync::Arc::new(move || waker_ctx.request_repaint()));
+        let mut app = OodscopeApp {
+            sets: settings
+                .sets
+                .iter()
+                .map(|s| SetEntry {
+                    spec: s.spec.clone(),
+                    role: s.role(),
+                    enabled: s.enabled,
+                    set: None,
+                })
+                .collect(),
+            settings,
+            model: None,
+            result: None,
+            derived: None,
+            threshold: None,
+            job: None,
+            drops: Vec::new(),
+            pending_folder: None,
+            selected: None,
+            messages: Vec::new(),
+            gallery: Default::default(),
+            tour: None,
+            next_generation: 1,
+            loading_model: false,
+            worker,
+            commands: Vec::new(),
+        };
+        if let Some(model) = app.settings.model.clone() {
+            app.load_model(PathBuf::from(model));
+        }
+        app
+    }
+
+    /// Creates the app inside eframe: persisted settings if any, else the bundled demo.
+    pub fn from_creation_context(cc: &eframe::CreationContext<'_>, startup: Option<Settings>) -> Self {
+        let settings = startup
+            .or_else(|| {
+                cc.storage
+                    .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
+            })
+            .filter(|s| s.model.is_some())
+            .unwrap_or_else(|| Settings::demo(&crate::assets_root()));
+        Self::new(&cc.egui_ctx, settings)
+    }
+
+    pub fn push(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.job.is_some() || self.loading_model || self.sets.iter().any(|s| s.set.is_none())
+    }
+
+    pub fn current_settings(&self) -> Option<ScoreSettings> {
+        ScoreSettings::new(self.settings.method, self.settings.temperature, self.settings.epsilon).ok()
+    }
+
+    /// Whether the displayed result is for other settings than those on the sliders.
+    pub fn result_is_stale(&self) -> bool {
+        match (&self.result, self.current_settings()) {
+            (Some(r), Some(s)) => !result::equivalent(&r.shown, &s),
+            _ => false,
+        }
+    }
+
+    fn load_model(&mut self, path: PathBuf) {
+        self.loading_model = true;
+        self.cancel_job();
+        self.worker.send(Job::LoadModel {
+            path,
+            device: DeviceChoice::Auto,
+        });
+    }
+
+    fn open_sets(&mut self) {
+        let Some(model) = &self.model else { return };
+        for entry in &mut self.sets {
+            entry.set = None;
+            self.worker.send(Job::OpenSet {
+                spec: entry.spec.clone(),
+                role: entry.role,
+                classes: model.card.classes.clone(),
+            });
+        }
+    }
+
+    fn cancel_job(&mut self) {
+        if let Some(job) = self.job.take() {
+            job.cancel.cancel();
+        }
+    }
+
+    /// Brings the display in line with the sliders: from cached logits if possible, else a new job.
+    fn refresh(&mut self) {
+        let (Some(model), Some(wanted)) = (&self.model, self.current_settings()) else {
+            return;
+        };
+        if self.sets.iter().any(|s| s.set.is_none()) {
+            return; // scoring starts once every set is open
+        }
+        let sets: Vec<ImageSet> = self
+            .sets
+            .iter()
+            .filter(|s| s.enabled)
+            .filter_map(|s| s.set.clone())
+            .collect();
+        let same_sets = self.result.as_ref().is_some_and(|r| same_sets(&r.sets, &sets));
+        if let (true, Some(result)) = (same_sets, &mut self.result)
+            && result.can_show(&wanted, &model.layout)
+        {
+            result.show(&wanted, &model.layout);
+            self.cancel_job();
+            self.rederive();
+            return;
+        }
+        if self
+            .job
+            .as_ref()
+            .is_some_and(|j| result::equivalent(&j.settings, &wanted))
+            && same_sets
+        {
+            return; // already computing exactly this
+        }
+        if sets.iter().all(|s| s.role != Role::Id) || sets.iter().all(|s| s.role != Role::Ood) {
+            self.messages.push("enable at least one ID and one OOD set".into());
+            return;
+        }
+        self.cancel_job();
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let cancel = CancelToken::default();
+        self.worker.send(Job::Score {
+            generation,
+            sets,
+            settings: wanted,
+            batch_size: self.settings.batch_size.max(1),
+            cancel: cancel.flag(),
+        });
+        self.job = Some(RunningJob {
+            generation,
+            settings: wanted,
+            progress: None,
+            cancel,
+            started: Instant::now(),
+        });
+    }
+
+    fn rederive(&mut self) {
+        let Some(result) = &self.result else {
+            self.derived = None;
+            return;
+        };
+        let derived = Derived::new(&result.set_scores(), self.settings.bins);
+        let (lo, hi) = derived.range;
+        if self.threshold.is_none_or(|t| !(lo..=hi).contains(&t)) {
+            self.threshold = derived.threshold_95.or(Some(lo));
+        }
+        self.derived = Some(derived);
+    }
+
+    /// Applies one worker event.
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::ModelLoaded(info) => {
+                self.loading_model = false;
+                self.settings.model = Some(info.path.display().to_string());
+                if !info.methods.contains(&self.settings.method) {
+                    self.settings.method = info.methods[0];
+                }
+                self.model = Some(info);
+                self.result = None;
+                self.derived = None;
+                self.open_sets();
+            }
+            Event::SetOpened { spec, set } => {
+                if let Some(entry) = self.sets.iter_mut().find(|e| e.spec == spec && e.set.is_none()) {
+                    entry.set = Some(set);
+                }
+                self.refresh();
+            }
+            Event::Progress { generation, progress } => {
+                if let Some(job) = self.job.as_mut().filter(|j| j.generation == generation) {
+                    job.progress = Some(progress);
+                }
+            }
+            Event::Scored {
+                generation,
+                settings,
+                run,
+            } => {
+                if self.job.as_ref().is_some_and(|j| j.generation == generation) {
+                    self.job = None;
+                    let sets = self
+                        .sets
+                        .iter()
+                        .filter(|s| s.enabled)
+                        .filter_map(|s| s.set.clone())
+                        .collect();
+                    self.on_scored(settings, sets, run);
+                }
+            }
+            Event::FilesScored { settings, set, run, .. } => self.on_files_scored(settings, &set, &run),
+            Event::Cancelled { generation } => {
+                if self.job.as_ref().is_some_and(|j| j.generation == generation) {
+                    self.job = None;
+                }
+            }
+            Event::Error(message) => {
+                self.loading_model = false;
+                if message.contains("no images found") || message.contains("no such folder") {
+                    self.sets.retain(|s| s.set.is_some());
+                }
+                self.job = None;
+                self.messages.push(message);
+                self.refresh();
+            }
+        }
+    }
+
+    fn on_scored(&mut self, settings: ScoreSettings, sets: Vec<ImageSet>, run: ScoreRun) {
+        let skipped = run.skipped.len();
+        if skipped > 0 {
+            self.messages
+                .push(format!("{skipped} files skipped (see the Sets panel)"));
+        }
+        self.result = Some(ScoredResult::new(settings, sets, run));
+        self.selected = None;
+        self.gallery.borrow_mut().clear();
+        self.rederive();
+        self.refresh(); // the sliders may have moved on meanwhile
+    }
+
+    fn on_files_scored(&mut self, settings: ScoreSettings, set: &ImageSet, run: &ScoreRun) {
+        let Some(model) = &self.model else { return };
+        let mut results: Vec<Option<usize>> = vec![None; set.len()];
+        for (i, s) in run.scores.iter().enumerate() {
+            results[s.index] = Some(i);
+        }
+        for (index, found) in results.into_iter().enumerate() {
+            let path = match &set.source {
+                crate::data::SetSource::Folder { files, .. } => files[index].path.clone(),
+                crate::data::SetSource::Noise { .. } => continue,
+            };
+            let outcome = match found {
+                Some(i) => {
+                    let s = &run.scores[i];
+                    let probabilities = crate::score::rescore::class_probabilities(
+                        run.logits_of(i),
+                        &model.layout,
+                        model.card.num_classes(),
+                    );
+                    Ok(DropScore {
+                        score: s.score,
+                        pred: s.pred,
+                        pred_prob: s.pred_prob,
+                        top5: crate::score::rescore::top_classes(&probabilities, 5),
+                    })
+                }
+                None => Err(run
+                    .skipped
+                    .iter()
+                    .find(|k| Path::new(&k.path) == path)
+                    .map_or("skipped".into(), |k| k.reason.clone())),
+            };
+            self.drops.insert(
+                0,
+                DropCard {
+                    path,
+                    settings,
+                    outcome,
+                },
+            );
+        }
+        self.settings.tab = Tab::Dropped;
+    }
+
+    /// Applies the commands the panels emitted this frame.
+    fn apply_commands(&mut self, ctx: &egui::Context) {
+        let commands = std::mem::take(&mut self.commands);
+        for command in commands {
+            self.apply(command, ctx);
+        }
+    }
+
+    fn apply(&mut self, command: Command, ctx: &egui::Context) {
+        match command {
+            Command::LoadModel(path) => self.load_model(path),
+            Command::AddSet { spec, role } => {
+                self.sets.push(SetEntry {
+                    spec: spec.clone(),
+                    role,
+                    enabled: true,
+                    set: None,
+                });
+                if let Some(model) = &self.model {
+                    self.worker.send(Job::OpenSet {
+                        spec,
+                        role,
+                        classes: model.card.classes.clone(),
+                    });
+                }
+            }
+            Command::RemoveSet(i) if i < self.sets.len() => {
+                self.sets.remove(i);
+                self.refresh();
+            }
+            Command::ToggleSet(i) if i < self.sets.len() => {
+                self.sets[i].enabled = !self.sets[i].enabled;
+                self.refresh();
+            }
+            Command::SetMethod(m) => {
+                self.settings.method = m;
+                self.threshold = None;
+                self.refresh();
+            }
+            Command::SetTemperature(t) => {
+                self.settings.temperature = t.clamp(1.0, 1000.0);
+                self.refresh();
+            }
+            Command::SetEpsilon(e) => {
+                self.settings.epsilon = e.clamp(0.0, 0.02);
+                self.refresh();
+            }
+            Command::SetThreshold(t) => self.threshold = Some(t),
+            Command::ThresholdAt95Tpr => {
+                self.threshold = self.derived.as_ref().and_then(|d| d.threshold_95).or(self.threshold)
+            }
+            Command::SetBins(b) => {
+                self.settings.bins = b.clamp(5, 400);
+                if let (Some(d), Some(r)) = (&mut self.derived, &self.result) {
+                    d.rebin(&r.set_scores(), self.settings.bins);
+                }
+            }
+            Command::SetTab(tab) => self.settings.tab = tab,
+            Command::Rescore => {
+                self.result = None;
+                self.refresh();
+            }
+            Command::Cancel => self.cancel_job(),
+            Command::ScoreFiles(paths) => match self.current_settings() {
+                Some(settings) if self.model.is_some() => {
+                    self.worker.send(Job::ScoreFiles {
+                        generation: self.next_generation,
+                        paths,
+                        settings,
+                    });
+                    self.next_generation += 1;
+                }
+                _ => self.messages.push("load a model before dropping images".into()),
+            },
+            Command::AskFolderRole(path) => self.pending_folder = Some(path),
+            Command::ResolveFolder(role) => {
+                if let (Some(path), Some(role)) = (self.pending_folder.take(), role) {
+                    self.apply(
+                        Command::AddSet {
+                            spec: path.display().to_string(),
+                            role,
+                        },
+                        ctx,
+                    );
+                }
+            }
+            Command::Export { kind, path } => {
+                let path = path.unwrap_or_else(|| Path::new(&self.settings.export_dir).join(kind.default_name()));
+                match export::export(self, kind, &path) {
+                    Ok(()) => self.messages.push(format!("wrote {}", path.display())),
+                    Err(e) => self.messages.push(format!("export failed: {e:#}")),
+                }
+            }
+            Command::Select(i) => self.selected = i,
+            Command::DismissMessage => {
+                self.messages.clear();
+            }
+            Command::Message(text) => self.messages.push(text),
+            Command::SetLogY(on) => self.settings.log_y = on,
+            Command::SetDensity(on) => self.settings.density = on,
+            Command::SetExportDir(dir) => self.settings.export_dir = dir,
+            Command::RemoveSet(_) | Command::ToggleSet(_) => {}
+        }
+        ctx.request_repaint();
+    }
+
+    /// The settings to persist: current sliders, model and sets.
+    pub fn settings_to_save(&self) -> Settings {
+        let mut s = self.settings.clone();
+        s.sets = self
+            .sets
+            .iter()
+            .map(|e| SavedSet {
+                spec: e.spec.clone(),
+                ood: e.role == Role::Ood,
+                enabled: e.enabled,
+            })
+            .collect();
+        s
+    }
+}
+
+fn same_sets(a: &[ImageSet], b: &[ImageSet]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && x.role == y.role && x.len() == y.len())
+}
+
+impl eframe::App for OodscopeApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        while let Ok(event) = self.worker.events.try_recv() {
+            self.on_event(event);
+        }
+        if self.job.is_some() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+        tour::advance(self, ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut out = Vec::new();
+        crate::ui::app_ui(self, &mut out, ui);
+        self.commands.extend(out);
+        let ctx = ui.ctx().clone();
+        self.apply_commands(&ctx);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.settings_to_save());
+    }
+}

@@ -1,0 +1,71 @@
+//! Starting the window: settings from the command line, the last session or the demo; a one-line
+//! fallback to the headless demo report where there is no display.
+
+use anyhow::Result;
+
+use crate::app::{OodscopeApp, SavedSet, Settings};
+use crate::cli::GuiArgs;
+
+/// Whether a window can be opened here (an X11 or Wayland display).
+pub fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+/// The settings the command line asks for, if it asks for any.
+pub fn startup_settings(args: &GuiArgs) -> Option<Settings> {
+    let root = crate::assets_root();
+    if args.demo || args.screenshots.is_some() {
+        return Some(Settings::demo(&root));
+    }
+    let model = args.model.as_ref()?;
+    let mut settings = Settings {
+        model: Some(model.display().to_string()),
+        ..Settings::default()
+    };
+    let set = |spec: &String, ood: bool| SavedSet {
+        spec: spec.clone(),
+        ood,
+        enabled: true,
+    };
+    settings.sets = args
+        .id
+        .iter()
+        .map(|s| set(s, false))
+        .chain(args.ood.iter().map(|s| set(s, true)))
+        .collect();
+    Some(settings)
+}
+
+/// Opens the window and runs until it closes.
+pub fn run_gui(args: &GuiArgs) -> Result<()> {
+    let startup = startup_settings(args);
+    let tour_dir = args.screenshots.clone();
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_inner_size([1440.0, 900.0])
+            .with_title("oodscope")
+            .with_drag_and_drop(true),
+        persist_window: tour_dir.is_none(),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "oodscope",
+        options,
+        Box::new(move |cc| {
+            let mut app = OodscopeApp::from_creation_context(cc, startup);
+            if let Some(dir) = tour_dir {
+                let _ = std::fs::create_dir_all(&dir);
+                let internet = crate::assets_root().join("assets/internet");
+                let mut files: Vec<_> = std::fs::read_dir(&internet)
+                    .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                    .unwrap_or_default();
+                files.sort();
+                app.tour = Some(crate::app::tour::Tour::new(dir, files));
+            }
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

@@ -1,0 +1,222 @@
+//! Choosing T and ε honestly: search a grid on the validation split, report the choice on the test split.
+//!
+//! The protocol of the ODIN reference code: the first K images of every set (1000 by default) are
+//! the validation split, scored at every (T, ε) of the grid; the setting with the best objective
+//! there (the first in grid order among equals) is then scored once on the rest of every set, the
+//! test split, beside the MSP baseline. Numbers from the two splits are never mixed.
+
+pub mod grid;
+pub mod search;
+pub mod select;
+pub mod split;
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+pub use grid::{Objective, TuneGrid, ValidationSplit};
+pub use select::{SetMetrics, SettingResult};
+pub use split::SetSplit;
+
+use crate::data::{ImageSet, Preprocess, Role};
+use crate::evaluate::{Evaluation, evaluate};
+use crate::model::Model;
+use crate::score::run::sets_with_role;
+use crate::score::{Method, RunError, ScoreRun, ScoreSettings, SkippedFile, run_scoring};
+
+/// What to search and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneOptions {
+    pub method: Method,
+    pub grid: TuneGrid,
+    pub objective: Objective,
+    pub validation: ValidationSplit,
+    /// Tune on this OOD set only (by name); `None` averages the objective over every OOD set.
+    pub tune_on: Option<String>,
+    pub batch_size: usize,
+}
+
+/// The three stages of a tuning run, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Decoding the validation split into memory (`done`/`total` in images).
+    Decoding,
+    /// Scoring the validation split at every setting (`done`/`total` in images × temperatures).
+    Searching,
+    /// Scoring the test split at the chosen setting (`done`/`total` in images).
+    Testing,
+}
+
+/// Progress within a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TuneProgress {
+    pub stage: Stage,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// Everything a tuning run produced.
+#[derive(Debug, Clone)]
+pub struct TuneResult {
+    /// The grid searched (T collapsed to one value for a method that ignores it).
+    pub grid: TuneGrid,
+    pub objective: Objective,
+    /// Each set's validation / test sizes, in set order.
+    pub splits: Vec<SetSplit>,
+    /// The OOD sets the objective is computed on.
+    pub tuned: Vec<usize>,
+    /// Validation metrics of every setting, in grid order.
+    pub results: Vec<SettingResult>,
+    /// Index of the chosen setting in `results`.
+    pub best: usize,
+    pub chosen: ScoreSettings,
+    /// Decoded validation images per set (skipped files excluded).
+    pub validation_scored: Vec<usize>,
+    pub validation_skipped: Vec<SkippedFile>,
+    pub search_elapsed: Duration,
+    /// The test split of every set, and its run at the chosen setting (set indices are the same).
+    pub test_sets: Vec<ImageSet>,
+    pub test_run: ScoreRun,
+    pub test_evaluation: Evaluation,
+}
+
+impl TuneResult {
+    /// The chosen setting's validation result.
+    pub fn best_result(&self) -> &SettingResult {
+        &self.results[self.best]
+    }
+
+    /// Test-split images scored per set.
+    pub fn test_split_scored(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.test_sets.len()];
+        for s in &self.test_run.scores {
+            counts[s.set] += 1;
+        }
+        counts
+    }
+
+    /// Validation images of the ID sets.
+    pub fn validation_id_count(&self, sets: &[ImageSet]) -> usize {
+        sets.iter()
+            .zip(&self.validation_scored)
+            .filter(|(s, _)| s.role == Role::Id)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Runs the whole protocol. Progress goes to `on_progress`; `cancel` is checked between batches.
+pub fn tune(
+    model: &Model,
+    sets: &[ImageSet],
+    options: &TuneOptions,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(TuneProgress),
+) -> Result<TuneResult, RunError> {
+    if options.batch_size == 0 {
+        return Err(RunError::Invalid("batch size must be at least 1".into()));
+    }
+    if let Some(reason) = options.method.unsupported_reason(&model.card) {
+        return Err(RunError::Invalid(reason));
+    }
+    let grid = options.grid.for_method(options.method).map_err(RunError::Invalid)?;
+    let tuned = tuned_sets(sets, options.tune_on.as_deref())?;
+    if sets_with_role(sets, Role::Id).is_empty() {
+        return Err(RunError::Invalid("tuning needs at least one ID set".into()));
+    }
+    let splits = split::split_sets(sets, options.validation)?;
+
+    let start = Instant::now();
+    let pre = Preprocess::for_card(&model.card);
+    let data = split::load_validation(sets, &splits, &pre, options.batch_size, cancel, &mut |done, total| {
+        on_progress(TuneProgress {
+            stage: Stage::Decoding,
+            done,
+            total,
+        })
+    })?;
+    let scores = search::grid_scores(
+        model,
+        options.method,
+        &data,
+        &grid,
+        options.batch_size,
+        cancel,
+        &mut |done, total| {
+            on_progress(TuneProgress {
+                stage: Stage::Searching,
+                done,
+                total,
+            })
+        },
+    )?;
+    let results = select::evaluate_grid(&grid, &scores, &data, sets, &tuned, options.objective);
+    let best = select::best_setting(&results, options.objective).ok_or_else(|| no_objective(&results, sets))?;
+    let search_elapsed = start.elapsed();
+    let chosen = ScoreSettings::new(options.method, results[best].temperature, results[best].epsilon)
+        .map_err(RunError::Invalid)?;
+
+    let test_sets = split::test_sets(sets, &splits);
+    let mut test_run = run_scoring(model, &test_sets, &chosen, options.batch_size, cancel, &mut |p| {
+        on_progress(TuneProgress {
+            stage: Stage::Testing,
+            done: p.done,
+            total: p.total,
+        })
+    })?;
+    split::drop_validation_scores(&mut test_run, sets, &splits);
+    let test_evaluation = evaluate(&test_run, &test_sets);
+    let validation_scored = (0..sets.len())
+        .map(|s| data.set_of.iter().filter(|&&d| d == s).count())
+        .collect();
+    Ok(TuneResult {
+        grid,
+        objective: options.objective,
+        splits,
+        tuned,
+        results,
+        best,
+        chosen,
+        validation_scored,
+        validation_skipped: data.skipped,
+        search_elapsed,
+        test_sets,
+        test_run,
+        test_evaluation,
+    })
+}
+
+/// The OOD sets the objective uses: the one named by `--tune-on`, or all of them.
+fn tuned_sets(sets: &[ImageSet], tune_on: Option<&str>) -> Result<Vec<usize>, RunError> {
+    let ood = sets_with_role(sets, Role::Ood);
+    if ood.is_empty() {
+        return Err(RunError::Invalid("tuning needs at least one OOD set".into()));
+    }
+    let Some(name) = tune_on else {
+        return Ok(ood);
+    };
+    ood.iter()
+        .find(|&&s| sets[s].name == name)
+        .map(|&s| vec![s])
+        .ok_or_else(|| {
+            let names: Vec<&str> = ood.iter().map(|&s| sets[s].name.as_str()).collect();
+            RunError::Invalid(format!(
+                "--tune-on {name}: no OOD set has that name (the OOD sets are: {})",
+                names.join(", ")
+            ))
+        })
+}
+
+/// Why no setting could be chosen: the first metric error of a setting.
+fn no_objective(results: &[SettingResult], sets: &[ImageSet]) -> RunError {
+    let first_error = results
+        .iter()
+        .flat_map(|r| &r.per_set)
+        .find_map(|m| m.metrics.as_ref().err().map(|e| (m.set, e)));
+    RunError::Invalid(match first_error {
+        Some((set, e)) => format!(
+            "no grid setting has validation metrics (OOD set `{}`: {e})",
+            sets[set].name
+        ),
+        None => "no grid setting has validation metrics".into(),
+    })
+}

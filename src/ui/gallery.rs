@@ -1,0 +1,283 @@
+//! The gallery: thumbnails with score and predicted class, framed by verdict at δ, filtered and
+//! sorted, virtualised (only visible rows are laid out; thumbnails are made lazily, a few per frame).
+//! And the detail panel of the selected image.
+
+use std::collections::HashMap;
+
+use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Vec2};
+
+use crate::app::{Command, OodscopeApp};
+use crate::data::noise::noise_image;
+use crate::data::{ImageSet, Role, SetSource};
+
+const CELL: f32 = 96.0;
+const THUMB: u32 = 64;
+const NEW_THUMBNAILS_PER_FRAME: usize = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerdictFilter {
+    #[default]
+    All,
+    CalledId,
+    CalledOod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    #[default]
+    ScoreDescending,
+    ScoreAscending,
+    FileOrder,
+}
+
+/// What the gallery remembers between frames.
+#[derive(Default)]
+pub struct GalleryState {
+    pub set_filter: Option<usize>,
+    pub verdict: VerdictFilter,
+    pub sort: SortOrder,
+    thumbnails: HashMap<(usize, usize), TextureHandle>,
+}
+
+impl GalleryState {
+    /// Forgets the thumbnails (when the sets change).
+    pub fn clear(&mut self) {
+        self.thumbnails.clear();
+    }
+}
+
+pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    let Some(result) = &app.result else { return };
+    let threshold = app.threshold.unwrap_or(f32::NEG_INFINITY);
+    controls_ui(app, ui);
+    let mut gallery = app.gallery.borrow_mut();
+    let g = &*gallery;
+    let mut order: Vec<usize> = (0..result.run.scores.len())
+        .filter(|&i| g.set_filter.is_none_or(|s| result.run.scores[i].set == s))
+        .filter(|&i| match g.verdict {
+            VerdictFilter::All => true,
+            VerdictFilter::CalledId => result.scores[i] > threshold,
+            VerdictFilter::CalledOod => result.scores[i] <= threshold,
+        })
+        .collect();
+    match g.sort {
+        SortOrder::ScoreDescending => order.sort_by(|&a, &b| result.scores[b].total_cmp(&result.scores[a])),
+        SortOrder::ScoreAscending => order.sort_by(|&a, &b| result.scores[a].total_cmp(&result.scores[b])),
+        SortOrder::FileOrder => {}
+    }
+    ui.label(format!("{} images", order.len()));
+    let thumbnails = &mut gallery.thumbnails;
+    let per_row = ((ui.available_width() / (CELL + 22.0)).floor() as usize).max(1);
+    let rows = order.len().div_ceil(per_row);
+    let mut made = 0;
+    let mut clicked = None;
+    egui::ScrollArea::vertical()
+        .auto_shrink(false)
+        .show_rows(ui, CELL + 34.0, rows, |ui, visible| {
+            for row in visible {
+                ui.horizontal(|ui| {
+                    for &i in order.iter().skip(row * per_row).take(per_row) {
+                        let entry = &result.run.scores[i];
+                        let set = &result.sets[entry.set];
+                        let score = result.scores[i];
+                        let called_id = score > threshold;
+                        let key = (entry.set, entry.index);
+                        if !thumbnails.contains_key(&key) && made < NEW_THUMBNAILS_PER_FRAME {
+                            made += 1;
+                            let texture =
+                                thumbnail(ui.ctx(), set, entry.index, THUMB, app.model.as_ref().map(|m| &m.card));
+                            thumbnails.insert(key, texture);
+                        }
+                        let colour = if called_id { super::ID_COLOUR } else { super::OOD_COLOUR };
+                        let class = app
+                            .model
+                            .as_ref()
+                            .and_then(|m| m.card.classes.get(entry.pred))
+                            .cloned()
+                            .unwrap_or_default();
+                        let response = egui::Frame::new()
+                            .stroke(egui::Stroke::new(3.0, colour))
+                            .inner_margin(2.0)
+                            .show(ui, |ui| {
+                                ui.set_width(CELL);
+                                ui.vertical_centered(|ui| {
+                                    match thumbnails.get(&key) {
+                                        Some(t) => {
+                                            ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(THUMB as f32)))
+                                        }
+                                        None => ui.add_sized(Vec2::splat(THUMB as f32), egui::Spinner::new()),
+                                    };
+                                    ui.label(RichText::new(format!("{score:.4}")).small().strong());
+                                    ui.label(RichText::new(class).small());
+                                });
+                            });
+                        let response = response.response.interact(egui::Sense::click()).on_hover_text(format!(
+                            "{}\nset {} ({})\nscore {score}\ncalled {}",
+                            entry.path,
+                            set.name,
+                            set.role.name().to_uppercase(),
+                            if called_id { "ID" } else { "OOD" }
+                        ));
+                        if response.clicked() {
+                            clicked = Some(i);
+                        }
+                    }
+                });
+            }
+        });
+    if made == NEW_THUMBNAILS_PER_FRAME {
+        ui.ctx().request_repaint();
+    }
+    if let Some(i) = clicked {
+        out.push(Command::Select(Some(i)));
+    }
+}
+
+fn controls_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
+    let Some(result) = &app.result else { return };
+    let names: Vec<String> = result
+        .sets
+        .iter()
+        .map(|s| format!("{} ({})", s.name, s.role.name().to_uppercase()))
+        .collect();
+    let ood_sets: Vec<usize> = (0..result.sets.len())
+        .filter(|&s| result.sets[s].role == Role::Ood)
+        .collect();
+    let id_sets: Vec<usize> = (0..result.sets.len())
+        .filter(|&s| result.sets[s].role == Role::Id)
+        .collect();
+    let mut gallery = app.gallery.borrow_mut();
+    let g = &mut *gallery;
+    ui.horizontal_wrapped(|ui| {
+        egui::ComboBox::from_label("set")
+            .selected_text(g.set_filter.map_or("all sets".to_string(), |s| names[s].clone()))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut g.set_filter, None, "all sets");
+                for (s, name) in names.iter().enumerate() {
+                    ui.selectable_value(&mut g.set_filter, Some(s), name);
+                }
+            });
+        ui.selectable_value(&mut g.verdict, VerdictFilter::All, "all");
+        ui.selectable_value(&mut g.verdict, VerdictFilter::CalledId, "called ID");
+        ui.selectable_value(&mut g.verdict, VerdictFilter::CalledOod, "called OOD");
+        ui.separator();
+        ui.selectable_value(&mut g.sort, SortOrder::ScoreDescending, "high scores first");
+        ui.selectable_value(&mut g.sort, SortOrder::ScoreAscending, "low scores first");
+        ui.selectable_value(&mut g.sort, SortOrder::FileOrder, "file order");
+        ui.separator();
+        if ui
+            .button("Worst OOD mistakes")
+            .on_hover_text("OOD images called ID, highest score first")
+            .clicked()
+        {
+            g.set_filter = ood_sets.first().copied().filter(|_| ood_sets.len() == 1);
+            g.verdict = VerdictFilter::CalledId;
+            g.sort = SortOrder::ScoreDescending;
+            if g.set_filter.is_none() && !ood_sets.is_empty() {
+                g.set_filter = Some(ood_sets[0]);
+            }
+        }
+        if ui
+            .button("Worst ID mistakes")
+            .on_hover_text("ID images called OOD, lowest score first")
+            .clicked()
+        {
+            g.set_filter = id_sets.first().copied();
+            g.verdict = VerdictFilter::CalledOod;
+            g.sort = SortOrder::ScoreAscending;
+        }
+    });
+}
+
+/// A thumbnail of image `index` of `set`: the file scaled down, or the noise image as the model sees it.
+fn thumbnail(
+    ctx: &egui::Context,
+    set: &ImageSet,
+    index: usize,
+    size: u32,
+    card: Option<&crate::model::ModelCard>,
+) -> TextureHandle {
+    let image = match &set.source {
+        SetSource::Folder { files, .. } => image::open(&files[index].path)
+            .map(|i| {
+                let t = i.thumbnail(size, size).to_rgba8();
+                ColorImage::from_rgba_unmultiplied([t.width() as usize, t.height() as usize], t.as_raw())
+            })
+            .unwrap_or_else(|_| ColorImage::filled([size as usize, size as usize], Color32::DARK_RED)),
+        SetSource::Noise { kind, .. } => {
+            let (c, h, w) = card.map_or((1, 28, 28), |c| (c.channels, c.height, c.width));
+            planes_to_image(&noise_image(*kind, index, c * h * w), c, h, w)
+        }
+    };
+    ctx.load_texture(format!("thumb-{}-{index}", set.name), image, TextureOptions::NEAREST)
+}
+
+/// Planar values in [0, 1] (1 or 3 channels) → an egui image.
+pub fn planes_to_image(values: &[f32], channels: usize, h: usize, w: usize) -> ColorImage {
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let pixels = (0..h * w)
+        .map(|p| {
+            if channels == 1 {
+                Color32::from_gray(byte(values[p]))
+            } else {
+                Color32::from_rgb(byte(values[p]), byte(values[h * w + p]), byte(values[2 * h * w + p]))
+            }
+        })
+        .collect();
+    ColorImage {
+        size: [w, h],
+        pixels,
+        source_size: Vec2::new(w as f32, h as f32),
+    }
+}
+
+/// The selected image: large view, top-5 classes, score and verdict.
+pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    let (Some(i), Some(result), Some(model)) = (app.selected, &app.result, &app.model) else {
+        return;
+    };
+    let Some(entry) = result.run.scores.get(i) else { return };
+    let set = &result.sets[entry.set];
+    ui.horizontal(|ui| {
+        ui.heading("Image");
+        if ui.small_button("×").on_hover_text("Close (Esc)").clicked() {
+            out.push(Command::Select(None));
+        }
+    });
+    let key = (entry.set, entry.index);
+    if let Some(t) = app.gallery.borrow().thumbnails.get(&key) {
+        ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(224.0)));
+    }
+    ui.label(RichText::new(&entry.path).small());
+    ui.label(format!("set {} ({})", set.name, set.role.name().to_uppercase()));
+    let score = result.scores[i];
+    let verdict = match app.threshold {
+        Some(t) if score > t => RichText::new("called ID").color(super::ID_COLOUR),
+        Some(_) => RichText::new("called OOD").color(super::OOD_COLOUR),
+        None => RichText::new(""),
+    };
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(format!("{}: {score:.6}", result.shown.describe())).strong());
+        ui.label(verdict);
+    });
+    if let Some(label) = entry.label {
+        ui.label(format!(
+            "label: {}",
+            model.card.classes.get(label).cloned().unwrap_or_default()
+        ));
+    }
+    ui.separator();
+    ui.label(RichText::new("Top-5 classes").strong());
+    let probabilities =
+        crate::score::rescore::class_probabilities(result.run.logits_of(i), &model.layout, model.card.num_classes());
+    for (class, p) in crate::score::rescore::top_classes(&probabilities, 5) {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::ProgressBar::new(p as f32)
+                    .desired_width(120.0)
+                    .text(format!("{:.1}%", 100.0 * p)),
+            );
+            ui.label(model.card.classes.get(class).cloned().unwrap_or_default());
+        });
+    }
+}

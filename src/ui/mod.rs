@@ -1,0 +1,164 @@
+//! Widgets and panels only: they read the app's state and emit commands; no tensors, no jobs.
+//! Functions that draw end in `_ui`.
+
+pub mod curves;
+pub mod drops;
+pub mod gallery;
+pub mod histogram;
+pub mod metrics_table;
+pub mod side_panel;
+
+use egui::{Color32, RichText};
+
+use crate::app::{Command, OodscopeApp, Tab};
+
+/// Colours of the sets: ID first, then the OOD sets (the same as the PNG exports).
+pub fn set_colour(k: usize) -> Color32 {
+    let c = crate::report::histogram::SET_COLOURS[k % crate::report::histogram::SET_COLOURS.len()];
+    Color32::from_rgb(c.0, c.1, c.2)
+}
+
+pub const ID_COLOUR: Color32 = Color32::from_rgb(44, 160, 44);
+pub const OOD_COLOUR: Color32 = Color32::from_rgb(214, 39, 40);
+
+/// The whole window.
+pub fn app_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    shortcuts(app, out, ui.ctx());
+    egui::Panel::top("status").show(ui, |ui| status_bar_ui(app, out, ui));
+    egui::Panel::left("controls")
+        .resizable(true)
+        .default_size(320.0)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| side_panel::side_panel_ui(app, out, ui));
+        });
+    if app.selected.is_some() {
+        egui::Panel::right("detail")
+            .resizable(true)
+            .default_size(300.0)
+            .show(ui, |ui| gallery::detail_ui(app, out, ui));
+    }
+    egui::CentralPanel::default_margins().show(ui, |ui| central_ui(app, out, ui));
+    drops::drop_ui(app, out, ui.ctx());
+}
+
+fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
+    if ctx.memory(|m| m.focused().is_some()) {
+        return; // typing in a text field
+    }
+    let pressed = |key| ctx.input(|i| i.key_pressed(key));
+    for (key, tab) in [
+        (egui::Key::Num1, Tab::Histogram),
+        (egui::Key::Num2, Tab::Curves),
+        (egui::Key::Num3, Tab::Gallery),
+        (egui::Key::Num4, Tab::Dropped),
+    ] {
+        if pressed(key) {
+            out.push(Command::SetTab(tab));
+        }
+    }
+    if pressed(egui::Key::Escape) {
+        if app.job.is_some() {
+            out.push(Command::Cancel);
+        } else {
+            out.push(Command::Select(None));
+        }
+    }
+    if pressed(egui::Key::T) {
+        out.push(Command::ThresholdAt95Tpr);
+    }
+}
+
+fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.heading("oodscope");
+        if let Some(model) = &app.model {
+            ui.label(format!("{} on {}", model.card.name, model.device));
+        } else {
+            ui.label("loading model…");
+        }
+        if let Some(job) = &app.job {
+            let (done, total) = job.progress.map_or((0, 1), |p| (p.done, p.total.max(1)));
+            let rate = job.progress.map_or(0.0, |p| p.rate());
+            let eta = job
+                .progress
+                .and_then(|p| p.eta())
+                .map_or("…".to_string(), |d| format!("{:.0} s", d.as_secs_f64()));
+            ui.add(
+                egui::ProgressBar::new(done as f32 / total as f32)
+                    .desired_width(260.0)
+                    .text(format!("{done}/{total} images · {rate:.0}/s · ETA {eta}")),
+            );
+            if ui.button("Cancel").on_hover_text("Stop scoring (Esc)").clicked() {
+                out.push(Command::Cancel);
+            }
+        }
+    });
+    if !app.messages.is_empty() {
+        ui.horizontal(|ui| {
+            let last = app.messages.last().cloned().unwrap_or_default();
+            let colour = if last.starts_with("wrote ") {
+                Color32::DARK_GREEN
+            } else {
+                Color32::from_rgb(180, 40, 30)
+            };
+            ui.label(RichText::new(last).color(colour));
+            if app.messages.len() > 1 {
+                ui.label(format!("(+{} more)", app.messages.len() - 1))
+                    .on_hover_text(app.messages.join("\n"));
+            }
+            if ui.small_button("×").on_hover_text("Dismiss").clicked() {
+                out.push(Command::DismissMessage);
+            }
+        });
+    }
+}
+
+fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        for (tab, label) in [
+            (Tab::Histogram, "Histogram (1)"),
+            (Tab::Curves, "ROC / PR (2)"),
+            (Tab::Gallery, "Gallery (3)"),
+            (Tab::Dropped, "Dropped images (4)"),
+        ] {
+            if ui.selectable_label(app.settings.tab == tab, label).clicked() {
+                out.push(Command::SetTab(tab));
+            }
+        }
+        if app.result_is_stale() {
+            ui.label(RichText::new("updating…").italics().color(Color32::GRAY))
+                .on_hover_text("The view shows the previous settings until the new scores arrive.");
+        }
+    });
+    ui.separator();
+    if app.settings.tab == Tab::Dropped {
+        drops::drop_cards_ui(app, ui);
+        return;
+    }
+    if app.derived.is_none() {
+        ui.centered_and_justified(|ui| {
+            ui.label(if app.is_busy() {
+                "Scoring…"
+            } else {
+                "Load a model and add an ID and an OOD set."
+            });
+        });
+        return;
+    }
+    let stale = app.result_is_stale();
+    if stale {
+        ui.multiply_opacity(0.45);
+    }
+    match app.settings.tab {
+        Tab::Histogram => {
+            let height = (ui.available_height() * 0.6).max(200.0);
+            histogram::histogram_ui(app, out, ui, height);
+            ui.separator();
+            egui::ScrollArea::vertical()
+                .id_salt("metrics")
+                .show(ui, |ui| metrics_table::metrics_table_ui(app, ui));
+        }
+        Tab::Curves => curves::curves_ui(app, ui),
+        Tab::Gallery | Tab::Dropped => gallery::gallery_ui(app, out, ui),
+    }
+}

@@ -1,0 +1,118 @@
+//! The worker thread's loop: runs each job with the model it owns and reports events.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, Sender};
+
+use super::{Event, Job, Waker};
+use crate::data::{ImageSet, Role};
+use crate::model::{CardKind, Model, ModelCard, Network, device_name, set_model_threads};
+use crate::score::rescore::LogitLayout;
+use crate::score::{Method, RunError, run_scoring};
+
+/// What the UI shows about a loaded model (no tensors).
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub card: ModelCard,
+    pub device: String,
+    pub methods: Vec<Method>,
+    pub layout: LogitLayout,
+}
+
+impl ModelInfo {
+    /// Number of ensemble members (0 for a single model).
+    pub fn layout_members(&self) -> usize {
+        match &self.layout {
+            LogitLayout::Ensemble { members } => members.len(),
+            LogitLayout::Single => 0,
+        }
+    }
+}
+
+pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Waker) {
+    set_model_threads(None);
+    let mut model: Option<Model> = None;
+    let send = |event: Event| {
+        let _ = events.send(event);
+        waker();
+    };
+    for job in jobs {
+        match job {
+            Job::Shutdown => break,
+            Job::LoadModel { path, device } => match Model::load(&path, device) {
+                Ok(loaded) => {
+                    send(Event::ModelLoaded(model_info(&path, &loaded)));
+                    model = Some(loaded);
+                }
+                Err(e) => send(Event::Error(e.to_string())),
+            },
+            Job::OpenSet { spec, role, classes } => match ImageSet::open(&spec, role, &classes) {
+                Ok(set) => send(Event::SetOpened { spec, set }),
+                Err(e) => send(Event::Error(format!("{} set: {e}", role.name().to_uppercase()))),
+            },
+            Job::Score {
+                generation,
+                sets,
+                settings,
+                batch_size,
+                cancel,
+            } => {
+                let Some(m) = &model else {
+                    send(Event::Error("no model loaded".into()));
+                    continue;
+                };
+                let mut on_progress = |progress| send(Event::Progress { generation, progress });
+                match run_scoring(m, &sets, &settings, batch_size, &cancel, &mut on_progress) {
+                    Ok(run) => send(Event::Scored {
+                        generation,
+                        settings,
+                        run,
+                    }),
+                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                    Err(e) => send(Event::Error(e.to_string())),
+                }
+            }
+            Job::ScoreFiles {
+                generation,
+                paths,
+                settings,
+            } => {
+                let Some(m) = &model else {
+                    send(Event::Error("load a model before dropping images".into()));
+                    continue;
+                };
+                let set = ImageSet::from_files("dropped", Role::Ood, &paths);
+                let never = AtomicBool::new(false);
+                match run_scoring(m, std::slice::from_ref(&set), &settings, 16, &never, &mut |_| {}) {
+                    Ok(run) => send(Event::FilesScored {
+                        generation,
+                        set,
+                        settings,
+                        run,
+                    }),
+                    Err(e) => send(Event::Error(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+fn model_info(path: &std::path::Path, model: &Model) -> ModelInfo {
+    let layout = match &model.network {
+        Network::Ensemble { members } => LogitLayout::Ensemble {
+            members: members.iter().map(|m| m.classes.clone()).collect(),
+        },
+        Network::Single { .. } => LogitLayout::Single,
+    };
+    debug_assert!(
+        matches!(model.card.kind, CardKind::Ensemble { .. }) == matches!(layout, LogitLayout::Ensemble { .. })
+    );
+    ModelInfo {
+        path: path.to_path_buf(),
+        card: model.card.clone(),
+        device: device_name(model.device),
+        methods: Method::supported_by(&model.card),
+        layout,
+    }
+}

@@ -1,0 +1,122 @@
+//! The background worker: one thread that owns the model and every tensor. The app sends jobs,
+//! the worker sends plain results back and wakes the UI. Every job carries a generation and a
+//! cancel flag: the app cancels a superseded job and drops results of old generations.
+
+pub mod jobs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use crate::data::{ImageSet, Role};
+use crate::model::DeviceChoice;
+use crate::score::{Progress, ScoreRun, ScoreSettings};
+
+pub use jobs::ModelInfo;
+
+/// Something for the worker to do.
+#[derive(Debug)]
+pub enum Job {
+    LoadModel {
+        path: PathBuf,
+        device: DeviceChoice,
+    },
+    OpenSet {
+        spec: String,
+        role: Role,
+        classes: Vec<String>,
+    },
+    Score {
+        generation: u64,
+        sets: Vec<ImageSet>,
+        settings: ScoreSettings,
+        batch_size: usize,
+        cancel: Arc<AtomicBool>,
+    },
+    ScoreFiles {
+        generation: u64,
+        paths: Vec<PathBuf>,
+        settings: ScoreSettings,
+    },
+    Shutdown,
+}
+
+/// What the worker reports.
+#[derive(Debug)]
+pub enum Event {
+    ModelLoaded(ModelInfo),
+    SetOpened {
+        spec: String,
+        set: ImageSet,
+    },
+    Progress {
+        generation: u64,
+        progress: Progress,
+    },
+    Scored {
+        generation: u64,
+        settings: ScoreSettings,
+        run: ScoreRun,
+    },
+    FilesScored {
+        generation: u64,
+        set: ImageSet,
+        settings: ScoreSettings,
+        run: ScoreRun,
+    },
+    Cancelled {
+        generation: u64,
+    },
+    Error(String),
+}
+
+/// The app's handle on the worker thread.
+pub struct Worker {
+    jobs: Sender<Job>,
+    pub events: Receiver<Event>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Called by the worker after each event so the UI wakes up (egui's `request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+impl Worker {
+    pub fn start(waker: Waker) -> Worker {
+        let (jobs, job_rx) = channel::<Job>();
+        let (event_tx, events) = channel::<Event>();
+        let thread = std::thread::Builder::new()
+            .name("oodscope-worker".into())
+            .spawn(move || jobs::run_worker(job_rx, event_tx, waker))
+            .ok();
+        Worker { jobs, events, thread }
+    }
+
+    /// Queues a job; if the worker is gone the job is dropped (its absence shows as no result).
+    pub fn send(&self, job: Job) {
+        let _ = self.jobs.send(job);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.jobs.send(Job::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A cancel flag that a newer job replaces.
+#[derive(Debug, Default, Clone)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
