@@ -46,6 +46,7 @@ pub struct DropCard {
     pub outcome: Result<DropScore, String>,
 }
 
+#[derive(Debug, Clone)]
 pub struct DropScore {
     pub score: f32,
     pub pred: usize,
@@ -357,12 +358,14 @@ impl OodscopeApp {
         self.settings.tab = Tab::Dropped;
     }
 
-    /// Applies the commands the panels emitted this frame.
-    fn apply_commands(&mut self, ctx: &egui::Context) {
+    /// Applies the commands the panels emitted this frame; returns whether there were any.
+    fn apply_commands(&mut self, ctx: &egui::Context) -> bool {
         let commands = std::mem::take(&mut self.commands);
+        let any = !commands.is_empty();
         for command in commands {
             self.apply(command, ctx);
         }
+        any
     }
 
     fn apply(&mut self, command: Command, ctx: &egui::Context) {
@@ -502,7 +505,10 @@ impl eframe::App for OodscopeApp {
         crate::ui::app_ui(self, &mut out, ui);
         self.commands.extend(out);
         let ctx = ui.ctx().clone();
-        self.apply_commands(&ctx);
+        if self.apply_commands(&ctx) {
+            // Redraw this frame with the new state: moving δ shows its effect in the same frame.
+            ctx.request_discard("oodscope applied commands");
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -108,7 +108,8 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
                                         None => ui.add_sized(Vec2::splat(THUMB as f32), egui::Spinner::new()),
                                     };
                                     ui.label(RichText::new(format!("{score:.4}")).small().strong());
-                                    ui.label(RichText::new(class).small());
+                                    let role = if set.role == Role::Id { "ID" } else { "OOD" };
+                                    ui.label(RichText::new(format!("{role} · {class}")).small());
                                 });
                             });
                         let response = response.response.interact(egui::Sense::click()).on_hover_text(format!(

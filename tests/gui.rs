@@ -1,0 +1,212 @@
+//! The real app driven by egui_kittest (no display, no GPU): it loads the demo, sliders found by
+//! their labels change what the metrics table shows, δ changes the verdict counts in the same
+//! frame, a simulated file drop adds a result card, and an export writes a valid PNG.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, HarnessBuilder};
+use oodscope::app::{OodscopeApp, SavedSet, Settings, Tab};
+use oodscope::score::Method;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A small demo: the bundled model, Fashion-MNIST ID, MNIST and uniform noise as OOD, ODIN with
+/// ε = 0 (so that T re-scores from cached logits).
+fn settings(export_dir: &Path) -> Settings {
+    let set = |spec: String, ood: bool| SavedSet {
+        spec,
+        ood,
+        enabled: true,
+    };
+    Settings {
+        model: Some(root().join("models/fmnist-resnet.pt").display().to_string()),
+        sets: vec![
+            set(root().join("assets/demo/fmnist-test").display().to_string(), false),
+            set(root().join("assets/demo/mnist").display().to_string(), true),
+            set("uniform:300".into(), true),
+        ],
+        method: Method::Odin,
+        temperature: 1000.0,
+        epsilon: 0.0,
+        export_dir: export_dir.display().to_string(),
+        ..Settings::default()
+    }
+}
+
+fn harness(export_dir: &Path) -> Harness<'static, OodscopeApp> {
+    let settings = settings(export_dir);
+    HarnessBuilder::default()
+        .with_size([1440.0, 900.0])
+        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings))
+}
+
+/// Steps the app until `done` holds (background jobs finish on their own thread).
+fn step_until(h: &mut Harness<'static, OodscopeApp>, what: &str, done: impl Fn(&OodscopeApp) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "timed out waiting for {what}; messages: {:?}",
+            h.state().messages
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+fn scored(app: &OodscopeApp) -> bool {
+    app.derived.is_some() && app.job.is_none() && !app.result_is_stale()
+}
+
+fn auroc_of_first_ood(app: &OodscopeApp) -> f64 {
+    app.derived.as_ref().unwrap().ood[0].metrics.unwrap().auroc
+}
+
+fn shows_text(h: &Harness<'static, OodscopeApp>, text: &str) -> bool {
+    h.query_all_by_label(text).next().is_some()
+}
+
+#[test]
+fn demo_loads_and_the_temperature_slider_changes_the_metrics_shown() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the demo to be scored", scored);
+    let app = h.state();
+    assert_eq!(app.result.as_ref().unwrap().run.scores.len(), 2000 + 2000 + 300);
+    let before = auroc_of_first_ood(app);
+    assert!(
+        shows_text(&h, &format!("{:.1}%", 100.0 * before)),
+        "AUROC {before} not shown"
+    );
+
+    // T from 1000 down to 1: with ε = 0 this re-scores from cached logits, at once.
+    h.get_by_role_and_label(Role::Slider, "Temperature T")
+        .set_value_accesskit(1.0);
+    h.step();
+    h.step();
+    let app = h.state();
+    assert_eq!(app.settings.temperature, 1.0);
+    assert!(app.job.is_none(), "a T change with ε = 0 must not need the model");
+    let after = auroc_of_first_ood(app);
+    assert!(
+        (after - before).abs() > 1e-3,
+        "AUROC did not change: {before} → {after}"
+    );
+    assert!(
+        shows_text(&h, &format!("{:.1}%", 100.0 * after)),
+        "new AUROC {after} not shown"
+    );
+}
+
+#[test]
+fn epsilon_needs_the_model_and_never_shows_stale_numbers() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the demo to be scored", scored);
+    let before = auroc_of_first_ood(h.state());
+    h.get_by_role_and_label(Role::Slider, "Perturbation ε")
+        .set_value_accesskit(0.002);
+    h.step();
+    assert!(h.state().job.is_some(), "ε > 0 starts a background job");
+    assert!(
+        h.state().result_is_stale(),
+        "the previous result is marked as such while updating"
+    );
+    assert!(shows_text(&h, "updating…"));
+    step_until(&mut h, "the ε = 0.002 result", scored);
+    let app = h.state();
+    assert_eq!(app.result.as_ref().unwrap().shown.epsilon, 0.002);
+    assert_ne!(auroc_of_first_ood(app), before);
+}
+
+#[test]
+fn moving_the_threshold_changes_the_verdict_counts_in_the_same_frame() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the demo to be scored", scored);
+    let (lo, hi) = h.state().derived.as_ref().unwrap().range;
+    let counts = |app: &OodscopeApp| {
+        let p = app.derived.as_ref().unwrap().ood[0]
+            .operating_point(app.threshold.unwrap())
+            .unwrap();
+        (p.id_as_id, p.id_as_ood)
+    };
+    let first = counts(h.state());
+    let middle = lo + 0.5 * (hi - lo);
+    h.get_by_role_and_label(Role::Slider, "Threshold δ")
+        .set_value_accesskit(middle as f64);
+    h.step();
+    let second = counts(h.state());
+    assert_ne!(first, second, "verdict counts did not move with δ");
+    assert!(
+        shows_text(&h, &format!("{} / {}", second.0, second.1)),
+        "counts {second:?} not shown"
+    );
+    h.get_by_label("δ at 95% TPR").click();
+    h.step();
+    h.step();
+    let p = h.state().derived.as_ref().unwrap().ood[0]
+        .operating_point(h.state().threshold.unwrap())
+        .unwrap();
+    assert!(p.tpr >= 0.95 && p.tpr < 0.951, "δ at 95% TPR gives TPR {}", p.tpr);
+}
+
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropping_images_adds_result_cards_and_bad_files_say_why() {
+    let out = tempfile::tempdir().unwrap();
+    let text = out.path().join("not-an-image.png");
+    std::fs::write(&text, "hello").unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the model to load", |app| app.model.is_some());
+    let cat = root().join("assets/internet/cat-chelsea.png");
+    h.input_mut().dropped_files.push(Arc::new(DroppedPath(cat.clone())));
+    h.input_mut().dropped_files.push(Arc::new(DroppedPath(text.clone())));
+    h.step();
+    step_until(&mut h, "the dropped images to be scored", |app| app.drops.len() == 2);
+    let app = h.state();
+    assert_eq!(app.settings.tab, Tab::Dropped);
+    let card = app.drops.iter().find(|c| c.path == cat).unwrap();
+    let score = card.outcome.as_ref().unwrap().score;
+    assert!(score > 0.0 && score <= 1.0);
+    let bad = app.drops.iter().find(|c| c.path == text).unwrap();
+    assert!(bad.outcome.as_ref().unwrap_err().contains("not an image"));
+    assert!(shows_text(&h, "cat-chelsea.png"));
+    assert!(h.query_by_label_contains("could not score: not an image").is_some());
+}
+
+#[test]
+fn exporting_the_histogram_writes_a_valid_png() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the demo to be scored", scored);
+    h.get_by_label("Histogram PNG").click();
+    h.step();
+    h.step();
+    let path = out.path().join("histogram.png");
+    let png =
+        image::open(&path).unwrap_or_else(|e| panic!("{}: {e}; messages {:?}", path.display(), h.state().messages));
+    assert_eq!((png.width(), png.height()), (1600, 960));
+    h.get_by_label("Scores CSV").click();
+    h.step();
+    let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 4300);
+}
