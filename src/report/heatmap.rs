@@ -97,9 +97,9 @@ fn colour_position(v: f64, (lo, hi): (f64, f64), lower_is_better: bool) -> f64 {
 
 fn draw(plot: &HeatmapPlot, pixels: &mut [u8], range: (f64, f64)) -> Result<(), Box<dyn std::error::Error>> {
     let (nx, ny) = (plot.x_labels.len(), plot.y_labels.len());
-    let root = BitMapBackend::with_buffer(pixels, (plot.width, plot.height)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let root = root.titled(&plot.title, ("sans-serif", 22))?;
+    let full = BitMapBackend::with_buffer(pixels, (plot.width, plot.height)).into_drawing_area();
+    full.fill(&WHITE)?;
+    let root = full.titled(&plot.title, ("sans-serif", 22))?;
     root.draw(&Text::new(
         plot.subtitle.clone(),
         (plot.width as i32 / 2, 4),
@@ -169,12 +169,12 @@ fn draw(plot: &HeatmapPlot, pixels: &mut [u8], range: (f64, f64)) -> Result<(), 
         ])?;
     }
 
-    // Category labels at the cell centres.
+    // Category labels at the cell centres (`backend_coord` is in whole-image pixels, as `full`).
     let label_style = ("sans-serif", 14).into_font().color(&BLACK);
     let every_y = (ny / 24 + 1).max(1);
     for (x, label) in plot.x_labels.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(x as f64 + 0.5, 0.0));
-        main.draw(&Text::new(
+        full.draw(&Text::new(
             label.clone(),
             (px, py + 6),
             label_style.clone().pos(Pos::new(HPos::Center, VPos::Top)),
@@ -182,7 +182,7 @@ fn draw(plot: &HeatmapPlot, pixels: &mut [u8], range: (f64, f64)) -> Result<(), 
     }
     for (y, label) in plot.y_labels.iter().enumerate().filter(|(y, _)| y % every_y == 0) {
         let (px, py) = chart.backend_coord(&(0.0, y as f64 + 0.5));
-        main.draw(&Text::new(
+        full.draw(&Text::new(
             label.clone(),
             (px - 6, py),
             label_style.clone().pos(Pos::new(HPos::Right, VPos::Center)),
@@ -202,6 +202,7 @@ fn draw(plot: &HeatmapPlot, pixels: &mut [u8], range: (f64, f64)) -> Result<(), 
         .set_secondary_coord(0.0..1.0, lo..hi);
     legend
         .configure_secondary_axes()
+        .set_all_tick_mark_size(6)
         .y_desc(&plot.value_desc)
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
@@ -217,7 +218,7 @@ fn draw(plot: &HeatmapPlot, pixels: &mut [u8], range: (f64, f64)) -> Result<(), 
         [(0.0, lo), (1.0, hi)],
         BLACK.stroke_width(1),
     )))?;
-    root.present()?;
+    full.present()?;
     Ok(())
 }
 

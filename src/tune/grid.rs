@@ -89,12 +89,14 @@ impl TuneGrid {
     }
 }
 
-/// `steps` values evenly spaced from 0 to `max` inclusive (`max·i/(steps−1)`).
+/// `steps` values evenly spaced from 0 to `max` inclusive (`max·i/(steps−1)`), each rounded to 15
+/// significant digits so that they print as typed (0.0006, not 0.0006000000000000001).
 pub fn evenly_spaced(max: f64, steps: usize) -> Vec<f64> {
+    let clean = |v: f64| format!("{v:.14e}").parse().unwrap_or(v);
     match steps {
         0 => Vec::new(),
         1 => vec![0.0],
-        _ => (0..steps).map(|i| max * i as f64 / (steps - 1) as f64).collect(),
+        _ => (0..steps).map(|i| clean(max * i as f64 / (steps - 1) as f64)).collect(),
     }
 }
 
@@ -233,7 +235,8 @@ mod tests {
         assert_eq!(grid.epsilons.len(), 21);
         assert_eq!(grid.epsilons[0], 0.0);
         assert_eq!(grid.epsilons[20], 0.004);
-        assert!((grid.epsilons[7] - 0.0014).abs() < 1e-15);
+        assert_eq!(grid.epsilons[7], 0.0014);
+        assert_eq!(format!("{:?}", &grid.epsilons[..4]), "[0.0, 0.0002, 0.0004, 0.0006]");
         assert_eq!(grid.len(), 210);
         assert_eq!(grid.setting(grid.index(9, 7)), (1000.0, grid.epsilons[7]));
     }

@@ -150,7 +150,7 @@ pub fn tune(
         },
     )?;
     let results = select::evaluate_grid(&grid, &scores, &data, sets, &tuned, options.objective);
-    let best = select::best_setting(&results, options.objective).ok_or_else(|| no_objective(&results, sets))?;
+    let best = select::best_setting(&results, options.objective).ok_or_else(|| no_objective(&results, sets, &tuned))?;
     let search_elapsed = start.elapsed();
     let chosen = ScoreSettings::new(options.method, results[best].temperature, results[best].epsilon)
         .map_err(RunError::Invalid)?;
@@ -206,11 +206,12 @@ fn tuned_sets(sets: &[ImageSet], tune_on: Option<&str>) -> Result<Vec<usize>, Ru
         })
 }
 
-/// Why no setting could be chosen: the first metric error of a setting.
-fn no_objective(results: &[SettingResult], sets: &[ImageSet]) -> RunError {
+/// Why no setting could be chosen: the first metric error of a tuned set.
+fn no_objective(results: &[SettingResult], sets: &[ImageSet], tuned: &[usize]) -> RunError {
     let first_error = results
         .iter()
         .flat_map(|r| &r.per_set)
+        .filter(|m| tuned.contains(&m.set))
         .find_map(|m| m.metrics.as_ref().err().map(|e| (m.set, e)));
     RunError::Invalid(match first_error {
         Some((set, e)) => format!(

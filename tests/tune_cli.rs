@@ -1,0 +1,209 @@
+//! `oodscope tune` end to end: the summary naming each number's split, the grid CSV, the heatmap PNG,
+//! and one-line errors for bad tuning arguments.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn fx(rel: &str) -> String {
+    common::fixtures().join(rel).to_str().unwrap().to_string()
+}
+
+fn oodscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oodscope"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn tune_prints_splits_and_writes_grid_csv_and_heatmap() {
+    let out = tempfile::tempdir().unwrap();
+    let csv_path = out.path().join("grid.csv");
+    let png_path = out.path().join("heat.png");
+    let (model, id, ood) = (fx("models/plain.pt"), fx("images/ood"), fx("images/id"));
+    let result = oodscope(&[
+        "tune",
+        "--model",
+        &model,
+        "--id",
+        &id,
+        "--ood",
+        &ood,
+        "--ood",
+        "uniform:30",
+        "--method",
+        "odin",
+        "--temperatures",
+        "1000,1,10",
+        "--epsilons",
+        "0,0.002,0.001",
+        "--validation",
+        "0.5",
+        "--tune-on",
+        "id",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--grid",
+        csv_path.to_str().unwrap(),
+        "--heatmap",
+        png_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+
+    // Which split each number comes from: sizes, the choice, and one table per split.
+    for needle in [
+        "objective FPR at 95% TPR (lower is better) on OOD set id",
+        "[validation] split (chooses T and ε): ID ood 9, OOD id 26, OOD uniform 15",
+        "[test] split (reports the choice): ID ood 9, OOD id 26, OOD uniform 15",
+        "[validation] best setting: ODIN (T = ",
+        "=== [validation] split, chosen setting ===",
+        "=== [test] split, chosen setting (never seen by the search) beside the MSP baseline ===",
+        "OOD set: id (26 images)",
+        "OOD set: uniform (15 images)",
+        "Baseline (MSP)",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");
+    }
+    let validation_block = stdout.split("=== [test]").next().unwrap();
+    assert!(!validation_block.contains("Baseline (MSP)"), "{stdout}");
+    assert!(
+        stderr.contains("[validation] searched 9 settings on 50 images"),
+        "{stderr}"
+    );
+
+    // CSV: 3 T × 3 ε × 2 OOD sets on validation, in grid order (sorted), then the choice on test.
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("temperature,epsilon,split,set,fpr_at_95_tpr,detection_error,auroc,aupr_in,aupr_out")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3 * 3 * 2 + 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 9 && r[4..].iter().all(|v| v.parse::<f64>().is_ok()))
+    );
+    let settings: Vec<(&str, &str, &str)> = rows[..18].iter().step_by(2).map(|r| (r[0], r[1], r[2])).collect();
+    assert_eq!(settings[0], ("1", "0", "validation"));
+    assert_eq!(settings[1], ("1", "0.001", "validation"));
+    assert_eq!(settings[8], ("1000", "0.002", "validation"));
+    assert!(
+        rows[..18]
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r[3] == ["id", "uniform"][i % 2])
+    );
+    let (test_id, test_uniform) = (&rows[18], &rows[19]);
+    assert_eq!((test_id[2], test_id[3], test_uniform[3]), ("test", "id", "uniform"));
+    // The test rows are at the chosen setting: the best validation FPR95 on `id`, first in grid order.
+    let fpr = |r: &Vec<&str>| r[4].parse::<f64>().unwrap();
+    let best = rows[..18]
+        .iter()
+        .filter(|r| r[3] == "id")
+        .min_by(|a, b| fpr(a).total_cmp(&fpr(b)))
+        .unwrap();
+    assert_eq!((test_id[0], test_id[1]), (best[0], best[1]));
+    assert!(
+        stdout.contains(&format!("T = {}, ε = {}", best[0], best[1])),
+        "{stdout}"
+    );
+
+    // Heatmap: a real PNG of the promised size, drawn in more than a couple of colours.
+    let png = image::open(&png_path).unwrap().to_rgb8();
+    assert_eq!(png.width(), 1200);
+    let colours: std::collections::HashSet<_> = png.pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 50, "{} colours", colours.len());
+}
+
+#[test]
+fn confidence_tunes_epsilon_only() {
+    let out = tempfile::tempdir().unwrap();
+    let csv_path = out.path().join("grid.csv");
+    let result = oodscope(&[
+        "tune",
+        "--model",
+        &fx("models/conf.pt"),
+        "--id",
+        &fx("images/id"),
+        "--ood",
+        &fx("images/ood"),
+        "--method",
+        "confidence",
+        "--epsilon-steps",
+        "3",
+        "--epsilon-max",
+        "0.002",
+        "--validation",
+        "5",
+        "--objective",
+        "auroc",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--grid",
+        csv_path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        stdout.contains("T not used, 3 ε = 3 settings; objective AUROC (higher is better)"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let settings: Vec<(&str, &str)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0], f[1])
+        })
+        .collect();
+    assert_eq!(settings[..3], [("1", "0"), ("1", "0.001"), ("1", "0.002")]);
+    assert_eq!(settings.len(), 4);
+}
+
+#[test]
+fn bad_tuning_arguments_are_one_line_errors() {
+    let (model, id, ood) = (fx("models/plain.pt"), fx("images/id"), fx("images/ood"));
+    let base = [
+        "tune", "--model", &model, "--id", &id, "--ood", &ood, "--device", "cpu", "--quiet",
+    ];
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["--tune-on", "nope"],
+            1,
+            "--tune-on nope: no OOD set has that name (the OOD sets are: ood)",
+        ),
+        (
+            &["--validation", "18"],
+            1,
+            "OOD set `ood` has 18 images: a validation split of 18 leaves none",
+        ),
+        (&["--validation", "1.5"], 2, "neither an image count"),
+        (&["--method", "msp"], 1, "method `msp` has no T or ε to tune"),
+        (
+            &["--temperatures", "1,0"],
+            1,
+            "every temperature must be positive, got 0",
+        ),
+        (
+            &["--epsilons", "0,0.001", "--epsilon-steps", "5"],
+            2,
+            "cannot be used with",
+        ),
+    ];
+    for (extra, code, message) in cases {
+        let result = oodscope(&[&base[..], extra].concat());
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(code), "{extra:?}: {stderr}");
+        assert!(stderr.contains(message), "{extra:?}: {stderr}");
+        let error_lines = stderr.lines().filter(|l| l.contains("error")).count();
+        assert_eq!(error_lines, 1, "{extra:?}: {stderr}");
+    }
+}

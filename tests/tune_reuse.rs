@@ -1,0 +1,151 @@
+//! The gradient-sign reuse of `tune::search` gives the scores `score_batch` computes from scratch at
+//! each (T, ε) (to 1e-6), for every tunable method, in one batch and in batches of 5; and a tuning
+//! run stops on cancel.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+
+use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
+use oodscope::model::{DeviceChoice, Model};
+use oodscope::score::{Method, RunError, ScoreSettings, score_batch};
+use oodscope::tune::search::{batch_grid_scores, grid_scores};
+use oodscope::tune::split::{load_validation, split_sets};
+use oodscope::tune::{Objective, TuneGrid, TuneOptions, ValidationSplit, tune};
+use tch::{Kind, Tensor};
+
+const TOLERANCE: f32 = 1e-6;
+
+/// Every fixture image (ID then OOD) decoded for the model, as one batch.
+fn fixture_batch(model: &Model) -> Tensor {
+    let fx = common::fixtures();
+    let pre = Preprocess::for_card(&model.card);
+    let mut pixels = Vec::new();
+    let mut n = 0;
+    for folder in ["images/id", "images/ood"] {
+        let set = ImageSet::open(fx.join(folder).to_str().unwrap(), Role::Id, &model.card.classes).unwrap();
+        let SetSource::Folder { files, .. } = &set.source else {
+            unreachable!()
+        };
+        for file in files {
+            pixels.extend(decode_file(&file.path, &pre).unwrap());
+            n += 1;
+        }
+    }
+    let [c, h, w] = model.card.input_shape();
+    Tensor::from_slice(&pixels).view([n, c, h, w]).to_kind(Kind::Float)
+}
+
+/// The largest |reuse − from scratch| over the grid and the images.
+fn largest_deviation(model: &Model, method: Method, x: &Tensor, grid: &TuneGrid) -> f32 {
+    let reused = batch_grid_scores(model, method, x, grid).unwrap();
+    let mut worst = 0.0f32;
+    for (i, scores) in reused.iter().enumerate() {
+        let (t, eps) = grid.setting(i);
+        let scratch = score_batch(model, x, &ScoreSettings::new(method, t, eps).unwrap()).unwrap();
+        assert_eq!(scores.len(), scratch.score.len());
+        for (a, b) in scores.iter().zip(&scratch.score) {
+            assert!(a.is_finite(), "{method} T={t} ε={eps}: {a}");
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn reused_signs_give_the_from_scratch_scores() {
+    let fx = common::fixtures();
+    let grid = TuneGrid::new(&[1.0, 10.0, 1000.0], &[0.0, 0.0014, 0.004, 0.02]).unwrap();
+    let cases = [
+        ("models/plain.pt", Method::Odin),
+        ("models/plain.pt", Method::Energy),
+        ("models/grey.pt", Method::Odin),
+        ("models/conf.pt", Method::Confidence),
+        ("models/conf_flat.pt", Method::Confidence),
+        ("models/conf.pt", Method::Odin),
+        ("models/ensemble.toml", Method::Ensemble),
+    ];
+    for (path, method) in cases {
+        let model = Model::load(&fx.join(path), DeviceChoice::Cpu).unwrap();
+        let x = fixture_batch(&model);
+        let grid = grid.for_method(method).unwrap();
+        let worst = largest_deviation(&model, method, &x, &grid);
+        eprintln!(
+            "{path} {method}: largest deviation {worst:e} over {} settings",
+            grid.len()
+        );
+        assert!(worst <= TOLERANCE, "{path} {method}: deviation {worst}");
+    }
+}
+
+#[test]
+fn batching_the_validation_split_does_not_change_scores() {
+    let fx = common::fixtures();
+    let model = Model::load(&fx.join("models/plain.pt"), DeviceChoice::Cpu).unwrap();
+    let sets = vec![
+        ImageSet::open(fx.join("images/id").to_str().unwrap(), Role::Id, &model.card.classes).unwrap(),
+        ImageSet::open(fx.join("images/ood").to_str().unwrap(), Role::Ood, &model.card.classes).unwrap(),
+    ];
+    let splits = split_sets(&sets, ValidationSplit::Count(17)).unwrap();
+    let pre = Preprocess::for_card(&model.card);
+    let data = load_validation(&sets, &splits, &pre, 4, &AtomicBool::new(false), &mut |_, _| {}).unwrap();
+    assert_eq!(data.len(), 34);
+    let grid = TuneGrid::new(&[1.0, 1000.0], &[0.0, 0.002]).unwrap();
+    let mut progress = Vec::new();
+    let in_fives = grid_scores(
+        &model,
+        Method::Odin,
+        &data,
+        &grid,
+        5,
+        &AtomicBool::new(false),
+        &mut |d, t| progress.push((d, t)),
+    )
+    .unwrap();
+    let whole = grid_scores(
+        &model,
+        Method::Odin,
+        &data,
+        &grid,
+        64,
+        &AtomicBool::new(false),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(progress.last(), Some(&(68, 68)));
+    for (a, b) in in_fives.iter().flatten().zip(whole.iter().flatten()) {
+        assert!((a - b).abs() <= TOLERANCE, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn tuning_stops_on_cancel() {
+    let fx = common::fixtures();
+    let model = Model::load(&fx.join("models/plain.pt"), DeviceChoice::Cpu).unwrap();
+    let sets = vec![
+        ImageSet::open(fx.join("images/id").to_str().unwrap(), Role::Id, &model.card.classes).unwrap(),
+        ImageSet::open("uniform:20", Role::Ood, &model.card.classes).unwrap(),
+    ];
+    let options = TuneOptions {
+        method: Method::Odin,
+        grid: TuneGrid::default(),
+        objective: Objective::Fpr95,
+        validation: ValidationSplit::Count(10),
+        tune_on: None,
+        batch_size: 4,
+    };
+    let cancel = AtomicBool::new(false);
+    let mut calls = 0;
+    let result = tune(&model, &sets, &options, &cancel, &mut |p| {
+        calls += 1;
+        if p.stage == oodscope::tune::Stage::Searching {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    assert!(
+        matches!(result, Err(RunError::Cancelled)),
+        "{:?}",
+        result.map(|r| r.best)
+    );
+    assert!(calls < 20, "stopped late: {calls} progress reports");
+}
