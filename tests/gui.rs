@@ -210,3 +210,27 @@ fn exporting_the_histogram_writes_a_valid_png() {
     let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 4300);
 }
+
+#[test]
+fn selecting_an_image_with_epsilon_shows_its_perturbation() {
+    let out = tempfile::tempdir().unwrap();
+    let mut settings = settings(out.path());
+    settings.epsilon = 0.002;
+    let mut h = HarnessBuilder::default()
+        .with_size([1440.0, 900.0])
+        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings));
+    step_until(&mut h, "the demo to be scored", scored);
+    h.state_mut().push(oodscope::app::Command::Select(Some(0)));
+    h.step();
+    step_until(&mut h, "the perturbation", |app| app.perturbation.is_some());
+    let p = h.state().perturbation.as_ref().unwrap();
+    assert_eq!(p.shape, [1, 28, 28]);
+    assert!(
+        p.values
+            .iter()
+            .all(|v| [-0.002f32, 0.0, 0.002].iter().any(|e| (v - e).abs() < 1e-6)),
+        "x̃ − x is ±ε or 0"
+    );
+    assert!(p.values.iter().any(|&v| v != 0.0));
+    assert!(shows_text(&h, "Perturbation x̃ − x (±ε = 0.002)"));
+}

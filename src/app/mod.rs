@@ -39,6 +39,14 @@ pub struct RunningJob {
     pub started: Instant,
 }
 
+/// An image's input perturbation, for the detail view.
+pub struct Perturbation {
+    pub key: (usize, usize),
+    pub settings: ScoreSettings,
+    pub values: Vec<f32>,
+    pub shape: [usize; 3],
+}
+
 /// One dropped image, scored: a result card.
 pub struct DropCard {
     pub path: PathBuf,
@@ -68,6 +76,8 @@ pub struct OodscopeApp {
     pub messages: Vec<String>,
     /// UI-only gallery state (filters, thumbnail textures), mutated while drawing.
     pub gallery: std::cell::RefCell<crate::ui::gallery::GalleryState>,
+    /// `x̃ − x` of the selected image under the shown settings, once the worker has computed it.
+    pub perturbation: Option<Perturbation>,
     /// The screenshot tour, when asked for on the command line.
     pub tour: Option<tour::Tour>,
     next_generation: u64,
@@ -103,6 +113,7 @@ impl OodscopeApp {
             selected: None,
             messages: Vec::new(),
             gallery: Default::default(),
+            perturbation: None,
             tour: None,
             next_generation: 1,
             loading_model: false,
@@ -284,6 +295,19 @@ impl OodscopeApp {
                 }
             }
             Event::FilesScored { settings, set, run, .. } => self.on_files_scored(settings, &set, &run),
+            Event::Perturbation {
+                key,
+                settings,
+                values,
+                shape,
+            } => {
+                self.perturbation = Some(Perturbation {
+                    key,
+                    settings,
+                    values,
+                    shape,
+                });
+            }
             Event::Cancelled { generation } => {
                 if self.job.as_ref().is_some_and(|j| j.generation == generation) {
                     self.job = None;
@@ -453,7 +477,10 @@ impl OodscopeApp {
                     Err(e) => self.messages.push(format!("export failed: {e:#}")),
                 }
             }
-            Command::Select(i) => self.selected = i,
+            Command::Select(i) => {
+                self.selected = i;
+                self.request_perturbation();
+            }
             Command::DismissMessage => {
                 self.messages.clear();
             }
@@ -464,6 +491,31 @@ impl OodscopeApp {
             Command::RemoveSet(_) | Command::ToggleSet(_) => {}
         }
         ctx.request_repaint();
+    }
+
+    /// Asks the worker for the selected image's perturbation when ε > 0 (and not already there).
+    fn request_perturbation(&mut self) {
+        let (Some(i), Some(result)) = (self.selected, &self.result) else {
+            return;
+        };
+        let Some(entry) = result.run.scores.get(i) else { return };
+        let settings = result.shown;
+        let key = (entry.set, entry.index);
+        if settings.epsilon == 0.0
+            || self
+                .perturbation
+                .as_ref()
+                .is_some_and(|p| p.key == key && p.settings == settings)
+        {
+            return;
+        }
+        let source = match &result.sets[entry.set].source {
+            crate::data::SetSource::Folder { files, .. } => {
+                crate::worker::PixelSource::File(files[entry.index].path.clone())
+            }
+            crate::data::SetSource::Noise { kind, .. } => crate::worker::PixelSource::Noise(*kind, entry.index),
+        };
+        self.worker.send(Job::Perturbation { key, source, settings });
     }
 
     /// The settings to persist: current sliders, model and sets.

@@ -92,11 +92,15 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
         Step::Detail => {
             app.settings.tab = Tab::Gallery;
             if app.selected.is_none() {
-                app.selected = app.result.as_ref().map(|r| {
+                let best = app.result.as_ref().map(|r| {
                     (0..r.scores.len())
                         .max_by(|&a, &b| r.scores[a].total_cmp(&r.scores[b]))
                         .unwrap_or(0)
                 });
+                app.push(Command::Select(best));
+            }
+            if app.perturbation.is_none() {
+                return; // wait for the worker's x̃ − x before the screenshot
             }
         }
         Step::Drop => {

@@ -194,3 +194,30 @@ fn to_vec_i64(t: &Tensor) -> Vec<i64> {
     )
     .unwrap_or_default()
 }
+
+/// The input perturbation `x̃ − x = −ε·sign(∇ₓ loss)` of a batch under the method's step (the ODIN
+/// loss at T; the confidence loss for the confidence branch; the first member's ODIN loss for an
+/// ensemble), in pixel units, on the CPU as `[N, C, H, W]` values. Zero for MSP or ε = 0.
+pub fn perturbation(model: &Model, x: &Tensor, settings: &ScoreSettings) -> Result<Vec<f32>, ModelError> {
+    let (t, eps) = (settings.temperature, settings.epsilon);
+    if settings.method == Method::Msp || eps == 0.0 {
+        return Ok(vec![0.0; x.numel()]);
+    }
+    let (x_tilde, ()) = match (settings.method, &model.network) {
+        (Method::Ensemble, Network::Ensemble { members }) => {
+            let first = members
+                .first()
+                .ok_or_else(|| ModelError::model(&model.card.path, "an ensemble with no members"))?;
+            perturb(x, eps, |xg| Ok((odin_loss(&model.member_logits(first, xg)?, t), ())))?
+        }
+        (Method::Confidence, _) => perturb(x, eps, |xg| {
+            let s = model
+                .forward(xg)?
+                .confidence_logit
+                .ok_or_else(|| ModelError::model(&model.card.path, "no confidence output"))?;
+            Ok((-s.log_sigmoid().sum(Kind::Float), ()))
+        })?,
+        _ => perturb(x, eps, |xg| Ok((odin_loss(&model.forward(xg)?.logits, t), ())))?,
+    };
+    Ok(to_vec_f32(&(x_tilde - x)))
+}

@@ -267,6 +267,7 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             model.card.classes.get(label).cloned().unwrap_or_default()
         ));
     }
+    perturbation_ui(app, ui, key, &result.shown);
     ui.separator();
     ui.label(RichText::new("Top-5 classes").strong());
     let probabilities =
@@ -280,5 +281,36 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             );
             ui.label(model.card.classes.get(class).cloned().unwrap_or_default());
         });
+    }
+}
+
+/// The perturbation `x̃ − x` as an image: grey = 0, white = +ε, black = −ε.
+fn perturbation_ui(app: &OodscopeApp, ui: &mut egui::Ui, key: (usize, usize), shown: &crate::score::ScoreSettings) {
+    if shown.epsilon == 0.0 || !shown.method.uses_epsilon() {
+        return;
+    }
+    match app
+        .perturbation
+        .as_ref()
+        .filter(|p| p.key == key && p.settings == *shown)
+    {
+        Some(p) => {
+            let [c, h, w] = p.shape;
+            let eps = shown.epsilon as f32;
+            let scaled: Vec<f32> = p.values.iter().map(|v| 0.5 + 0.5 * v / eps).collect();
+            let texture = ui.ctx().load_texture(
+                "perturbation",
+                planes_to_image(&scaled, c, h, w),
+                TextureOptions::NEAREST,
+            );
+            ui.label(RichText::new(format!("Perturbation x̃ − x (±ε = {})", shown.epsilon)).strong());
+            ui.add(egui::Image::new(&texture).fit_to_exact_size(Vec2::splat(160.0)));
+        }
+        None => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("computing the perturbation…");
+            });
+        }
     }
 }

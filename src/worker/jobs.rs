@@ -4,9 +4,15 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
 
-use super::{Event, Job, Waker};
+use tch::Tensor;
+
+use super::{Event, Job, PixelSource, Waker};
+use crate::data::noise::noise_image;
 use crate::data::{ImageSet, Role};
+use crate::data::{Preprocess, decode_file};
 use crate::model::{CardKind, Model, ModelCard, Network, device_name, set_model_threads};
+use crate::score::ScoreSettings;
+use crate::score::methods::perturbation;
 use crate::score::rescore::LogitLayout;
 use crate::score::{Method, RunError, run_scoring};
 
@@ -73,6 +79,18 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(e.to_string())),
                 }
             }
+            Job::Perturbation { key, source, settings } => {
+                let Some(m) = &model else { continue };
+                match perturbation_of(m, &source, &settings) {
+                    Ok((values, shape)) => send(Event::Perturbation {
+                        key,
+                        settings,
+                        values,
+                        shape,
+                    }),
+                    Err(e) => send(Event::Error(format!("perturbation: {e}"))),
+                }
+            }
             Job::ScoreFiles {
                 generation,
                 paths,
@@ -96,6 +114,23 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
             }
         }
     }
+}
+
+/// Decodes one image as the model sees it and computes its perturbation.
+fn perturbation_of(
+    model: &Model,
+    source: &PixelSource,
+    settings: &ScoreSettings,
+) -> Result<(Vec<f32>, [usize; 3]), String> {
+    let pre = Preprocess::for_card(&model.card);
+    let pixels = match source {
+        PixelSource::File(path) => decode_file(path, &pre).map_err(|e| e.0)?,
+        PixelSource::Noise(kind, index) => noise_image(*kind, *index, pre.len()),
+    };
+    let [c, h, w] = model.card.input_shape();
+    let x = Tensor::from_slice(&pixels).view([1, c, h, w]).to_device(model.device);
+    let values = perturbation(model, &x, settings).map_err(|e| e.to_string())?;
+    Ok((values, [c as usize, h as usize, w as usize]))
 }
 
 fn model_info(path: &std::path::Path, model: &Model) -> ModelInfo {

@@ -39,6 +39,12 @@ pub enum Job {
         paths: Vec<PathBuf>,
         settings: ScoreSettings,
     },
+    /// `x̃ − x` of one image (`key` identifies it to the app).
+    Perturbation {
+        key: (usize, usize),
+        source: PixelSource,
+        settings: ScoreSettings,
+    },
     Shutdown,
 }
 
@@ -46,6 +52,12 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Event {
     ModelLoaded(ModelInfo),
+    Perturbation {
+        key: (usize, usize),
+        settings: ScoreSettings,
+        values: Vec<f32>,
+        shape: [usize; 3],
+    },
     SetOpened {
         spec: String,
         set: ImageSet,
@@ -69,6 +81,13 @@ pub enum Event {
         generation: u64,
     },
     Error(String),
+}
+
+/// Where one image's pixels come from.
+#[derive(Debug, Clone)]
+pub enum PixelSource {
+    File(PathBuf),
+    Noise(crate::data::NoiseKind, usize),
 }
 
 /// The app's handle on the worker thread.
