@@ -66,6 +66,17 @@ pub fn curves_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
                             )
                             .color(super::set_colour(k + 1)),
                         );
+                        let at_threshold = threshold.and_then(|t| ood.operating_point(t));
+                        if let Some(p) = at_threshold.filter(|p| p.id_as_id + p.ood_as_id > 0) {
+                            let precision = p.id_as_id as f64 / (p.id_as_id + p.ood_as_id) as f64;
+                            let marker = Points::new(format!("{} at δ", ood.name), vec![[p.tpr, precision]]);
+                            plot_ui.points(
+                                marker
+                                    .color(super::set_colour(k + 1))
+                                    .radius(6.0)
+                                    .shape(MarkerShape::Circle),
+                            );
+                        }
                     }
                 });
         });
