@@ -234,3 +234,45 @@ fn selecting_an_image_with_epsilon_shows_its_perturbation() {
     assert!(p.values.iter().any(|&v| v != 0.0));
     assert!(shows_text(&h, "Perturbation x̃ − x (±ε = 0.002)"));
 }
+
+#[test]
+fn tune_runs_in_the_background_and_its_choice_can_be_applied() {
+    let out = tempfile::tempdir().unwrap();
+    let mut settings = settings(out.path());
+    settings.sets.truncate(1);
+    settings.sets.push(SavedSet {
+        spec: "uniform:200".into(),
+        ood: true,
+        enabled: true,
+    });
+    let mut h = HarnessBuilder::default()
+        .with_size([1440.0, 900.0])
+        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings));
+    step_until(&mut h, "the demo to be scored", scored);
+    h.get_by_label("Tune T and ε").click();
+    h.step();
+    assert!(h.state().tuning.is_some(), "tuning runs in the background");
+    assert_eq!(h.state().settings.tab, Tab::Tuning);
+    step_until(&mut h, "the tuning result", |app| app.tune_result.is_some());
+    let result = h.state().tune_result.as_ref().unwrap();
+    assert_eq!(result.results.len(), 10 * 11);
+    assert_eq!(
+        result.splits[0].validation, 500,
+        "a quarter of the ID set is the validation split"
+    );
+    let best = result.best_result().clone();
+    assert!(
+        h.query_all_by_label_contains(&format!("best T = {}, ε = {}", best.temperature, best.epsilon))
+            .next()
+            .is_some()
+    );
+    h.state_mut().push(oodscope::app::Command::SetTemperatureAndEpsilon(
+        best.temperature,
+        best.epsilon,
+    ));
+    h.step();
+    assert_eq!(
+        (h.state().settings.temperature, h.state().settings.epsilon),
+        (best.temperature, best.epsilon)
+    );
+}

@@ -55,6 +55,10 @@ pub enum Command {
     },
     Select(Option<usize>),
     DismissMessage,
+    /// Start the T / ε search on the enabled sets.
+    Tune,
+    /// Set both sliders at once (a heatmap cell was clicked).
+    SetTemperatureAndEpsilon(f64, f64),
     Message(String),
     SetLogY(bool),
     SetDensity(bool),

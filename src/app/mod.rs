@@ -39,6 +39,30 @@ pub struct RunningJob {
     pub started: Instant,
 }
 
+/// The T / ε search in flight.
+pub struct TuningJob {
+    pub generation: u64,
+    pub progress: Option<crate::tune::TuneProgress>,
+    pub cancel: CancelToken,
+}
+
+/// The grid the window searches: the CLI's temperatures, ε in steps of 0.0004 up to 0.004, on the
+/// first quarter of every set (the rest is the test split).
+pub fn gui_tune_options(method: crate::score::Method, batch_size: usize) -> crate::tune::TuneOptions {
+    let grid = crate::tune::TuneGrid {
+        epsilons: crate::tune::grid::evenly_spaced(0.004, 11),
+        ..crate::tune::TuneGrid::default()
+    };
+    crate::tune::TuneOptions {
+        method,
+        grid,
+        objective: crate::tune::Objective::Fpr95,
+        validation: crate::tune::ValidationSplit::Fraction(0.25),
+        tune_on: None,
+        batch_size,
+    }
+}
+
 /// An image's input perturbation, for the detail view.
 pub struct Perturbation {
     pub key: (usize, usize),
@@ -76,6 +100,9 @@ pub struct OodscopeApp {
     pub messages: Vec<String>,
     /// UI-only gallery state (filters, thumbnail textures), mutated while drawing.
     pub gallery: std::cell::RefCell<crate::ui::gallery::GalleryState>,
+    /// The tuning job in flight, and the last tuning result.
+    pub tuning: Option<TuningJob>,
+    pub tune_result: Option<Box<crate::tune::TuneResult>>,
     /// `x̃ − x` of the selected image under the shown settings, once the worker has computed it.
     pub perturbation: Option<Perturbation>,
     /// The screenshot tour, when asked for on the command line.
@@ -114,6 +141,8 @@ impl OodscopeApp {
             messages: Vec::new(),
             gallery: Default::default(),
             perturbation: None,
+            tuning: None,
+            tune_result: None,
             tour: None,
             next_generation: 1,
             loading_model: false,
@@ -312,6 +341,21 @@ impl OodscopeApp {
                 if self.job.as_ref().is_some_and(|j| j.generation == generation) {
                     self.job = None;
                 }
+                if self.tuning.as_ref().is_some_and(|j| j.generation == generation) {
+                    self.tuning = None;
+                }
+            }
+            Event::TuneProgress { generation, progress } => {
+                if let Some(job) = self.tuning.as_mut().filter(|j| j.generation == generation) {
+                    job.progress = Some(progress);
+                }
+            }
+            Event::Tuned { generation, result } => {
+                if self.tuning.as_ref().is_some_and(|j| j.generation == generation) {
+                    self.tuning = None;
+                    self.tune_result = Some(result);
+                    self.settings.tab = Tab::Tuning;
+                }
             }
             Event::Error(message) => {
                 self.loading_model = false;
@@ -446,7 +490,18 @@ impl OodscopeApp {
                 self.result = None;
                 self.refresh();
             }
-            Command::Cancel => self.cancel_job(),
+            Command::Cancel => {
+                self.cancel_job();
+                if let Some(t) = self.tuning.take() {
+                    t.cancel.cancel();
+                }
+            }
+            Command::Tune => self.start_tuning(),
+            Command::SetTemperatureAndEpsilon(t, e) => {
+                self.settings.temperature = t.clamp(1.0, 1000.0);
+                self.settings.epsilon = e.clamp(0.0, 0.02);
+                self.refresh();
+            }
             Command::ScoreFiles(paths) => match self.current_settings() {
                 Some(settings) if self.model.is_some() => {
                     self.worker.send(Job::ScoreFiles {
@@ -491,6 +546,39 @@ impl OodscopeApp {
             Command::RemoveSet(_) | Command::ToggleSet(_) => {}
         }
         ctx.request_repaint();
+    }
+
+    fn start_tuning(&mut self) {
+        if self.sets.iter().any(|s| s.set.is_none()) || self.model.is_none() {
+            self.messages
+                .push("wait for the model and sets to load before tuning".into());
+            return;
+        }
+        if let Some(t) = self.tuning.take() {
+            t.cancel.cancel();
+        }
+        let sets: Vec<ImageSet> = self
+            .sets
+            .iter()
+            .filter(|s| s.enabled)
+            .filter_map(|s| s.set.clone())
+            .collect();
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let cancel = CancelToken::default();
+        let options = gui_tune_options(self.settings.method, self.settings.batch_size.max(1));
+        self.worker.send(Job::Tune {
+            generation,
+            sets,
+            options,
+            cancel: cancel.flag(),
+        });
+        self.tuning = Some(TuningJob {
+            generation,
+            progress: None,
+            cancel,
+        });
+        self.settings.tab = Tab::Tuning;
     }
 
     /// Asks the worker for the selected image's perturbation when ε > 0 (and not already there).
@@ -546,7 +634,7 @@ impl eframe::App for OodscopeApp {
         while let Ok(event) = self.worker.events.try_recv() {
             self.on_event(event);
         }
-        if self.job.is_some() {
+        if self.job.is_some() || self.tuning.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
         }
         tour::advance(self, ctx);

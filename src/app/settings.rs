@@ -27,6 +27,7 @@ pub enum Tab {
     Curves,
     Gallery,
     Dropped,
+    Tuning,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod gallery;
 pub mod histogram;
 pub mod metrics_table;
 pub mod side_panel;
+pub mod tuning;
 
 use egui::{Color32, RichText};
 
@@ -76,6 +77,13 @@ fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         } else {
             ui.label("loading model…");
         }
+        if app.tuning.is_some() && app.job.is_none() {
+            ui.spinner();
+            ui.label("tuning…");
+            if ui.button("Cancel").clicked() {
+                out.push(Command::Cancel);
+            }
+        }
         if let Some(job) = &app.job {
             let (done, total) = job.progress.map_or((0, 1), |p| (p.done, p.total.max(1)));
             let rate = job.progress.map_or(0.0, |p| p.rate());
@@ -131,6 +139,10 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
     });
     ui.separator();
+    if app.settings.tab == Tab::Tuning {
+        tuning::tuning_ui(app, out, ui);
+        return;
+    }
     if app.settings.tab == Tab::Dropped {
         drops::drop_cards_ui(app, ui);
         return;
@@ -159,6 +171,6 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 .show(ui, |ui| metrics_table::metrics_table_ui(app, ui));
         }
         Tab::Curves => curves::curves_ui(app, ui),
-        Tab::Gallery | Tab::Dropped => gallery::gallery_ui(app, out, ui),
+        Tab::Gallery | Tab::Dropped | Tab::Tuning => gallery::gallery_ui(app, out, ui),
     }
 }

@@ -193,6 +193,14 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             out.push(Command::ThresholdAt95Tpr);
         }
     }
+    let tunable = method.uses_epsilon() && app.tuning.is_none() && app.derived.is_some();
+    if ui
+        .add_enabled(tunable, egui::Button::new("Tune T and ε"))
+        .on_hover_text("Search the (T, ε) grid on the first quarter of every set, report on the rest")
+        .clicked()
+    {
+        out.push(Command::Tune);
+    }
     let mut bins = app.settings.bins;
     if ui.add(Slider::new(&mut bins, 5..=200).text("Histogram bins")).changed() {
         out.push(Command::SetBins(bins));

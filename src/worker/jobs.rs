@@ -79,6 +79,23 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(e.to_string())),
                 }
             }
+            Job::Tune {
+                generation,
+                sets,
+                options,
+                cancel,
+            } => {
+                let Some(m) = &model else { continue };
+                let mut on_progress = |progress| send(Event::TuneProgress { generation, progress });
+                match crate::tune::tune(m, &sets, &options, &cancel, &mut on_progress) {
+                    Ok(result) => send(Event::Tuned {
+                        generation,
+                        result: Box::new(result),
+                    }),
+                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                    Err(e) => send(Event::Error(format!("tuning: {e}"))),
+                }
+            }
             Job::Perturbation { key, source, settings } => {
                 let Some(m) = &model else { continue };
                 match perturbation_of(m, &source, &settings) {

@@ -39,6 +39,13 @@ pub enum Job {
         paths: Vec<PathBuf>,
         settings: ScoreSettings,
     },
+    /// The honest T / ε search of `crate::tune` on the enabled sets.
+    Tune {
+        generation: u64,
+        sets: Vec<ImageSet>,
+        options: crate::tune::TuneOptions,
+        cancel: Arc<AtomicBool>,
+    },
     /// `x̃ − x` of one image (`key` identifies it to the app).
     Perturbation {
         key: (usize, usize),
@@ -52,6 +59,14 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Event {
     ModelLoaded(ModelInfo),
+    TuneProgress {
+        generation: u64,
+        progress: crate::tune::TuneProgress,
+    },
+    Tuned {
+        generation: u64,
+        result: Box<crate::tune::TuneResult>,
+    },
     Perturbation {
         key: (usize, usize),
         settings: ScoreSettings,
