@@ -276,3 +276,38 @@ fn tune_runs_in_the_background_and_its_choice_can_be_applied() {
         (best.temperature, best.epsilon)
     );
 }
+
+#[test]
+fn moving_epsilon_shows_a_first_order_estimate_until_the_exact_scores_arrive() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the demo to be scored", scored);
+    h.get_by_role_and_label(Role::Slider, "Perturbation ε")
+        .set_value_accesskit(0.001);
+    step_until(&mut h, "the first exact ε = 0.001 result", |app| {
+        app.estimate_error.is_some() || (scored(app) && app.gradient_norms.is_some())
+    });
+    step_until(&mut h, "the exact scores", scored);
+    assert!(h.state().gradient_norms.is_some(), "gradient norms at T were computed");
+    // Same T, new ε: the estimate shows at once, marked as such, while the exact job runs.
+    h.get_by_role_and_label(Role::Slider, "Perturbation ε")
+        .set_value_accesskit(0.002);
+    h.step();
+    let app = h.state();
+    assert!(app.job.is_some());
+    assert_eq!(app.result.as_ref().unwrap().estimate.map(|s| s.epsilon), Some(0.002));
+    assert!(
+        !app.result_is_stale(),
+        "an estimate for the displayed settings is not stale"
+    );
+    assert!(shows_text(&h, "first-order estimate — exact scores on the way"));
+    step_until(&mut h, "the exact ε = 0.002 scores", |app| {
+        scored(app) && app.result.as_ref().unwrap().estimate.is_none()
+    });
+    let error = h.state().estimate_error.clone().unwrap();
+    assert!(
+        error.contains("ε = 0.002") && error.contains("mean |Δscore|"),
+        "{error}"
+    );
+    eprintln!("{error}");
+}

@@ -100,6 +100,10 @@ pub struct OodscopeApp {
     pub messages: Vec<String>,
     /// UI-only gallery state (filters, thumbnail textures), mutated while drawing.
     pub gallery: std::cell::RefCell<crate::ui::gallery::GalleryState>,
+    /// `‖∇ₓ L‖₁` per result entry at a temperature, for ODIN's first-order estimate while ε moves.
+    pub gradient_norms: Option<(f64, Vec<f32>)>,
+    /// How far the last first-order estimate was from the exact scores, once they arrived.
+    pub estimate_error: Option<String>,
     /// The tuning job in flight, and the last tuning result.
     pub tuning: Option<TuningJob>,
     pub tune_result: Option<Box<crate::tune::TuneResult>>,
@@ -141,6 +145,8 @@ impl OodscopeApp {
             messages: Vec::new(),
             gallery: Default::default(),
             perturbation: None,
+            gradient_norms: None,
+            estimate_error: None,
             tuning: None,
             tune_result: None,
             tour: None,
@@ -182,6 +188,7 @@ impl OodscopeApp {
     /// Whether the displayed result is for other settings than those on the sliders.
     pub fn result_is_stale(&self) -> bool {
         match (&self.result, self.current_settings()) {
+            (Some(r), Some(s)) if r.estimate == Some(s) => false,
             (Some(r), Some(s)) => !result::equivalent(&r.shown, &s),
             _ => false,
         }
@@ -250,6 +257,9 @@ impl OodscopeApp {
             return;
         }
         self.cancel_job();
+        if same_sets {
+            self.estimate_or_request_norms(&wanted);
+        }
         let generation = self.next_generation;
         self.next_generation += 1;
         let cancel = CancelToken::default();
@@ -267,6 +277,71 @@ impl OodscopeApp {
             cancel,
             started: Instant::now(),
         });
+    }
+
+    /// While the exact ODIN scores for a new ε are computed, shows the first-order estimate if the
+    /// gradient norms at this T are known, else asks the worker for them (they arrive first).
+    fn estimate_or_request_norms(&mut self, wanted: &ScoreSettings) {
+        let (Some(model), Some(result)) = (&self.model, &mut self.result) else {
+            return;
+        };
+        if wanted.method != crate::score::Method::Odin || wanted.epsilon == 0.0 {
+            return;
+        }
+        match &self.gradient_norms {
+            Some((t, norms)) if *t == wanted.temperature && norms.len() == result.run.scores.len() => {
+                result.scores = result::odin_estimate(&result.run, norms, wanted, &model.layout);
+                result.estimate = Some(*wanted);
+                self.rederive();
+            }
+            _ => {
+                let items = result.run.scores.iter().map(|s| (s.set, s.index)).collect();
+                self.worker.send(Job::GradientNorms {
+                    generation: self.next_generation,
+                    sets: result.sets.clone(),
+                    items,
+                    temperature: wanted.temperature,
+                });
+                self.next_generation += 1;
+            }
+        }
+    }
+
+    /// Compares the estimate on display with the exact scores that replace it.
+    fn measure_estimate(&mut self, settings: &ScoreSettings, run: &ScoreRun) {
+        let Some(old) = &self.result else { return };
+        if old.estimate != Some(*settings) || old.scores.len() != run.scores.len() {
+            return;
+        }
+        let diffs: Vec<f64> = old
+            .scores
+            .iter()
+            .zip(&run.scores)
+            .map(|(e, s)| (*e as f64 - s.score as f64).abs())
+            .collect();
+        let mean = diffs.iter().sum::<f64>() / diffs.len().max(1) as f64;
+        let max = diffs.iter().copied().fold(0.0, f64::max);
+        let exact = result::ScoredResult::new(*settings, old.sets.clone(), run.clone()).set_scores();
+        let estimated = old.set_scores();
+        let auroc = |sets: &[(String, Role, Vec<f32>)]| {
+            Derived::new(sets, 10)
+                .ood
+                .iter()
+                .map(|o| o.metrics.map_or(f64::NAN, |m| m.auroc))
+                .collect::<Vec<_>>()
+        };
+        let auroc_gap = auroc(&estimated)
+            .iter()
+            .zip(auroc(&exact))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let text = format!(
+            "first-order estimate vs exact at ε = {}: mean |Δscore| {mean:.2e}, max {max:.2e}, AUROC off by ≤ {:.2} points",
+            settings.epsilon,
+            100.0 * auroc_gap
+        );
+        eprintln!("oodscope: {text}");
+        self.estimate_error = Some(text);
     }
 
     fn rederive(&mut self) {
@@ -345,6 +420,13 @@ impl OodscopeApp {
                     self.tuning = None;
                 }
             }
+            Event::GradientNorms { temperature, norms, .. } => {
+                self.gradient_norms = Some((temperature, norms));
+                if let Some(job) = &self.job {
+                    let wanted = job.settings;
+                    self.estimate_or_request_norms(&wanted);
+                }
+            }
             Event::TuneProgress { generation, progress } => {
                 if let Some(job) = self.tuning.as_mut().filter(|j| j.generation == generation) {
                     job.progress = Some(progress);
@@ -370,6 +452,10 @@ impl OodscopeApp {
     }
 
     fn on_scored(&mut self, settings: ScoreSettings, sets: Vec<ImageSet>, run: ScoreRun) {
+        self.measure_estimate(&settings, &run);
+        if !self.result.as_ref().is_some_and(|r| same_sets(&r.sets, &sets)) {
+            self.gradient_norms = None;
+        }
         let skipped = run.skipped.len();
         if skipped > 0 {
             self.messages

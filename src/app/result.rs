@@ -14,6 +14,9 @@ pub struct ScoredResult {
     pub run: ScoreRun,
     /// One per entry of `run.scores`.
     pub scores: Vec<f32>,
+    /// When set, `scores` are ODIN's first-order estimates for these settings (ε differs from
+    /// `shown`), displayed until the exact scores arrive.
+    pub estimate: Option<ScoreSettings>,
 }
 
 impl ScoredResult {
@@ -25,6 +28,7 @@ impl ScoredResult {
             sets,
             run,
             scores,
+            estimate: None,
         }
     }
 
@@ -42,6 +46,10 @@ impl ScoredResult {
 
     /// Re-derives the displayed scores for `wanted` (call only when `can_show`).
     pub fn show(&mut self, wanted: &ScoreSettings, layout: &LogitLayout) {
+        if self.estimate.take().is_some() {
+            self.shown = self.computed;
+            self.scores = self.run.scores.iter().map(|s| s.score).collect();
+        }
         if equivalent(&self.shown, wanted) {
             self.shown = *wanted;
             return;
@@ -80,4 +88,16 @@ pub fn equivalent(a: &ScoreSettings, b: &ScoreSettings) -> bool {
     a.method == b.method
         && (!a.method.uses_temperature() || a.temperature == b.temperature)
         && (!a.method.uses_epsilon() || a.epsilon == b.epsilon)
+}
+
+/// ODIN's first-order estimate at `wanted` (ε > 0) from cached logits and `‖∇ₓ L‖₁` at the same T:
+/// `log S(x̃) ≈ log S(x) + ε·‖∇ₓ log S(x)‖₁`, capped at 1.
+pub fn odin_estimate(run: &ScoreRun, norms: &[f32], wanted: &ScoreSettings, layout: &LogitLayout) -> Vec<f32> {
+    (0..run.scores.len())
+        .map(|i| {
+            let s = score_from_logits(wanted.method, wanted.temperature, run.logits_of(i), layout).unwrap_or(f32::NAN)
+                as f64;
+            (s * (wanted.epsilon * norms.get(i).copied().unwrap_or(f32::NAN) as f64).exp()).min(1.0) as f32
+        })
+        .collect()
 }

@@ -221,3 +221,16 @@ pub fn perturbation(model: &Model, x: &Tensor, settings: &ScoreSettings) -> Resu
     };
     Ok(to_vec_f32(&(x_tilde - x)))
 }
+
+/// `‖∇ₓ L‖₁` per image at temperature T, with L the ODIN loss: the first-order rate at which the
+/// ODIN step raises `log S(x̃)` per unit of ε (`log S(x̃) ≈ log S(x) + ε·‖∇ₓ log S(x)‖₁`).
+pub fn odin_gradient_l1(model: &Model, x: &Tensor, t: f64) -> Result<Vec<f32>, ModelError> {
+    let x_tracked = x.detach().set_requires_grad(true);
+    let loss = odin_loss(&model.forward(&x_tracked)?.logits, t);
+    loss.backward();
+    let norms = x_tracked
+        .grad()
+        .abs()
+        .sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float);
+    Ok(to_vec_f32(&norms))
+}

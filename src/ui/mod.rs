@@ -133,6 +133,16 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 out.push(Command::SetTab(tab));
             }
         }
+        if app.result.as_ref().is_some_and(|r| r.estimate.is_some()) {
+            ui.label(
+                RichText::new("first-order estimate — exact scores on the way")
+                    .italics()
+                    .color(Color32::from_rgb(230, 150, 30)),
+            )
+            .on_hover_text("log S(x̃) ≈ log S(x) + ε·‖∇ₓ log S(x)‖₁ from cached logits and gradient norms");
+        } else if let Some(error) = &app.estimate_error {
+            ui.label(RichText::new(error).small().weak());
+        }
         if app.result_is_stale() {
             ui.label(RichText::new("updating…").italics().color(Color32::GRAY))
                 .on_hover_text("The view shows the previous settings until the new scores arrive.");

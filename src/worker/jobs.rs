@@ -96,6 +96,22 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(format!("tuning: {e}"))),
                 }
             }
+            Job::GradientNorms {
+                generation,
+                sets,
+                items,
+                temperature,
+            } => {
+                let Some(m) = &model else { continue };
+                match gradient_norms(m, &sets, &items, temperature) {
+                    Ok(norms) => send(Event::GradientNorms {
+                        generation,
+                        temperature,
+                        norms,
+                    }),
+                    Err(e) => send(Event::Error(format!("gradient norms: {e}"))),
+                }
+            }
             Job::Perturbation { key, source, settings } => {
                 let Some(m) = &model else { continue };
                 match perturbation_of(m, &source, &settings) {
@@ -131,6 +147,29 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
             }
         }
     }
+}
+
+/// `‖∇ₓ L‖₁` of each item, in batches of 64 (images that fail to decode get NaN).
+fn gradient_norms(model: &Model, sets: &[ImageSet], items: &[(usize, usize)], t: f64) -> Result<Vec<f32>, String> {
+    let pre = Preprocess::for_card(&model.card);
+    let [c, h, w] = model.card.input_shape();
+    let mut norms = Vec::with_capacity(items.len());
+    for chunk in items.chunks(64) {
+        let pixels: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&(set, index)| match &sets[set].source {
+                crate::data::SetSource::Folder { files, .. } => {
+                    decode_file(&files[index].path, &pre).unwrap_or_else(|_| vec![f32::NAN; pre.len()])
+                }
+                crate::data::SetSource::Noise { kind, .. } => noise_image(*kind, index, pre.len()),
+            })
+            .collect();
+        let x = Tensor::from_slice(&pixels)
+            .view([chunk.len() as i64, c, h, w])
+            .to_device(model.device);
+        norms.extend(crate::score::methods::odin_gradient_l1(model, &x, t).map_err(|e| e.to_string())?);
+    }
+    Ok(norms)
 }
 
 /// Decodes one image as the model sees it and computes its perturbation.

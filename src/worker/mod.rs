@@ -46,6 +46,13 @@ pub enum Job {
         options: crate::tune::TuneOptions,
         cancel: Arc<AtomicBool>,
     },
+    /// `‖∇ₓ L‖₁` at T of the given images (set index, image index), for ODIN's first-order estimate.
+    GradientNorms {
+        generation: u64,
+        sets: Vec<ImageSet>,
+        items: Vec<(usize, usize)>,
+        temperature: f64,
+    },
     /// `x̃ − x` of one image (`key` identifies it to the app).
     Perturbation {
         key: (usize, usize),
@@ -59,6 +66,11 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Event {
     ModelLoaded(ModelInfo),
+    GradientNorms {
+        generation: u64,
+        temperature: f64,
+        norms: Vec<f32>,
+    },
     TuneProgress {
         generation: u64,
         progress: crate::tune::TuneProgress,

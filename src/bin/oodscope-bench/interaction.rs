@@ -1,0 +1,122 @@
+//! Milliseconds per GUI interaction on synthetic scores: a threshold move, a change of T with ε = 0
+//! (re-scoring cached logits) and a ROC/PR recompute; medians over repetitions.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::{InteractionArgs, Report};
+use oodscope::metrics::{SortedScores, histogram, shared_range};
+use oodscope::score::Method;
+use oodscope::score::rescore::{LogitLayout, score_from_logits};
+
+/// Histogram bins, as the GUI's default.
+const BINS: usize = 60;
+const CLASSES: usize = 10;
+
+pub fn run(args: &InteractionArgs) -> Report {
+    if args.scores < 10 || args.repeats == 0 {
+        bail!("need at least 10 scores and one repetition");
+    }
+    let mut rng = Rng(0x5eed);
+    let n_id = args.scores * 2 / 5;
+    let n_ood = (args.scores - n_id) / 3;
+    let id: Vec<f32> = (0..n_id).map(|_| rng.normal(1.0, 1.0)).collect();
+    let oods: Vec<Vec<f32>> = (0..3)
+        .map(|k| (0..n_ood).map(|_| rng.normal(-0.5 * k as f64, 1.0)).collect())
+        .collect();
+    let logits: Vec<f32> = (0..args.scores * CLASSES).map(|_| rng.normal(0.0, 3.0)).collect();
+
+    let sorted: Vec<SortedScores> = oods
+        .iter()
+        .map(|ood| SortedScores::new(&id, ood))
+        .collect::<Result<_, _>>()?;
+    let all: Vec<&[f32]> = std::iter::once(id.as_slice())
+        .chain(oods.iter().map(Vec::as_slice))
+        .collect();
+    let Some((lo, hi)) = shared_range(&all) else {
+        bail!("no finite scores");
+    };
+
+    let threshold_ms = median_ms(args.repeats, |rep| {
+        let threshold = lo + (hi - lo) * (rep as f32 + 0.5) / args.repeats as f32;
+        threshold_move(&sorted, &all, threshold, lo, hi)
+    });
+    let rescore_ms = median_ms(args.repeats, |rep| {
+        let t = 1.0 + rep as f64 * 10.0;
+        let scores: Option<Vec<f32>> = logits
+            .chunks(CLASSES)
+            .map(|row| score_from_logits(Method::Odin, t, row, &LogitLayout::Single))
+            .collect();
+        black_box(scores.map(|s| s.len()).unwrap_or(0))
+    });
+    let curves_ms = median_ms(args.repeats, |_| {
+        oods.iter()
+            .filter_map(|ood| SortedScores::new(&id, ood).ok())
+            .map(|s| black_box(s.curves()).roc.len())
+            .sum()
+    });
+    Ok(json!({
+        "kind": "interaction",
+        "scores": n_id + 3 * n_ood,
+        "sets": format!("{n_id} ID + 3 x {n_ood} OOD"),
+        "repeats": args.repeats,
+        "threshold_move_ms": threshold_ms,
+        "t_rescore_ms": rescore_ms,
+        "roc_pr_recompute_ms": curves_ms,
+    }))
+}
+
+/// What a moved δ costs: an operating point per OOD set (binary search on the sorted scores), the
+/// histogram bins of every set, and the ID/OOD verdict counts of every set.
+fn threshold_move(sorted: &[SortedScores], all: &[&[f32]], threshold: f32, lo: f32, hi: f32) -> usize {
+    let points: Vec<_> = sorted.iter().map(|s| s.operating_point(threshold)).collect();
+    let bins: Vec<Vec<u32>> = all.iter().map(|set| histogram(set, lo, hi, BINS)).collect();
+    let mut verdicts = vec![sorted[0].id().len() - sorted[0].id().partition_point(|&s| s <= threshold)];
+    verdicts.extend(
+        sorted
+            .iter()
+            .map(|s| s.ood().len() - s.ood().partition_point(|&v| v <= threshold)),
+    );
+    black_box(&points);
+    black_box(&bins);
+    black_box(verdicts).len()
+}
+
+/// Median wall time in milliseconds of `repeats` calls of `f(repetition)`.
+fn median_ms(repeats: usize, mut f: impl FnMut(usize) -> usize) -> f64 {
+    let mut times: Vec<f64> = (0..repeats)
+        .map(|rep| {
+            let start = Instant::now();
+            black_box(f(rep));
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// A small seeded generator (splitmix64) with Box–Muller normals: no dependency for synthetic data.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self, mean: f64, std: f64) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (mean + std * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+}

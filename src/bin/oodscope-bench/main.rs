@@ -1,0 +1,95 @@
+//! `oodscope-bench`: the measurements behind `scripts/bench.sh` (one JSON line per run on stdout).
+
+mod folder;
+mod interaction;
+mod pipeline;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use oodscope::model::DeviceChoice;
+use oodscope::score::Method;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oodscope-bench",
+    about = "Benchmarks of oodscope (driven by scripts/bench.sh)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Images/s of the streaming pipeline (run_scoring), or of the model alone on preloaded tensors.
+    Pipeline(PipelineArgs),
+    /// Milliseconds per GUI interaction on synthetic scores (threshold move, T re-score, curves).
+    Interaction(InteractionArgs),
+    /// Writes a folder of small PNGs (variants of the demo images) for the memory measurement.
+    MakeFolder(MakeFolderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PipelineArgs {
+    #[arg(long, default_value = "models/fmnist-resnet.pt")]
+    pub model: PathBuf,
+    #[arg(long, required = true)]
+    pub id: Vec<String>,
+    #[arg(long, required = true)]
+    pub ood: Vec<String>,
+    /// msp or odin (ODIN at the paper's T = 1000, ε = 0.0014).
+    #[arg(long, default_value = "msp")]
+    pub method: Method,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// libtorch intra-op threads [default: oodscope's, half the cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Decode every image first, then time the model alone (the ceiling of the pipeline).
+    #[arg(long)]
+    pub preloaded: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InteractionArgs {
+    /// Total synthetic scores: 40% ID, three OOD sets of 20% each.
+    #[arg(long, default_value_t = 100_000)]
+    pub scores: usize,
+    #[arg(long, default_value_t = 21)]
+    pub repeats: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MakeFolderArgs {
+    /// Demo images the variants are made from.
+    #[arg(long, default_value = "assets/demo/mnist")]
+    pub source: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images in all; half go to OUT/id, half to OUT/ood.
+    #[arg(long)]
+    pub images: usize,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Pipeline(args) => pipeline::run(args),
+        Command::Interaction(args) => interaction::run(args),
+        Command::MakeFolder(args) => folder::run(args),
+    };
+    match result {
+        Ok(json) => println!("{json}"),
+        Err(err) => {
+            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The result of one measurement, printed as one JSON line.
+type Report = Result<serde_json::Value>;

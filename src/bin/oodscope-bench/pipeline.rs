@@ -1,0 +1,159 @@
+//! Throughput of `run_scoring` end to end, and of `score_batch` over preloaded tensors (the ceiling).
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow, bail};
+use rayon::prelude::*;
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+use super::{PipelineArgs, Report};
+use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
+use oodscope::model::{Model, device_name, set_model_threads};
+use oodscope::score::{Method, ScoreSettings, run_scoring, score_batch};
+
+/// The settings of a benchmarked method: MSP, or ODIN at T = 1000, ε = 0.0014.
+pub fn settings_for(method: Method) -> Result<ScoreSettings> {
+    let (t, eps) = match method {
+        Method::Msp => (1.0, 0.0),
+        Method::Odin => (1000.0, 0.0014),
+        other => bail!("the benchmark covers msp and odin, not {other:?}"),
+    };
+    ScoreSettings::new(method, t, eps).map_err(anyhow::Error::msg)
+}
+
+pub fn run(args: &PipelineArgs) -> Report {
+    set_model_threads(args.threads);
+    let settings = settings_for(args.method)?;
+    let model = Model::load(&args.model, args.device)?;
+    let mut sets = Vec::new();
+    for (specs, role) in [(&args.id, Role::Id), (&args.ood, Role::Ood)] {
+        for spec in specs {
+            sets.push(ImageSet::open(spec, role, &model.card.classes)?);
+        }
+    }
+    let images: usize = sets.iter().map(ImageSet::len).sum();
+    warm_up(&model, &settings, args.batch_size)?;
+    let (seconds, decode_seconds, scores) = if args.preloaded {
+        let start = Instant::now();
+        let pixels = decode_all(&model, &sets)?;
+        let decode_seconds = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let scores = score_preloaded(&model, &pixels, &settings, args.batch_size)?;
+        (start.elapsed().as_secs_f64(), Some(decode_seconds), scores)
+    } else {
+        let start = Instant::now();
+        let run = run_scoring(
+            &model,
+            &sets,
+            &settings,
+            args.batch_size,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )?;
+        if !run.skipped.is_empty() {
+            bail!(
+                "{} files were skipped (first: {})",
+                run.skipped.len(),
+                run.skipped[0].path
+            );
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        (seconds, None, run.scores.iter().map(|s| s.score).collect())
+    };
+    let mean_score = scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len().max(1) as f64;
+    Ok(json!({
+        "kind": if args.preloaded { "preloaded" } else { "end_to_end" },
+        "method": format!("{:?}", args.method).to_lowercase(),
+        "settings": settings.describe(),
+        "images": images,
+        "batch_size": args.batch_size,
+        "seconds": seconds,
+        "images_per_s": images as f64 / seconds,
+        "decode_all_seconds": decode_seconds,
+        "mean_score": mean_score,
+        "model_threads": tch::get_num_threads(),
+        "decode_threads": rayon::current_num_threads(),
+        "device": device_name(model.device),
+    }))
+}
+
+/// Two batches of zeros through the model, so that TorchScript's first-call work is not timed.
+pub fn warm_up(model: &Model, settings: &ScoreSettings, batch_size: usize) -> Result<()> {
+    let [c, h, w] = model.card.input_shape();
+    let x = Tensor::zeros([batch_size as i64, c, h, w], (Kind::Float, model.device));
+    for _ in 0..2 {
+        score_batch(model, &x, settings)?;
+    }
+    Ok(())
+}
+
+/// Every image of every set decoded and preprocessed (rayon), concatenated in run order.
+pub fn decode_all(model: &Model, sets: &[ImageSet]) -> Result<Vec<f32>> {
+    let pre = Preprocess::for_card(&model.card);
+    let mut pixels = Vec::new();
+    for set in sets {
+        let SetSource::Folder { files, .. } = &set.source else {
+            bail!("{}: the preloaded benchmark takes folders only", set.name);
+        };
+        let decoded: Vec<Result<Vec<f32>>> = files
+            .par_iter()
+            .map(|f| decode_file(&f.path, &pre).map_err(|e| anyhow!("{}: {}", f.path.display(), e.0)))
+            .collect();
+        for image in decoded {
+            pixels.extend_from_slice(&image?);
+        }
+    }
+    Ok(pixels)
+}
+
+/// Scores preloaded pixels in batches exactly as `run_scoring` does; returns the scores.
+pub fn score_preloaded(model: &Model, pixels: &[f32], settings: &ScoreSettings, batch_size: usize) -> Result<Vec<f32>> {
+    let [c, h, w] = model.card.input_shape();
+    let per_image = (c * h * w) as usize;
+    let mut scores = Vec::with_capacity(pixels.len() / per_image);
+    for chunk in pixels.chunks(batch_size.max(1) * per_image) {
+        let x = Tensor::from_slice(chunk)
+            .view([(chunk.len() / per_image) as i64, c, h, w])
+            .to_kind(Kind::Float)
+            .to_device(model.device);
+        scores.extend(score_batch(model, &x, settings)?.score);
+    }
+    Ok(scores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oodscope::model::DeviceChoice;
+
+    /// The preloaded path scores exactly what the streaming pipeline scores.
+    #[test]
+    fn preloaded_scores_equal_run_scoring() {
+        let root = oodscope::assets_root();
+        let model = Model::load(&root.join("models/fmnist-resnet.pt"), DeviceChoice::Cpu).unwrap();
+        let files = |dir: &str| {
+            let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            paths.sort();
+            paths.truncate(70);
+            paths
+        };
+        let sets = vec![
+            ImageSet::from_files("id", Role::Id, &files("assets/demo/fmnist-test/bag")),
+            ImageSet::from_files("ood", Role::Ood, &files("assets/demo/mnist")),
+        ];
+        let pixels = decode_all(&model, &sets).unwrap();
+        for method in [Method::Msp, Method::Odin] {
+            let settings = settings_for(method).unwrap();
+            let run = run_scoring(&model, &sets, &settings, 32, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            let streamed: Vec<f32> = run.scores.iter().map(|s| s.score).collect();
+            let preloaded = score_preloaded(&model, &pixels, &settings, 32).unwrap();
+            assert_eq!(streamed.len(), 140);
+            assert_eq!(streamed, preloaded, "{method:?}");
+        }
+    }
+}
