@@ -34,6 +34,8 @@ pub struct SetEntry {
 pub struct RunningJob {
     pub generation: u64,
     pub settings: ScoreSettings,
+    /// The sets the job scores (the run's set indices point into these).
+    pub sets: Vec<ImageSet>,
     pub progress: Option<Progress>,
     pub cancel: CancelToken,
     pub started: Instant,
@@ -194,6 +196,15 @@ impl OodscopeApp {
         }
     }
 
+    /// The scanned sets that are switched on, in panel order.
+    fn enabled_sets(&self) -> Vec<ImageSet> {
+        self.sets
+            .iter()
+            .filter(|s| s.enabled)
+            .filter_map(|s| s.set.clone())
+            .collect()
+    }
+
     fn load_model(&mut self, path: PathBuf) {
         self.loading_model = true;
         self.cancel_job();
@@ -229,12 +240,7 @@ impl OodscopeApp {
         if self.sets.iter().any(|s| s.set.is_none()) {
             return; // scoring starts once every set is open
         }
-        let sets: Vec<ImageSet> = self
-            .sets
-            .iter()
-            .filter(|s| s.enabled)
-            .filter_map(|s| s.set.clone())
-            .collect();
+        let sets: Vec<ImageSet> = self.enabled_sets();
         let same_sets = self.result.as_ref().is_some_and(|r| same_sets(&r.sets, &sets));
         if let (true, Some(result)) = (same_sets, &mut self.result)
             && result.can_show(&wanted, &model.layout)
@@ -265,13 +271,14 @@ impl OodscopeApp {
         let cancel = CancelToken::default();
         self.worker.send(Job::Score {
             generation,
-            sets,
+            sets: sets.clone(),
             settings: wanted,
             batch_size: self.settings.batch_size.max(1),
             cancel: cancel.flag(),
         });
         self.job = Some(RunningJob {
             generation,
+            sets,
             settings: wanted,
             progress: None,
             cancel,
@@ -388,14 +395,9 @@ impl OodscopeApp {
                 run,
             } => {
                 if self.job.as_ref().is_some_and(|j| j.generation == generation) {
-                    self.job = None;
-                    let sets = self
-                        .sets
-                        .iter()
-                        .filter(|s| s.enabled)
-                        .filter_map(|s| s.set.clone())
-                        .collect();
-                    self.on_scored(settings, sets, run);
+                    if let Some(job) = self.job.take() {
+                        self.on_scored(settings, job.sets, run);
+                    }
                 }
             }
             Event::FilesScored { settings, set, run, .. } => self.on_files_scored(settings, &set, &run),
@@ -643,12 +645,7 @@ impl OodscopeApp {
         if let Some(t) = self.tuning.take() {
             t.cancel.cancel();
         }
-        let sets: Vec<ImageSet> = self
-            .sets
-            .iter()
-            .filter(|s| s.enabled)
-            .filter_map(|s| s.set.clone())
-            .collect();
+        let sets: Vec<ImageSet> = self.enabled_sets();
         let generation = self.next_generation;
         self.next_generation += 1;
         let cancel = CancelToken::default();

@@ -129,9 +129,6 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
 fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), String> {
     let [w, h] = image.size;
     let bytes: Vec<u8> = image.pixels.iter().flat_map(|p| [p.r(), p.g(), p.b()]).collect();
-    let rgb = image::RgbImage::from_raw(w as u32, h as u32, bytes).ok_or("bad screenshot size")?;
-    let mut png = Vec::new();
-    rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
+    let png = crate::report::png::encode_rgb(w as u32, h as u32, bytes)?;
     crate::report::write_atomically(path, &png).map_err(|e| e.to_string())
 }

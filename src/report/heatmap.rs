@@ -1,6 +1,5 @@
 //! A heatmap of one value over two categorical axes (the tuning objective over T × ε), headless to PNG.
 
-use std::io::Cursor;
 use std::sync::Once;
 
 use plotters::prelude::*;
@@ -57,12 +56,7 @@ pub fn heatmap_png(plot: &HeatmapPlot) -> Result<Vec<u8>, String> {
     let range = value_range(&plot.values).ok_or("no values to draw")?;
     let mut pixels = vec![0u8; plot.width as usize * plot.height as usize * 3];
     draw(plot, &mut pixels, range).map_err(|e| format!("cannot draw the heatmap: {e}"))?;
-    let image = image::RgbImage::from_raw(plot.width, plot.height, pixels).ok_or("image buffer has the wrong size")?;
-    let mut png = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| format!("cannot encode PNG: {e}"))?;
-    Ok(png)
+    super::png::encode_rgb(plot.width, plot.height, pixels)
 }
 
 /// The smallest and largest finite value, widened when they are equal.

@@ -1,6 +1,5 @@
 //! Score histograms, ID against each OOD set, rendered headless to PNG with plotters.
 
-use std::io::Cursor;
 use std::sync::Once;
 
 use plotters::prelude::*;
@@ -76,12 +75,7 @@ pub fn histogram_png(plot: &HistogramPlot) -> Result<Vec<u8>, String> {
     let mut pixels = vec![0u8; plot.width as usize * plot.height as usize * 3];
     draw(plot, &mut pixels, (lo as f64, hi as f64), y_max, width, &densities)
         .map_err(|e| format!("cannot draw the histogram: {e}"))?;
-    let image = image::RgbImage::from_raw(plot.width, plot.height, pixels).ok_or("image buffer has the wrong size")?;
-    let mut png = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| format!("cannot encode PNG: {e}"))?;
-    Ok(png)
+    super::png::encode_rgb(plot.width, plot.height, pixels)
 }
 
 fn draw(

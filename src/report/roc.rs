@@ -1,7 +1,5 @@
 //! ROC curves of each OOD set against ID, with the operating point at δ, rendered to PNG.
 
-use std::io::Cursor;
-
 use plotters::prelude::*;
 
 use super::histogram::{SET_COLOURS, ensure_font};
@@ -18,12 +16,7 @@ pub fn roc_png(title: &str, curves: &[RocCurve], width: u32, height: u32) -> Res
     ensure_font();
     let mut pixels = vec![0u8; width as usize * height as usize * 3];
     draw(title, curves, &mut pixels, (width, height)).map_err(|e| format!("cannot draw the ROC curve: {e}"))?;
-    let image = image::RgbImage::from_raw(width, height, pixels).ok_or("image buffer has the wrong size")?;
-    let mut png = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| format!("cannot encode PNG: {e}"))?;
-    Ok(png)
+    super::png::encode_rgb(width, height, pixels)
 }
 
 fn draw(
