@@ -76,13 +76,16 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="first N images of each folder (0: all)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     model_path = Path(args.model)
     card = load_card(model_path.with_suffix(".toml"))
-    module = torch.jit.load(str(model_path)).eval()
+    device = torch.device(args.device)
+    module = torch.jit.load(str(model_path), map_location=device).eval()
     ref = Reference(card, [(module, None)])
+    ref.mean, ref.std = ref.mean.to(device), ref.std.to(device)
     t, eps = (1000.0, 0.0014) if args.method == "odin" else (1.0, 0.0)
     paths = []
     for folder in args.id + args.ood:
@@ -95,11 +98,11 @@ def main():
 
     c, h, w = card["input"]
     for _ in range(2):  # TorchScript's first calls, not timed (as the Rust side)
-        score(ref, module, torch.zeros(batch_size, c, h, w), args.method, t, eps)
+        score(ref, module, torch.zeros(batch_size, c, h, w, device=device), args.method, t, eps)
     start = time.perf_counter()
     scores = []
     for x in loader:
-        scores.append(score(ref, module, x, args.method, t, eps))
+        scores.append(score(ref, module, x.to(device), args.method, t, eps).cpu())
     seconds = time.perf_counter() - start
     n = sum(len(s) for s in scores)
     print(
@@ -114,6 +117,7 @@ def main():
                 "torch_threads": torch.get_num_threads(),
                 "num_workers": args.workers,
                 "torch": torch.__version__,
+                "device": str(device),
                 "mean_score": float(torch.cat(scores).mean()),
             }
         )

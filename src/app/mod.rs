@@ -394,10 +394,10 @@ impl OodscopeApp {
                 settings,
                 run,
             } => {
-                if self.job.as_ref().is_some_and(|j| j.generation == generation) {
-                    if let Some(job) = self.job.take() {
-                        self.on_scored(settings, job.sets, run);
-                    }
+                if self.job.as_ref().is_some_and(|j| j.generation == generation)
+                    && let Some(job) = self.job.take()
+                {
+                    self.on_scored(settings, job.sets, run);
                 }
             }
             Event::FilesScored { settings, set, run, .. } => self.on_files_scored(settings, &set, &run),
