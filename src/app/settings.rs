@@ -86,3 +86,25 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_and_old_files_fill_in_defaults() {
+        let mut s = Settings::demo(std::path::Path::new("/repo"));
+        s.temperature = 10.0;
+        s.tab = Tab::Gallery;
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
+        // A settings file from an older version, with fields missing, still loads.
+        let old: Settings = serde_json::from_str(r#"{"temperature": 20.0, "epsilon": 0.001}"#).unwrap();
+        assert_eq!(
+            (old.temperature, old.epsilon, old.bins, old.method),
+            (20.0, 0.001, 60, Method::Odin)
+        );
+        assert_eq!(s.sets[0].role(), Role::Id);
+        assert_eq!(s.sets[1].role(), Role::Ood);
+    }
+}
