@@ -11,6 +11,7 @@ pub mod gui;
 pub mod metrics;
 pub mod model;
 pub mod report;
+pub mod rng;
 pub mod score;
 pub mod train;
 pub mod ui;

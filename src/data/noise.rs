@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::rng::SplitMix64;
+
 /// Which noise a synthetic set holds (SCORING.md: "Synthetic OOD sets").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoiseKind {
@@ -37,35 +39,10 @@ impl fmt::Display for NoiseKind {
 pub fn noise_image(kind: NoiseKind, index: usize, len: usize) -> Vec<f32> {
     let mut rng = SplitMix64(kind.seed() ^ (index as u64).wrapping_mul(0xd1b5_4a32_d192_ed03));
     match kind {
-        NoiseKind::Uniform => (0..len).map(|_| rng.next_unit()).collect(),
+        NoiseKind::Uniform => (0..len).map(|_| rng.next_unit_f32()).collect(),
         NoiseKind::Gaussian => (0..len)
-            .map(|_| (0.5 + rng.next_standard_normal()).clamp(0.0, 1.0))
+            .map(|_| (0.5 + rng.next_standard_normal() as f32).clamp(0.0, 1.0))
             .collect(),
-    }
-}
-
-/// SplitMix64: tiny, fast, and stable forever (unlike library RNGs whose streams may change).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 24 random bits (every value exact in f32).
-    fn next_unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Standard normal by Box–Muller (one value per call, for simplicity).
-    fn next_standard_normal(&mut self) -> f32 {
-        let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
-        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
     }
 }
 

@@ -82,7 +82,7 @@ pub fn train(options: &TrainOptions) -> Result<()> {
     std::fs::create_dir_all(&options.out)?;
     for which in &options.which {
         tch::manual_seed(options.seed as i64);
-        let mut rng = Rng::new(options.seed);
+        let mut rng = seeded_rng(options.seed);
         let started = Instant::now();
         match which {
             Which::Plain => loops::train_plain(options, &train_set, &test_set, &classes, &mut rng)?,
@@ -97,33 +97,10 @@ pub fn train(options: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
-/// SplitMix64 for shuffling and augmentation: seeded, tiny, stable.
-pub struct Rng(u64);
+/// The seeded generator for shuffling and augmentation.
+pub type Rng = crate::rng::SplitMix64;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5eed_0f0d_5c09_e5a1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// A random permutation of `0..n` (Fisher–Yates).
-    pub fn permutation(&mut self, n: usize) -> Vec<i64> {
-        let mut p: Vec<i64> = (0..n as i64).collect();
-        for i in (1..n).rev() {
-            p.swap(i, self.below(i as u64 + 1) as usize);
-        }
-        p
-    }
+/// Training's generator for a seed.
+pub fn seeded_rng(seed: u64) -> Rng {
+    crate::rng::SplitMix64(seed ^ 0x5eed_0f0d_5c09_e5a1)
 }

@@ -1,6 +1,7 @@
 //! Milliseconds per GUI interaction on synthetic scores: a threshold move, a change of T with ε = 0
 //! (re-scoring cached logits) and a ROC/PR recompute; medians over repetitions.
 
+use oodscope::rng::SplitMix64;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -20,14 +21,22 @@ pub fn run(args: &InteractionArgs) -> Report {
     if args.scores < 10 || args.repeats == 0 {
         bail!("need at least 10 scores and one repetition");
     }
-    let mut rng = Rng(0x5eed);
+    let mut rng = SplitMix64(0x5eed);
     let n_id = args.scores * 2 / 5;
     let n_ood = (args.scores - n_id) / 3;
-    let id: Vec<f32> = (0..n_id).map(|_| rng.normal(1.0, 1.0)).collect();
-    let oods: Vec<Vec<f32>> = (0..3)
-        .map(|k| (0..n_ood).map(|_| rng.normal(-0.5 * k as f64, 1.0)).collect())
+    let id: Vec<f32> = (0..n_id)
+        .map(|_| (1.0 + 1.0 * rng.next_standard_normal()) as f32)
         .collect();
-    let logits: Vec<f32> = (0..args.scores * CLASSES).map(|_| rng.normal(0.0, 3.0)).collect();
+    let oods: Vec<Vec<f32>> = (0..3)
+        .map(|k| {
+            (0..n_ood)
+                .map(|_| (-0.5 * k as f64 + 1.0 * rng.next_standard_normal()) as f32)
+                .collect()
+        })
+        .collect();
+    let logits: Vec<f32> = (0..args.scores * CLASSES)
+        .map(|_| (0.0 + 3.0 * rng.next_standard_normal()) as f32)
+        .collect();
 
     let sorted: Vec<SortedScores> = oods
         .iter()
@@ -96,27 +105,4 @@ fn median_ms(repeats: usize, mut f: impl FnMut(usize) -> usize) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
-}
-
-/// A small seeded generator (splitmix64) with Box–Muller normals: no dependency for synthetic data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self, mean: f64, std: f64) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (mean + std * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
 }
