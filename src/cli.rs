@@ -100,8 +100,7 @@ pub struct TrainArgs {
 /// Runs `oodscope train`.
 pub fn train_command(args: &TrainArgs) -> Result<()> {
     use crate::train::{TrainOptions, Which, train};
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    set_model_threads(Some(args.threads.unwrap_or(cores)));
+    set_model_threads(args.threads);
     let which = if args.which.is_empty() {
         vec![Which::Plain, Which::Confidence, Which::Ensemble]
     } else {
@@ -146,7 +145,7 @@ pub struct ScoreArgs {
     /// auto (CUDA when available), cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Threads libtorch uses inside each operation on the CPU [default: half the cores].
+    /// Threads libtorch uses inside each operation on the CPU [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Write per-image scores as CSV.
@@ -278,7 +277,7 @@ pub struct TuneArgs {
     /// auto (CUDA when available), cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Threads libtorch uses inside each operation on the CPU [default: half the cores].
+    /// Threads libtorch uses inside each operation on the CPU [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Write the grid as CSV: every (T, ε, OOD set) on the validation split, then the choice on the test split.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use oodscope::data::{ImageSet, Role};
 use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, RunError, ScoreSettings, run_scoring};
+use oodscope::score::{DecodeSchedule, Method, RunError, ScoreSettings, run_scoring_with};
 
 fn oodscope(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
@@ -202,15 +202,17 @@ fn a_cancelled_run_stops_early() {
         ImageSet::open("uniform:5000", Role::Ood, &[]).unwrap(),
     ];
     let settings = ScoreSettings::new(Method::Odin, 1000.0, 0.0014).unwrap();
-    let cancel = AtomicBool::new(false);
-    let mut batches = 0;
-    let result = run_scoring(&model, &sets, &settings, 8, &cancel, &mut |p| {
-        batches += 1;
-        assert!(p.done < p.total);
-        if batches == 3 {
-            cancel.store(true, Ordering::Relaxed);
-        }
-    });
-    assert!(matches!(result, Err(RunError::Cancelled)), "{result:?}");
-    assert_eq!(batches, 3, "no batch is scored after cancel");
+    for schedule in [DecodeSchedule::InTurn, DecodeSchedule::Overlapped] {
+        let cancel = AtomicBool::new(false);
+        let mut batches = 0;
+        let result = run_scoring_with(&model, &sets, &settings, 8, schedule, &cancel, &mut |p| {
+            batches += 1;
+            assert!(p.done < p.total);
+            if batches == 3 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        });
+        assert!(matches!(result, Err(RunError::Cancelled)), "{schedule:?}: {result:?}");
+        assert_eq!(batches, 3, "{schedule:?}: no batch is scored after cancel");
+    }
 }

@@ -1,5 +1,6 @@
 //! oodscope's per-image scores equal PyTorch's (computed in Python by make_fixtures.py) to 1e-5,
-//! for every method and (T, ε) in the manifest, at batch size 1 and 64.
+//! for every method and (T, ε) in the manifest, at batch size 1 and 64, with decoding in turn with the
+//! model (the CPU's schedule) and overlapped (a GPU's).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use oodscope::data::{ImageSet, Role};
 use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, ScoreSettings, run_scoring};
+use oodscope::score::{DecodeSchedule, Method, ScoreSettings, run_scoring_with};
 
 #[derive(Debug)]
 struct Expected {
@@ -63,12 +64,18 @@ fn scores_match_pytorch_for_every_method_and_setting() {
             ImageSet::open(fx.join("images/ood").to_str().unwrap(), Role::Ood, &model.card.classes).unwrap(),
         ];
         let mut by_batch = Vec::new();
-        for batch_size in [1, 64] {
-            let run = run_scoring(
+        let runs = [
+            (1, DecodeSchedule::InTurn),
+            (64, DecodeSchedule::InTurn),
+            (64, DecodeSchedule::Overlapped),
+        ];
+        for (batch_size, schedule) in runs {
+            let run = run_scoring_with(
                 &model,
                 &sets,
                 &settings,
                 batch_size,
+                schedule,
                 &AtomicBool::new(false),
                 &mut |_| {},
             )
@@ -88,7 +95,7 @@ fn scores_match_pytorch_for_every_method_and_setting() {
                     .to_string();
                 let want = expected.get(&rel).unwrap_or_else(|| panic!("no reference for {rel}"));
                 let what = format!(
-                    "{} {} T={} eps={} batch {batch_size}: {rel}",
+                    "{} {} T={} eps={} batch {batch_size} {schedule:?}: {rel}",
                     case["model"], method, settings.temperature, settings.epsilon
                 );
                 assert!(
@@ -112,6 +119,7 @@ fn scores_match_pytorch_for_every_method_and_setting() {
         for (a, b) in by_batch[0].iter().zip(&by_batch[1]) {
             assert!(close(*a as f64, *b as f64), "batch size changed a score: {a} vs {b}");
         }
+        assert_eq!(by_batch[1], by_batch[2], "the decode schedule changed a score");
     }
     eprintln!("checked {checked} scores against PyTorch; largest deviation {worst:.2e}");
 }

@@ -6,5 +6,7 @@ pub mod run;
 pub mod settings;
 
 pub use methods::{BatchScores, score_batch};
-pub use run::{ImageScore, Progress, RunError, ScoreRun, SkippedFile, run_scoring};
+pub use run::{
+    DecodeSchedule, ImageScore, Progress, RunError, ScoreRun, SkippedFile, StageTimes, run_scoring, run_scoring_with,
+};
 pub use settings::{Method, ScoreSettings};

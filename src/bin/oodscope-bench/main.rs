@@ -44,7 +44,7 @@ pub struct PipelineArgs {
     pub method: Method,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// libtorch intra-op threads [default: oodscope's, half the cores].
+    /// libtorch intra-op threads [default: oodscope's, all cores].
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, default_value = "cpu")]
@@ -52,6 +52,10 @@ pub struct PipelineArgs {
     /// Decode every image first, then time the model alone (the ceiling of the pipeline).
     #[arg(long)]
     pub preloaded: bool,
+    /// Decode in turn with the model, or on a producer thread beside it [default: the device's
+    /// (in turn on the CPU, overlapped on a GPU)].
+    #[arg(long, value_parser = ["in-turn", "overlapped"])]
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

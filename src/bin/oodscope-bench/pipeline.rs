@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use super::{PipelineArgs, Report};
 use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
 use oodscope::model::{Model, device_name, set_model_threads};
-use oodscope::score::{Method, ScoreSettings, run_scoring, score_batch};
+use oodscope::score::{DecodeSchedule, Method, ScoreSettings, StageTimes, run_scoring_with, score_batch};
 
 /// The settings of a benchmarked method: MSP, or ODIN at T = 1000, ε = 0.0014.
 pub fn settings_for(method: Method) -> Result<ScoreSettings> {
@@ -35,6 +35,12 @@ pub fn run(args: &PipelineArgs) -> Report {
     }
     let images: usize = sets.iter().map(ImageSet::len).sum();
     warm_up(&model, &settings, args.batch_size)?;
+    let schedule = match args.schedule.as_deref() {
+        Some("in-turn") => DecodeSchedule::InTurn,
+        Some(_) => DecodeSchedule::Overlapped,
+        None => DecodeSchedule::for_device(model.device),
+    };
+    let mut stages = None;
     let (seconds, decode_seconds, scores) = if args.preloaded {
         let start = Instant::now();
         let pixels = decode_all(&model, &sets)?;
@@ -44,11 +50,12 @@ pub fn run(args: &PipelineArgs) -> Report {
         (start.elapsed().as_secs_f64(), Some(decode_seconds), scores)
     } else {
         let start = Instant::now();
-        let run = run_scoring(
+        let run = run_scoring_with(
             &model,
             &sets,
             &settings,
             args.batch_size,
+            schedule,
             &AtomicBool::new(false),
             &mut |_| {},
         )?;
@@ -60,6 +67,7 @@ pub fn run(args: &PipelineArgs) -> Report {
             );
         }
         let seconds = start.elapsed().as_secs_f64();
+        stages = Some(stage_seconds(&run.stages));
         (seconds, None, run.scores.iter().map(|s| s.score).collect())
     };
     let mean_score = scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len().max(1) as f64;
@@ -72,11 +80,22 @@ pub fn run(args: &PipelineArgs) -> Report {
         "seconds": seconds,
         "images_per_s": images as f64 / seconds,
         "decode_all_seconds": decode_seconds,
+        "schedule": if args.preloaded { None } else { Some(format!("{schedule:?}")) },
+        "stage_seconds": stages,
         "mean_score": mean_score,
         "model_threads": tch::get_num_threads(),
         "decode_threads": rayon::current_num_threads(),
         "device": device_name(model.device),
     }))
+}
+
+/// The run's stage times in seconds.
+fn stage_seconds(stages: &StageTimes) -> serde_json::Value {
+    json!({
+        "decode": stages.decode.as_secs_f64(),
+        "to_device": stages.to_device.as_secs_f64(),
+        "model": stages.model.as_secs_f64(),
+    })
 }
 
 /// Two batches of zeros through the model, so that TorchScript's first-call work is not timed.
