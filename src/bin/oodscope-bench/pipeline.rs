@@ -168,7 +168,8 @@ mod tests {
         let pixels = decode_all(&model, &sets).unwrap();
         for method in [Method::Msp, Method::Odin] {
             let settings = settings_for(method).unwrap();
-            let run = run_scoring(&model, &sets, &settings, 32, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            let run = oodscope::score::run_scoring(&model, &sets, &settings, 32, &AtomicBool::new(false), &mut |_| {})
+                .unwrap();
             let streamed: Vec<f32> = run.scores.iter().map(|s| s.score).collect();
             let preloaded = score_preloaded(&model, &pixels, &settings, 32).unwrap();
             assert_eq!(streamed.len(), 140);
