@@ -76,7 +76,7 @@ def main():
     args = ap.parse_args()
 
     cores = os.cpu_count() or 1
-    model_threads = max(cores // 2, 1)  # oodscope's default (set_model_threads)
+    model_threads = cores  # oodscope's default on the CPU (set_model_threads)
     load_before = os.getloadavg()
     sets = ["--id", ID_DIR, "--ood", OOD_DIR]
     common = ["--batch-size", args.batch_size]
@@ -84,16 +84,24 @@ def main():
     for method in ("msp", "odin"):
         print(f"bench: oodscope end to end, {method}", flush=True)
         r[f"e2e_{method}"] = repeated([BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, *common], args.repeats)
+        print(f"bench: oodscope end to end, decoding overlapped with the model, {method}", flush=True)
+        r[f"overlap_{method}"] = repeated(
+            [BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, "--schedule", "overlapped", *common],
+            args.repeats,
+        )
         print(f"bench: oodscope preloaded, {method}", flush=True)
         r[f"pre_{method}"] = repeated(
             [BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, "--preloaded", *common], args.repeats
         )
         print(f"bench: PyTorch batched, {method}", flush=True)
-        r[f"py_{method}"] = repeated(
-            [sys.executable, "scripts/bench_torch.py", "--mode", "batched", "--method", method, "--model", MODEL,
-             *sets, *common, "--threads", model_threads, "--workers", args.workers],
-            args.repeats,
-        )
+        for workers in (args.workers, 0):
+            r[f"py_{method}_w{workers}"] = repeated(
+                [sys.executable, "scripts/bench_torch.py", "--mode", "batched", "--method", method, "--model", MODEL,
+                 *sets, *common, "--threads", model_threads, "--workers", workers],
+                args.repeats,
+            )
+        # oodscope is compared with the faster of the two DataLoader settings.
+        r[f"py_{method}"] = max(r[f"py_{method}_w{args.workers}"], r[f"py_{method}_w0"], key=lambda x: x["images_per_s"])
         print(f"bench: oodscope score CLI, {method}", flush=True)
         r[f"cli_{method}"] = measure(
             [OODSCOPE, "score", "--model", MODEL, *sets, "--method", method, "--device", "cpu", "--quiet", *common]
@@ -103,6 +111,11 @@ def main():
         [sys.executable, "scripts/bench_torch.py", "--mode", "reference", "--method", "odin", "--model", MODEL,
          *sets, "--threads", model_threads, "--workers", args.workers, "--limit", args.reference_limit],
         args.repeats,
+    )
+    print("bench: ODIN profile (batch 1 and batched, forward and ODIN per image)", flush=True)
+    r["profile"] = measure(
+        [sys.executable, "scripts/profile_odin.py", "--model", MODEL, "--threads", model_threads,
+         "--batch-size", args.batch_size]
     )
     print("bench: interaction budget", flush=True)
     r["interaction"] = measure([BENCH, "interaction", "--scores", 100_000, "--repeats", 21])
@@ -142,10 +155,11 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         f"{load_after[0]:.2f} after.",
         f"- Model `{MODEL}` (28×28 grey ResNet), images `{ID_DIR}` (ID) + `{OOD_DIR}` (OOD): "
         f"{e['images']} PNGs; batch size {args.batch_size}; ODIN at T = 1000, ε = 0.0014.",
-        f"- Threads: libtorch intra-op {e['model_threads']} in oodscope (its default, half the cores) and "
-        f"`torch.set_num_threads({model_threads})` in Python; oodscope decodes on a producer thread with "
-        f"rayon ({e['decode_threads']} threads), Python with a DataLoader of num_workers = {args.workers} "
-        f"(the ODIN code's setting too).",
+        f"- Threads: libtorch intra-op {e['model_threads']} in oodscope (its default on the CPU, all cores) and "
+        f"`torch.set_num_threads({model_threads})` in Python; oodscope decodes each batch with rayon "
+        f"({e['decode_threads']} threads) and then scores it (`DecodeSchedule::InTurn`, the CPU's default); "
+        f"Python decodes in a DataLoader with num_workers = {args.workers} (the ODIN code's setting) or 0, "
+        f"and oodscope is compared with the faster of the two.",
         f"- Throughput: median of {args.repeats} runs (each run's figure in brackets), timed after model load "
         "and two warm-up batches; peak RSS: getrusage maxrss of the process (largest of its runs; Python's "
         "includes the largest DataLoader worker if it is larger).",
@@ -162,7 +176,12 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
         row("1", f"oodscope end to end (`run_scoring`: decode → preprocess → model → score), {name}", r[f"e2e_{method}"])
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
-        row("2", f"PyTorch batched (DataLoader + PIL, batch {args.batch_size}), {name}", r[f"py_{method}"])
+        row("1b", f"oodscope end to end, decoding on a producer thread beside the model (the GPU's schedule), {name}",
+            r[f"overlap_{method}"])
+    for method, name in (("msp", "MSP"), ("odin", "ODIN")):
+        for workers in (args.workers, 0):
+            row("2", f"PyTorch batched (DataLoader num_workers = {workers} + PIL, batch {args.batch_size}), {name}",
+                r[f"py_{method}_w{workers}"])
     ref = r["ref_odin"]
     row("3", f"PyTorch one image per forward/backward (ODIN reference style), ODIN, {ref['images']} images", ref)
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
@@ -182,11 +201,43 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
             f"{e['decode_threads']} threads) took {pre['decode_all_seconds']:.2f} s; the model alone "
             f"{pre['seconds']:.2f} s; end to end {r[f'e2e_{method}']['seconds']:.2f} s."
         )
+    for method, name in (("msp", "MSP"), ("odin", "ODIN")):
+        st = r[f"e2e_{method}"].get("stage_seconds") or {}
+        if st:
+            lines.append(
+                f"- Stages of the end-to-end run, {name}: decoding {st['decode']:.2f} s, building the batch tensors "
+                f"{st['to_device']:.3f} s, the model (`score_batch`) {st['model']:.2f} s."
+            )
     lines.append(
         f"- Same images, same scores: mean score oodscope {r['e2e_odin']['mean_score']:.6f} / PyTorch "
         f"{r['py_odin']['mean_score']:.6f} (ODIN), {r['e2e_msp']['mean_score']:.6f} / "
         f"{r['py_msp']['mean_score']:.6f} (MSP)."
     )
+
+    pf = r["profile"]
+    b1, bb = pf["batch_1"], pf[f"batch_{pf['batch_size']}"]
+    floor_rate = 1000 / pf["odin_floor_ms"]
+    lines += [
+        "",
+        f"### ODIN's cost per image (`scripts/profile_odin.py`, random inputs, {pf['threads']} libtorch threads)",
+        "",
+        f"| | batch 1 | batch {pf['batch_size']} |",
+        "|---|---|---|",
+        f"| forward pass alone (ms/image) | {b1['forward_ms']:.3f} | {bb['forward_ms']:.3f} |",
+        f"| ODIN: forward, backward to the input, forward on x̃ (ms/image) | {b1['odin_ms']:.3f} | {bb['odin_ms']:.3f} |",
+    ]
+    for group in bb["profile_ms"]:
+        lines.append(
+            f"| … of which {group} (torch.profiler self time, ms/image) | {b1['profile_ms'].get(group, 0):.3f} | "
+            f"{bb['profile_ms'][group]:.3f} |"
+        )
+    lines += [
+        "",
+        f"ODIN evaluates the network twice per image, so no implementation on this machine can beat "
+        f"2 × {bb['forward_ms']:.3f} = {pf['odin_floor_ms']:.2f} ms per image ({floor_rate:.0f} images/s); "
+        f"against the reference style's {ref['images_per_s']:.0f} images/s that caps 1/3 at "
+        f"{floor_rate / ref['images_per_s']:.1f}×.",
+    ]
 
     ia = r["interaction"]
     lines += [
@@ -197,7 +248,7 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         "|---|---|",
         f"| threshold move: operating point per OOD set (`SortedScores`), 60-bin histograms of the 4 sets, "
         f"verdict counts | {ia['threshold_move_ms']:.3f} |",
-        f"| T change with ε = 0: `score_from_logits` on {ia['scores']} rows of 10 logits | {ia['t_rescore_ms']:.2f} |",
+        f"| T change with ε = 0: `scores_from_logits` (rayon) on {ia['scores']} rows of 10 logits | {ia['t_rescore_ms']:.2f} |",
         f"| ROC/PR recompute: `SortedScores::new` + `curves` for each of the 3 OOD sets | "
         f"{ia['roc_pr_recompute_ms']:.2f} |",
     ]
@@ -236,7 +287,7 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         gb = big["peak_rss_mb"] / 1024
         t.append(f"| peak RSS < 1.5 GB for {big['images']} images | {gb:.2f} GB | {met(gb < 1.5)} |")
     lines += ["", "### Targets", "", "| target | measured | |", "|---|---|---|", *t]
-    lines += ["", "CUDA figures are not recorded yet (no GPU machine was used for this run)."]
+    lines += ["", "CUDA figures: see the section below this block (run on a lent GPU machine)."]
     return "\n".join(lines)
 
 

@@ -100,7 +100,8 @@ pub struct TrainArgs {
 /// Runs `oodscope train`.
 pub fn train_command(args: &TrainArgs) -> Result<()> {
     use crate::train::{TrainOptions, Which, train};
-    set_model_threads(args.threads);
+    let device = args.device.resolve()?;
+    set_model_threads(args.threads, device);
     let which = if args.which.is_empty() {
         vec![Which::Plain, Which::Confidence, Which::Ensemble]
     } else {
@@ -116,7 +117,7 @@ pub fn train_command(args: &TrainArgs) -> Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
         limit: args.limit,
-        device: args.device.resolve()?,
+        device,
     })
 }
 
@@ -181,8 +182,8 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    set_model_threads(args.threads);
     let model = Model::load(&args.model, args.device)?;
+    set_model_threads(args.threads, model.device);
     if let Some(reason) = settings.method.unsupported_reason(&model.card) {
         bail!(reason);
     }
@@ -330,8 +331,8 @@ impl TuneArgs {
 /// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
 pub fn tune_command(args: &TuneArgs) -> Result<()> {
     let options = args.options().map_err(anyhow::Error::msg)?;
-    set_model_threads(args.threads);
     let model = Model::load(&args.model, args.device)?;
+    set_model_threads(args.threads, model.device);
     if let Some(reason) = options.method.unsupported_reason(&model.card) {
         bail!(reason);
     }

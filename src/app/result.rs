@@ -2,7 +2,7 @@
 //! logits) and the scores on display, which a change of T with ε = 0 re-derives from the logits.
 
 use crate::data::{ImageSet, Role};
-use crate::score::rescore::{LogitLayout, score_from_logits};
+use crate::score::rescore::{LogitLayout, score_from_logits, scores_from_logits};
 use crate::score::{ScoreRun, ScoreSettings};
 
 pub struct ScoredResult {
@@ -57,12 +57,14 @@ impl ScoredResult {
         if equivalent(&self.computed, wanted) {
             self.scores = self.run.scores.iter().map(|s| s.score).collect();
         } else {
-            self.scores = (0..self.run.scores.len())
-                .map(|i| {
-                    score_from_logits(wanted.method, wanted.temperature, self.run.logits_of(i), layout)
-                        .unwrap_or(f32::NAN)
-                })
-                .collect();
+            self.scores = scores_from_logits(
+                wanted.method,
+                wanted.temperature,
+                &self.run.logits,
+                self.run.scores.len(),
+                self.run.logit_width,
+                layout,
+            );
         }
         self.shown = *wanted;
     }
@@ -93,11 +95,20 @@ pub fn equivalent(a: &ScoreSettings, b: &ScoreSettings) -> bool {
 /// ODIN's first-order estimate at `wanted` (ε > 0) from cached logits and `‖∇ₓ L‖₁` at the same T:
 /// `log S(x̃) ≈ log S(x) + ε·‖∇ₓ log S(x)‖₁`, capped at 1.
 pub fn odin_estimate(run: &ScoreRun, norms: &[f32], wanted: &ScoreSettings, layout: &LogitLayout) -> Vec<f32> {
-    (0..run.scores.len())
-        .map(|i| {
-            let s = score_from_logits(wanted.method, wanted.temperature, run.logits_of(i), layout).unwrap_or(f32::NAN)
-                as f64;
-            (s * (wanted.epsilon * norms.get(i).copied().unwrap_or(f32::NAN) as f64).exp()).min(1.0) as f32
+    let clean = scores_from_logits(
+        wanted.method,
+        wanted.temperature,
+        &run.logits,
+        run.scores.len(),
+        run.logit_width,
+        layout,
+    );
+    clean
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let norm = norms.get(i).copied().unwrap_or(f32::NAN) as f64;
+            (s as f64 * (wanted.epsilon * norm).exp()).min(1.0) as f32
         })
         .collect()
 }

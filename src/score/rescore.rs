@@ -1,6 +1,8 @@
 //! Scores and class probabilities from cached logits, without the model: what a change of T with
 //! ε = 0 needs (SCORING.md's formulas on plain `f32`, in f64 for accuracy).
 
+use rayon::prelude::*;
+
 use super::settings::Method;
 
 /// How a row of cached logits is laid out.
@@ -19,6 +21,13 @@ fn softmax(logits: &[f32], t: f64) -> Vec<f64> {
     exps.into_iter().map(|e| e / sum).collect()
 }
 
+/// `max_i softmax(ℓ/T)_i` without building the softmax: the largest logit's term is `exp(0) = 1`, so
+/// the maximum is `1 / Σ_i exp((ℓ_i − max ℓ)/T)` (the same value, bit for bit, as dividing first).
+fn max_softmax(logits: &[f32], t: f64) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    1.0 / logits.iter().map(|&l| ((l as f64 - max) / t).exp()).sum::<f64>()
+}
+
 fn logsumexp(logits: &[f32], t: f64) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 / t;
     max + logits.iter().map(|&l| (l as f64 / t - max).exp()).sum::<f64>().ln()
@@ -28,8 +37,8 @@ fn logsumexp(logits: &[f32], t: f64) -> f64 {
 /// method's score is not a function of the logits alone (the confidence branch).
 pub fn score_from_logits(method: Method, t: f64, row: &[f32], layout: &LogitLayout) -> Option<f32> {
     let value = match (method, layout) {
-        (Method::Msp, LogitLayout::Single) => max(&softmax(row, 1.0)),
-        (Method::Odin, LogitLayout::Single) => max(&softmax(row, t)),
+        (Method::Msp, LogitLayout::Single) => max_softmax(row, 1.0),
+        (Method::Odin, LogitLayout::Single) => max_softmax(row, t),
         (Method::Energy, LogitLayout::Single) => t * logsumexp(row, t),
         (Method::Ensemble, LogitLayout::Ensemble { members }) => {
             let mut total = 0.0;
@@ -43,6 +52,25 @@ pub fn score_from_logits(method: Method, t: f64, row: &[f32], layout: &LogitLayo
         _ => return None,
     };
     Some(value as f32)
+}
+
+/// [`score_from_logits`] for each of `rows` rows of `width` logits, in parallel (rayon); NaN where the
+/// method's score is not a function of the logits.
+pub fn scores_from_logits(
+    method: Method,
+    t: f64,
+    logits: &[f32],
+    rows: usize,
+    width: usize,
+    layout: &LogitLayout,
+) -> Vec<f32> {
+    (0..rows)
+        .into_par_iter()
+        .map(|i| {
+            let row = logits.get(i * width..(i + 1) * width).unwrap_or(&[]);
+            score_from_logits(method, t, row, layout).unwrap_or(f32::NAN)
+        })
+        .collect()
 }
 
 /// Class probabilities at T = 1: softmax of the logits, or an ensemble's averaged, scattered
@@ -102,6 +130,37 @@ mod tests {
             score_from_logits(Method::Confidence, 1.0, &row, &LogitLayout::Single),
             None
         );
+    }
+
+    #[test]
+    fn max_softmax_equals_the_largest_softmax_entry_bit_for_bit() {
+        let mut state = 7u64;
+        for _ in 0..1000 {
+            let row: Vec<f32> = (0..10)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0
+                })
+                .collect();
+            for t in [1.0, 7.5, 1000.0] {
+                assert_eq!(max_softmax(&row, t), max(&softmax(&row, t)), "{row:?} T={t}");
+            }
+        }
+    }
+
+    #[test]
+    fn scores_of_all_rows_equal_row_by_row_scores() {
+        let logits: Vec<f32> = (0..60).map(|i| (i as f32 * 0.37).sin() * 5.0).collect();
+        let all = scores_from_logits(Method::Energy, 3.0, &logits, 6, 10, &LogitLayout::Single);
+        let one_by_one: Vec<f32> = logits
+            .chunks(10)
+            .map(|row| score_from_logits(Method::Energy, 3.0, row, &LogitLayout::Single).unwrap())
+            .collect();
+        assert_eq!(all, one_by_one);
+        let confidence = scores_from_logits(Method::Confidence, 1.0, &logits, 6, 10, &LogitLayout::Single);
+        assert!(confidence.iter().all(|s| s.is_nan()));
     }
 
     #[test]

@@ -37,7 +37,6 @@ impl ModelInfo {
 }
 
 pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Waker) {
-    set_model_threads(None);
     let mut model: Option<Model> = None;
     let send = |event: Event| {
         let _ = events.send(event);
@@ -48,6 +47,7 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
             Job::Shutdown => break,
             Job::LoadModel { path, device } => match Model::load(&path, device) {
                 Ok(loaded) => {
+                    set_model_threads(None, loaded.device);
                     send(Event::ModelLoaded(model_info(&path, &loaded)));
                     model = Some(loaded);
                 }

@@ -24,9 +24,9 @@ pub fn settings_for(method: Method) -> Result<ScoreSettings> {
 }
 
 pub fn run(args: &PipelineArgs) -> Report {
-    set_model_threads(args.threads);
     let settings = settings_for(args.method)?;
     let model = Model::load(&args.model, args.device)?;
+    set_model_threads(args.threads, model.device);
     let mut sets = Vec::new();
     for (specs, role) in [(&args.id, Role::Id), (&args.ood, Role::Ood)] {
         for spec in specs {
@@ -84,7 +84,7 @@ pub fn run(args: &PipelineArgs) -> Report {
         "stage_seconds": stages,
         "mean_score": mean_score,
         "model_threads": tch::get_num_threads(),
-        "decode_threads": rayon::current_num_threads(),
+        "decode_threads": schedule.decode_threads(),
         "device": device_name(model.device),
     }))
 }
