@@ -3,6 +3,7 @@
 //! Layers point one way: `ui → app → worker → score/model/data → metrics`; `cli` and `report`
 //! sit beside `app`.
 
+pub mod alloc;
 pub mod app;
 pub mod cli;
 pub mod data;

@@ -4,6 +4,7 @@ use clap::Parser;
 use oodscope::cli::{Cli, Command, score_command, train_command, tune_command};
 
 fn main() {
+    oodscope::alloc::keep_tensor_buffers_in_the_heap();
     let cli = Cli::try_parse().unwrap_or_else(|err| {
         use clap::error::ErrorKind;
         if matches!(

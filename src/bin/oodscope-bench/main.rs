@@ -56,6 +56,9 @@ pub struct PipelineArgs {
     /// (in turn on the CPU, overlapped on a GPU)].
     #[arg(long, value_parser = ["in-turn", "overlapped"])]
     pub schedule: Option<String>,
+    /// Leave glibc's malloc at its defaults (oodscope keeps tensor buffers in the heap; see src/alloc.rs).
+    #[arg(long)]
+    pub malloc_defaults: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +84,10 @@ pub struct MakeFolderArgs {
 
 fn main() {
     let cli = Cli::parse();
+    let glibc_defaults = matches!(&cli.command, Command::Pipeline(args) if args.malloc_defaults);
+    if !glibc_defaults {
+        oodscope::alloc::keep_tensor_buffers_in_the_heap();
+    }
     let result = match &cli.command {
         Command::Pipeline(args) => pipeline::run(args),
         Command::Interaction(args) => interaction::run(args),

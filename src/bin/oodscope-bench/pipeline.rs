@@ -80,6 +80,7 @@ pub fn run(args: &PipelineArgs) -> Report {
         "seconds": seconds,
         "images_per_s": images as f64 / seconds,
         "decode_all_seconds": decode_seconds,
+        "malloc_defaults": args.malloc_defaults,
         "schedule": if args.preloaded { None } else { Some(format!("{schedule:?}")) },
         "stage_seconds": stages,
         "mean_score": mean_score,
