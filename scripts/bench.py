@@ -25,13 +25,18 @@ OODSCOPE = ROOT / "target" / "release" / "oodscope"
 MODEL = "models/fmnist-resnet.pt"
 ID_DIR, OOD_DIR = "assets/demo/fmnist-test", "assets/demo/mnist"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+# glibc's malloc with the settings oodscope applies to itself (src/alloc.rs), for the Python runs that
+# show how much of the difference is the allocator.
+HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
 
-def measure(cmd):
-    """Runs `cmd` in the repository root; returns its last stdout line as JSON (if any) with the
-    process's wall time and peak RSS added."""
+def measure(cmd, env=None):
+    """Runs `cmd` in the repository root (with `env` added to the environment); returns its last
+    stdout line as JSON (if any) with the process's wall time and peak RSS added."""
     start = time.perf_counter()
-    proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(c) for c in cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -45,9 +50,9 @@ def measure(cmd):
     return result
 
 
-def repeated(cmd, repeats):
+def repeated(cmd, repeats, env=None):
     """The run with the median images/s of `repeats` runs, with the largest peak RSS of them."""
-    runs = [measure(cmd) for _ in range(repeats)]
+    runs = [measure(cmd, env) for _ in range(repeats)]
     runs.sort(key=lambda r: r["images_per_s"])
     best = dict(runs[len(runs) // 2])
     best["runs_images_per_s"] = [round(r["images_per_s"], 1) for r in runs]
@@ -84,6 +89,11 @@ def main():
     for method in ("msp", "odin"):
         print(f"bench: oodscope end to end, {method}", flush=True)
         r[f"e2e_{method}"] = repeated([BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, *common], args.repeats)
+        print(f"bench: oodscope end to end, glibc's default malloc settings, {method}", flush=True)
+        r[f"mallocdef_{method}"] = repeated(
+            [BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, "--malloc-defaults", *common],
+            args.repeats,
+        )
         print(f"bench: oodscope end to end, decoding overlapped with the model, {method}", flush=True)
         r[f"overlap_{method}"] = repeated(
             [BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, "--schedule", "overlapped", *common],
@@ -101,7 +111,15 @@ def main():
                 args.repeats,
             )
         # oodscope is compared with the faster of the two DataLoader settings.
-        r[f"py_{method}"] = max(r[f"py_{method}_w{args.workers}"], r[f"py_{method}_w0"], key=lambda x: x["images_per_s"])
+        faster = max((args.workers, 0), key=lambda w: r[f"py_{method}_w{w}"]["images_per_s"])
+        r[f"py_{method}"] = r[f"py_{method}_w{faster}"]
+        print(f"bench: PyTorch batched with oodscope's malloc settings, {method}", flush=True)
+        r[f"pyheap_{method}"] = repeated(
+            [sys.executable, "scripts/bench_torch.py", "--mode", "batched", "--method", method, "--model", MODEL,
+             *sets, *common, "--threads", model_threads, "--workers", faster],
+            args.repeats,
+            env={"GLIBC_TUNABLES": HEAP_TUNABLES},
+        )
         print(f"bench: oodscope score CLI, {method}", flush=True)
         r[f"cli_{method}"] = measure(
             [OODSCOPE, "score", "--model", MODEL, *sets, "--method", method, "--device", "cpu", "--quiet", *common]
@@ -115,7 +133,8 @@ def main():
     print("bench: ODIN profile (batch 1 and batched, forward and ODIN per image)", flush=True)
     r["profile"] = measure(
         [sys.executable, "scripts/profile_odin.py", "--model", MODEL, "--threads", model_threads,
-         "--batch-size", args.batch_size]
+         "--batch-size", args.batch_size],
+        env={"GLIBC_TUNABLES": HEAP_TUNABLES},
     )
     print("bench: interaction budget", flush=True)
     r["interaction"] = measure([BENCH, "interaction", "--scores", 100_000, "--repeats", 21])
@@ -160,6 +179,9 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         f"({e['decode_threads']} threads) and then scores it (`DecodeSchedule::InTurn`, the CPU's default); "
         f"Python decodes in a DataLoader with num_workers = {args.workers} (the ODIN code's setting) or 0, "
         f"and oodscope is compared with the faster of the two.",
+        "- Memory allocator: oodscope sets glibc's malloc to keep tensor buffers in the heap (`src/alloc.rs`; "
+        "mmap threshold 32 MiB, trim threshold 256 MiB); Python runs with glibc's defaults, as a plain script "
+        "does. Rows 1c and 2b swap that, to show the allocator's share of the difference.",
         f"- Throughput: median of {args.repeats} runs (each run's figure in brackets), timed after model load "
         "and two warm-up batches; peak RSS: getrusage maxrss of the process (largest of its runs; Python's "
         "includes the largest DataLoader worker if it is larger).",
@@ -179,9 +201,16 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         row("1b", f"oodscope end to end, decoding on a producer thread beside the model (the GPU's schedule), {name}",
             r[f"overlap_{method}"])
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
+        row("1c", f"oodscope end to end, glibc's default malloc settings (`--malloc-defaults`), {name}",
+            r[f"mallocdef_{method}"])
+    for method, name in (("msp", "MSP"), ("odin", "ODIN")):
         for workers in (args.workers, 0):
             row("2", f"PyTorch batched (DataLoader num_workers = {workers} + PIL, batch {args.batch_size}), {name}",
                 r[f"py_{method}_w{workers}"])
+    for method, name in (("msp", "MSP"), ("odin", "ODIN")):
+        py = r[f"pyheap_{method}"]
+        row("2b", f"PyTorch batched, num_workers = {py['num_workers']}, with oodscope's malloc settings "
+            f"(`GLIBC_TUNABLES`), {name}", py)
     ref = r["ref_odin"]
     row("3", f"PyTorch one image per forward/backward (ODIN reference style), ODIN, {ref['images']} images", ref)
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
@@ -219,7 +248,8 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
     floor_rate = 1000 / pf["odin_floor_ms"]
     lines += [
         "",
-        f"### ODIN's cost per image (`scripts/profile_odin.py`, random inputs, {pf['threads']} libtorch threads)",
+        f"### ODIN's cost per image (`scripts/profile_odin.py`, random inputs, {pf['threads']} libtorch threads, "
+        "oodscope's malloc settings)",
         "",
         f"| | batch 1 | batch {pf['batch_size']} |",
         "|---|---|---|",
