@@ -92,7 +92,7 @@ pub struct TrainArgs {
     pub limit: Option<usize>,
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Threads libtorch uses on the CPU [default: all cores].
+    /// Threads libtorch uses inside each operation [default: all cores on the CPU, 1 with CUDA].
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -121,6 +121,34 @@ pub fn train_command(args: &TrainArgs) -> Result<()> {
     })
 }
 
+/// How a model runs, shared by `score` and `tune`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Threads libtorch uses inside each operation [default: all cores on the CPU, 1 with CUDA].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// Checks the batch size, loads the model on the chosen device and sets libtorch's threads for it.
+    pub fn load_model(&self, path: &Path) -> Result<Model> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let model = Model::load(path, self.device)?;
+        set_model_threads(self.threads, model.device);
+        Ok(model)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
     /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
@@ -141,14 +169,8 @@ pub struct ScoreArgs {
     /// Input perturbation ε in pixel units [default: 0.0014 for odin and ensemble, 0 otherwise].
     #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// auto (CUDA when available), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Threads libtorch uses inside each operation on the CPU [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Write per-image scores as CSV.
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -161,9 +183,6 @@ pub struct ScoreArgs {
     /// Histogram bins.
     #[arg(long, default_value_t = 60)]
     pub bins: usize,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 impl ScoreArgs {
@@ -179,11 +198,7 @@ impl ScoreArgs {
 /// Runs `oodscope score`: everything a script needs, headless.
 pub fn score_command(args: &ScoreArgs) -> Result<()> {
     let settings = args.settings().map_err(anyhow::Error::msg)?;
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    let model = Model::load(&args.model, args.device)?;
-    set_model_threads(args.threads, model.device);
+    let model = args.run.load_model(&args.model)?;
     if let Some(reason) = settings.method.unsupported_reason(&model.card) {
         bail!(reason);
     }
@@ -197,9 +212,9 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
         sets.len(),
         settings.describe()
     );
-    let bar = progress_bar(total as u64, args.quiet);
+    let bar = progress_bar(total as u64, args.run.quiet);
     let cancel = AtomicBool::new(false);
-    let run = run_scoring(&model, &sets, &settings, args.batch_size, &cancel, &mut |p| {
+    let run = run_scoring(&model, &sets, &settings, args.run.batch_size, &cancel, &mut |p| {
         bar.set_position(p.done as u64);
         if p.skipped > 0 {
             bar.set_message(format!("{} skipped", p.skipped));
@@ -226,7 +241,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
             model_name: &model.card.name,
             settings: &settings,
             device: device_name(model.device),
-            batch_size: args.batch_size,
+            batch_size: args.run.batch_size,
         };
         let report = build_report(&ctx, &sets, &run, &evaluation);
         write_output(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -273,23 +288,14 @@ pub struct TuneArgs {
     /// Choose on this OOD set's validation split only (its name as printed) [default: the mean over all OOD sets].
     #[arg(long)]
     pub tune_on: Option<String>,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// auto (CUDA when available), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Threads libtorch uses inside each operation on the CPU [default: all cores].
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Write the grid as CSV: every (T, ε, OOD set) on the validation split, then the choice on the test split.
     #[arg(long)]
     pub grid: Option<PathBuf>,
     /// Write a PNG heatmap of the validation objective over T × ε, the best cell outlined.
     #[arg(long)]
     pub heatmap: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 impl TuneArgs {
@@ -314,7 +320,7 @@ impl TuneArgs {
         } else {
             self.epsilons.clone()
         };
-        if self.batch_size == 0 {
+        if self.run.batch_size == 0 {
             return Err("--batch-size must be at least 1".into());
         }
         Ok(TuneOptions {
@@ -323,7 +329,7 @@ impl TuneArgs {
             objective: self.objective,
             validation: self.validation,
             tune_on: self.tune_on.clone(),
-            batch_size: self.batch_size,
+            batch_size: self.run.batch_size,
         })
     }
 }
@@ -331,8 +337,7 @@ impl TuneArgs {
 /// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
 pub fn tune_command(args: &TuneArgs) -> Result<()> {
     let options = args.options().map_err(anyhow::Error::msg)?;
-    let model = Model::load(&args.model, args.device)?;
-    set_model_threads(args.threads, model.device);
+    let model = args.run.load_model(&args.model)?;
     if let Some(reason) = options.method.unsupported_reason(&model.card) {
         bail!(reason);
     }
@@ -349,7 +354,7 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
         grid.len(),
         options.validation.describe()
     );
-    let bar = progress_bar(0, args.quiet);
+    let bar = progress_bar(0, args.run.quiet);
     let mut stage = None;
     let cancel = AtomicBool::new(false);
     let result = tune(&model, &sets, &options, &cancel, &mut |p| {
@@ -495,14 +500,16 @@ pub fn headless_demo() -> Result<()> {
         method: Method::Odin,
         temperature: None,
         epsilon: None,
-        batch_size: 64,
-        device: DeviceChoice::Auto,
-        threads: None,
+        run: RunArgs {
+            batch_size: 64,
+            device: DeviceChoice::Auto,
+            threads: None,
+            quiet: false,
+        },
         scores: None,
         report: None,
         histogram: Some(PathBuf::from("oodscope-demo-histogram.png")),
         bins: 60,
-        quiet: false,
     };
     score_command(&args)
 }

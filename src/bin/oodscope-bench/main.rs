@@ -44,7 +44,7 @@ pub struct PipelineArgs {
     pub method: Method,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// libtorch intra-op threads [default: oodscope's, all cores].
+    /// libtorch intra-op threads [default: oodscope's: all cores on the CPU, 1 with CUDA].
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, default_value = "cpu")]
