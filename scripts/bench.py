@@ -20,11 +20,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "target" / "release" / "oodscope-bench"
-OODSCOPE = ROOT / "target" / "release" / "oodscope"
+BENCH_DEFAULT = ROOT / "target" / "release" / "oodscope-bench"
+OODSCOPE_DEFAULT = ROOT / "target" / "release" / "oodscope"
 MODEL = "models/fmnist-resnet.pt"
 ID_DIR, OOD_DIR = "assets/demo/fmnist-test", "assets/demo/mnist"
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+MARKERS = {  # the block of BENCHMARKS.md each device's run rewrites
+    "cpu": ("<!-- bench:begin -->", "<!-- bench:end -->"),
+    "cuda": ("<!-- bench-cuda:begin -->", "<!-- bench-cuda:end -->"),
+}
 # glibc's malloc with the settings oodscope applies to itself (src/alloc.rs), for the Python runs that
 # show how much of the difference is the allocator.
 HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
@@ -60,6 +63,14 @@ def repeated(cmd, repeats, env=None):
     return best
 
 
+def gpu_name():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown GPU"
+
+
 def cpu_name():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -78,30 +89,35 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader num_workers of the Python runs")
     ap.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both sides run the model")
+    ap.add_argument("--bench-binary", default=str(BENCH_DEFAULT), help="oodscope-bench to run (e.g. one built elsewhere)")
+    ap.add_argument("--oodscope-binary", default=str(OODSCOPE_DEFAULT))
     args = ap.parse_args()
 
     cores = os.cpu_count() or 1
-    model_threads = cores  # oodscope's default on the CPU (set_model_threads)
+    model_threads = cores if args.device == "cpu" else 1  # oodscope's defaults (default_model_threads)
+    bench, oodscope = Path(args.bench_binary).resolve(), Path(args.oodscope_binary).resolve()
+    other_schedule = "overlapped" if args.device == "cpu" else "in-turn"
     load_before = os.getloadavg()
     sets = ["--id", ID_DIR, "--ood", OOD_DIR]
-    common = ["--batch-size", args.batch_size]
+    common = ["--batch-size", args.batch_size, "--device", args.device]
     r = {}
     for method in ("msp", "odin"):
         print(f"bench: oodscope end to end, {method}", flush=True)
-        r[f"e2e_{method}"] = repeated([BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, *common], args.repeats)
+        r[f"e2e_{method}"] = repeated([bench, "pipeline", "--model", MODEL, *sets, "--method", method, *common], args.repeats)
         print(f"bench: oodscope end to end, glibc's default malloc settings, {method}", flush=True)
         r[f"mallocdef_{method}"] = repeated(
-            [BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, "--malloc-defaults", *common],
+            [bench, "pipeline", "--model", MODEL, *sets, "--method", method, "--malloc-defaults", *common],
             args.repeats,
         )
-        print(f"bench: oodscope end to end, decoding overlapped with the model, {method}", flush=True)
+        print(f"bench: oodscope end to end, the other decode schedule ({other_schedule}), {method}", flush=True)
         r[f"overlap_{method}"] = repeated(
-            [BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, "--schedule", "overlapped", *common],
+            [bench, "pipeline", "--model", MODEL, *sets, "--method", method, "--schedule", other_schedule, *common],
             args.repeats,
         )
         print(f"bench: oodscope preloaded, {method}", flush=True)
         r[f"pre_{method}"] = repeated(
-            [BENCH, "pipeline", "--model", MODEL, *sets, "--method", method, "--preloaded", *common], args.repeats
+            [bench, "pipeline", "--model", MODEL, *sets, "--method", method, "--preloaded", *common], args.repeats
         )
         print(f"bench: PyTorch batched, {method}", flush=True)
         for workers in (args.workers, 0):
@@ -122,40 +138,42 @@ def main():
         )
         print(f"bench: oodscope score CLI, {method}", flush=True)
         r[f"cli_{method}"] = measure(
-            [OODSCOPE, "score", "--model", MODEL, *sets, "--method", method, "--device", "cpu", "--quiet", *common]
+            [oodscope, "score", "--model", MODEL, *sets, "--method", method, "--quiet", *common]
         )
     print("bench: PyTorch one image at a time (reference style), odin", flush=True)
     r["ref_odin"] = repeated(
         [sys.executable, "scripts/bench_torch.py", "--mode", "reference", "--method", "odin", "--model", MODEL,
-         *sets, "--threads", model_threads, "--workers", args.workers, "--limit", args.reference_limit],
+         *sets, "--threads", model_threads, "--workers", args.workers, "--limit", args.reference_limit,
+         "--device", args.device],
         args.repeats,
     )
-    print("bench: ODIN profile (batch 1 and batched, forward and ODIN per image)", flush=True)
-    r["profile"] = measure(
-        [sys.executable, "scripts/profile_odin.py", "--model", MODEL, "--threads", model_threads,
-         "--batch-size", args.batch_size],
-        env={"GLIBC_TUNABLES": HEAP_TUNABLES},
-    )
+    if args.device == "cpu":
+        print("bench: ODIN profile (batch 1 and batched, forward and ODIN per image)", flush=True)
+        r["profile"] = measure(
+            [sys.executable, "scripts/profile_odin.py", "--model", MODEL, "--threads", model_threads,
+             "--batch-size", args.batch_size],
+            env={"GLIBC_TUNABLES": HEAP_TUNABLES},
+        )
     print("bench: interaction budget", flush=True)
-    r["interaction"] = measure([BENCH, "interaction", "--scores", 100_000, "--repeats", 21])
+    r["interaction"] = measure([bench, "interaction", "--scores", 100_000, "--repeats", 21])
 
     memory = []
     if args.memory_images:
         for n in sorted({min(10_000, args.memory_images), args.memory_images}):
             with tempfile.TemporaryDirectory(prefix="oodscope-bench-") as tmp:
                 print(f"bench: memory, writing {n} PNGs", flush=True)
-                made = measure([BENCH, "make-folder", "--out", tmp, "--images", n])
+                made = measure([bench, "make-folder", "--out", tmp, "--images", n])
                 print(f"bench: memory, scoring {n} images (msp)", flush=True)
                 run = measure(
-                    [OODSCOPE, "score", "--model", MODEL, "--id", f"{tmp}/id", "--ood", f"{tmp}/ood",
-                     "--method", "msp", "--device", "cpu", "--quiet", *common]
+                    [oodscope, "score", "--model", MODEL, "--id", f"{tmp}/id", "--ood", f"{tmp}/ood",
+                     "--method", "msp", "--quiet", *common]
                 )
                 memory.append({"images": n, "make_s": made["seconds"], **run})
     load_after = os.getloadavg()
 
     text = render(r, memory, args, cores, model_threads, load_before, load_after)
     print(text)
-    write(Path(args.output), text)
+    write(Path(args.output), text, *MARKERS[args.device])
     print(f"bench: written to {args.output}")
 
 
@@ -166,17 +184,32 @@ def ratio(a, b):
 def render(r, memory, args, cores, model_threads, load_before, load_after):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     e = r["e2e_msp"]
+    cpu = args.device == "cpu"
+    command = (
+        f"`scripts/bench.sh` (= `scripts/bench.py --repeats {args.repeats} --reference-limit {args.reference_limit} "
+        f"--memory-images {args.memory_images}`)"
+        if cpu
+        else f"`scripts/bench.py --device cuda --repeats {args.repeats} --reference-limit {args.reference_limit} "
+        f"--memory-images {args.memory_images}` (with binaries built on that machine)"
+    )
+    hardware = "CPU only," if cpu else f"{gpu_name()} (CUDA, device `{e['device']}`) on"
+    schedule = (
+        "oodscope decodes each batch with rayon "
+        f"({e['decode_threads']} threads) and then scores it (`DecodeSchedule::InTurn`, the CPU's default)"
+        if cpu
+        else "oodscope decodes the next batch on a producer thread with rayon "
+        f"({e['decode_threads']} threads) while the model scores the current one (`DecodeSchedule::Overlapped`, "
+        "a GPU's default)"
+    )
     lines = [
-        f"Recorded {now} by `scripts/bench.sh` (= `scripts/bench.py --repeats {args.repeats} "
-        f"--reference-limit {args.reference_limit} --memory-images {args.memory_images}`).",
+        f"Recorded {now} by {command}.",
         "",
-        f"- Device: CPU only, {cpu_name()}, {cores} cores; load average {load_before[0]:.2f} before, "
+        f"- Device: {hardware} {cpu_name()}, {cores} cores; load average {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after.",
         f"- Model `{MODEL}` (28×28 grey ResNet), images `{ID_DIR}` (ID) + `{OOD_DIR}` (OOD): "
         f"{e['images']} PNGs; batch size {args.batch_size}; ODIN at T = 1000, ε = 0.0014.",
-        f"- Threads: libtorch intra-op {e['model_threads']} in oodscope (its default on the CPU, all cores) and "
-        f"`torch.set_num_threads({model_threads})` in Python; oodscope decodes each batch with rayon "
-        f"({e['decode_threads']} threads) and then scores it (`DecodeSchedule::InTurn`, the CPU's default); "
+        f"- Threads: libtorch intra-op {e['model_threads']} in oodscope (its default: all cores on the CPU, 1 with "
+        f"CUDA) and `torch.set_num_threads({model_threads})` in Python; {schedule}; "
         f"Python decodes in a DataLoader with num_workers = {args.workers} (the ODIN code's setting) or 0, "
         f"and oodscope is compared with the faster of the two.",
         "- Memory allocator: oodscope sets glibc's malloc to keep tensor buffers in the heap (`src/alloc.rs`; "
@@ -198,8 +231,12 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
         row("1", f"oodscope end to end (`run_scoring`: decode → preprocess → model → score), {name}", r[f"e2e_{method}"])
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
-        row("1b", f"oodscope end to end, decoding on a producer thread beside the model (the GPU's schedule), {name}",
-            r[f"overlap_{method}"])
+        other = (
+            "decoding on a producer thread beside the model (the GPU's schedule)"
+            if cpu
+            else "decoding and scoring in turn (the CPU's schedule)"
+        )
+        row("1b", f"oodscope end to end, {other}, {name}", r[f"overlap_{method}"])
     for method, name in (("msp", "MSP"), ("odin", "ODIN")):
         row("1c", f"oodscope end to end, glibc's default malloc settings (`--malloc-defaults`), {name}",
             r[f"mallocdef_{method}"])
@@ -243,32 +280,9 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         f"{r['py_msp']['mean_score']:.6f} (MSP)."
     )
 
-    pf = r["profile"]
-    b1, bb = pf["batch_1"], pf[f"batch_{pf['batch_size']}"]
-    floor_rate = 1000 / pf["odin_floor_ms"]
-    lines += [
-        "",
-        f"### ODIN's cost per image (`scripts/profile_odin.py`, random inputs, {pf['threads']} libtorch threads, "
-        "oodscope's malloc settings)",
-        "",
-        f"| | batch 1 | batch {pf['batch_size']} |",
-        "|---|---|---|",
-        f"| forward pass alone (ms/image) | {b1['forward_ms']:.3f} | {bb['forward_ms']:.3f} |",
-        f"| ODIN: forward, backward to the input, forward on x̃ (ms/image) | {b1['odin_ms']:.3f} | {bb['odin_ms']:.3f} |",
-    ]
-    for group in bb["profile_ms"]:
-        lines.append(
-            f"| … of which {group} (torch.profiler self time, ms/image) | {b1['profile_ms'].get(group, 0):.3f} | "
-            f"{bb['profile_ms'][group]:.3f} |"
-        )
-    lines += [
-        "",
-        f"ODIN evaluates the network twice per image, so no implementation on this machine can beat "
-        f"2 × {bb['forward_ms']:.3f} = {pf['odin_floor_ms']:.2f} ms per image ({floor_rate:.0f} images/s); "
-        f"against the reference style's {ref['images_per_s']:.0f} images/s that caps 1/3 at "
-        f"{floor_rate / ref['images_per_s']:.1f}×.",
-    ]
-
+    pf = r.get("profile")
+    lines += profile_lines(pf, ref) if pf else []
+    ia = r["interaction"]
     ia = r["interaction"]
     lines += [
         "",
@@ -317,17 +331,49 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         gb = big["peak_rss_mb"] / 1024
         t.append(f"| peak RSS < 1.5 GB for {big['images']} images | {gb:.2f} GB | {met(gb < 1.5)} |")
     lines += ["", "### Targets", "", "| target | measured | |", "|---|---|---|", *t]
-    lines += ["", "CUDA figures: see the section below this block (run on a lent GPU machine)."]
+    if cpu:
+        lines += ["", "CUDA figures: see the CUDA section below (run on a lent GPU machine)."]
     return "\n".join(lines)
 
 
-def write(path, text):
-    block = f"{BEGIN}\n{text}\n{END}"
-    if path.exists() and BEGIN in path.read_text() and END in path.read_text():
-        old = path.read_text()
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+def profile_lines(pf, ref):
+    """The ODIN profile's table and the bound it puts on 1/3."""
+    b1, bb = pf["batch_1"], pf[f"batch_{pf['batch_size']}"]
+    floor_rate = 1000 / pf["odin_floor_ms"]
+    lines = [
+        "",
+        f"### ODIN's cost per image (`scripts/profile_odin.py`, random inputs, {pf['threads']} libtorch threads, "
+        "oodscope's malloc settings)",
+        "",
+        f"| | batch 1 | batch {pf['batch_size']} |",
+        "|---|---|---|",
+        f"| forward pass alone (ms/image) | {b1['forward_ms']:.3f} | {bb['forward_ms']:.3f} |",
+        f"| ODIN: forward, backward to the input, forward on x̃ (ms/image) | {b1['odin_ms']:.3f} | {bb['odin_ms']:.3f} |",
+    ]
+    for group in bb["profile_ms"]:
+        lines.append(
+            f"| … of which {group} (torch.profiler self time, ms/image) | {b1['profile_ms'].get(group, 0):.3f} | "
+            f"{bb['profile_ms'][group]:.3f} |"
+        )
+    lines += [
+        "",
+        f"ODIN evaluates the network twice per image, so no implementation on this machine can beat "
+        f"2 × {bb['forward_ms']:.3f} = {pf['odin_floor_ms']:.2f} ms per image ({floor_rate:.0f} images/s); "
+        f"against the reference style's {ref['images_per_s']:.0f} images/s that caps 1/3 at "
+        f"{floor_rate / ref['images_per_s']:.1f}×.",
+    ]
+
+    return lines
+
+
+def write(path, text, begin, end):
+    """Replaces the block between `begin` and `end` in `path`, or appends one."""
+    block = f"{begin}\n{text}\n{end}"
+    old = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured with `scripts/bench.sh`.\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
     else:
-        new = f"# Benchmarks\n\nMeasured with `scripts/bench.sh`.\n\n{block}\n"
+        new = f"{old.rstrip()}\n\n{block}\n"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(new)
     os.replace(tmp, path)
