@@ -149,8 +149,9 @@ impl RunArgs {
     }
 }
 
+/// The model and the image sets, shared by `score` and `tune`.
 #[derive(Debug, Args)]
-pub struct ScoreArgs {
+pub struct InputArgs {
     /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
     #[arg(long)]
     pub model: PathBuf,
@@ -160,6 +161,12 @@ pub struct ScoreArgs {
     /// Out-of-distribution image folder, or uniform:N / gaussian:N (repeatable).
     #[arg(long, required = true)]
     pub ood: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// msp, odin, energy, confidence or ensemble.
     #[arg(long, default_value = "msp")]
     pub method: Method,
@@ -198,11 +205,11 @@ impl ScoreArgs {
 /// Runs `oodscope score`: everything a script needs, headless.
 pub fn score_command(args: &ScoreArgs) -> Result<()> {
     let settings = args.settings().map_err(anyhow::Error::msg)?;
-    let model = args.run.load_model(&args.model)?;
+    let model = args.run.load_model(&args.input.model)?;
     if let Some(reason) = settings.method.unsupported_reason(&model.card) {
         bail!(reason);
     }
-    let sets = open_sets(&args.id, &args.ood, &model.card.classes)?;
+    let sets = open_sets(&args.input.id, &args.input.ood, &model.card.classes)?;
     let total: usize = sets.iter().map(ImageSet::len).sum();
     eprintln!(
         "oodscope: {} on {} ({} images in {} sets), {}",
@@ -237,7 +244,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     }
     if let Some(path) = &args.report {
         let ctx = RunContext {
-            model_path: args.model.display().to_string(),
+            model_path: args.input.model.display().to_string(),
             model_name: &model.card.name,
             settings: &settings,
             device: device_name(model.device),
@@ -255,15 +262,8 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
-    /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// In-distribution image folder (repeatable).
-    #[arg(long, required = true)]
-    pub id: Vec<String>,
-    /// Out-of-distribution image folder, or uniform:N / gaussian:N (repeatable).
-    #[arg(long, required = true)]
-    pub ood: Vec<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// odin, energy, confidence or ensemble.
     #[arg(long, default_value = "odin")]
     pub method: Method,
@@ -337,7 +337,7 @@ impl TuneArgs {
 /// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
 pub fn tune_command(args: &TuneArgs) -> Result<()> {
     let options = args.options().map_err(anyhow::Error::msg)?;
-    let model = args.run.load_model(&args.model)?;
+    let model = args.run.load_model(&args.input.model)?;
     if let Some(reason) = options.method.unsupported_reason(&model.card) {
         bail!(reason);
     }
@@ -345,7 +345,7 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
     if !options.method.uses_temperature() && !args.temperatures.is_empty() {
         eprintln!("note: {} does not use T; searching ε only", options.method);
     }
-    let sets = open_sets(&args.id, &args.ood, &model.card.classes)?;
+    let sets = open_sets(&args.input.id, &args.input.ood, &model.card.classes)?;
     eprintln!(
         "oodscope: tuning {} on {} ({}), {} settings, validation split = {}",
         options.method.title(),
@@ -489,14 +489,16 @@ pub fn headless_demo() -> Result<()> {
     let root = crate::assets_root();
     let path = |p: &str| root.join(p).display().to_string();
     let args = ScoreArgs {
-        model: root.join("models/fmnist-resnet.pt"),
-        id: vec![path("assets/demo/fmnist-test")],
-        ood: vec![
-            path("assets/demo/mnist"),
-            path("assets/demo/photo-crops"),
-            "uniform:1000".into(),
-            "gaussian:1000".into(),
-        ],
+        input: InputArgs {
+            model: root.join("models/fmnist-resnet.pt"),
+            id: vec![path("assets/demo/fmnist-test")],
+            ood: vec![
+                path("assets/demo/mnist"),
+                path("assets/demo/photo-crops"),
+                "uniform:1000".into(),
+                "gaussian:1000".into(),
+            ],
+        },
         method: Method::Odin,
         temperature: None,
         epsilon: None,
