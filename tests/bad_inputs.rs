@@ -8,8 +8,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oodscope::data::{ImageSet, Role};
+use oodscope::detect::plan::Plan;
 use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{DecodeSchedule, Method, RunError, ScoreSettings, run_scoring_with};
+use oodscope::score::{DecodeSchedule, RunError, run_scoring_with};
 
 fn oodscope(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
@@ -141,12 +142,29 @@ fn empty_or_missing_folders_and_wrong_settings_are_clear_errors() {
             "needs a model with a confidence branch",
         ),
         (
-            vec!["--id", &id, "--ood", "uniform:3", "--temperature", "0"],
+            vec![
+                "--id",
+                &id,
+                "--ood",
+                "uniform:3",
+                "--method",
+                "odin",
+                "--temperature",
+                "0",
+            ],
             "temperature must be positive",
         ),
         (
-            vec!["--id", &id, "--ood", "uniform:3", "--epsilon", "-1"],
+            vec!["--id", &id, "--ood", "uniform:3", "--method", "odin", "--epsilon", "-1"],
             "epsilon must be zero or positive",
+        ),
+        (
+            vec!["--id", &id, "--ood", "uniform:3", "--temperature", "10"],
+            "method `msp` has no parameters (got `temperature`)",
+        ),
+        (
+            vec!["--id", &id, "--ood", "uniform:3", "--method", "odin", "--param", "k=3"],
+            "method `odin` has no parameter `k` (its parameters: temperature, epsilon)",
         ),
         (
             vec!["--id", &id, "--ood", "uniform:3", "--batch-size", "0"],
@@ -201,11 +219,12 @@ fn a_cancelled_run_stops_early() {
         ImageSet::open(&fx("images/id"), Role::Id, &model.card.classes).unwrap(),
         ImageSet::open("uniform:5000", Role::Ood, &[]).unwrap(),
     ];
-    let settings = ScoreSettings::new(Method::Odin, 1000.0, 0.0014).unwrap();
+    let settings = common::t_eps(&model, "odin", 1000.0, 0.0014);
+    let plan = Plan::single(&model, &settings, None).unwrap();
     for schedule in [DecodeSchedule::InTurn, DecodeSchedule::Overlapped] {
         let cancel = AtomicBool::new(false);
         let mut batches = 0;
-        let result = run_scoring_with(&model, &sets, &settings, 8, schedule, &cancel, &mut |p| {
+        let result = run_scoring_with(&plan, &sets, 8, schedule, &cancel, &mut |p| {
             batches += 1;
             assert!(p.done < p.total);
             if batches == 3 {

@@ -1,26 +1,25 @@
-//! The bundled Fashion-MNIST models: each loads through the engine, its accuracy on the committed
-//! demo sample is what its card claims (within a point), and each file opens in Python's
-//! `torch.jit.load` with the same outputs.
+//! The bundled Fashion-MNIST models: each loads through the engine (the single ones with features
+//! and a checked head), its accuracy on the committed demo sample is what its card claims (within a
+//! point), and each file opens in Python's `torch.jit.load` with the outputs its card says.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::AtomicBool;
+mod common;
 
 use oodscope::data::{ImageSet, Role};
 use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, ScoreSettings, run_scoring};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-const MODELS: [(&str, Method); 3] = [
-    ("models/fmnist-resnet.pt", Method::Msp),
-    ("models/fmnist-resnet-confidence.pt", Method::Confidence),
-    ("models/fmnist-leaveout/fmnist-leaveout.toml", Method::Ensemble),
+const MODELS: [(&str, &str); 3] = [
+    ("models/fmnist-resnet.pt", "msp"),
+    ("models/fmnist-resnet-confidence.pt", "confidence"),
+    ("models/fmnist-leaveout/fmnist-leaveout.toml", "ensemble"),
 ];
 
-fn demo_accuracy(model: &Model, method: Method) -> f64 {
+fn demo_accuracy(model: &Model, method: &str) -> f64 {
     let sets = vec![
         ImageSet::open(
             root().join("assets/demo/fmnist-test").to_str().unwrap(),
@@ -33,9 +32,9 @@ fn demo_accuracy(model: &Model, method: Method) -> f64 {
         sets[0].labelled,
         "the demo folder's class folders must match the card's classes"
     );
-    let settings = ScoreSettings::new(method, 1.0, 0.0).unwrap();
-    let run = run_scoring(model, &sets, &settings, 256, &AtomicBool::new(false), &mut |_| {}).unwrap();
-    assert_eq!(run.scores.len(), 2000);
+    let settings = common::t_eps(model, method, 1.0, 0.0);
+    let run = common::run_one(model, &sets, &settings, 256);
+    assert_eq!(run.images.len(), 2000);
     run.accuracy(&[0]).unwrap()
 }
 
@@ -59,6 +58,16 @@ fn bundled_models_reach_the_accuracy_their_cards_claim() {
         );
     }
     let plain = Model::load(&root().join(MODELS[0].0), DeviceChoice::Cpu).unwrap();
+    for path in [MODELS[0].0, MODELS[1].0] {
+        let caps = Model::load(&root().join(path), DeviceChoice::Cpu)
+            .unwrap()
+            .capabilities();
+        assert_eq!(
+            (caps.features, caps.head),
+            (Some(64), true),
+            "{path}: features and a checked head"
+        );
+    }
     assert!(
         plain.card.accuracy.unwrap() >= 0.91,
         "the plain ResNet must reach 91% test accuracy"
@@ -70,18 +79,19 @@ fn bundled_models_reach_the_accuracy_their_cards_claim() {
     );
 }
 
-/// Python's torch.jit.load opens every bundled TorchScript file and gives the output shapes we expect.
+/// Python's torch.jit.load opens every bundled TorchScript file and gives the output shapes its card
+/// says: (logits, features), (logits, confidence, features), or an ensemble member's logits.
 #[test]
 fn bundled_files_open_in_python_torch_jit_load() {
     let files = [
-        ("models/fmnist-resnet.pt", 10),
-        ("models/fmnist-resnet-confidence.pt", 11),
-        ("models/fmnist-leaveout/m0.pt", 8),
-        ("models/fmnist-leaveout/m4.pt", 8),
+        ("models/fmnist-resnet.pt", "[(3, 10), (3, 64)]"),
+        ("models/fmnist-resnet-confidence.pt", "[(3, 10), (3, 1), (3, 64)]"),
+        ("models/fmnist-leaveout/m0.pt", "[(3, 8)]"),
+        ("models/fmnist-leaveout/m4.pt", "[(3, 8)]"),
     ];
-    for (file, width) in files {
+    for (file, shapes) in files {
         let script = format!(
-            "import torch; m = torch.jit.load({:?}); print(tuple(m(torch.zeros(3, 1, 28, 28)).shape))",
+            "import torch; m = torch.jit.load({:?}); o = m(torch.zeros(3, 1, 28, 28)); o = o if isinstance(o, tuple) else (o,); print([tuple(t.shape) for t in o])",
             root().join(file).to_str().unwrap()
         );
         let out = Command::new(python())
@@ -90,7 +100,7 @@ fn bundled_files_open_in_python_torch_jit_load() {
             .expect("python from the venv");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(stdout.trim(), format!("(3, {width})"), "{file}");
+        assert_eq!(stdout.trim(), shapes, "{file}");
     }
 }
 

@@ -10,6 +10,7 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, HarnessBuilder};
 use oodscope::app::{OodscopeApp, SavedSet, Settings, Tab};
+use oodscope::detect::Params;
 use oodscope::score::Method;
 
 fn root() -> PathBuf {
@@ -31,9 +32,12 @@ fn settings(export_dir: &Path) -> Settings {
             set(root().join("assets/demo/mnist").display().to_string(), true),
             set("uniform:300".into(), true),
         ],
-        method: Method::Odin,
-        temperature: 1000.0,
-        epsilon: 0.0,
+        method: Method::named("odin"),
+        params: [(
+            "odin".to_string(),
+            Params::new().with("temperature", 1000.0).with("epsilon", 0.0),
+        )]
+        .into(),
         export_dir: export_dir.display().to_string(),
         ..Settings::default()
     }
@@ -79,20 +83,23 @@ fn demo_loads_and_the_temperature_slider_changes_the_metrics_shown() {
     let mut h = harness(out.path());
     step_until(&mut h, "the demo to be scored", scored);
     let app = h.state();
-    assert_eq!(app.result.as_ref().unwrap().run.scores.len(), 2000 + 2000 + 300);
+    assert_eq!(app.result.as_ref().unwrap().run.images.len(), 2000 + 2000 + 300);
     let before = auroc_of_first_ood(app);
     assert!(
         shows_text(&h, &format!("{:.1}%", 100.0 * before)),
         "AUROC {before} not shown"
     );
 
-    // T from 1000 down to 1: with ε = 0 this re-scores from cached logits, at once.
+    // T from 1000 down to 1: with ε = 0 the worker re-scores the cached logits (no model pass).
     h.get_by_role_and_label(Role::Slider, "Temperature T")
         .set_value_accesskit(1.0);
     h.step();
-    h.step();
+    assert!(h.state().job.is_none(), "a T change with ε = 0 must not need the model");
+    step_until(&mut h, "the re-scored result", |app| {
+        app.rescoring.is_none() && !app.result_is_stale()
+    });
     let app = h.state();
-    assert_eq!(app.settings.temperature, 1.0);
+    assert_eq!(app.settings.current_params().get("temperature"), 1.0);
     assert!(app.job.is_none(), "a T change with ε = 0 must not need the model");
     let after = auroc_of_first_ood(app);
     assert!(
@@ -122,7 +129,7 @@ fn epsilon_needs_the_model_and_never_shows_stale_numbers() {
     assert!(shows_text(&h, "updating…"));
     step_until(&mut h, "the ε = 0.002 result", scored);
     let app = h.state();
-    assert_eq!(app.result.as_ref().unwrap().shown.epsilon, 0.002);
+    assert_eq!(app.result.as_ref().unwrap().shown.get("epsilon"), 0.002);
     assert_ne!(auroc_of_first_ood(app), before);
 }
 
@@ -215,7 +222,7 @@ fn exporting_the_histogram_writes_a_valid_png() {
 fn selecting_an_image_with_epsilon_shows_its_perturbation() {
     let out = tempfile::tempdir().unwrap();
     let mut settings = settings(out.path());
-    settings.epsilon = 0.002;
+    settings.set_param("epsilon", 0.002);
     let mut h = HarnessBuilder::default()
         .with_size([1440.0, 900.0])
         .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings));
@@ -249,7 +256,7 @@ fn tune_runs_in_the_background_and_its_choice_can_be_applied() {
         .with_size([1440.0, 900.0])
         .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings));
     step_until(&mut h, "the demo to be scored", scored);
-    h.get_by_label("Tune T and ε").click();
+    h.get_by_label("Tune parameters").click();
     h.step();
     assert!(h.state().tuning.is_some(), "tuning runs in the background");
     assert_eq!(h.state().settings.tab, Tab::Tuning);
@@ -261,20 +268,17 @@ fn tune_runs_in_the_background_and_its_choice_can_be_applied() {
         "a quarter of the ID set is the validation split"
     );
     let best = result.best_result().clone();
+    let chosen = result.chosen.describe();
     assert!(
-        h.query_all_by_label_contains(&format!("best T = {}, ε = {}", best.temperature, best.epsilon))
+        h.query_all_by_label_contains(&format!("best {chosen}"))
             .next()
-            .is_some()
+            .is_some(),
+        "the choice `{chosen}` is shown"
     );
-    h.state_mut().push(oodscope::app::Command::SetTemperatureAndEpsilon(
-        best.temperature,
-        best.epsilon,
-    ));
+    h.state_mut()
+        .push(oodscope::app::Command::SetParams(best.params.clone()));
     h.step();
-    assert_eq!(
-        (h.state().settings.temperature, h.state().settings.epsilon),
-        (best.temperature, best.epsilon)
-    );
+    assert_eq!(h.state().settings.current_params(), best.params);
 }
 
 #[test]
@@ -285,17 +289,22 @@ fn moving_epsilon_shows_a_first_order_estimate_until_the_exact_scores_arrive() {
     h.get_by_role_and_label(Role::Slider, "Perturbation ε")
         .set_value_accesskit(0.001);
     step_until(&mut h, "the first exact ε = 0.001 result", |app| {
-        app.estimate_error.is_some() || (scored(app) && app.gradient_norms.is_some())
+        scored(app) && app.result.as_ref().unwrap().computed.get("epsilon") == 0.001
     });
-    step_until(&mut h, "the exact scores", scored);
-    assert!(h.state().gradient_norms.is_some(), "gradient norms at T were computed");
-    // Same T, new ε: the estimate shows at once, marked as such, while the exact job runs.
+    // Same T, new ε: the estimate (the gradient norms at this T are known now) shows while the
+    // exact job runs, marked as such.
     h.get_by_role_and_label(Role::Slider, "Perturbation ε")
         .set_value_accesskit(0.002);
     h.step();
+    step_until(&mut h, "the first-order estimate", |app| {
+        app.result.as_ref().unwrap().estimate.is_some()
+    });
     let app = h.state();
-    assert!(app.job.is_some());
-    assert_eq!(app.result.as_ref().unwrap().estimate.map(|s| s.epsilon), Some(0.002));
+    assert!(app.job.is_some(), "the exact job still runs");
+    assert_eq!(
+        app.result.as_ref().unwrap().estimate.as_ref().map(|s| s.get("epsilon")),
+        Some(0.002)
+    );
     assert!(
         !app.result_is_stale(),
         "an estimate for the displayed settings is not stale"

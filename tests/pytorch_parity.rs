@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
 use oodscope::data::{ImageSet, Role};
+use oodscope::detect::plan::Plan;
 use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{DecodeSchedule, Method, ScoreSettings, run_scoring_with};
+use oodscope::score::{DecodeSchedule, run_scoring_with};
 
 #[derive(Debug)]
 struct Expected {
@@ -51,13 +52,10 @@ fn scores_match_pytorch_for_every_method_and_setting() {
     let mut worst = 0.0f64;
     for case in cases {
         let model = Model::load(&fx.join(case["model"].as_str().unwrap()), DeviceChoice::Cpu).unwrap();
-        let method: Method = case["method"].as_str().unwrap().parse().unwrap();
-        let settings = ScoreSettings::new(
-            method,
-            case["temperature"].as_f64().unwrap(),
-            case["epsilon"].as_f64().unwrap(),
-        )
-        .unwrap();
+        let method = case["method"].as_str().unwrap();
+        let (t, eps) = (case["temperature"].as_f64().unwrap(), case["epsilon"].as_f64().unwrap());
+        let settings = common::t_eps(&model, method, t, eps);
+        let plan = Plan::single(&model, &settings, None).unwrap();
         let expected = read_reference(&fx.join(case["file"].as_str().unwrap()));
         let sets = vec![
             ImageSet::open(fx.join("images/id").to_str().unwrap(), Role::Id, &model.card.classes).unwrap(),
@@ -70,23 +68,15 @@ fn scores_match_pytorch_for_every_method_and_setting() {
             (64, DecodeSchedule::Overlapped),
         ];
         for (batch_size, schedule) in runs {
-            let run = run_scoring_with(
-                &model,
-                &sets,
-                &settings,
-                batch_size,
-                schedule,
-                &AtomicBool::new(false),
-                &mut |_| {},
-            )
-            .unwrap();
+            let run =
+                run_scoring_with(&plan, &sets, batch_size, schedule, &AtomicBool::new(false), &mut |_| {}).unwrap();
             assert!(
                 run.skipped.is_empty(),
                 "fixture images must all decode: {:?}",
                 run.skipped
             );
-            assert_eq!(run.scores.len(), expected.len(), "{case}");
-            for s in &run.scores {
+            assert_eq!(run.images.len(), expected.len(), "{case}");
+            for (s, &score) in run.images.iter().zip(run.scores()) {
                 let rel = std::path::Path::new(&s.path)
                     .strip_prefix(&fx)
                     .unwrap()
@@ -95,13 +85,12 @@ fn scores_match_pytorch_for_every_method_and_setting() {
                     .to_string();
                 let want = expected.get(&rel).unwrap_or_else(|| panic!("no reference for {rel}"));
                 let what = format!(
-                    "{} {} T={} eps={} batch {batch_size} {schedule:?}: {rel}",
-                    case["model"], method, settings.temperature, settings.epsilon
+                    "{} {} T={t} eps={eps} batch {batch_size} {schedule:?}: {rel}",
+                    case["model"], method
                 );
                 assert!(
-                    close(s.score as f64, want.score),
-                    "{what}: score {} vs PyTorch {}",
-                    s.score,
+                    close(score as f64, want.score),
+                    "{what}: score {score} vs PyTorch {}",
                     want.score
                 );
                 assert_eq!(s.pred, want.pred, "{what}: predicted class");
@@ -111,10 +100,10 @@ fn scores_match_pytorch_for_every_method_and_setting() {
                     s.pred_prob,
                     want.pred_prob
                 );
-                worst = worst.max((s.score as f64 - want.score).abs() / want.score.abs().max(1.0));
+                worst = worst.max((score as f64 - want.score).abs() / want.score.abs().max(1.0));
                 checked += 1;
             }
-            by_batch.push(run.scores.iter().map(|s| s.score).collect::<Vec<_>>());
+            by_batch.push(run.scores().to_vec());
         }
         for (a, b) in by_batch[0].iter().zip(&by_batch[1]) {
             assert!(close(*a as f64, *b as f64), "batch size changed a score: {a} vs {b}");

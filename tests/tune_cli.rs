@@ -152,10 +152,12 @@ fn confidence_tunes_epsilon_only() {
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert!(
-        stdout.contains("T not used, 3 ε = 3 settings; objective AUROC (higher is better)"),
+        stdout.contains("Tuning Confidence branch on conf: 3 ε = 3 settings; objective AUROC (higher is better)"),
         "{stdout}"
     );
+    // The confidence branch has no T: the grid and its CSV have ε only.
     let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(csv.starts_with("epsilon,split,set,"), "{csv}");
     let settings: Vec<(&str, &str)> = csv
         .lines()
         .skip(1)
@@ -164,7 +166,10 @@ fn confidence_tunes_epsilon_only() {
             (f[0], f[1])
         })
         .collect();
-    assert_eq!(settings[..3], [("1", "0"), ("1", "0.001"), ("1", "0.002")]);
+    assert_eq!(
+        settings[..3],
+        [("0", "validation"), ("0.001", "validation"), ("0.002", "validation")]
+    );
     assert_eq!(settings.len(), 4);
 }
 
@@ -186,12 +191,8 @@ fn bad_tuning_arguments_are_one_line_errors() {
             "OOD set `ood` has 18 images: a validation split of 18 leaves none",
         ),
         (&["--validation", "1.5"], 2, "neither an image count"),
-        (&["--method", "msp"], 1, "method `msp` has no T or ε to tune"),
-        (
-            &["--temperatures", "1,0"],
-            1,
-            "every temperature must be positive, got 0",
-        ),
+        (&["--method", "msp"], 1, "method `msp` has no parameters to tune"),
+        (&["--temperatures", "1,0"], 1, "temperature must be positive, got 0"),
         (
             &["--epsilons", "0,0.001", "--epsilon-steps", "5"],
             2,

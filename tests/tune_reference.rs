@@ -7,9 +7,11 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use oodscope::data::{ImageSet, Role};
+use oodscope::detect::plan::dims_of;
 use oodscope::metrics::DetectionMetrics;
 use oodscope::model::{DeviceChoice, Model};
-use oodscope::tune::{Objective, TuneGrid, TuneOptions, tune};
+use oodscope::score::Method;
+use oodscope::tune::{Objective, ParamGrid, TuneOptions, tune};
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-6;
@@ -89,15 +91,21 @@ fn tune_matches_an_exhaustive_pytorch_search() {
             .unwrap(),
         ];
         let objective: Objective = case["objective"].as_str().unwrap().parse().unwrap();
+        let method: Method = case["method"].as_str().unwrap().parse().unwrap();
+        let dims = dims_of(&model);
+        // The reference's T grid applies to the methods with a T (the confidence branch has none).
+        let mut axes = vec![("epsilon".to_string(), floats(&case["epsilons"]))];
+        if method.params(&dims).iter().any(|s| s.name == "temperature") {
+            axes.push(("temperature".to_string(), floats(&case["temperatures"])));
+        }
         let options = TuneOptions {
-            method: case["method"].as_str().unwrap().parse().unwrap(),
-            grid: TuneGrid::new(&floats(&case["temperatures"]), &floats(&case["epsilons"])).unwrap(),
+            grid: ParamGrid::for_method(method, &dims, &axes).unwrap(),
             objective,
             validation: case["validation"].as_str().unwrap().parse().unwrap(),
             tune_on: None,
             batch_size: 16,
         };
-        let result = tune(&model, &sets, &options, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        let result = tune(&model, None, &sets, &options, &AtomicBool::new(false), &mut |_| {}).unwrap();
 
         let counts = |key: &str, role: &str| case[key][role].as_u64().unwrap() as usize;
         assert_eq!(
@@ -113,10 +121,19 @@ fn tune_matches_an_exhaustive_pytorch_search() {
 
         let grid = case["grid"].as_array().unwrap();
         assert_eq!(result.results.len(), grid.len(), "{name}: grid size");
+        // T where the method has one (the reference writes T = 1 for the confidence branch).
+        let t_of = |p: &oodscope::detect::Params| {
+            if p.contains("temperature") {
+                p.get("temperature")
+            } else {
+                1.0
+            }
+        };
         for (ours, theirs) in result.results.iter().zip(grid) {
-            let what = format!("{name} T={} ε={}", ours.temperature, ours.epsilon);
-            assert_eq!(ours.temperature, theirs["temperature"].as_f64().unwrap(), "{what}");
-            assert_eq!(ours.epsilon, theirs["epsilon"].as_f64().unwrap(), "{what}");
+            let (t, eps) = (t_of(&ours.params), ours.params.get("epsilon"));
+            let what = format!("{name} T={t} ε={eps}");
+            assert_eq!(t, theirs["temperature"].as_f64().unwrap(), "{what}");
+            assert_eq!(eps, theirs["epsilon"].as_f64().unwrap(), "{what}");
             let metrics = ours.per_set[0].metrics.as_ref().unwrap();
             assert_close(
                 &format!("{what} fpr95"),
@@ -142,11 +159,15 @@ fn tune_matches_an_exhaustive_pytorch_search() {
             "{name}: best setting"
         );
         assert_eq!(
-            result.chosen.temperature,
+            t_of(&result.chosen.params),
             best["temperature"].as_f64().unwrap(),
             "{name}"
         );
-        assert_eq!(result.chosen.epsilon, best["epsilon"].as_f64().unwrap(), "{name}");
+        assert_eq!(
+            result.chosen.get("epsilon"),
+            best["epsilon"].as_f64().unwrap(),
+            "{name}"
+        );
         distinct_choices.insert(result.best);
 
         let test = &result.test_evaluation.ood[0];

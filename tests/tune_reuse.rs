@@ -1,17 +1,18 @@
-//! The gradient-sign reuse of `tune::search` gives the scores `score_batch` computes from scratch at
-//! each (T, ε) (to 1e-6), for every tunable method, in one batch and in batches of 5; and a tuning
-//! run stops on cancel.
+//! The gradient-sign reuse of `tune::search` (one plan for the whole grid) gives the scores a plan
+//! of one setting computes from scratch at each (T, ε) (to 1e-6), for every tunable method, in one
+//! batch and in batches of 5; and a tuning run stops on cancel.
 
 mod common;
 
 use std::sync::atomic::AtomicBool;
 
 use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
+use oodscope::detect::plan::{Plan, dims_of};
 use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, RunError, ScoreSettings, score_batch};
+use oodscope::score::{Method, RunError};
 use oodscope::tune::search::{batch_grid_scores, grid_scores};
 use oodscope::tune::split::{load_validation, split_sets};
-use oodscope::tune::{Objective, TuneGrid, TuneOptions, ValidationSplit, tune};
+use oodscope::tune::{Objective, ParamGrid, TuneOptions, ValidationSplit, tune};
 use tch::{Kind, Tensor};
 
 const TOLERANCE: f32 = 1e-6;
@@ -37,39 +38,49 @@ fn fixture_batch(model: &Model) -> Tensor {
 }
 
 /// The largest |reuse − from scratch| over the grid and the images.
-fn largest_deviation(model: &Model, method: Method, x: &Tensor, grid: &TuneGrid) -> f32 {
-    let reused = batch_grid_scores(model, method, x, grid).unwrap();
+fn largest_deviation(model: &Model, x: &Tensor, grid: &ParamGrid) -> f32 {
+    let reused = batch_grid_scores(model, None, &grid.all_settings(), x).unwrap();
     let mut worst = 0.0f32;
     for (i, scores) in reused.iter().enumerate() {
-        let (t, eps) = grid.setting(i);
-        let scratch = score_batch(model, x, &ScoreSettings::new(method, t, eps).unwrap()).unwrap();
-        assert_eq!(scores.len(), scratch.score.len());
-        for (a, b) in scores.iter().zip(&scratch.score) {
-            assert!(a.is_finite(), "{method} T={t} ε={eps}: {a}");
+        let settings = grid.settings(i);
+        let scratch = Plan::single(model, &settings, None).unwrap().score_batch(x).unwrap();
+        assert_eq!(scores.len(), scratch.scores[0].len());
+        for (a, b) in scores.iter().zip(&scratch.scores[0]) {
+            assert!(a.is_finite(), "{}: {a}", settings.describe());
             worst = worst.max((a - b).abs());
         }
     }
     worst
 }
 
+/// A grid of the method's T (where it has one) and ε values.
+fn grid(model: &Model, method: &str, temperatures: &[f64], epsilons: &[f64]) -> ParamGrid {
+    let method = Method::named(method);
+    let dims = dims_of(model);
+    let mut over = vec![("epsilon".to_string(), epsilons.to_vec())];
+    if method.params(&dims).iter().any(|s| s.name == "temperature") {
+        over.push(("temperature".to_string(), temperatures.to_vec()));
+    }
+    ParamGrid::for_method(method, &dims, &over).unwrap()
+}
+
 #[test]
 fn reused_signs_give_the_from_scratch_scores() {
     let fx = common::fixtures();
-    let grid = TuneGrid::new(&[1.0, 10.0, 1000.0], &[0.0, 0.0014, 0.004, 0.02]).unwrap();
     let cases = [
-        ("models/plain.pt", Method::Odin),
-        ("models/plain.pt", Method::Energy),
-        ("models/grey.pt", Method::Odin),
-        ("models/conf.pt", Method::Confidence),
-        ("models/conf_flat.pt", Method::Confidence),
-        ("models/conf.pt", Method::Odin),
-        ("models/ensemble.toml", Method::Ensemble),
+        ("models/plain.pt", "odin"),
+        ("models/plain.pt", "energy"),
+        ("models/grey.pt", "odin"),
+        ("models/conf.pt", "confidence"),
+        ("models/conf_flat.pt", "confidence"),
+        ("models/conf.pt", "odin"),
+        ("models/ensemble.toml", "ensemble"),
     ];
     for (path, method) in cases {
         let model = Model::load(&fx.join(path), DeviceChoice::Cpu).unwrap();
         let x = fixture_batch(&model);
-        let grid = grid.for_method(method).unwrap();
-        let worst = largest_deviation(&model, method, &x, &grid);
+        let grid = grid(&model, method, &[1.0, 10.0, 1000.0], &[0.0, 0.0014, 0.004, 0.02]);
+        let worst = largest_deviation(&model, &x, &grid);
         eprintln!(
             "{path} {method}: largest deviation {worst:e} over {} settings",
             grid.len()
@@ -90,13 +101,14 @@ fn batching_the_validation_split_does_not_change_scores() {
     let pre = Preprocess::for_card(&model.card);
     let data = load_validation(&sets, &splits, &pre, 4, &AtomicBool::new(false), &mut |_, _| {}).unwrap();
     assert_eq!(data.len(), 34);
-    let grid = TuneGrid::new(&[1.0, 1000.0], &[0.0, 0.002]).unwrap();
+    let grid = grid(&model, "odin", &[1.0, 1000.0], &[0.0, 0.002]);
+    let settings = grid.all_settings();
     let mut progress = Vec::new();
     let in_fives = grid_scores(
         &model,
-        Method::Odin,
+        None,
+        &settings,
         &data,
-        &grid,
         5,
         &AtomicBool::new(false),
         &mut |d, t| progress.push((d, t)),
@@ -104,15 +116,15 @@ fn batching_the_validation_split_does_not_change_scores() {
     .unwrap();
     let whole = grid_scores(
         &model,
-        Method::Odin,
+        None,
+        &settings,
         &data,
-        &grid,
         64,
         &AtomicBool::new(false),
         &mut |_, _| {},
     )
     .unwrap();
-    assert_eq!(progress.last(), Some(&(68, 68)));
+    assert_eq!(progress.last(), Some(&(34, 34)));
     for (a, b) in in_fives.iter().flatten().zip(whole.iter().flatten()) {
         assert!((a - b).abs() <= TOLERANCE, "{a} vs {b}");
     }
@@ -127,8 +139,7 @@ fn tuning_stops_on_cancel() {
         ImageSet::open("uniform:20", Role::Ood, &model.card.classes).unwrap(),
     ];
     let options = TuneOptions {
-        method: Method::Odin,
-        grid: TuneGrid::default(),
+        grid: ParamGrid::for_method(Method::named("odin"), &dims_of(&model), &[]).unwrap(),
         objective: Objective::Fpr95,
         validation: ValidationSplit::Count(10),
         tune_on: None,
@@ -136,7 +147,7 @@ fn tuning_stops_on_cancel() {
     };
     let cancel = AtomicBool::new(false);
     let mut calls = 0;
-    let result = tune(&model, &sets, &options, &cancel, &mut |p| {
+    let result = tune(&model, None, &sets, &options, &cancel, &mut |p| {
         calls += 1;
         if p.stage == oodscope::tune::Stage::Searching {
             cancel.store(true, std::sync::atomic::Ordering::Relaxed);

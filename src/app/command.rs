@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::data::Role;
+use crate::detect::Params;
 use crate::score::Method;
 
 use super::settings::Tab;
@@ -37,8 +38,8 @@ pub enum Command {
     RemoveSet(usize),
     ToggleSet(usize),
     SetMethod(Method),
-    SetTemperature(f64),
-    SetEpsilon(f64),
+    /// One parameter of the current method (a slider moved).
+    SetParam(String, f64),
     SetThreshold(f32),
     ThresholdAt95Tpr,
     SetBins(usize),
@@ -55,10 +56,10 @@ pub enum Command {
     },
     Select(Option<usize>),
     DismissMessage,
-    /// Start the T / ε search on the enabled sets.
+    /// Start the parameter search of the current method on the enabled sets.
     Tune,
-    /// Set both sliders at once (a heatmap cell was clicked).
-    SetTemperatureAndEpsilon(f64, f64),
+    /// Set several parameters of the current method at once (a heatmap cell was clicked).
+    SetParams(Params),
     Message(String),
     SetLogY(bool),
     SetDensity(bool),

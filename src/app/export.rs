@@ -16,11 +16,8 @@ use crate::score::ScoreRun;
 pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
     let result = app.result.as_ref().ok_or_else(|| anyhow!("nothing scored yet"))?;
     let model = app.model.as_ref().ok_or_else(|| anyhow!("no model loaded"))?;
-    // The run as displayed: scores re-derived for the shown T where that happened.
-    let mut run: ScoreRun = result.run.clone();
-    for (entry, score) in run.scores.iter_mut().zip(&result.scores) {
-        entry.score = *score;
-    }
+    // The run as displayed: scores re-derived for the shown settings where that happened.
+    let run: ScoreRun = result.displayed_run();
     let title = format!("{}: {}", model.card.name, result.shown.describe());
     let bytes = match kind {
         ExportKind::HistogramPng => {
@@ -70,6 +67,7 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
                 settings: &result.shown,
                 device: model.device.clone(),
                 batch_size: app.settings.batch_size,
+                fit: None,
             };
             serde_json::to_string_pretty(&build_report(&ctx, &result.sets, &run, &evaluation))?.into_bytes()
         }

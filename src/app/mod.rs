@@ -48,21 +48,26 @@ pub struct TuningJob {
     pub cancel: CancelToken,
 }
 
-/// The grid the window searches: the CLI's temperatures, ε in steps of 0.0004 up to 0.004, on the
-/// first quarter of every set (the rest is the test split).
-pub fn gui_tune_options(method: crate::score::Method, batch_size: usize) -> crate::tune::TuneOptions {
-    let grid = crate::tune::TuneGrid {
-        epsilons: crate::tune::grid::evenly_spaced(0.004, 11),
-        ..crate::tune::TuneGrid::default()
+/// The grid the window searches: each parameter's default grid (the CLI's), but ε in steps of
+/// 0.0004 up to 0.004, on the first quarter of every set (the rest is the test split).
+pub fn gui_tune_options(
+    method: crate::score::Method,
+    dims: &crate::detect::Dims,
+    batch_size: usize,
+) -> Result<crate::tune::TuneOptions, String> {
+    let has_epsilon = method.params(dims).iter().any(|s| s.name == "epsilon");
+    let overrides = if has_epsilon {
+        vec![("epsilon".to_string(), crate::detect::params::evenly_spaced(0.004, 11))]
+    } else {
+        Vec::new()
     };
-    crate::tune::TuneOptions {
-        method,
-        grid,
+    Ok(crate::tune::TuneOptions {
+        grid: crate::tune::ParamGrid::for_method(method, dims, &overrides)?,
         objective: crate::tune::Objective::Fpr95,
         validation: crate::tune::ValidationSplit::Fraction(0.25),
         tune_on: None,
         batch_size,
-    }
+    })
 }
 
 /// An image's input perturbation, for the detail view.
@@ -102,8 +107,10 @@ pub struct OodscopeApp {
     pub messages: Vec<String>,
     /// UI-only gallery state (filters, thumbnail textures), mutated while drawing.
     pub gallery: std::cell::RefCell<crate::ui::gallery::GalleryState>,
-    /// `‖∇ₓ L‖₁` per result entry at a temperature, for ODIN's first-order estimate while ε moves.
-    pub gradient_norms: Option<(f64, Vec<f32>)>,
+    /// The re-score in flight (from the cached outputs, no model pass): its generation and settings.
+    pub rescoring: Option<(u64, ScoreSettings)>,
+    /// The first-order estimate asked for: its generation.
+    pub estimating: Option<u64>,
     /// How far the last first-order estimate was from the exact scores, once they arrived.
     pub estimate_error: Option<String>,
     /// The tuning job in flight, and the last tuning result.
@@ -147,7 +154,8 @@ impl OodscopeApp {
             messages: Vec::new(),
             gallery: Default::default(),
             perturbation: None,
-            gradient_norms: None,
+            rescoring: None,
+            estimating: None,
             estimate_error: None,
             tuning: None,
             tune_result: None,
@@ -180,20 +188,31 @@ impl OodscopeApp {
     }
 
     pub fn is_busy(&self) -> bool {
-        self.job.is_some() || self.loading_model || self.sets.iter().any(|s| s.set.is_none())
+        self.job.is_some()
+            || self.rescoring.is_some()
+            || self.loading_model
+            || self.sets.iter().any(|s| s.set.is_none())
     }
 
+    /// The current method with the sliders' values, checked against the model (defaults for the
+    /// parameters never set); `None` before a model is loaded or when a value is out of range.
     pub fn current_settings(&self) -> Option<ScoreSettings> {
-        ScoreSettings::new(self.settings.method, self.settings.temperature, self.settings.epsilon).ok()
+        let model = self.model.as_ref()?;
+        ScoreSettings::new(self.settings.method, &self.settings.current_params(), &model.dims).ok()
     }
 
     /// Whether the displayed result is for other settings than those on the sliders.
     pub fn result_is_stale(&self) -> bool {
         match (&self.result, self.current_settings()) {
-            (Some(r), Some(s)) if r.estimate == Some(s) => false,
-            (Some(r), Some(s)) => !result::equivalent(&r.shown, &s),
+            (Some(r), Some(s)) if r.estimate.as_ref() == Some(&s) => false,
+            (Some(r), Some(s)) => r.shown != s,
             _ => false,
         }
+    }
+
+    /// Whether the app has a fit for the methods that need one.
+    pub fn has_fit(&self) -> bool {
+        false
     }
 
     /// The scanned sets that are switched on, in panel order.
@@ -232,9 +251,10 @@ impl OodscopeApp {
         }
     }
 
-    /// Brings the display in line with the sliders: from cached logits if possible, else a new job.
+    /// Brings the display in line with the sliders: the computed scores, a re-score of the cached
+    /// outputs (no model pass), or a new scoring job.
     fn refresh(&mut self) {
-        let (Some(model), Some(wanted)) = (&self.model, self.current_settings()) else {
+        let Some(wanted) = self.current_settings() else {
             return;
         };
         if self.sets.iter().any(|s| s.set.is_none()) {
@@ -242,20 +262,30 @@ impl OodscopeApp {
         }
         let sets: Vec<ImageSet> = self.enabled_sets();
         let same_sets = self.result.as_ref().is_some_and(|r| same_sets(&r.sets, &sets));
-        if let (true, Some(result)) = (same_sets, &mut self.result)
-            && result.can_show(&wanted, &model.layout)
-        {
-            result.show(&wanted, &model.layout);
+        let showable = same_sets && self.result.as_ref().is_some_and(|r| r.can_show(&wanted));
+        if showable {
             self.cancel_job();
-            self.rederive();
+            let Some(result) = &mut self.result else { return };
+            if result.shown == wanted && result.estimate.is_none() {
+                self.rescoring = None;
+            } else if result.computed == wanted {
+                result.show_computed();
+                self.rescoring = None;
+                self.rederive();
+            } else if self.rescoring.as_ref().is_none_or(|(_, s)| *s != wanted) {
+                let cache = result.cache.clone();
+                let generation = self.next_generation();
+                self.worker.send(Job::Rescore {
+                    generation,
+                    cache,
+                    settings: wanted.clone(),
+                });
+                self.rescoring = Some((generation, wanted));
+            }
             return;
         }
-        if self
-            .job
-            .as_ref()
-            .is_some_and(|j| result::equivalent(&j.settings, &wanted))
-            && same_sets
-        {
+        self.rescoring = None;
+        if self.job.as_ref().is_some_and(|j| j.settings == wanted) && same_sets {
             return; // already computing exactly this
         }
         if sets.iter().all(|s| s.role != Role::Id) || sets.iter().all(|s| s.role != Role::Ood) {
@@ -264,15 +294,14 @@ impl OodscopeApp {
         }
         self.cancel_job();
         if same_sets {
-            self.estimate_or_request_norms(&wanted);
+            self.request_estimate(&wanted);
         }
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let generation = self.next_generation();
         let cancel = CancelToken::default();
         self.worker.send(Job::Score {
             generation,
             sets: sets.clone(),
-            settings: wanted,
+            settings: wanted.clone(),
             batch_size: self.settings.batch_size.max(1),
             cancel: cancel.flag(),
         });
@@ -286,49 +315,56 @@ impl OodscopeApp {
         });
     }
 
-    /// While the exact ODIN scores for a new ε are computed, shows the first-order estimate if the
-    /// gradient norms at this T are known, else asks the worker for them (they arrive first).
-    fn estimate_or_request_norms(&mut self, wanted: &ScoreSettings) {
-        let (Some(model), Some(result)) = (&self.model, &mut self.result) else {
-            return;
-        };
-        if wanted.method != crate::score::Method::Odin || wanted.epsilon == 0.0 {
+    fn next_generation(&mut self) -> u64 {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        generation
+    }
+
+    /// While the exact scores of a method with an input step are computed, asks the worker for
+    /// the first-order estimate (instant once the gradient norms of this step are known).
+    fn request_estimate(&mut self, wanted: &ScoreSettings) {
+        let Some(result) = &self.result else { return };
+        let has_estimate = wanted.method.detector().first_order(0.5, 0.0).is_some();
+        if !has_estimate || wanted.epsilon() == 0.0 || result.shown.method != wanted.method {
             return;
         }
-        match &self.gradient_norms {
-            Some((t, norms)) if *t == wanted.temperature && norms.len() == result.run.scores.len() => {
-                result.scores = result::odin_estimate(&result.run, norms, wanted, &model.layout);
-                result.estimate = Some(*wanted);
-                self.rederive();
-            }
-            _ => {
-                let items = result.run.scores.iter().map(|s| (s.set, s.index)).collect();
-                self.worker.send(Job::GradientNorms {
-                    generation: self.next_generation,
-                    sets: result.sets.clone(),
-                    items,
-                    temperature: wanted.temperature,
-                });
-                self.next_generation += 1;
-            }
-        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.worker.send(Job::Estimate {
+            generation,
+            images: sets_key(&result.sets),
+            sets: result.sets.clone(),
+            items: result.run.images.iter().map(|s| (s.set, s.index)).collect(),
+            cache: result.cache.clone(),
+            settings: wanted.clone(),
+        });
+        self.estimating = Some(generation);
     }
 
     /// Compares the estimate on display with the exact scores that replace it.
     fn measure_estimate(&mut self, settings: &ScoreSettings, run: &ScoreRun) {
         let Some(old) = &self.result else { return };
-        if old.estimate != Some(*settings) || old.scores.len() != run.scores.len() {
+        if old.estimate.as_ref() != Some(settings) || old.scores.len() != run.images.len() {
             return;
         }
+        let exact = run.scores();
         let diffs: Vec<f64> = old
             .scores
             .iter()
-            .zip(&run.scores)
-            .map(|(e, s)| (*e as f64 - s.score as f64).abs())
+            .zip(exact)
+            .map(|(e, s)| (*e as f64 - *s as f64).abs())
             .collect();
         let mean = diffs.iter().sum::<f64>() / diffs.len().max(1) as f64;
         let max = diffs.iter().copied().fold(0.0, f64::max);
-        let exact = result::ScoredResult::new(*settings, old.sets.clone(), run.clone()).set_scores();
+        let exact_sets = {
+            let mut sets: Vec<(String, Role, Vec<f32>)> =
+                old.sets.iter().map(|s| (s.name.clone(), s.role, Vec::new())).collect();
+            for (entry, score) in run.images.iter().zip(exact) {
+                sets[entry.set].2.push(*score);
+            }
+            sets
+        };
         let estimated = old.set_scores();
         let auroc = |sets: &[(String, Role, Vec<f32>)]| {
             Derived::new(sets, 10)
@@ -339,12 +375,12 @@ impl OodscopeApp {
         };
         let auroc_gap = auroc(&estimated)
             .iter()
-            .zip(auroc(&exact))
+            .zip(auroc(&exact_sets))
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
         let text = format!(
             "first-order estimate vs exact at ε = {}: mean |Δscore| {mean:.2e}, max {max:.2e}, AUROC off by ≤ {:.2} points",
-            settings.epsilon,
+            settings.epsilon(),
             100.0 * auroc_gap
         );
         eprintln!("oodscope: {text}");
@@ -370,8 +406,11 @@ impl OodscopeApp {
             Event::ModelLoaded(info) => {
                 self.loading_model = false;
                 self.settings.model = Some(info.path.display().to_string());
-                if !info.methods.contains(&self.settings.method) {
-                    self.settings.method = info.methods[0];
+                if info.missing(self.settings.method, self.has_fit()).is_some() {
+                    let usable = crate::score::Method::all().find(|m| info.missing(*m, self.has_fit()).is_none());
+                    if let Some(method) = usable {
+                        self.settings.method = method;
+                    }
                 }
                 self.model = Some(info);
                 self.result = None;
@@ -401,6 +440,38 @@ impl OodscopeApp {
                 }
             }
             Event::FilesScored { settings, set, run, .. } => self.on_files_scored(settings, &set, &run),
+            Event::Rescored {
+                generation,
+                settings,
+                scores,
+            } => {
+                if self.rescoring.as_ref().is_some_and(|(g, _)| *g == generation)
+                    && let Some(result) = &mut self.result
+                    && scores.len() == result.run.images.len()
+                {
+                    self.rescoring = None;
+                    result.show_rescored(settings, scores);
+                    self.rederive();
+                    self.refresh(); // the sliders may have moved on meanwhile
+                }
+            }
+            Event::Estimated {
+                generation,
+                settings,
+                scores,
+            } => {
+                let current = self.job.as_ref().map(|j| j.settings.clone());
+                if self.estimating == Some(generation)
+                    && current.as_ref() == Some(&settings)
+                    && let Some(result) = &mut self.result
+                    && scores.len() == result.run.images.len()
+                {
+                    result.scores = scores;
+                    result.estimate = Some(settings);
+                    self.estimating = None;
+                    self.rederive();
+                }
+            }
             Event::Perturbation {
                 key,
                 settings,
@@ -422,13 +493,6 @@ impl OodscopeApp {
                     self.tuning = None;
                 }
             }
-            Event::GradientNorms { temperature, norms, .. } => {
-                self.gradient_norms = Some((temperature, norms));
-                if let Some(job) = &self.job {
-                    let wanted = job.settings;
-                    self.estimate_or_request_norms(&wanted);
-                }
-            }
             Event::TuneProgress { generation, progress } => {
                 if let Some(job) = self.tuning.as_mut().filter(|j| j.generation == generation) {
                     job.progress = Some(progress);
@@ -447,6 +511,7 @@ impl OodscopeApp {
                     self.sets.retain(|s| s.set.is_some());
                 }
                 self.job = None;
+                self.rescoring = None;
                 self.messages.push(message);
                 self.refresh();
             }
@@ -455,15 +520,13 @@ impl OodscopeApp {
 
     fn on_scored(&mut self, settings: ScoreSettings, sets: Vec<ImageSet>, run: ScoreRun) {
         self.measure_estimate(&settings, &run);
-        if !self.result.as_ref().is_some_and(|r| same_sets(&r.sets, &sets)) {
-            self.gradient_norms = None;
-        }
         let skipped = run.skipped.len();
         if skipped > 0 {
             self.messages
                 .push(format!("{skipped} files skipped (see the Sets panel)"));
         }
-        self.result = Some(ScoredResult::new(settings, sets, run));
+        let widths = self.model.as_ref().map(|m| m.member_widths()).unwrap_or_default();
+        self.result = Some(ScoredResult::new(settings, sets, run, widths));
         self.selected = None;
         self.gallery.borrow_mut().clear();
         self.rederive();
@@ -473,7 +536,7 @@ impl OodscopeApp {
     fn on_files_scored(&mut self, settings: ScoreSettings, set: &ImageSet, run: &ScoreRun) {
         let Some(model) = &self.model else { return };
         let mut results: Vec<Option<usize>> = vec![None; set.len()];
-        for (i, s) in run.scores.iter().enumerate() {
+        for (i, s) in run.images.iter().enumerate() {
             results[s.index] = Some(i);
         }
         for (index, found) in results.into_iter().enumerate() {
@@ -483,17 +546,17 @@ impl OodscopeApp {
             };
             let outcome = match found {
                 Some(i) => {
-                    let s = &run.scores[i];
-                    let probabilities = crate::score::rescore::class_probabilities(
+                    let s = &run.images[i];
+                    let probabilities = crate::score::classes::class_probabilities(
                         run.logits_of(i),
                         &model.layout,
                         model.card.num_classes(),
                     );
                     Ok(DropScore {
-                        score: s.score,
+                        score: run.scores()[i],
                         pred: s.pred,
                         pred_prob: s.pred_prob,
-                        top5: crate::score::rescore::top_classes(&probabilities, 5),
+                        top5: crate::score::classes::top_classes(&probabilities, 5),
                     })
                 }
                 None => Err(run
@@ -506,7 +569,7 @@ impl OodscopeApp {
                 0,
                 DropCard {
                     path,
-                    settings,
+                    settings: settings.clone(),
                     outcome,
                 },
             );
@@ -555,12 +618,8 @@ impl OodscopeApp {
                 self.threshold = None;
                 self.refresh();
             }
-            Command::SetTemperature(t) => {
-                self.settings.temperature = t.clamp(1.0, 1000.0);
-                self.refresh();
-            }
-            Command::SetEpsilon(e) => {
-                self.settings.epsilon = e.clamp(0.0, 0.02);
+            Command::SetParam(name, value) => {
+                self.settings.set_param(&name, value);
                 self.refresh();
             }
             Command::SetThreshold(t) => self.threshold = Some(t),
@@ -585,13 +644,14 @@ impl OodscopeApp {
                 }
             }
             Command::Tune => self.start_tuning(),
-            Command::SetTemperatureAndEpsilon(t, e) => {
-                self.settings.temperature = t.clamp(1.0, 1000.0);
-                self.settings.epsilon = e.clamp(0.0, 0.02);
+            Command::SetParams(params) => {
+                for (name, value) in params.iter() {
+                    self.settings.set_param(name, value);
+                }
                 self.refresh();
             }
             Command::ScoreFiles(paths) => match self.current_settings() {
-                Some(settings) if self.model.is_some() => {
+                Some(settings) => {
                     self.worker.send(Job::ScoreFiles {
                         generation: self.next_generation,
                         paths,
@@ -637,11 +697,22 @@ impl OodscopeApp {
     }
 
     fn start_tuning(&mut self) {
-        if self.sets.iter().any(|s| s.set.is_none()) || self.model.is_none() {
+        let Some(model) = self
+            .model
+            .as_ref()
+            .filter(|_| !self.sets.iter().any(|s| s.set.is_none()))
+        else {
             self.messages
                 .push("wait for the model and sets to load before tuning".into());
             return;
-        }
+        };
+        let options = match gui_tune_options(self.settings.method, &model.dims, self.settings.batch_size.max(1)) {
+            Ok(options) => options,
+            Err(e) => {
+                self.messages.push(e);
+                return;
+            }
+        };
         if let Some(t) = self.tuning.take() {
             t.cancel.cancel();
         }
@@ -649,7 +720,6 @@ impl OodscopeApp {
         let generation = self.next_generation;
         self.next_generation += 1;
         let cancel = CancelToken::default();
-        let options = gui_tune_options(self.settings.method, self.settings.batch_size.max(1));
         self.worker.send(Job::Tune {
             generation,
             sets,
@@ -669,10 +739,10 @@ impl OodscopeApp {
         let (Some(i), Some(result)) = (self.selected, &self.result) else {
             return;
         };
-        let Some(entry) = result.run.scores.get(i) else { return };
-        let settings = result.shown;
+        let Some(entry) = result.run.images.get(i) else { return };
+        let settings = result.shown.clone();
         let key = (entry.set, entry.index);
-        if settings.epsilon == 0.0
+        if settings.epsilon() == 0.0
             || self
                 .perturbation
                 .as_ref()
@@ -703,6 +773,16 @@ impl OodscopeApp {
             .collect();
         s
     }
+}
+
+/// Identifies a list of sets (names, roles, sizes) for the worker's cache of gradient norms.
+fn sets_key(sets: &[ImageSet]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for s in sets {
+        (&s.name, s.role.name(), s.len()).hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 fn same_sets(a: &[ImageSet], b: &[ImageSet]) -> bool {

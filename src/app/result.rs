@@ -1,114 +1,93 @@
-//! A scoring result as the app holds it: what was computed (settings, sets, per-image results and
-//! logits) and the scores on display, which a change of T with ε = 0 re-derives from the logits.
+//! A scoring result as the app holds it: what was computed (settings, sets, per-image results), the
+//! clean outputs the worker re-scores without the model, and the scores on display.
+
+use std::sync::Arc;
 
 use crate::data::{ImageSet, Role};
-use crate::score::rescore::{LogitLayout, score_from_logits, scores_from_logits};
+use crate::detect::cache::{CachedOutputs, can_rescore};
 use crate::score::{ScoreRun, ScoreSettings};
 
 pub struct ScoredResult {
     /// The settings the model ran with.
     pub computed: ScoreSettings,
-    /// The settings the displayed scores correspond to (differs from `computed` only in T).
+    /// The settings the displayed scores correspond to.
     pub shown: ScoreSettings,
     pub sets: Vec<ImageSet>,
+    /// Per-image records (its logits and features moved to `cache`).
     pub run: ScoreRun,
-    /// One per entry of `run.scores`.
+    /// The run's clean outputs, shared with re-score jobs.
+    pub cache: Arc<CachedOutputs>,
+    /// One per entry of `run.images`.
     pub scores: Vec<f32>,
-    /// When set, `scores` are ODIN's first-order estimates for these settings (ε differs from
-    /// `shown`), displayed until the exact scores arrive.
+    /// When set, `scores` are a first-order estimate for these settings (ε differs from `shown`),
+    /// displayed until the exact scores arrive.
     pub estimate: Option<ScoreSettings>,
 }
 
 impl ScoredResult {
-    pub fn new(settings: ScoreSettings, sets: Vec<ImageSet>, run: ScoreRun) -> Self {
-        let scores = run.scores.iter().map(|s| s.score).collect();
+    /// `member_widths`: an ensemble's member logit widths (empty for one model).
+    pub fn new(settings: ScoreSettings, sets: Vec<ImageSet>, mut run: ScoreRun, member_widths: Vec<usize>) -> Self {
+        let scores = run.scores().to_vec();
+        let cache = CachedOutputs {
+            logits: std::mem::take(&mut run.logits),
+            logit_width: run.logit_width,
+            features: std::mem::take(&mut run.features),
+            feature_width: run.feature_width,
+            member_widths,
+            rows: run.images.len(),
+        };
         ScoredResult {
-            computed: settings,
+            computed: settings.clone(),
             shown: settings,
             sets,
             run,
+            cache: Arc::new(cache),
             scores,
             estimate: None,
         }
     }
 
-    /// Whether `wanted` can be shown from this result without the model: same method and ε = 0
-    /// (then only T differs, and T acts on the cached logits), or the settings are equivalent.
-    pub fn can_show(&self, wanted: &ScoreSettings, layout: &LogitLayout) -> bool {
-        if equivalent(&self.computed, wanted) {
-            return true;
-        }
-        self.computed.method == wanted.method
-            && self.computed.epsilon == 0.0
-            && wanted.epsilon == 0.0
-            && score_from_logits(wanted.method, wanted.temperature, self.row(0).unwrap_or(&[]), layout).is_some()
+    /// The clean logits of entry `i`.
+    pub fn logits_of(&self, i: usize) -> &[f32] {
+        let w = self.cache.logit_width;
+        self.cache.logits.get(i * w..(i + 1) * w).unwrap_or(&[])
     }
 
-    /// Re-derives the displayed scores for `wanted` (call only when `can_show`).
-    pub fn show(&mut self, wanted: &ScoreSettings, layout: &LogitLayout) {
-        if self.estimate.take().is_some() {
-            self.shown = self.computed;
-            self.scores = self.run.scores.iter().map(|s| s.score).collect();
-        }
-        if equivalent(&self.shown, wanted) {
-            self.shown = *wanted;
-            return;
-        }
-        if equivalent(&self.computed, wanted) {
-            self.scores = self.run.scores.iter().map(|s| s.score).collect();
-        } else {
-            self.scores = scores_from_logits(
-                wanted.method,
-                wanted.temperature,
-                &self.run.logits,
-                self.run.scores.len(),
-                self.run.logit_width,
-                layout,
-            );
-        }
-        self.shown = *wanted;
+    /// Whether `wanted` can be shown without running the model: it is what was computed, or its
+    /// scores follow from the cached outputs (no input step).
+    pub fn can_show(&self, wanted: &ScoreSettings) -> bool {
+        self.computed == *wanted || can_rescore(wanted, &self.cache)
     }
 
-    fn row(&self, i: usize) -> Option<&[f32]> {
-        (i < self.run.scores.len() && self.run.logit_width > 0).then(|| self.run.logits_of(i))
+    /// Shows the computed scores again (when `wanted` is what was computed).
+    pub fn show_computed(&mut self) {
+        self.scores = self.run.scores().to_vec();
+        self.shown = self.computed.clone();
+        self.estimate = None;
+    }
+
+    /// Shows re-scored values for `settings`.
+    pub fn show_rescored(&mut self, settings: ScoreSettings, scores: Vec<f32>) {
+        self.scores = scores;
+        self.shown = settings;
+        self.estimate = None;
     }
 
     /// (name, role, displayed scores) of each set, in order.
     pub fn set_scores(&self) -> Vec<(String, Role, Vec<f32>)> {
         let mut out: Vec<(String, Role, Vec<f32>)> =
             self.sets.iter().map(|s| (s.name.clone(), s.role, Vec::new())).collect();
-        for (entry, score) in self.run.scores.iter().zip(&self.scores) {
+        for (entry, score) in self.run.images.iter().zip(&self.scores) {
             out[entry.set].2.push(*score);
         }
         out
     }
-}
 
-/// Settings that give the same scores: T does not matter to MSP and the confidence branch, and
-/// ε does not matter to MSP.
-pub fn equivalent(a: &ScoreSettings, b: &ScoreSettings) -> bool {
-    a.method == b.method
-        && (!a.method.uses_temperature() || a.temperature == b.temperature)
-        && (!a.method.uses_epsilon() || a.epsilon == b.epsilon)
-}
-
-/// ODIN's first-order estimate at `wanted` (ε > 0) from cached logits and `‖∇ₓ L‖₁` at the same T:
-/// `log S(x̃) ≈ log S(x) + ε·‖∇ₓ log S(x)‖₁`, capped at 1.
-pub fn odin_estimate(run: &ScoreRun, norms: &[f32], wanted: &ScoreSettings, layout: &LogitLayout) -> Vec<f32> {
-    let clean = scores_from_logits(
-        wanted.method,
-        wanted.temperature,
-        &run.logits,
-        run.scores.len(),
-        run.logit_width,
-        layout,
-    );
-    clean
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| {
-            let norm = norms.get(i).copied().unwrap_or(f32::NAN) as f64;
-            (s as f64 * (wanted.epsilon * norm).exp()).min(1.0) as f32
-        })
-        .collect()
+    /// The run as displayed: its first column replaced by the shown scores, under the shown settings.
+    pub fn displayed_run(&self) -> ScoreRun {
+        let mut run = self.run.clone();
+        run.methods = vec![self.shown.clone()];
+        run.columns = vec![self.scores.clone()];
+        run
+    }
 }

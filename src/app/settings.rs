@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::data::Role;
+use crate::detect::Params;
 use crate::score::Method;
 
 /// One image set as remembered between runs.
@@ -35,9 +38,12 @@ pub enum Tab {
 pub struct Settings {
     pub model: Option<String>,
     pub sets: Vec<SavedSet>,
+    /// The ID training folder that methods with a fit use (none: those methods are disabled).
+    pub train: Option<String>,
     pub method: Method,
-    pub temperature: f64,
-    pub epsilon: f64,
+    /// Each method's parameter values as last set, by method name (switching back keeps them;
+    /// a method not here starts at its defaults).
+    pub params: BTreeMap<String, Params>,
     pub bins: usize,
     pub log_y: bool,
     pub density: bool,
@@ -51,9 +57,9 @@ impl Default for Settings {
         Settings {
             model: None,
             sets: Vec::new(),
-            method: Method::Odin,
-            temperature: 1000.0,
-            epsilon: 0.0014,
+            train: None,
+            method: Method::named("odin"),
+            params: BTreeMap::new(),
             bins: 60,
             log_y: false,
             density: true,
@@ -65,6 +71,19 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The parameters given for the current method (not yet checked; missing ones take defaults).
+    pub fn current_params(&self) -> Params {
+        self.params.get(self.method.name()).cloned().unwrap_or_default()
+    }
+
+    /// Sets one parameter of the current method.
+    pub fn set_param(&mut self, name: &str, value: f64) {
+        self.params
+            .entry(self.method.name().to_string())
+            .or_default()
+            .set(name, value);
+    }
+
     /// The bundled demo: the Fashion-MNIST ResNet on the demo sets (paths relative to `root`).
     pub fn demo(root: &std::path::Path) -> Settings {
         let path = |p: &str| root.join(p).display().to_string();
@@ -75,6 +94,7 @@ impl Settings {
         };
         Settings {
             model: Some(path("models/fmnist-resnet.pt")),
+            train: Some(path("assets/demo/fmnist-train")),
             sets: vec![
                 set(path("assets/demo/fmnist-test"), false),
                 set(path("assets/demo/mnist"), true),
@@ -94,15 +114,19 @@ mod tests {
     #[test]
     fn settings_round_trip_and_old_files_fill_in_defaults() {
         let mut s = Settings::demo(std::path::Path::new("/repo"));
-        s.temperature = 10.0;
+        s.set_param("temperature", 10.0);
+        s.method = Method::named("knn");
+        s.set_param("k", 20.0);
         s.tab = Tab::Gallery;
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
-        // A settings file from an older version, with fields missing, still loads.
-        let old: Settings = serde_json::from_str(r#"{"temperature": 20.0, "epsilon": 0.001}"#).unwrap();
+        assert_eq!(s.current_params().get("k"), 20.0);
+        assert_eq!(s.params["odin"].get("temperature"), 10.0);
+        // A settings file from an older version, with fields missing or gone, still loads.
+        let old: Settings = serde_json::from_str(r#"{"temperature": 20.0, "epsilon": 0.001, "bins": 30}"#).unwrap();
         assert_eq!(
-            (old.temperature, old.epsilon, old.bins, old.method),
-            (20.0, 0.001, 60, Method::Odin)
+            (old.bins, old.method, old.current_params()),
+            (30, Method::named("odin"), Params::new())
         );
         assert_eq!(s.sets[0].role(), Role::Id);
         assert_eq!(s.sets[1].role(), Role::Ood);

@@ -15,6 +15,59 @@ pub enum OutputKind {
     /// or one `[N, C + 1]` tensor whose last column is the confidence logit.
     #[serde(rename = "logits+confidence")]
     LogitsAndConfidence,
+    /// Logits plus the penultimate features z: a `(logits [N, C], features [N, D])` tuple, or one
+    /// `[N, C + D]` tensor with the card's `features = D`.
+    #[serde(rename = "logits+features")]
+    LogitsAndFeatures,
+    /// Both: a `(logits, confidence, features)` tuple, or one `[N, C + 1 + D]` tensor.
+    #[serde(rename = "logits+confidence+features")]
+    LogitsConfidenceAndFeatures,
+}
+
+impl OutputKind {
+    pub fn has_confidence(self) -> bool {
+        matches!(self, Self::LogitsAndConfidence | Self::LogitsConfidenceAndFeatures)
+    }
+
+    pub fn has_features(self) -> bool {
+        matches!(self, Self::LogitsAndFeatures | Self::LogitsConfidenceAndFeatures)
+    }
+
+    /// The card's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Logits => "logits",
+            Self::LogitsAndConfidence => "logits+confidence",
+            Self::LogitsAndFeatures => "logits+features",
+            Self::LogitsConfidenceAndFeatures => "logits+confidence+features",
+        }
+    }
+}
+
+/// Where the final linear layer `ℓ = W·z + b` is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadSource {
+    /// A linear submodule of the TorchScript file (`"fc"`, `"classifier.3"`): its `weight` and `bias`.
+    Submodule(String),
+    /// A `.safetensors` file with `weight` [C, D] and `bias` [C] (resolved against the card).
+    File(PathBuf),
+}
+
+impl HeadSource {
+    fn parse(text: &str, card: &Path) -> Self {
+        if text.ends_with(".safetensors") {
+            HeadSource::File(card.parent().unwrap_or(Path::new(".")).join(text))
+        } else {
+            HeadSource::Submodule(text.to_string())
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            HeadSource::Submodule(name) => format!("submodule `{name}`"),
+            HeadSource::File(path) => path.display().to_string(),
+        }
+    }
 }
 
 /// How an image of any size is brought to the model's input size.
@@ -49,6 +102,8 @@ struct RawCard {
     std: Option<Vec<f32>>,
     classes: Option<Vec<String>>,
     outputs: Option<OutputKind>,
+    features: Option<i64>,
+    head: Option<String>,
     #[serde(default)]
     resize: ResizeMode,
     members: Option<Vec<MemberEntry>>,
@@ -60,7 +115,12 @@ struct RawCard {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CardKind {
     /// One TorchScript file.
-    Single { outputs: OutputKind },
+    Single {
+        outputs: OutputKind,
+        /// D, when the card gives it (required for the single-tensor form of features).
+        features: Option<usize>,
+        head: Option<HeadSource>,
+    },
     /// A leave-out ensemble: members with their class subsets (paths resolved against the card).
     Ensemble { members: Vec<MemberEntry> },
 }
@@ -136,7 +196,33 @@ impl ModelCard {
                 ));
             }
             (None, None) => return Err(missing("outputs")),
-            (Some(outputs), None) => CardKind::Single { outputs },
+            (Some(outputs), None) => {
+                let features = match raw.features {
+                    Some(d) if d <= 0 => {
+                        return Err(bad(format!("`features` must be a positive width D, got {d}")));
+                    }
+                    Some(_) if !outputs.has_features() => {
+                        return Err(bad(format!(
+                            "`features` is set but outputs = \"{}\" has no features (use \"logits+features\")",
+                            outputs.name()
+                        )));
+                    }
+                    d => d.map(|d| d as usize),
+                };
+                if raw.head.as_deref().is_some_and(str::is_empty) {
+                    return Err(bad(
+                        "`head` is empty: give a linear submodule's name or a .safetensors file".into(),
+                    ));
+                }
+                CardKind::Single {
+                    outputs,
+                    features,
+                    head: raw.head.as_deref().map(|h| HeadSource::parse(h, path)),
+                }
+            }
+            (None, Some(_)) if raw.features.is_some() || raw.head.is_some() => {
+                return Err(bad("an ensemble card has no `features` or `head`".into()));
+            }
             (None, Some(members)) => CardKind::Ensemble {
                 members: check_members(members, classes.len(), path)?,
             },
@@ -172,12 +258,20 @@ impl ModelCard {
     }
 
     pub fn has_confidence_branch(&self) -> bool {
-        matches!(
-            self.kind,
-            CardKind::Single {
-                outputs: OutputKind::LogitsAndConfidence
-            }
-        )
+        matches!(&self.kind, CardKind::Single { outputs, .. } if outputs.has_confidence())
+    }
+
+    /// Whether the model returns its penultimate features.
+    pub fn has_features(&self) -> bool {
+        matches!(&self.kind, CardKind::Single { outputs, .. } if outputs.has_features())
+    }
+
+    /// Where the head is read from, when the card gives one.
+    pub fn head(&self) -> Option<&HeadSource> {
+        match &self.kind {
+            CardKind::Single { head, .. } => head.as_ref(),
+            CardKind::Ensemble { .. } => None,
+        }
     }
 
     pub fn is_ensemble(&self) -> bool {
@@ -249,9 +343,37 @@ outputs = "logits"
         assert_eq!(
             card.kind,
             CardKind::Single {
-                outputs: OutputKind::Logits
+                outputs: OutputKind::Logits,
+                features: None,
+                head: None,
             }
         );
+        assert!(!card.has_features() && card.head().is_none());
+    }
+
+    #[test]
+    fn parses_features_and_a_head() {
+        let text = PLAIN.replace(
+            "outputs = \"logits\"",
+            "outputs = \"logits+features\"\nfeatures = 16\nhead = \"w.safetensors\"",
+        );
+        let card = ModelCard::parse(&text, Path::new("m/tiny.toml")).unwrap();
+        assert!(card.has_features() && !card.has_confidence_branch());
+        assert_eq!(card.head(), Some(&HeadSource::File(PathBuf::from("m/w.safetensors"))));
+        let text = PLAIN.replace(
+            "outputs = \"logits\"",
+            "outputs = \"logits+confidence+features\"\nhead = \"classifier.3\"",
+        );
+        let card = ModelCard::parse(&text, Path::new("m/tiny.toml")).unwrap();
+        assert!(card.has_features() && card.has_confidence_branch());
+        assert_eq!(card.head(), Some(&HeadSource::Submodule("classifier.3".into())));
+        let err = ModelCard::parse(
+            &PLAIN.replace("outputs = \"logits\"", "outputs = \"logits\"\nfeatures = 8"),
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("has no features"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! TorchScript models: loading on a device, checking against the card, and the forward pass.
+//! TorchScript models: loading on a device, checking against the card (and the head against the
+//! logits), and the forward pass.
 
 pub mod card;
+pub mod head;
+pub mod outputs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,7 +11,10 @@ use std::str::FromStr;
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
-pub use card::{CardKind, ModelCard, OutputKind, ResizeMode, card_path_for};
+pub use card::{CardKind, HeadSource, ModelCard, OutputKind, ResizeMode, card_path_for};
+pub use head::Head;
+pub use outputs::Outputs;
+use outputs::{OutputShape, split_outputs};
 
 /// Anything wrong with a model file or its card; always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -124,19 +130,26 @@ pub enum Network {
     },
 }
 
-/// What one forward pass of a single model gives.
-pub struct Outputs {
-    /// `[N, C]`.
-    pub logits: Tensor,
-    /// `[N]` confidence logits, for confidence-branch models.
-    pub confidence_logit: Option<Tensor>,
+/// What the loaded model provides beyond logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub ensemble: bool,
+    pub confidence: bool,
+    /// The feature width D, when the model returns its penultimate features.
+    pub features: Option<usize>,
+    /// Whether the head `ℓ = W·z + b` is known (and checked).
+    pub head: bool,
 }
 
-/// A loaded, checked model: the card, its network(s) on a device, and the input normalisation.
+/// A loaded, checked model: the card, its network(s) on a device, the head when the card gives
+/// one, and the input normalisation.
 pub struct Model {
     pub card: ModelCard,
     pub device: Device,
     pub network: Network,
+    pub head: Option<Head>,
+    /// D, as the probe found it (models with features).
+    pub feature_width: Option<usize>,
     mean: Tensor,
     std: Tensor,
 }
@@ -152,7 +165,7 @@ impl fmt::Debug for Model {
 
 impl Model {
     /// Loads a `.pt` (with its `<stem>.toml` card beside it) or a `.toml` card, on the chosen device,
-    /// and probes it with a dummy batch to check it against the card.
+    /// reads the head the card names, and probes the model with a batch to check it against the card.
     pub fn load(path: &Path, device: DeviceChoice) -> Result<Model, ModelError> {
         let card_path = card_path_for(path);
         if !path.exists() {
@@ -166,14 +179,20 @@ impl Model {
         }
         let card = ModelCard::load(&card_path)?;
         let device = device.resolve()?;
+        let mut head = None;
         let network = match &card.kind {
-            CardKind::Single { outputs } => {
+            CardKind::Single {
+                outputs, head: source, ..
+            } => {
                 let model_path = if path == card_path {
                     card_path.with_extension("pt")
                 } else {
                     path.to_path_buf()
                 };
                 let module = load_module(&model_path, device)?;
+                if let Some(source) = source {
+                    head = Some(Head::load(source, &module, device).map_err(|m| ModelError::card(&card_path, m))?);
+                }
                 Network::Single {
                     module,
                     outputs: *outputs,
@@ -195,20 +214,42 @@ impl Model {
             }
         };
         let stats = |v: &[f32]| Tensor::from_slice(v).view([1, -1, 1, 1]).to_device(device);
-        let model = Model {
+        let mut model = Model {
             mean: stats(&card.mean),
             std: stats(&card.std),
             card,
             device,
             network,
+            head,
+            feature_width: None,
         };
         model.probe()?;
         Ok(model)
     }
 
+    /// What this model provides beyond logits.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ensemble: self.card.is_ensemble(),
+            confidence: self.card.has_confidence_branch(),
+            features: self.feature_width,
+            head: self.head.is_some(),
+        }
+    }
+
+    /// The path of the model's file (the card's, for an ensemble).
+    pub fn file(&self) -> &Path {
+        match &self.network {
+            Network::Single { path, .. } => path,
+            Network::Ensemble { .. } => &self.card.path,
+        }
+    }
+
     /// Normalises pixel-unit input `x` `[N, C, H, W]`: `(x − mean) / std`.
-    pub fn normalize(&self, x: &Tensor) -> Tensor {
-        (x - &self.mean) / &self.std
+    pub fn normalize(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        x.f_sub(&self.mean)
+            .and_then(|t| t.f_div(&self.std))
+            .map_err(|e| ModelError::model(&self.card.path, first_line(&e.to_string())))
     }
 
     /// Forward pass of a single model on pixel-unit input (normalised here).
@@ -216,10 +257,14 @@ impl Model {
         match &self.network {
             Network::Single { module, outputs, path } => {
                 let out = module
-                    .forward_is(&[IValue::Tensor(self.normalize(x))])
+                    .forward_is(&[IValue::Tensor(self.normalize(x)?)])
                     .map_err(|e| ModelError::model(path, first_line(&e.to_string())))?;
-                split_outputs(out, *outputs, self.card.num_classes(), x.size()[0])
-                    .map_err(|m| ModelError::model(path, m))
+                let shape = OutputShape {
+                    kind: *outputs,
+                    classes: self.card.num_classes(),
+                    features: self.feature_width.or(self.card_features()),
+                };
+                split_outputs(out, shape, x.size()[0]).map_err(|m| ModelError::model(path, m))
             }
             Network::Ensemble { .. } => Err(ModelError::model(
                 &self.card.path,
@@ -228,32 +273,110 @@ impl Model {
         }
     }
 
+    /// How many networks take an input: one per ensemble member, else one.
+    pub fn networks(&self) -> usize {
+        match &self.network {
+            Network::Ensemble { members } => members.len(),
+            Network::Single { .. } => 1,
+        }
+    }
+
+    /// The outputs of every network, network `k` on `inputs[k]` (one input per network, see
+    /// [`Model::networks`]). For an ensemble, `members` holds each member's logits and `logits`
+    /// their concatenation.
+    pub fn outputs(&self, inputs: &[Tensor]) -> Result<Outputs, ModelError> {
+        match &self.network {
+            Network::Single { .. } => self.forward(&inputs[0]),
+            Network::Ensemble { members } => {
+                let logits = members
+                    .iter()
+                    .zip(inputs)
+                    .map(|(m, x)| self.member_logits(m, x))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let joined =
+                    Tensor::f_cat(&logits, 1).map_err(|e| ModelError::model(&self.card.path, e.to_string()))?;
+                Ok(Outputs {
+                    logits: joined,
+                    confidence: None,
+                    features: None,
+                    members: logits,
+                })
+            }
+        }
+    }
+
     /// Logits `[N, |S_k|]` of ensemble member `k` on pixel-unit input.
     pub fn member_logits(&self, member: &Member, x: &Tensor) -> Result<Tensor, ModelError> {
         let out = member
             .module
-            .forward_is(&[IValue::Tensor(self.normalize(x))])
+            .forward_is(&[IValue::Tensor(self.normalize(x)?)])
             .map_err(|e| ModelError::model(&member.path, first_line(&e.to_string())))?;
-        let logits = split_outputs(out, OutputKind::Logits, member.classes.len(), x.size()[0])
-            .map_err(|m| ModelError::model(&member.path, m))?;
+        let shape = OutputShape {
+            kind: OutputKind::Logits,
+            classes: member.classes.len(),
+            features: None,
+        };
+        let logits = split_outputs(out, shape, x.size()[0]).map_err(|m| ModelError::model(&member.path, m))?;
         Ok(logits.logits)
     }
 
-    /// Runs one dummy batch through every network and checks the shapes against the card.
-    fn probe(&self) -> Result<(), ModelError> {
+    /// Class probabilities `[N, C]` at T = 1 from clean outputs: the softmax of the logits, or an
+    /// ensemble's member probabilities scattered into the card's classes and averaged.
+    pub fn class_probabilities(&self, outputs: &Outputs) -> Result<Tensor, ModelError> {
+        let fail = |e: tch::TchError| ModelError::model(self.file(), e.to_string());
+        match &self.network {
+            Network::Single { .. } => outputs.logits.f_softmax(1, Kind::Float).map_err(fail),
+            Network::Ensemble { members } => {
+                let n = outputs.len();
+                let mut averaged =
+                    Tensor::f_zeros([n, self.card.num_classes() as i64], (Kind::Float, self.device)).map_err(fail)?;
+                for (member, logits) in members.iter().zip(&outputs.members) {
+                    let columns: Vec<i64> = member.classes.iter().map(|&c| c as i64).collect();
+                    let index = Tensor::from_slice(&columns).f_to_device(self.device).map_err(fail)?;
+                    let p = logits.f_softmax(1, Kind::Float).map_err(fail)?;
+                    averaged = averaged.f_index_add(1, &index, &p).map_err(fail)?;
+                }
+                averaged.f_div_scalar(members.len() as f64).map_err(fail)
+            }
+        }
+    }
+
+    fn card_features(&self) -> Option<usize> {
+        match &self.card.kind {
+            CardKind::Single { features, .. } => *features,
+            CardKind::Ensemble { .. } => None,
+        }
+    }
+
+    /// Runs a probe batch through every network and checks the shapes against the card; for a
+    /// model with features, records D and checks the head against the logits.
+    fn probe(&mut self) -> Result<(), ModelError> {
         let [c, h, w] = self.card.input_shape();
-        let x = Tensor::zeros([2, c, h, w], (Kind::Float, self.device));
-        tch::no_grad(|| match &self.network {
-            Network::Single { .. } => self.forward(&x).map(|_| ()),
-            Network::Ensemble { members } => members.iter().try_for_each(|m| self.member_logits(m, &x).map(|_| ())),
-        })
-        .map_err(|e| match e {
+        // Two different, deterministic images (a zero image makes a poor test of the head).
+        let x = Tensor::linspace(0.0, 1.0, 2 * c * h * w, (Kind::Float, self.device)).view([2, c, h, w]);
+        let card_error = |e: ModelError| match e {
             ModelError::Model { path, message } => ModelError::Model {
                 path,
                 message: format!("does not match its card ({}): {message}", self.card.path.display()),
             },
             other => other,
-        })
+        };
+        let inputs: Vec<Tensor> = (0..self.networks()).map(|_| x.shallow_clone()).collect();
+        let out = tch::no_grad(|| self.outputs(&inputs)).map_err(card_error)?;
+        if let Some(z) = &out.features {
+            self.feature_width = Some(z.size()[1] as usize);
+        }
+        match (&self.head, &out.features) {
+            (Some(head), Some(z)) => head
+                .check(&out.logits, z)
+                .map_err(|m| ModelError::card(&self.card.path, m)),
+            (Some(_), None) => Err(ModelError::card(
+                &self.card.path,
+                "`head` is given but the model returns no features (outputs = \"logits+features\" is needed for it)"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -291,80 +414,6 @@ fn first_line(message: &str) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("unknown error");
     line.split_once(". ").map_or(line, |(first, _)| first).to_string()
-}
-
-/// Splits a model's output into logits and the confidence logit, checking shapes.
-fn split_outputs(out: IValue, kind: OutputKind, num_classes: usize, batch: i64) -> Result<Outputs, String> {
-    let c = num_classes as i64;
-    let check_logits = |t: &Tensor| {
-        if t.size() == [batch, c] {
-            Ok(())
-        } else {
-            Err(format!(
-                "logits have shape {:?}, expected [{batch}, {c}] ({c} classes in the card)",
-                t.size()
-            ))
-        }
-    };
-    match (kind, out) {
-        (OutputKind::Logits, IValue::Tensor(t)) => {
-            check_logits(&t)?;
-            Ok(Outputs {
-                logits: t.to_kind(Kind::Float),
-                confidence_logit: None,
-            })
-        }
-        (OutputKind::Logits, IValue::Tuple(_)) => Err("returns a tuple, but the card says outputs = \"logits\"".into()),
-        (OutputKind::LogitsAndConfidence, IValue::Tuple(items)) => {
-            let [IValue::Tensor(logits), IValue::Tensor(conf)] = &items[..] else {
-                return Err(format!(
-                    "returns a tuple of {} items; outputs = \"logits+confidence\" expects (logits, confidence)",
-                    items.len()
-                ));
-            };
-            check_logits(logits)?;
-            let conf_ok = conf.size() == [batch] || conf.size() == [batch, 1];
-            if !conf_ok {
-                return Err(format!(
-                    "confidence has shape {:?}, expected [{batch}, 1] or [{batch}]",
-                    conf.size()
-                ));
-            }
-            Ok(Outputs {
-                logits: logits.to_kind(Kind::Float),
-                confidence_logit: Some(conf.reshape([batch]).to_kind(Kind::Float)),
-            })
-        }
-        (OutputKind::LogitsAndConfidence, IValue::Tensor(t)) => {
-            if t.size() != [batch, c + 1] {
-                return Err(format!(
-                    "returns one tensor of shape {:?}; outputs = \"logits+confidence\" expects [{batch}, {}] (last column = confidence) or a (logits, confidence) tuple",
-                    t.size(),
-                    c + 1
-                ));
-            }
-            let t = t.to_kind(Kind::Float);
-            Ok(Outputs {
-                logits: t.narrow(1, 0, c),
-                confidence_logit: Some(t.select(1, c)),
-            })
-        }
-        (_, other) => Err(format!(
-            "returns {}, expected a tensor or a tuple of tensors",
-            ivalue_kind(&other)
-        )),
-    }
-}
-
-fn ivalue_kind(v: &IValue) -> &'static str {
-    match v {
-        IValue::None => "None",
-        IValue::Tensor(_) => "a tensor",
-        IValue::Tuple(_) => "a tuple",
-        IValue::GenericList(_) | IValue::TensorList(_) => "a list",
-        IValue::GenericDict(_) => "a dict",
-        _ => "a non-tensor value",
-    }
 }
 
 #[cfg(test)]

@@ -7,18 +7,18 @@ pub const HEADER: &str = "set,role,path,score,pred,pred_prob,label";
 
 /// The CSV text of a run; `pred` and `label` are class names.
 pub fn scores_csv(run: &ScoreRun, sets: &[ImageSet], classes: &[String]) -> String {
-    let mut out = String::with_capacity(64 * (run.scores.len() + 1));
+    let mut out = String::with_capacity(64 * (run.images.len() + 1));
     out.push_str(HEADER);
     out.push('\n');
     let class = |i: usize| classes.get(i).map(String::as_str).unwrap_or("?");
-    for s in &run.scores {
+    for (s, score) in run.images.iter().zip(run.scores()) {
         let set = &sets[s.set];
         let label = s.label.map(class).unwrap_or("");
         let row = [
             field(&set.name),
             set.role.name().to_string(),
             field(&s.path),
-            format!("{}", s.score),
+            format!("{score}"),
             field(class(s.pred)),
             format!("{}", s.pred_prob),
             field(label),

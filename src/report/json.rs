@@ -30,8 +30,16 @@ pub struct ReportSettings {
     pub model: String,
     pub model_name: String,
     pub method: String,
-    pub temperature: f64,
-    pub epsilon: f64,
+    /// The method's parameters by name (`k`, `percentile`, `temperature`…).
+    pub params: crate::detect::Params,
+    /// T and ε again at the top level for the methods that have them (as reports always had).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// Where the fit statistics came from, for methods that use one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<serde_json::Value>,
     pub device: String,
     pub batch_size: usize,
 }
@@ -95,6 +103,8 @@ pub struct RunContext<'a> {
     pub settings: &'a ScoreSettings,
     pub device: String,
     pub batch_size: usize,
+    /// The fit's provenance (file, cache use, counts), when the method used one.
+    pub fit: Option<serde_json::Value>,
 }
 
 /// Builds the report of a run.
@@ -126,7 +136,7 @@ pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluat
                 SetSource::Noise { kind, count } => format!("{kind}:{count}"),
             },
             files: set.len(),
-            scored: run.scores.iter().filter(|s| s.set == i).count(),
+            scored: run.images.iter().filter(|s| s.set == i).count(),
             skipped: run.skipped.iter().filter(|s| s.set == i).count(),
             labelled: set.labelled,
         })
@@ -141,7 +151,7 @@ pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluat
         .iter()
         .map(|o| o.baseline.as_ref().map(|b| (o.name.clone(), MetricsEntry::from(b))))
         .collect::<Option<BTreeMap<_, _>>>()
-        .filter(|_| ctx.settings.method != crate::score::Method::Msp);
+        .filter(|_| ctx.settings.method.name() != super::table::MSP);
     let elapsed = run.elapsed.as_secs_f64();
     Report {
         oodscope_version: env!("CARGO_PKG_VERSION"),
@@ -149,8 +159,18 @@ pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluat
             model: ctx.model_path.clone(),
             model_name: ctx.model_name.to_string(),
             method: ctx.settings.method.name().to_string(),
-            temperature: ctx.settings.temperature,
-            epsilon: ctx.settings.epsilon,
+            params: ctx.settings.params.clone(),
+            temperature: ctx
+                .settings
+                .params
+                .contains("temperature")
+                .then(|| ctx.settings.get("temperature")),
+            epsilon: ctx
+                .settings
+                .params
+                .contains("epsilon")
+                .then(|| ctx.settings.get("epsilon")),
+            fit: ctx.fit.clone(),
             device: ctx.device.clone(),
             batch_size: ctx.batch_size,
         },
@@ -161,7 +181,7 @@ pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluat
         baseline_metrics,
         elapsed_s: elapsed,
         images_per_s: if elapsed > 0.0 {
-            (run.scores.len() + run.skipped.len()) as f64 / elapsed
+            (run.images.len() + run.skipped.len()) as f64 / elapsed
         } else {
             0.0
         },

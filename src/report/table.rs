@@ -4,7 +4,10 @@ use std::fmt::Write;
 
 use crate::evaluate::{Evaluation, OodEvaluation};
 use crate::metrics::DetectionMetrics;
-use crate::score::{Method, ScoreSettings};
+use crate::score::ScoreSettings;
+
+/// The baseline every table shows beside the method.
+pub const MSP: &str = "msp";
 
 /// A table row: its label and the metric it shows.
 type Row = (&'static str, fn(&DetectionMetrics) -> f64);
@@ -34,10 +37,10 @@ pub fn metrics_table(model_name: &str, settings: &ScoreSettings, evaluation: &Ev
 
 fn ood_block(settings: &ScoreSettings, ood: &OodEvaluation) -> String {
     let method_title = settings.describe();
-    let show_baseline = settings.method != Method::Msp && ood.baseline.is_some();
+    let show_baseline = settings.method.name() != MSP && ood.baseline.is_some();
     let mut columns: Vec<(String, &Result<DetectionMetrics, String>)> = Vec::new();
     if let (true, Some(b)) = (show_baseline, &ood.baseline) {
-        columns.push((Method::Msp.title().to_string(), b));
+        columns.push((crate::score::Method::named(MSP).title().to_string(), b));
     }
     columns.push((method_title, &ood.method));
     let width = columns

@@ -5,20 +5,24 @@ use std::fmt::Write;
 use super::heatmap::{HeatmapPlot, heatmap_png};
 use super::table::metrics_table;
 use crate::data::ImageSet;
+use crate::detect::Params;
 use crate::evaluate::{Evaluation, OodEvaluation};
 use crate::metrics::DetectionMetrics;
+use crate::tune::grid::label;
 use crate::tune::{Objective, TuneResult};
 
-pub const GRID_HEADER: &str = "temperature,epsilon,split,set,fpr_at_95_tpr,detection_error,auroc,aupr_in,aupr_out";
+/// The columns after the parameters'.
+pub const GRID_METRIC_COLUMNS: &str = "split,set,fpr_at_95_tpr,detection_error,auroc,aupr_in,aupr_out";
 
-/// The grid CSV: one `validation` row per (T, ε, OOD set) in grid order, then one `test` row per
-/// OOD set at the chosen setting. Metrics are fractions; a row whose metrics could not be computed
-/// has empty metric fields. A method that ignores T (the confidence branch) has T = 1 throughout.
+/// The grid CSV: the method's parameters (one column each, as ODIN's `temperature,epsilon`), then
+/// one `validation` row per (setting, OOD set) in grid order, then one `test` row per OOD set at
+/// the chosen setting. Metrics are fractions; a row whose metrics could not be computed has empty
+/// metric fields.
 pub fn grid_csv(result: &TuneResult, sets: &[ImageSet]) -> String {
     let mut out = String::new();
-    out.push_str(GRID_HEADER);
-    out.push('\n');
-    let mut row = |t: f64, e: f64, split: &str, set: &str, metrics: Option<&DetectionMetrics>| {
+    let names: Vec<&str> = result.grid.axes.iter().map(|a| a.name.as_str()).collect();
+    let _ = writeln!(out, "{},{GRID_METRIC_COLUMNS}", names.join(","));
+    let mut row = |params: &Params, split: &str, set: &str, metrics: Option<&DetectionMetrics>| {
         let values = metrics.map_or_else(
             || ",,,,".to_string(),
             |m| {
@@ -28,27 +32,16 @@ pub fn grid_csv(result: &TuneResult, sets: &[ImageSet]) -> String {
                 )
             },
         );
-        let _ = writeln!(out, "{t},{e},{split},{},{values}", csv_field(set));
+        let values_of: Vec<String> = names.iter().map(|n| format!("{}", params.get(n))).collect();
+        let _ = writeln!(out, "{},{split},{},{values}", values_of.join(","), csv_field(set));
     };
     for r in &result.results {
         for m in &r.per_set {
-            row(
-                r.temperature,
-                r.epsilon,
-                "validation",
-                &sets[m.set].name,
-                m.metrics.as_ref().ok(),
-            );
+            row(&r.params, "validation", &sets[m.set].name, m.metrics.as_ref().ok());
         }
     }
     for ood in &result.test_evaluation.ood {
-        row(
-            result.chosen.temperature,
-            result.chosen.epsilon,
-            "test",
-            &ood.name,
-            ood.method.as_ref().ok(),
-        );
+        row(&result.chosen.params, "test", &ood.name, ood.method.as_ref().ok());
     }
     out
 }
@@ -92,23 +85,23 @@ pub fn tune_summary(model_name: &str, result: &TuneResult, sets: &[ImageSet]) ->
     let method = result.chosen.method;
     let grid = &result.grid;
     let mut out = String::new();
-    let t_axis = if method.uses_temperature() {
-        format!("{} T × ", grid.temperatures.len())
-    } else {
-        "T not used, ".to_string()
-    };
     let _ = writeln!(
         out,
-        "Tuning {} on {model_name}: {t_axis}{} ε = {} settings; objective {} on {}",
+        "Tuning {} on {model_name}: {} = {} settings; objective {} on {}",
         method.title(),
-        grid.epsilons.len(),
+        grid.describe(),
         grid.len(),
         result.objective.title(),
         tuned_on(result, sets)
     );
     let _ = writeln!(
         out,
-        "[validation] split (chooses T and ε): {}",
+        "[validation] split (chooses {}): {}",
+        grid.axes
+            .iter()
+            .map(|a| a.symbol.as_str())
+            .collect::<Vec<_>>()
+            .join(" and "),
         counts(sets, result.validation_scored.iter().copied())
     );
     let _ = writeln!(
@@ -150,12 +143,26 @@ pub fn tune_summary(model_name: &str, result: &TuneResult, sets: &[ImageSet]) ->
     out
 }
 
-/// The heatmap of the validation objective over T (columns) × ε (rows), the best cell outlined.
+/// The heatmap of the validation objective over the grid's first parameter (columns) × its second
+/// (rows; one row when the method has one parameter), the best cell outlined. A grid of more than
+/// two parameters has no heatmap.
 pub fn tune_heatmap(model_name: &str, result: &TuneResult, sets: &[ImageSet]) -> Result<Vec<u8>, String> {
     let grid = &result.grid;
-    let ne = grid.epsilons.len();
-    let best = (result.best / ne, result.best % ne);
+    let (x_axis, y_axis) = match grid.axes.as_slice() {
+        [x] => (x, None),
+        [x, y] => (x, Some(y)),
+        _ => {
+            return Err(format!(
+                "a heatmap shows at most two parameters; {} has {}",
+                grid.method,
+                grid.axes.len()
+            ));
+        }
+    };
+    let ny = y_axis.map_or(1, |y| y.values.len());
+    let best = (result.best / ny, result.best % ny);
     let objective = result.objective;
+    let labels = |values: &[f64]| values.iter().map(|&v| label(v)).collect();
     let plot = HeatmapPlot {
         title: format!(
             "{model_name}: {}, {} on the validation split",
@@ -169,14 +176,10 @@ pub fn tune_heatmap(model_name: &str, result: &TuneResult, sets: &[ImageSet]) ->
             objective.short(),
             result.best_result().objective.map_or_else(|| "n/a".into(), percent)
         ),
-        x_desc: if result.chosen.method.uses_temperature() {
-            "temperature T".into()
-        } else {
-            "temperature T (not used by this method)".into()
-        },
-        y_desc: "perturbation ε (pixel units)".into(),
-        x_labels: grid.temperatures.iter().map(|t| format!("{t}")).collect(),
-        y_labels: grid.epsilons.iter().map(|e| format!("{e}")).collect(),
+        x_desc: x_axis.label.clone(),
+        y_desc: y_axis.map_or_else(String::new, |y| y.label.clone()),
+        x_labels: labels(&x_axis.values),
+        y_labels: y_axis.map_or_else(|| vec![String::new()], |y| labels(&y.values)),
         values: result.results.iter().map(|r| r.objective.map(|v| 100.0 * v)).collect(),
         value_desc: format!(
             "{} (%), {} is better",
@@ -190,7 +193,7 @@ pub fn tune_heatmap(model_name: &str, result: &TuneResult, sets: &[ImageSet]) ->
         lower_is_better: objective == Objective::Fpr95,
         best: Some(best),
         width: 1200,
-        height: (220 + 34 * ne as u32).clamp(520, 1100),
+        height: (220 + 34 * ny as u32).clamp(520, 1100),
     };
     heatmap_png(&plot)
 }

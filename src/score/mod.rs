@@ -1,12 +1,9 @@
-//! The scoring methods of SCORING.md on tch tensors, and the batched, streaming run over image sets.
+//! Scoring runs: image sets streamed through a model in batches and scored by a plan's methods.
 
-pub mod methods;
-pub mod rescore;
+pub mod classes;
 pub mod run;
-pub mod settings;
+pub mod stream;
 
-pub use methods::{BatchScores, score_batch};
-pub use run::{
-    DecodeSchedule, ImageScore, Progress, RunError, ScoreRun, SkippedFile, StageTimes, run_scoring, run_scoring_with,
-};
-pub use settings::{Method, ScoreSettings};
+pub use crate::detect::{Method, ScoreSettings};
+pub use run::{ImageScore, Progress, RunError, ScoreRun, SkippedFile, StageTimes, run_scoring, run_scoring_with};
+pub use stream::DecodeSchedule;

@@ -1,103 +1,149 @@
-//! The search space of `oodscope tune`: the T and ε grids, the objective, and the validation split size.
+//! The search space of `oodscope tune`: a grid over a method's parameters, the objective, and the
+//! validation split size.
 
 use std::fmt;
 use std::str::FromStr;
 
+use crate::detect::params::{Dims, ParamSpec, Params, fmt_value};
 use crate::metrics::DetectionMetrics;
-use crate::score::Method;
+use crate::score::{Method, ScoreSettings};
 
-/// The ODIN paper's temperatures.
-pub const DEFAULT_TEMPERATURES: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
-/// The ODIN paper's ε grid: 21 evenly spaced values from 0 to 0.004 (pixel units).
-pub const DEFAULT_EPSILON_STEPS: usize = 21;
-pub const DEFAULT_EPSILON_MAX: f64 = 0.004;
 /// The reference protocol holds out the first 1000 images of every set.
 pub const DEFAULT_VALIDATION: ValidationSplit = ValidationSplit::Count(1000);
 
-/// The (T, ε) grid, both axes ascending without repeats. Grid order — the tie-break when two
-/// settings score the same — is smaller T first, then smaller ε.
+/// One axis of a grid: a parameter and its values, ascending, without repeats.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TuneGrid {
-    pub temperatures: Vec<f64>,
-    pub epsilons: Vec<f64>,
+pub struct Axis {
+    pub name: String,
+    /// The parameter's symbol and label, for tables and plots.
+    pub symbol: String,
+    pub label: String,
+    pub values: Vec<f64>,
 }
 
-impl Default for TuneGrid {
-    fn default() -> Self {
-        TuneGrid {
-            temperatures: DEFAULT_TEMPERATURES.to_vec(),
-            epsilons: evenly_spaced(DEFAULT_EPSILON_MAX, DEFAULT_EPSILON_STEPS),
-        }
-    }
+/// Every combination of the axes' values. Grid order — the tie-break when two settings score the
+/// same — takes the first axis slowest: smaller values of earlier parameters first (for ODIN:
+/// smaller T, then smaller ε).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamGrid {
+    pub method: Method,
+    pub axes: Vec<Axis>,
 }
 
-impl TuneGrid {
-    /// Checks and orders the grids: every T positive and finite, every ε finite and `≥ 0`, neither empty.
-    pub fn new(temperatures: &[f64], epsilons: &[f64]) -> Result<TuneGrid, String> {
-        if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
-            return Err(format!("every temperature must be positive, got {t}"));
+impl ParamGrid {
+    /// The grid of a method for a model of these dimensions: each parameter's default grid (the
+    /// OpenOOD sweeps, the ODIN paper's T and ε), or the values given for it in `overrides`.
+    pub fn for_method(method: Method, dims: &Dims, overrides: &[(String, Vec<f64>)]) -> Result<ParamGrid, String> {
+        let specs = method.params(dims);
+        if specs.is_empty() {
+            return Err(format!("method `{method}` has no parameters to tune"));
         }
-        if let Some(e) = epsilons.iter().find(|e| !(e.is_finite() && **e >= 0.0)) {
-            return Err(format!("every epsilon must be zero or positive, got {e}"));
-        }
-        if temperatures.is_empty() || epsilons.is_empty() {
-            return Err("the T and ε grids need at least one value each".into());
-        }
-        Ok(TuneGrid {
-            temperatures: sorted_unique(temperatures),
-            epsilons: sorted_unique(epsilons),
-        })
-    }
-
-    /// The grid a method actually searches: a method that ignores T (the confidence branch)
-    /// collapses the T axis to the single value 1.
-    pub fn for_method(&self, method: Method) -> Result<TuneGrid, String> {
-        if !method.uses_epsilon() {
+        if let Some((name, _)) = overrides.iter().find(|(n, _)| !specs.iter().any(|s| s.name == n)) {
+            let names: Vec<&str> = specs.iter().map(|s| s.name).collect();
             return Err(format!(
-                "method `{method}` has no T or ε to tune (use odin, energy, confidence or ensemble)"
+                "method `{method}` has no parameter `{name}` to tune (its parameters: {})",
+                names.join(", ")
             ));
         }
-        let temperatures = if method.uses_temperature() {
-            self.temperatures.clone()
-        } else {
-            vec![1.0]
-        };
-        Ok(TuneGrid {
-            temperatures,
-            epsilons: self.epsilons.clone(),
-        })
+        let axes = specs
+            .iter()
+            .map(|spec| {
+                let values = overrides
+                    .iter()
+                    .find(|(n, _)| n == spec.name)
+                    .map_or_else(|| spec.grid.clone(), |(_, v)| v.clone());
+                axis(spec, &values)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ParamGrid { method, axes })
     }
 
-    /// Number of (T, ε) settings.
+    /// Number of settings.
     pub fn len(&self) -> usize {
-        self.temperatures.len() * self.epsilons.len()
+        self.axes.iter().map(|a| a.values.len()).product()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The flat index of (T index, ε index) in grid order.
-    pub fn index(&self, t: usize, e: usize) -> usize {
-        t * self.epsilons.len() + e
+    /// The index of each axis's value at the flat index `i`.
+    pub fn coordinates(&self, mut i: usize) -> Vec<usize> {
+        let mut coords = vec![0; self.axes.len()];
+        for (a, axis) in self.axes.iter().enumerate().rev() {
+            coords[a] = i % axis.values.len();
+            i /= axis.values.len();
+        }
+        coords
     }
 
-    /// (T, ε) of the flat index `i`.
-    pub fn setting(&self, i: usize) -> (f64, f64) {
-        let n = self.epsilons.len();
-        (self.temperatures[i / n], self.epsilons[i % n])
+    /// The parameter values at the flat index `i`.
+    pub fn params(&self, i: usize) -> Params {
+        self.axes
+            .iter()
+            .zip(self.coordinates(i))
+            .map(|(axis, c)| (axis.name.clone(), axis.values[c]))
+            .collect()
+    }
+
+    /// The settings at the flat index `i`.
+    pub fn settings(&self, i: usize) -> ScoreSettings {
+        ScoreSettings {
+            method: self.method,
+            params: self.params(i),
+        }
+    }
+
+    /// Every setting, in grid order.
+    pub fn all_settings(&self) -> Vec<ScoreSettings> {
+        (0..self.len()).map(|i| self.settings(i)).collect()
+    }
+
+    /// `10 T × 21 ε`.
+    pub fn describe(&self) -> String {
+        self.axes
+            .iter()
+            .map(|a| format!("{} {}", a.values.len(), a.symbol))
+            .collect::<Vec<_>>()
+            .join(" × ")
     }
 }
 
-/// `steps` values evenly spaced from 0 to `max` inclusive (`max·i/(steps−1)`), each rounded to 15
-/// significant digits so that they print as typed (0.0006, not 0.0006000000000000001).
-pub fn evenly_spaced(max: f64, steps: usize) -> Vec<f64> {
-    let clean = |v: f64| format!("{v:.14e}").parse().unwrap_or(v);
-    match steps {
-        0 => Vec::new(),
-        1 => vec![0.0],
-        _ => (0..steps).map(|i| clean(max * i as f64 / (steps - 1) as f64)).collect(),
+/// An axis of `values` for `spec`: each value checked, sorted and deduplicated.
+fn axis(spec: &ParamSpec, values: &[f64]) -> Result<Axis, String> {
+    if values.is_empty() {
+        return Err(format!("the grid of {} needs at least one value", spec.name));
     }
+    for &v in values {
+        spec.check(v).map_err(|e| format!("grid: {e}"))?;
+    }
+    Ok(Axis {
+        name: spec.name.to_string(),
+        symbol: spec.symbol.to_string(),
+        label: spec.label.to_string(),
+        values: sorted_unique(values),
+    })
+}
+
+/// Parses `name=v1,v2,…` (as given to `--grid`).
+pub fn parse_axis(text: &str) -> Result<(String, Vec<f64>), String> {
+    let (name, values) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--grid `{text}`: expected name=v1,v2,… (e.g. k=10,50,100)"))?;
+    let values = values
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("--grid `{text}`: `{}` is not a number", v.trim()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.trim().to_string(), values))
+}
+
+/// A value as printed in the grid's tables.
+pub fn label(v: f64) -> String {
+    fmt_value(v)
 }
 
 fn sorted_unique(values: &[f64]) -> Vec<f64> {
@@ -228,35 +274,54 @@ impl FromStr for ValidationSplit {
 mod tests {
     use super::*;
 
+    fn odin_grid() -> ParamGrid {
+        ParamGrid::for_method(Method::named("odin"), &Dims::default(), &[]).unwrap()
+    }
+
     #[test]
-    fn default_grid_is_the_papers() {
-        let grid = TuneGrid::default();
-        assert_eq!(grid.temperatures.len(), 10);
-        assert_eq!(grid.epsilons.len(), 21);
-        assert_eq!(grid.epsilons[0], 0.0);
-        assert_eq!(grid.epsilons[20], 0.004);
-        assert_eq!(grid.epsilons[7], 0.0014);
-        assert_eq!(format!("{:?}", &grid.epsilons[..4]), "[0.0, 0.0002, 0.0004, 0.0006]");
+    fn the_default_odin_grid_is_the_papers() {
+        let grid = odin_grid();
+        assert_eq!(grid.axes[0].name, "temperature");
+        assert_eq!(grid.axes[0].values.len(), 10);
+        let eps = &grid.axes[1].values;
+        assert_eq!((eps.len(), eps[0], eps[20], eps[7]), (21, 0.0, 0.004, 0.0014));
+        assert_eq!(format!("{:?}", &eps[..4]), "[0.0, 0.0002, 0.0004, 0.0006]");
         assert_eq!(grid.len(), 210);
-        assert_eq!(grid.setting(grid.index(9, 7)), (1000.0, grid.epsilons[7]));
+        // Grid order: T slowest, ε fastest.
+        assert_eq!(grid.coordinates(9 * 21 + 7), vec![9, 7]);
+        let s = grid.settings(9 * 21 + 7);
+        assert_eq!((s.get("temperature"), s.get("epsilon")), (1000.0, 0.0014));
     }
 
     #[test]
-    fn grids_are_sorted_deduplicated_and_checked() {
-        let grid = TuneGrid::new(&[1000.0, 1.0, 10.0, 1.0], &[0.002, 0.0]).unwrap();
-        assert_eq!(grid.temperatures, [1.0, 10.0, 1000.0]);
-        assert_eq!(grid.epsilons, [0.0, 0.002]);
-        assert!(TuneGrid::new(&[0.0], &[0.0]).unwrap_err().contains("positive"));
-        assert!(TuneGrid::new(&[1.0], &[-0.1]).unwrap_err().contains("epsilon"));
-        assert!(TuneGrid::new(&[], &[0.0]).is_err());
+    fn overrides_are_sorted_deduplicated_and_checked() {
+        let over = vec![
+            ("temperature".to_string(), vec![1000.0, 1.0, 10.0, 1.0]),
+            ("epsilon".into(), vec![0.002, 0.0]),
+        ];
+        let grid = ParamGrid::for_method(Method::named("odin"), &Dims::default(), &over).unwrap();
+        assert_eq!(grid.axes[0].values, [1.0, 10.0, 1000.0]);
+        assert_eq!(grid.axes[1].values, [0.0, 0.002]);
+        let bad = |name: &str, v: f64| {
+            ParamGrid::for_method(Method::named("odin"), &Dims::default(), &[(name.to_string(), vec![v])]).unwrap_err()
+        };
+        assert!(bad("temperature", 0.0).contains("temperature must be positive, got 0"));
+        assert!(bad("epsilon", -0.1).contains("epsilon must be zero or positive"));
+        assert!(bad("k", 1.0).contains("has no parameter `k`"));
+        assert!(
+            ParamGrid::for_method(Method::named("msp"), &Dims::default(), &[])
+                .unwrap_err()
+                .contains("no parameters to tune")
+        );
+        assert_eq!(parse_axis("k=10, 50"), Ok(("k".into(), vec![10.0, 50.0])));
+        assert!(parse_axis("k").is_err() && parse_axis("k=x").is_err());
     }
 
     #[test]
-    fn confidence_collapses_the_temperature_axis() {
-        let grid = TuneGrid::default().for_method(Method::Confidence).unwrap();
-        assert_eq!(grid.temperatures, [1.0]);
+    fn confidence_searches_epsilon_only() {
+        let grid = ParamGrid::for_method(Method::named("confidence"), &Dims::default(), &[]).unwrap();
+        assert_eq!(grid.axes.len(), 1);
         assert_eq!(grid.len(), 21);
-        assert!(TuneGrid::default().for_method(Method::Msp).is_err());
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Choosing T and ε honestly: search a grid on the validation split, report the choice on the test split.
+//! Choosing a method's parameters honestly: search a grid on the validation split, report the
+//! choice on the test split.
 //!
-//! The protocol of the ODIN reference code: the first K images of every set (1000 by default) are
-//! the validation split, scored at every (T, ε) of the grid; the setting with the best objective
-//! there (the first in grid order among equals) is then scored once on the rest of every set, the
-//! test split, beside the MSP baseline. Numbers from the two splits are never mixed.
+//! The protocol of the ODIN reference code, for any method: the first K images of every set (1000
+//! by default) are the validation split, scored at every setting of the grid (T × ε for ODIN; k,
+//! percentile, dim… for the others); the setting with the best objective there (the first in grid
+//! order among equals) is then scored once on the rest of every set, the test split, beside the MSP
+//! baseline. Numbers from the two splits are never mixed.
 
 pub mod grid;
 pub mod search;
@@ -13,21 +15,23 @@ pub mod split;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-pub use grid::{Objective, TuneGrid, ValidationSplit};
+pub use grid::{Objective, ParamGrid, ValidationSplit};
 pub use select::{SetMetrics, SettingResult};
 pub use split::SetSplit;
 
 use crate::data::{ImageSet, Preprocess, Role};
+use crate::detect::plan::Plan;
 use crate::evaluate::{Evaluation, evaluate};
+use crate::fit::Fit;
 use crate::model::Model;
 use crate::score::run::sets_with_role;
-use crate::score::{Method, RunError, ScoreRun, ScoreSettings, SkippedFile, run_scoring};
+use crate::score::{RunError, ScoreRun, ScoreSettings, SkippedFile, run_scoring};
 
 /// What to search and how.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneOptions {
-    pub method: Method,
-    pub grid: TuneGrid,
+    /// The method and the values of each of its parameters to search.
+    pub grid: ParamGrid,
     pub objective: Objective,
     pub validation: ValidationSplit,
     /// Tune on this OOD set only (by name); `None` averages the objective over every OOD set.
@@ -40,7 +44,7 @@ pub struct TuneOptions {
 pub enum Stage {
     /// Decoding the validation split into memory (`done`/`total` in images).
     Decoding,
-    /// Scoring the validation split at every setting (`done`/`total` in images × temperatures).
+    /// Scoring the validation split at every setting (`done`/`total` in images).
     Searching,
     /// Scoring the test split at the chosen setting (`done`/`total` in images).
     Testing,
@@ -57,8 +61,8 @@ pub struct TuneProgress {
 /// Everything a tuning run produced.
 #[derive(Debug, Clone)]
 pub struct TuneResult {
-    /// The grid searched (T collapsed to one value for a method that ignores it).
-    pub grid: TuneGrid,
+    /// The grid searched.
+    pub grid: ParamGrid,
     pub objective: Objective,
     /// Each set's validation / test sizes, in set order.
     pub splits: Vec<SetSplit>,
@@ -88,7 +92,7 @@ impl TuneResult {
     /// Test-split images scored per set.
     pub fn test_split_scored(&self) -> Vec<usize> {
         let mut counts = vec![0; self.test_sets.len()];
-        for s in &self.test_run.scores {
+        for s in &self.test_run.images {
             counts[s.set] += 1;
         }
         counts
@@ -107,6 +111,7 @@ impl TuneResult {
 /// Runs the whole protocol. Progress goes to `on_progress`; `cancel` is checked between batches.
 pub fn tune(
     model: &Model,
+    fit: Option<&Fit>,
     sets: &[ImageSet],
     options: &TuneOptions,
     cancel: &AtomicBool,
@@ -115,10 +120,10 @@ pub fn tune(
     if options.batch_size == 0 {
         return Err(RunError::Invalid("batch size must be at least 1".into()));
     }
-    if let Some(reason) = options.method.unsupported_reason(&model.card) {
-        return Err(RunError::Invalid(reason));
-    }
-    let grid = options.grid.for_method(options.method).map_err(RunError::Invalid)?;
+    let grid = options.grid.clone();
+    let settings = grid.all_settings();
+    // Checks every setting against the model and the fit before any work.
+    Plan::new(model, settings.clone(), fit).map_err(RunError::Invalid)?;
     let tuned = tuned_sets(sets, options.tune_on.as_deref())?;
     if sets_with_role(sets, Role::Id).is_empty() {
         return Err(RunError::Invalid("tuning needs at least one ID set".into()));
@@ -136,9 +141,9 @@ pub fn tune(
     })?;
     let scores = search::grid_scores(
         model,
-        options.method,
+        fit,
+        &settings,
         &data,
-        &grid,
         options.batch_size,
         cancel,
         &mut |done, total| {
@@ -152,11 +157,11 @@ pub fn tune(
     let results = select::evaluate_grid(&grid, &scores, &data, sets, &tuned, options.objective);
     let best = select::best_setting(&results, options.objective).ok_or_else(|| no_objective(&results, sets, &tuned))?;
     let search_elapsed = start.elapsed();
-    let chosen = ScoreSettings::new(options.method, results[best].temperature, results[best].epsilon)
-        .map_err(RunError::Invalid)?;
+    let chosen = settings[best].clone();
 
     let test_sets = split::test_sets(sets, &splits);
-    let mut test_run = run_scoring(model, &test_sets, &chosen, options.batch_size, cancel, &mut |p| {
+    let plan = Plan::single(model, &chosen, fit).map_err(RunError::Invalid)?;
+    let mut test_run = run_scoring(&plan, &test_sets, options.batch_size, cancel, &mut |p| {
         on_progress(TuneProgress {
             stage: Stage::Testing,
             done: p.done,

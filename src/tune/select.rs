@@ -1,9 +1,10 @@
 //! The validation metrics of every grid setting, the objective, and the deterministic choice.
 
-use super::grid::{Objective, TuneGrid};
+use super::grid::{Objective, ParamGrid};
 use super::search::GridScores;
 use super::split::ValidationData;
 use crate::data::{ImageSet, Role};
+use crate::detect::Params;
 use crate::metrics::{DetectionMetrics, detection_metrics};
 use crate::score::run::sets_with_role;
 
@@ -18,8 +19,7 @@ pub struct SetMetrics {
 /// One grid setting on the validation split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettingResult {
-    pub temperature: f64,
-    pub epsilon: f64,
+    pub params: Params,
     /// Every OOD set against the pooled ID validation images, in set order.
     pub per_set: Vec<SetMetrics>,
     /// The objective over the tuned sets (their mean), or `None` when a tuned set has no metrics.
@@ -28,7 +28,7 @@ pub struct SettingResult {
 
 /// Metrics of every setting in grid order. `tuned` are the OOD sets the objective averages over.
 pub fn evaluate_grid(
-    grid: &TuneGrid,
+    grid: &ParamGrid,
     scores: &GridScores,
     data: &ValidationData,
     sets: &[ImageSet],
@@ -64,10 +64,8 @@ pub fn evaluate_grid(
                     }
                 })
                 .collect();
-            let (temperature, epsilon) = grid.setting(i);
             SettingResult {
-                temperature,
-                epsilon,
+                params: grid.params(i),
                 objective: objective_of(&per_set, tuned, objective),
                 per_set,
             }
@@ -85,7 +83,8 @@ fn objective_of(per_set: &[SetMetrics], tuned: &[usize], objective: Objective) -
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-/// The best setting: the first in grid order (smaller T, then smaller ε) among the equally good.
+/// The best setting: the first in grid order (smaller values of earlier parameters: for ODIN,
+/// smaller T, then smaller ε) among the equally good.
 /// `None` when no setting has an objective.
 pub fn best_setting(results: &[SettingResult], objective: Objective) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
@@ -107,8 +106,7 @@ mod tests {
 
     fn result(objective: Option<f64>) -> SettingResult {
         SettingResult {
-            temperature: 1.0,
-            epsilon: 0.0,
+            params: Params::new(),
             per_set: Vec::new(),
             objective,
         }
@@ -138,12 +136,16 @@ mod tests {
             image_len: 0,
             skipped: Vec::new(),
         };
-        let grid = TuneGrid::new(&[1.0], &[0.0, 0.1]).unwrap();
+        let over = vec![
+            ("temperature".to_string(), vec![1.0]),
+            ("epsilon".to_string(), vec![0.0, 0.1]),
+        ];
+        let grid = ParamGrid::for_method(crate::score::Method::named("odin"), &Default::default(), &over).unwrap();
         // Setting 0 separates set 1 perfectly and set 2 not at all; setting 1 the other way round.
         let scores = vec![vec![1.0, 0.9, 0.1, 0.2, 1.0, 0.9], vec![1.0, 0.9, 1.0, 0.9, 0.1, 0.2]];
         let results = evaluate_grid(&grid, &scores, &data, &sets, &[1, 2], Objective::Auroc);
         assert_eq!(results[0].objective, Some(0.5 * (1.0 + 0.5)));
-        assert_eq!(results[1].epsilon, 0.1);
+        assert_eq!(results[1].params.get("epsilon"), 0.1);
         let only_second = evaluate_grid(&grid, &scores, &data, &sets, &[2], Objective::Auroc);
         assert_eq!(best_setting(&only_second, Objective::Auroc), Some(1));
     }

@@ -1,4 +1,5 @@
-//! The honest split: the first K images of each set choose (T, ε), the rest report on the choice.
+//! The honest split: the first K images of each set choose the parameters, the rest report on the
+//! choice.
 //!
 //! The validation split is decoded once and kept in memory as preprocessed pixels, because every
 //! grid setting runs over all of it: `C·H·W` floats per image, 3 MB per 1000 images of 28×28 (the
@@ -145,7 +146,7 @@ pub fn drop_validation_scores(run: &mut ScoreRun, sets: &[ImageSet], splits: &[S
     let in_validation = |set: usize, index: usize| {
         matches!(sets[set].source, SetSource::Noise { .. }) && index < splits[set].validation
     };
-    run.scores.retain(|s| !in_validation(s.set, s.index));
+    run.retain(|s| !in_validation(s.set, s.index));
 }
 
 #[cfg(test)]

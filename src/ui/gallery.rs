@@ -52,8 +52,8 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
     controls_ui(app, ui);
     let mut gallery = app.gallery.borrow_mut();
     let g = &*gallery;
-    let mut order: Vec<usize> = (0..result.run.scores.len())
-        .filter(|&i| g.set_filter.is_none_or(|s| result.run.scores[i].set == s))
+    let mut order: Vec<usize> = (0..result.run.images.len())
+        .filter(|&i| g.set_filter.is_none_or(|s| result.run.images[i].set == s))
         .filter(|&i| match g.verdict {
             VerdictFilter::All => true,
             VerdictFilter::CalledId => result.scores[i] > threshold,
@@ -77,7 +77,7 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
             for row in visible {
                 ui.horizontal(|ui| {
                     for &i in order.iter().skip(row * per_row).take(per_row) {
-                        let entry = &result.run.scores[i];
+                        let entry = &result.run.images[i];
                         let set = &result.sets[entry.set];
                         let score = result.scores[i];
                         let called_id = score > threshold;
@@ -237,7 +237,7 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     let (Some(i), Some(result), Some(model)) = (app.selected, &app.result, &app.model) else {
         return;
     };
-    let Some(entry) = result.run.scores.get(i) else { return };
+    let Some(entry) = result.run.images.get(i) else { return };
     let set = &result.sets[entry.set];
     ui.horizontal(|ui| {
         ui.heading("Image");
@@ -271,8 +271,8 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.separator();
     ui.label(RichText::new("Top-5 classes").strong());
     let probabilities =
-        crate::score::rescore::class_probabilities(result.run.logits_of(i), &model.layout, model.card.num_classes());
-    for (class, p) in crate::score::rescore::top_classes(&probabilities, 5) {
+        crate::score::classes::class_probabilities(result.logits_of(i), &model.layout, model.card.num_classes());
+    for (class, p) in crate::score::classes::top_classes(&probabilities, 5) {
         ui.horizontal(|ui| {
             ui.add(
                 egui::ProgressBar::new(p as f32)
@@ -286,7 +286,8 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
 
 /// The perturbation `x̃ − x` as an image: grey = 0, white = +ε, black = −ε.
 fn perturbation_ui(app: &OodscopeApp, ui: &mut egui::Ui, key: (usize, usize), shown: &crate::score::ScoreSettings) {
-    if shown.epsilon == 0.0 || !shown.method.uses_epsilon() {
+    let eps = shown.epsilon();
+    if eps == 0.0 {
         return;
     }
     match app
@@ -296,14 +297,13 @@ fn perturbation_ui(app: &OodscopeApp, ui: &mut egui::Ui, key: (usize, usize), sh
     {
         Some(p) => {
             let [c, h, w] = p.shape;
-            let eps = shown.epsilon as f32;
-            let scaled: Vec<f32> = p.values.iter().map(|v| 0.5 + 0.5 * v / eps).collect();
+            let scaled: Vec<f32> = p.values.iter().map(|v| 0.5 + 0.5 * v / eps as f32).collect();
             let texture = ui.ctx().load_texture(
                 "perturbation",
                 planes_to_image(&scaled, c, h, w),
                 TextureOptions::NEAREST,
             );
-            ui.label(RichText::new(format!("Perturbation x̃ − x (±ε = {})", shown.epsilon)).strong());
+            ui.label(RichText::new(format!("Perturbation x̃ − x (±ε = {eps})")).strong());
             ui.add(egui::Image::new(&texture).fit_to_exact_size(Vec2::splat(160.0)));
         }
         None => {

@@ -4,6 +4,7 @@ use egui::{RichText, Slider};
 
 use crate::app::{Command, ExportKind, OodscopeApp};
 use crate::data::Role;
+use crate::detect::Group;
 use crate::score::Method;
 
 pub fn side_panel_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -146,38 +147,66 @@ fn sets_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     });
 }
 
+/// The methods, grouped by what they need; one the model cannot run is disabled with the reason.
 fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Method");
-    let supported = app.model.as_ref().map(|m| m.methods.clone()).unwrap_or_default();
-    for method in Method::ALL {
-        let enabled = supported.contains(&method);
-        let response = ui.add_enabled(
-            enabled,
-            egui::RadioButton::new(app.settings.method == method, method.title()),
-        );
-        if response.clicked() && app.settings.method != method {
-            out.push(Command::SetMethod(method));
+    let has_fit = app.has_fit();
+    for group in Group::ALL {
+        let methods: Vec<Method> = Method::all().filter(|m| m.detector().group() == group).collect();
+        if methods.is_empty() {
+            continue;
         }
+        ui.label(RichText::new(group.title()).small().weak());
+        ui.horizontal_wrapped(|ui| {
+            for method in methods {
+                let missing = app.model.as_ref().and_then(|m| m.missing(method, has_fit));
+                let selected = app.settings.method == method;
+                let response = ui
+                    .add_enabled(
+                        app.model.is_some() && missing.is_none(),
+                        egui::RadioButton::new(selected, method.title()),
+                    )
+                    .on_disabled_hover_text(missing.map_or("load a model first", |m| m.short()));
+                if response.clicked() && !selected {
+                    out.push(Command::SetMethod(method));
+                }
+            }
+        });
     }
 }
 
+/// One slider per parameter of the current method, then δ.
 fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Parameters");
     let method = app.settings.method;
-    let mut t = app.settings.temperature;
-    let t_slider = Slider::new(&mut t, 1.0..=1000.0)
-        .logarithmic(true)
-        .text("Temperature T");
-    if ui.add_enabled(method.uses_temperature(), t_slider).changed() {
-        out.push(Command::SetTemperature(t));
+    let settings = app.current_settings();
+    let specs = app.model.as_ref().map(|m| method.params(&m.dims)).unwrap_or_default();
+    if specs.is_empty() {
+        ui.label(RichText::new(format!("{} has no parameters", method.title())).weak());
     }
-    let mut eps = app.settings.epsilon;
-    let eps_slider = Slider::new(&mut eps, 0.0..=0.02)
-        .step_by(0.0001)
-        .max_decimals(4)
-        .text("Perturbation ε");
-    if ui.add_enabled(method.uses_epsilon(), eps_slider).changed() {
-        out.push(Command::SetEpsilon(eps));
+    for spec in &specs {
+        let mut value = settings.as_ref().map_or(spec.default, |s| s.get(spec.name));
+        let [lo, hi] = spec.slider;
+        let mut slider = Slider::new(&mut value, lo..=hi.max(lo))
+            .text(spec.label)
+            .logarithmic(spec.log_scale);
+        if spec.slider_step > 0.0 {
+            slider = slider.step_by(spec.slider_step);
+        }
+        if spec.integer {
+            slider = slider.integer();
+        } else if spec.slider_step > 0.0 {
+            slider = slider.max_decimals(decimals(spec.slider_step));
+        }
+        let response = ui.add(slider);
+        let response = if spec.help.is_empty() {
+            response
+        } else {
+            response.on_hover_text(spec.help)
+        };
+        if response.changed() {
+            out.push(Command::SetParam(spec.name.to_string(), value));
+        }
     }
     if let (Some(derived), Some(mut threshold)) = (&app.derived, app.threshold) {
         let (lo, hi) = derived.range;
@@ -193,10 +222,10 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             out.push(Command::ThresholdAt95Tpr);
         }
     }
-    let tunable = method.uses_epsilon() && app.tuning.is_none() && app.derived.is_some();
+    let tunable = !specs.is_empty() && app.tuning.is_none() && app.derived.is_some();
     if ui
-        .add_enabled(tunable, egui::Button::new("Tune T and ε"))
-        .on_hover_text("Search the (T, ε) grid on the first quarter of every set, report on the rest")
+        .add_enabled(tunable, egui::Button::new("Tune parameters"))
+        .on_hover_text("Search the method's parameter grid on the first quarter of every set, report on the rest")
         .clicked()
     {
         out.push(Command::Tune);
@@ -212,6 +241,13 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if ui.checkbox(&mut density, "Density (each set's area = 1)").changed() {
         out.push(Command::SetDensity(density));
     }
+}
+
+/// Decimal places a step needs (0.0001 → 4).
+fn decimals(step: f64) -> usize {
+    (0..10)
+        .find(|&d| (step * 10f64.powi(d as i32)).fract().abs() < 1e-9)
+        .unwrap_or(10)
 }
 
 fn export_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {

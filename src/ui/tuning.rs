@@ -1,10 +1,11 @@
-//! The tuning view: the objective over the (T, ε) grid as a heatmap of the validation split;
-//! hovering a cell shows its metrics, clicking it sets the sliders; the choice and its test-split
-//! metrics beside.
+//! The tuning view: the objective over the method's parameter grid (T × ε for ODIN; one row for a
+//! method with one parameter) as a heatmap of the validation split; hovering a cell shows its
+//! metrics, clicking it sets the sliders; the choice and its test-split metrics beside.
 
 use egui::{Color32, Pos2, Rect, RichText, Sense, Stroke, Vec2};
 
 use crate::app::{Command, OodscopeApp};
+use crate::tune::grid::{Axis, label};
 use crate::tune::{Objective, TuneResult};
 
 /// A perceptual-ish ramp from dark blue (worst) to yellow (best).
@@ -21,12 +22,15 @@ pub fn tuning_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         });
         ui.horizontal(|ui| {
             ui.spinner();
-            ui.label(format!("Tuning T and ε on the validation split — {text}"));
+            ui.label(format!(
+                "Tuning {} on the validation split — {text}",
+                app.settings.method.title()
+            ));
         });
     }
     let Some(result) = &app.tune_result else {
         if app.tuning.is_none() {
-            ui.label("Press “Tune T and ε” in the side panel: the grid is searched on the first quarter of every set (validation) and the choice is reported on the rest (test).");
+            ui.label("Press “Tune parameters” in the side panel: the method's grid is searched on the first quarter of every set (validation) and the choice is reported on the rest (test).");
         }
         return;
     };
@@ -35,12 +39,15 @@ pub fn tuning_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         "Heatmap: {} on the validation split (mean over OOD sets); brighter is better. Hover a cell for its metrics, click it to set the sliders.",
         result.objective.title()
     ));
-    heatmap_ui(result, app.settings.temperature, app.settings.epsilon, out, ui);
+    let current = app.current_settings().map(|s| s.params);
+    heatmap_ui(result, current.as_ref(), out, ui);
 }
 
 fn summary(app: &OodscopeApp, result: &TuneResult) -> String {
-    let best = result.best_result();
-    let objective = best.objective.map_or("—".into(), |v| format!("{:.1}%", 100.0 * v));
+    let objective = result
+        .best_result()
+        .objective
+        .map_or("—".into(), |v| format!("{:.1}%", 100.0 * v));
     let test: Vec<String> = result
         .test_evaluation
         .ood
@@ -58,18 +65,32 @@ fn summary(app: &OodscopeApp, result: &TuneResult) -> String {
         .collect();
     let method = app.model.as_ref().map_or(String::new(), |m| m.card.name.clone());
     format!(
-        "{method}: best T = {}, ε = {} ({} {objective} on validation). Test split: {}",
-        best.temperature,
-        best.epsilon,
+        "{method}: best {} ({} {objective} on validation). Test split: {}",
+        result.chosen.describe(),
         result.objective.short(),
         test.join(" · ")
     )
 }
 
-fn heatmap_ui(result: &TuneResult, current_t: f64, current_eps: f64, out: &mut Vec<Command>, ui: &mut egui::Ui) {
-    let grid = &result.grid;
-    let (rows, cols) = (grid.temperatures.len(), grid.epsilons.len());
-    let label_w = 56.0;
+/// The grid's axes as drawn: the first parameter down the rows (the largest at the top), the second
+/// across the columns; a method with one parameter has one row.
+fn axes(result: &TuneResult) -> Option<(Option<&Axis>, &Axis)> {
+    match result.grid.axes.as_slice() {
+        [one] => Some((None, one)),
+        [rows, cols] => Some((Some(rows), cols)),
+        _ => None,
+    }
+}
+
+fn heatmap_ui(result: &TuneResult, current: Option<&crate::detect::Params>, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    let Some((row_axis, col_axis)) = axes(result) else {
+        ui.label("(no heatmap for a grid of more than two parameters)");
+        return;
+    };
+    let rows = row_axis.map_or(1, |a| a.values.len());
+    let cols = col_axis.values.len();
+    let index = |r: usize, c: usize| r * cols + c;
+    let label_w = 72.0;
     let cell = Vec2::new(
         ((ui.available_width() - label_w - 8.0) / cols as f32).clamp(18.0, 64.0),
         26.0,
@@ -91,22 +112,26 @@ fn heatmap_ui(result: &TuneResult, current_t: f64, current_eps: f64, out: &mut V
         }
     };
     let cell_rect = |r: usize, c: usize| {
-        // Highest T at the top.
+        // The largest value of the row parameter at the top.
         let top = rect.top() + (rows - 1 - r) as f32 * cell.y;
         Rect::from_min_size(Pos2::new(rect.left() + label_w + c as f32 * cell.x, top), cell)
     };
     let text_colour = ui.visuals().text_color();
-    for (r, t) in grid.temperatures.iter().enumerate() {
+    for r in 0..rows {
         let y = cell_rect(r, 0).center().y;
+        let row_label = row_axis.map_or_else(
+            || col_axis.symbol.clone(),
+            |a| format!("{}={}", a.symbol, label(a.values[r])),
+        );
         painter.text(
             Pos2::new(rect.left() + 4.0, y),
             egui::Align2::LEFT_CENTER,
-            format!("T={t}"),
+            row_label,
             egui::FontId::monospace(11.0),
             text_colour,
         );
         for c in 0..cols {
-            let i = grid.index(r, c);
+            let i = index(r, c);
             let colour = values[i].map_or(Color32::DARK_GRAY, |v| ramp(strength(v)));
             let cr = cell_rect(r, c);
             painter.rect_filled(cr.shrink(0.5), 0.0, colour);
@@ -118,7 +143,7 @@ fn heatmap_ui(result: &TuneResult, current_t: f64, current_eps: f64, out: &mut V
                     egui::StrokeKind::Inside,
                 );
             }
-            if grid.temperatures[r] == current_t && grid.epsilons[c] == current_eps {
+            if current.is_some_and(|p| *p == result.results[i].params) {
                 painter.rect_stroke(
                     cr.shrink(4.0),
                     0.0,
@@ -128,13 +153,14 @@ fn heatmap_ui(result: &TuneResult, current_t: f64, current_eps: f64, out: &mut V
             }
         }
     }
-    for (c, e) in grid.epsilons.iter().enumerate() {
-        if c % 2 == 0 {
+    let every = cols.div_ceil(12).max(1);
+    for (c, v) in col_axis.values.iter().enumerate() {
+        if c % every == 0 {
             let x = cell_rect(0, c).center().x;
             painter.text(
                 Pos2::new(x, rect.top() + rows as f32 * cell.y + 4.0),
                 egui::Align2::CENTER_TOP,
-                format!("{e}"),
+                label(*v),
                 egui::FontId::monospace(10.0),
                 text_colour,
             );
@@ -144,7 +170,7 @@ fn heatmap_ui(result: &TuneResult, current_t: f64, current_eps: f64, out: &mut V
         .hover_pos()
         .and_then(|p| cell_at(p, rect, label_w, cell, rows, cols));
     if let Some((r, c)) = hovered {
-        let setting = &result.results[grid.index(r, c)];
+        let setting = &result.results[index(r, c)];
         let lines: Vec<String> = setting
             .per_set
             .iter()
@@ -160,19 +186,15 @@ fn heatmap_ui(result: &TuneResult, current_t: f64, current_eps: f64, out: &mut V
             })
             .collect();
         response.clone().on_hover_text(format!(
-            "T = {}, ε = {} (validation)\n{}",
-            setting.temperature,
-            setting.epsilon,
+            "{} (validation)\n{}",
+            result.grid.settings(index(r, c)).describe(),
             lines.join("\n")
         ));
     }
     if response.clicked()
         && let Some((r, c)) = hovered
     {
-        out.push(Command::SetTemperatureAndEpsilon(
-            grid.temperatures[r],
-            grid.epsilons[c],
-        ));
+        out.push(Command::SetParams(result.results[index(r, c)].params.clone()));
     }
 }
 

@@ -1,5 +1,6 @@
 //! The worker thread's loop: runs each job with the model it owns and reports events.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
@@ -8,13 +9,14 @@ use tch::Tensor;
 
 use super::{Event, Job, PixelSource, Waker};
 use crate::data::noise::noise_image;
-use crate::data::{ImageSet, Role};
-use crate::data::{Preprocess, decode_file};
-use crate::model::{CardKind, Model, ModelCard, Network, device_name, set_model_threads};
-use crate::score::ScoreSettings;
-use crate::score::methods::perturbation;
-use crate::score::rescore::LogitLayout;
-use crate::score::{Method, RunError, run_scoring};
+use crate::data::{ImageSet, Preprocess, Role, decode_file};
+use crate::detect::cache::{CachedOutputs, rescore};
+use crate::detect::plan::{Plan, dims_of, gradient_l1};
+use crate::detect::{Dims, Missing};
+use crate::fit::Fit;
+use crate::model::{Capabilities, Model, ModelCard, Network, device_name, set_model_threads};
+use crate::score::classes::LogitLayout;
+use crate::score::{Method, RunError, ScoreSettings, run_scoring};
 
 /// What the UI shows about a loaded model (no tensors).
 #[derive(Debug, Clone)]
@@ -22,7 +24,8 @@ pub struct ModelInfo {
     pub path: PathBuf,
     pub card: ModelCard,
     pub device: String,
-    pub methods: Vec<Method>,
+    pub capabilities: Capabilities,
+    pub dims: Dims,
     pub layout: LogitLayout,
 }
 
@@ -34,10 +37,31 @@ impl ModelInfo {
             LogitLayout::Single => 0,
         }
     }
+
+    /// An ensemble's member logit widths (empty for one model).
+    pub fn member_widths(&self) -> Vec<usize> {
+        match &self.layout {
+            LogitLayout::Ensemble { members } => members.iter().map(Vec::len).collect(),
+            LogitLayout::Single => Vec::new(),
+        }
+    }
+
+    /// Why `method` cannot run on this model (with a fit or not).
+    pub fn missing(&self, method: Method, has_fit: bool) -> Option<Missing> {
+        method.missing(&self.capabilities, has_fit)
+    }
+}
+
+/// What the worker keeps between jobs: the model, the fit, and `‖∇ₓ L‖₁` per (images, step).
+#[derive(Default)]
+struct State {
+    model: Option<Model>,
+    fit: Option<Fit>,
+    norms: HashMap<(u64, String), Vec<f32>>,
 }
 
 pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Waker) {
-    let mut model: Option<Model> = None;
+    let mut state = State::default();
     let send = |event: Event| {
         let _ = events.send(event);
         waker();
@@ -49,7 +73,10 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                 Ok(loaded) => {
                     set_model_threads(None, loaded.device);
                     send(Event::ModelLoaded(model_info(&path, &loaded)));
-                    model = Some(loaded);
+                    state = State {
+                        model: Some(loaded),
+                        ..State::default()
+                    };
                 }
                 Err(e) => send(Event::Error(e.to_string())),
             },
@@ -64,12 +91,19 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                 batch_size,
                 cancel,
             } => {
-                let Some(m) = &model else {
+                let Some(m) = &state.model else {
                     send(Event::Error("no model loaded".into()));
                     continue;
                 };
+                let plan = match Plan::single(m, &settings, state.fit.as_ref()) {
+                    Ok(plan) => plan.keeping_features(true),
+                    Err(e) => {
+                        send(Event::Error(e));
+                        continue;
+                    }
+                };
                 let mut on_progress = |progress| send(Event::Progress { generation, progress });
-                match run_scoring(m, &sets, &settings, batch_size, &cancel, &mut on_progress) {
+                match run_scoring(&plan, &sets, batch_size, &cancel, &mut on_progress) {
                     Ok(run) => send(Event::Scored {
                         generation,
                         settings,
@@ -79,15 +113,31 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(e.to_string())),
                 }
             }
+            Job::Rescore {
+                generation,
+                cache,
+                settings,
+            } => {
+                let Some(m) = &state.model else { continue };
+                let plan = Plan::single(m, &settings, state.fit.as_ref());
+                match plan.and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)) {
+                    Ok(scores) => send(Event::Rescored {
+                        generation,
+                        settings,
+                        scores,
+                    }),
+                    Err(e) => send(Event::Error(format!("re-scoring {}: {e}", settings.describe()))),
+                }
+            }
             Job::Tune {
                 generation,
                 sets,
                 options,
                 cancel,
             } => {
-                let Some(m) = &model else { continue };
+                let Some(m) = &state.model else { continue };
                 let mut on_progress = |progress| send(Event::TuneProgress { generation, progress });
-                match crate::tune::tune(m, &sets, &options, &cancel, &mut on_progress) {
+                match crate::tune::tune(m, state.fit.as_ref(), &sets, &options, &cancel, &mut on_progress) {
                     Ok(result) => send(Event::Tuned {
                         generation,
                         result: Box::new(result),
@@ -96,25 +146,24 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(format!("tuning: {e}"))),
                 }
             }
-            Job::GradientNorms {
+            Job::Estimate {
                 generation,
+                images,
                 sets,
                 items,
-                temperature,
-            } => {
-                let Some(m) = &model else { continue };
-                match gradient_norms(m, &sets, &items, temperature) {
-                    Ok(norms) => send(Event::GradientNorms {
-                        generation,
-                        temperature,
-                        norms,
-                    }),
-                    Err(e) => send(Event::Error(format!("gradient norms: {e}"))),
-                }
-            }
+                cache,
+                settings,
+            } => match estimate(&mut state, images, &sets, &items, &cache, &settings) {
+                Ok(scores) => send(Event::Estimated {
+                    generation,
+                    settings,
+                    scores,
+                }),
+                Err(e) => send(Event::Error(format!("first-order estimate: {e}"))),
+            },
             Job::Perturbation { key, source, settings } => {
-                let Some(m) = &model else { continue };
-                match perturbation_of(m, &source, &settings) {
+                let Some(m) = &state.model else { continue };
+                match perturbation_of(m, state.fit.as_ref(), &source, &settings) {
                     Ok((values, shape)) => send(Event::Perturbation {
                         key,
                         settings,
@@ -129,13 +178,16 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                 paths,
                 settings,
             } => {
-                let Some(m) = &model else {
+                let Some(m) = &state.model else {
                     send(Event::Error("load a model before dropping images".into()));
                     continue;
                 };
                 let set = ImageSet::from_files("dropped", Role::Ood, &paths);
                 let never = AtomicBool::new(false);
-                match run_scoring(m, std::slice::from_ref(&set), &settings, 16, &never, &mut |_| {}) {
+                let run = Plan::single(m, &settings, state.fit.as_ref())
+                    .map_err(RunError::Invalid)
+                    .and_then(|plan| run_scoring(&plan, std::slice::from_ref(&set), 16, &never, &mut |_| {}));
+                match run {
                     Ok(run) => send(Event::FilesScored {
                         generation,
                         set,
@@ -149,8 +201,49 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
     }
 }
 
-/// `‖∇ₓ L‖₁` of each item, in batches of 64 (images that fail to decode get NaN).
-fn gradient_norms(model: &Model, sets: &[ImageSet], items: &[(usize, usize)], t: f64) -> Result<Vec<f32>, String> {
+/// The first-order estimate at `settings`: each image's clean score at ε = 0 (from the cache) moved
+/// by the detector's `first_order` with `ε·‖∇ₓ L‖₁`; the norms are computed once per image list and
+/// step.
+fn estimate(
+    state: &mut State,
+    images: u64,
+    sets: &[ImageSet],
+    items: &[(usize, usize)],
+    cache: &CachedOutputs,
+    settings: &ScoreSettings,
+) -> Result<Vec<f32>, String> {
+    let model = state.model.as_ref().ok_or("no model loaded")?;
+    let detector = settings.method.detector();
+    let clean_settings = settings.with("epsilon", 0.0);
+    let key = (images, format!("{}:{}", settings.method, clean_settings.params));
+    if !state.norms.contains_key(&key) {
+        let norms = gradient_norms(model, state.fit.as_ref(), sets, items, settings)?;
+        state.norms.insert(key.clone(), norms);
+    }
+    let norms = &state.norms[&key];
+    let plan = Plan::single(model, &clean_settings, state.fit.as_ref())?;
+    let clean = rescore(&plan.context(), cache, &clean_settings).map_err(|e| e.0)?;
+    let eps = settings.epsilon();
+    clean
+        .iter()
+        .zip(norms)
+        .map(|(&s, &n)| {
+            detector
+                .first_order(s as f64, eps * n as f64)
+                .map(|v| v as f32)
+                .ok_or_else(|| format!("{} has no first-order estimate", settings.method))
+        })
+        .collect()
+}
+
+/// `‖∇ₓ L‖₁` of each item under `settings`' step, in batches of 64 (images that fail to decode get NaN).
+fn gradient_norms(
+    model: &Model,
+    fit: Option<&Fit>,
+    sets: &[ImageSet],
+    items: &[(usize, usize)],
+    settings: &ScoreSettings,
+) -> Result<Vec<f32>, String> {
     let pre = Preprocess::for_card(&model.card);
     let [c, h, w] = model.card.input_shape();
     let mut norms = Vec::with_capacity(items.len());
@@ -165,16 +258,19 @@ fn gradient_norms(model: &Model, sets: &[ImageSet], items: &[(usize, usize)], t:
             })
             .collect();
         let x = Tensor::from_slice(&pixels)
-            .view([chunk.len() as i64, c, h, w])
-            .to_device(model.device);
-        norms.extend(crate::score::methods::odin_gradient_l1(model, &x, t).map_err(|e| e.to_string())?);
+            .f_view([chunk.len() as i64, c, h, w])
+            .and_then(|x| x.f_to_device(model.device))
+            .map_err(|e| e.to_string())?;
+        norms.extend(gradient_l1(model, &x, settings, fit).map_err(|e| e.to_string())?);
     }
     Ok(norms)
 }
 
-/// Decodes one image as the model sees it and computes its perturbation.
+/// Decodes one image as the model sees it and computes its input step `x̃ − x` under `settings`
+/// (zero where the method takes no step).
 fn perturbation_of(
     model: &Model,
+    fit: Option<&Fit>,
     source: &PixelSource,
     settings: &ScoreSettings,
 ) -> Result<(Vec<f32>, [usize; 3]), String> {
@@ -184,8 +280,11 @@ fn perturbation_of(
         PixelSource::Noise(kind, index) => noise_image(*kind, *index, pre.len()),
     };
     let [c, h, w] = model.card.input_shape();
-    let x = Tensor::from_slice(&pixels).view([1, c, h, w]).to_device(model.device);
-    let values = perturbation(model, &x, settings).map_err(|e| e.to_string())?;
+    let x = Tensor::from_slice(&pixels)
+        .f_view([1, c, h, w])
+        .and_then(|x| x.f_to_device(model.device))
+        .map_err(|e| e.to_string())?;
+    let values = crate::detect::plan::perturbation(model, &x, settings, fit).map_err(|e| e.to_string())?;
     Ok((values, [c as usize, h as usize, w as usize]))
 }
 
@@ -196,14 +295,12 @@ fn model_info(path: &std::path::Path, model: &Model) -> ModelInfo {
         },
         Network::Single { .. } => LogitLayout::Single,
     };
-    debug_assert!(
-        matches!(model.card.kind, CardKind::Ensemble { .. }) == matches!(layout, LogitLayout::Ensemble { .. })
-    );
     ModelInfo {
         path: path.to_path_buf(),
         card: model.card.clone(),
         device: device_name(model.device),
-        methods: Method::supported_by(&model.card),
+        capabilities: model.capabilities(),
+        dims: dims_of(model),
         layout,
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use crate::data::{ImageSet, Role};
+use crate::detect::cache::CachedOutputs;
 use crate::model::DeviceChoice;
 use crate::score::{Progress, ScoreRun, ScoreSettings};
 
@@ -39,19 +40,30 @@ pub enum Job {
         paths: Vec<PathBuf>,
         settings: ScoreSettings,
     },
-    /// The honest T / ε search of `crate::tune` on the enabled sets.
+    /// Scores of a result's cached clean outputs under other settings (no input step): a new T,
+    /// k, percentile, dim, or another such method.
+    Rescore {
+        generation: u64,
+        cache: Arc<CachedOutputs>,
+        settings: ScoreSettings,
+    },
+    /// The honest parameter search of `crate::tune` on the enabled sets.
     Tune {
         generation: u64,
         sets: Vec<ImageSet>,
         options: crate::tune::TuneOptions,
         cancel: Arc<AtomicBool>,
     },
-    /// `‖∇ₓ L‖₁` at T of the given images (set index, image index), for ODIN's first-order estimate.
-    GradientNorms {
+    /// The first-order estimate of a method with a step at new settings, from the cached clean
+    /// outputs and each image's `‖∇ₓ L‖₁` (computed once per step and result, then kept).
+    Estimate {
         generation: u64,
+        /// Identifies the images (their sets), which the norms are kept for.
+        images: u64,
         sets: Vec<ImageSet>,
         items: Vec<(usize, usize)>,
-        temperature: f64,
+        cache: Arc<CachedOutputs>,
+        settings: ScoreSettings,
     },
     /// `x̃ − x` of one image (`key` identifies it to the app).
     Perturbation {
@@ -66,10 +78,15 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Event {
     ModelLoaded(ModelInfo),
-    GradientNorms {
+    Rescored {
         generation: u64,
-        temperature: f64,
-        norms: Vec<f32>,
+        settings: ScoreSettings,
+        scores: Vec<f32>,
+    },
+    Estimated {
+        generation: u64,
+        settings: ScoreSettings,
+        scores: Vec<f32>,
     },
     TuneProgress {
         generation: u64,

@@ -15,3 +15,53 @@ pub fn fixtures() -> PathBuf {
     );
     dir
 }
+
+/// A method's settings for `model` from name=value pairs (the rest at their defaults).
+pub fn settings(
+    model: &oodscope::model::Model,
+    method: &str,
+    params: &[(&str, f64)],
+) -> oodscope::score::ScoreSettings {
+    let mut given = oodscope::detect::Params::new();
+    for (name, value) in params {
+        given.set(name, *value);
+    }
+    let method = oodscope::score::Method::find(method).unwrap_or_else(|| panic!("no method {method}"));
+    oodscope::score::ScoreSettings::new(method, &given, &oodscope::detect::plan::dims_of(model)).unwrap()
+}
+
+/// ODIN-style settings: T and ε where the method has them.
+pub fn t_eps(model: &oodscope::model::Model, method: &str, t: f64, eps: f64) -> oodscope::score::ScoreSettings {
+    let m = oodscope::score::Method::find(method).unwrap();
+    let names: Vec<&str> = m
+        .params(&oodscope::detect::plan::dims_of(model))
+        .iter()
+        .map(|s| s.name)
+        .collect();
+    let mut given = Vec::new();
+    if names.contains(&"temperature") {
+        given.push(("temperature", t));
+    }
+    if names.contains(&"epsilon") {
+        given.push(("epsilon", eps));
+    }
+    settings(model, method, &given)
+}
+
+/// Scores every image of `sets` with one method (a plan of one).
+pub fn run_one(
+    model: &oodscope::model::Model,
+    sets: &[oodscope::data::ImageSet],
+    settings: &oodscope::score::ScoreSettings,
+    batch_size: usize,
+) -> oodscope::score::ScoreRun {
+    let plan = oodscope::detect::plan::Plan::single(model, settings, None).unwrap();
+    oodscope::score::run_scoring(
+        &plan,
+        sets,
+        batch_size,
+        &std::sync::atomic::AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap()
+}

@@ -1,5 +1,5 @@
 //! Milliseconds per GUI interaction on synthetic scores: a threshold move, a change of T with ε = 0
-//! (re-scoring cached logits) and a ROC/PR recompute; medians over repetitions.
+//! (re-scoring cached logits, as the worker does) and a ROC/PR recompute; medians over repetitions.
 
 use oodscope::rng::SplitMix64;
 use std::hint::black_box;
@@ -9,9 +9,11 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{InteractionArgs, Report};
+use oodscope::detect::Context;
+use oodscope::detect::cache::{CachedOutputs, rescore};
 use oodscope::metrics::{SortedScores, histogram, shared_range};
-use oodscope::score::Method;
-use oodscope::score::rescore::{LogitLayout, scores_from_logits};
+use oodscope::model::ModelCard;
+use oodscope::score::{Method, ScoreSettings};
 
 /// Histogram bins, as the GUI's default.
 const BINS: usize = 60;
@@ -53,10 +55,25 @@ pub fn run(args: &InteractionArgs) -> Report {
         let threshold = lo + (hi - lo) * (rep as f32 + 0.5) / args.repeats as f32;
         threshold_move(&sorted, &all, threshold, lo, hi)
     });
+    let cached = CachedOutputs {
+        rows: logits.len() / CLASSES,
+        logits,
+        logit_width: CLASSES,
+        ..CachedOutputs::default()
+    };
+    let card = synthetic_card()?;
+    let ctx = Context {
+        card: &card,
+        head: None,
+        fit: None,
+        device: tch::Device::Cpu,
+    };
+    let odin = Method::named("odin");
     let rescore_ms = median_ms(args.repeats, |rep| {
-        let t = 1.0 + rep as f64 * 10.0;
-        let rows = logits.len() / CLASSES;
-        black_box(scores_from_logits(Method::Odin, t, &logits, rows, CLASSES, &LogitLayout::Single).len())
+        let settings = ScoreSettings::default_for(odin, &Default::default())
+            .with("temperature", 1.0 + rep as f64 * 10.0)
+            .with("epsilon", 0.0);
+        black_box(rescore(&ctx, &cached, &settings).map_or(0, |s| s.len()))
     });
     let curves_ms = median_ms(args.repeats, |_| {
         oods.iter()
@@ -73,6 +90,16 @@ pub fn run(args: &InteractionArgs) -> Report {
         "t_rescore_ms": rescore_ms,
         "roc_pr_recompute_ms": curves_ms,
     }))
+}
+
+/// A card for the synthetic logits (the detectors read the class count from it).
+fn synthetic_card() -> Result<ModelCard> {
+    let classes: Vec<String> = (0..CLASSES).map(|c| format!("\"c{c}\"")).collect();
+    let text = format!(
+        "input = [1, 8, 8]\nmean = [0.5]\nstd = [0.25]\nclasses = [{}]\noutputs = \"logits\"\n",
+        classes.join(", ")
+    );
+    Ok(ModelCard::parse(&text, std::path::Path::new("synthetic.toml"))?)
 }
 
 /// What a moved δ costs: an operating point per OOD set (binary search on the sorted scores), the

@@ -1,4 +1,5 @@
-//! Throughput of `run_scoring` end to end, and of `score_batch` over preloaded tensors (the ceiling).
+//! Throughput of `run_scoring` end to end, and of the plan's `score_batch` over preloaded tensors
+//! (the ceiling).
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -10,22 +11,19 @@ use tch::{Kind, Tensor};
 
 use super::{PipelineArgs, Report};
 use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
+use oodscope::detect::plan::{Plan, dims_of};
 use oodscope::model::{Model, device_name, set_model_threads};
-use oodscope::score::{DecodeSchedule, Method, ScoreSettings, StageTimes, run_scoring_with, score_batch};
+use oodscope::score::{DecodeSchedule, Method, ScoreSettings, StageTimes, run_scoring_with};
 
-/// The settings of a benchmarked method: MSP, or ODIN at T = 1000, ε = 0.0014.
-pub fn settings_for(method: Method) -> Result<ScoreSettings> {
-    let (t, eps) = match method {
-        Method::Msp => (1.0, 0.0),
-        Method::Odin => (1000.0, 0.0014),
-        other => bail!("the benchmark covers msp and odin, not {other:?}"),
-    };
-    ScoreSettings::new(method, t, eps).map_err(anyhow::Error::msg)
+/// The settings of a benchmarked method at its defaults (ODIN: T = 1000, ε = 0.0014).
+pub fn settings_for(method: Method, model: &Model) -> ScoreSettings {
+    ScoreSettings::default_for(method, &dims_of(model))
 }
 
 pub fn run(args: &PipelineArgs) -> Report {
-    let settings = settings_for(args.method)?;
     let model = Model::load(&args.model, args.device)?;
+    let settings = settings_for(args.method, &model);
+    let plan = Plan::single(&model, &settings, None).map_err(anyhow::Error::msg)?;
     set_model_threads(args.threads, model.device);
     let mut sets = Vec::new();
     for (specs, role) in [(&args.id, Role::Id), (&args.ood, Role::Ood)] {
@@ -34,7 +32,7 @@ pub fn run(args: &PipelineArgs) -> Report {
         }
     }
     let images: usize = sets.iter().map(ImageSet::len).sum();
-    warm_up(&model, &settings, args.batch_size)?;
+    warm_up(&plan, args.batch_size)?;
     let schedule = match args.schedule.as_deref() {
         Some("in-turn") => DecodeSchedule::InTurn,
         Some(_) => DecodeSchedule::Overlapped,
@@ -46,14 +44,13 @@ pub fn run(args: &PipelineArgs) -> Report {
         let pixels = decode_all(&model, &sets)?;
         let decode_seconds = start.elapsed().as_secs_f64();
         let start = Instant::now();
-        let scores = score_preloaded(&model, &pixels, &settings, args.batch_size)?;
+        let scores = score_preloaded(&plan, &pixels, args.batch_size)?;
         (start.elapsed().as_secs_f64(), Some(decode_seconds), scores)
     } else {
         let start = Instant::now();
         let run = run_scoring_with(
-            &model,
+            &plan,
             &sets,
-            &settings,
             args.batch_size,
             schedule,
             &AtomicBool::new(false),
@@ -68,12 +65,12 @@ pub fn run(args: &PipelineArgs) -> Report {
         }
         let seconds = start.elapsed().as_secs_f64();
         stages = Some(stage_seconds(&run.stages));
-        (seconds, None, run.scores.iter().map(|s| s.score).collect())
+        (seconds, None, run.scores().to_vec())
     };
     let mean_score = scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len().max(1) as f64;
     Ok(json!({
         "kind": if args.preloaded { "preloaded" } else { "end_to_end" },
-        "method": format!("{:?}", args.method).to_lowercase(),
+        "method": args.method.name(),
         "settings": settings.describe(),
         "images": images,
         "batch_size": args.batch_size,
@@ -100,11 +97,11 @@ fn stage_seconds(stages: &StageTimes) -> serde_json::Value {
 }
 
 /// Two batches of zeros through the model, so that TorchScript's first-call work is not timed.
-pub fn warm_up(model: &Model, settings: &ScoreSettings, batch_size: usize) -> Result<()> {
-    let [c, h, w] = model.card.input_shape();
-    let x = Tensor::zeros([batch_size as i64, c, h, w], (Kind::Float, model.device));
+pub fn warm_up(plan: &Plan, batch_size: usize) -> Result<()> {
+    let [c, h, w] = plan.model.card.input_shape();
+    let x = Tensor::zeros([batch_size as i64, c, h, w], (Kind::Float, plan.model.device));
     for _ in 0..2 {
-        score_batch(model, &x, settings)?;
+        plan.score_batch(&x)?;
     }
     Ok(())
 }
@@ -129,7 +126,8 @@ pub fn decode_all(model: &Model, sets: &[ImageSet]) -> Result<Vec<f32>> {
 }
 
 /// Scores preloaded pixels in batches exactly as `run_scoring` does; returns the scores.
-pub fn score_preloaded(model: &Model, pixels: &[f32], settings: &ScoreSettings, batch_size: usize) -> Result<Vec<f32>> {
+pub fn score_preloaded(plan: &Plan, pixels: &[f32], batch_size: usize) -> Result<Vec<f32>> {
+    let model = plan.model;
     let [c, h, w] = model.card.input_shape();
     let per_image = (c * h * w) as usize;
     let mut scores = Vec::with_capacity(pixels.len() / per_image);
@@ -138,7 +136,8 @@ pub fn score_preloaded(model: &Model, pixels: &[f32], settings: &ScoreSettings, 
             .view([(chunk.len() / per_image) as i64, c, h, w])
             .to_kind(Kind::Float)
             .to_device(model.device);
-        scores.extend(score_batch(model, &x, settings)?.score);
+        let batch = plan.score_batch(&x)?;
+        scores.extend(batch.scores.into_iter().next().unwrap_or_default());
     }
     Ok(scores)
 }
@@ -167,12 +166,12 @@ mod tests {
             ImageSet::from_files("ood", Role::Ood, &files("assets/demo/mnist")),
         ];
         let pixels = decode_all(&model, &sets).unwrap();
-        for method in [Method::Msp, Method::Odin] {
-            let settings = settings_for(method).unwrap();
-            let run = oodscope::score::run_scoring(&model, &sets, &settings, 32, &AtomicBool::new(false), &mut |_| {})
-                .unwrap();
-            let streamed: Vec<f32> = run.scores.iter().map(|s| s.score).collect();
-            let preloaded = score_preloaded(&model, &pixels, &settings, 32).unwrap();
+        for method in ["msp", "odin"] {
+            let settings = settings_for(Method::named(method), &model);
+            let plan = Plan::single(&model, &settings, None).unwrap();
+            let run = oodscope::score::run_scoring(&plan, &sets, 32, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            let streamed = run.scores().to_vec();
+            let preloaded = score_preloaded(&plan, &pixels, 32).unwrap();
             assert_eq!(streamed.len(), 140);
             assert_eq!(streamed, preloaded, "{method:?}");
         }

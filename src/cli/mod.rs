@@ -1,0 +1,199 @@
+//! The command line: the argument definitions every sub-command shares, and their helpers (sets,
+//! progress bar, skipped files, outputs). Each sub-command is a file of its own.
+
+pub mod methods;
+pub mod score;
+pub mod train;
+pub mod tune;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::data::set::make_names_unique;
+use crate::data::{ImageSet, Role};
+use crate::detect::{Dims, Params};
+use crate::model::{DeviceChoice, Model, set_model_threads};
+use crate::report::write_atomically;
+use crate::score::{Method, ScoreRun, ScoreSettings};
+
+pub use methods::{MethodsArgs, methods_command};
+pub use score::{ScoreArgs, headless_demo, histogram_of_run, score_command};
+pub use train::{TrainArgs, train_command};
+pub use tune::{TuneArgs, tune_command};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oodscope",
+    version,
+    about = "Out-of-distribution detection inspector for TorchScript image classifiers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub gui: GuiArgs,
+}
+
+/// Without a sub-command oodscope opens its window, on these or on the last session's settings
+/// (the bundled demo the first time).
+#[derive(Debug, Args, Default)]
+pub struct GuiArgs {
+    /// Model to open (.pt with its card, or a .toml card).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// In-distribution folder (repeatable).
+    #[arg(long)]
+    pub id: Vec<String>,
+    /// Out-of-distribution folder, uniform:N or gaussian:N (repeatable).
+    #[arg(long)]
+    pub ood: Vec<String>,
+    /// Start with the bundled demo, ignoring the saved settings.
+    #[arg(long)]
+    pub demo: bool,
+    /// Take screenshots of each view into this folder, then quit (for scripts/screenshots.sh).
+    #[arg(long)]
+    pub screenshots: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score ID and OOD image sets with a model and print the detection metrics.
+    Score(ScoreArgs),
+    /// Choose a method's parameters on a validation split of every set, and report the choice on the rest.
+    Tune(TuneArgs),
+    /// List the scoring methods: what each needs, its parameters, defaults and ranges.
+    Methods(methods::MethodsArgs),
+    /// Train the bundled Fashion-MNIST models (plain, confidence branch, leave-out ensemble).
+    Train(TrainArgs),
+}
+
+/// How a model runs, shared by `score` and `tune`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// auto (CUDA when available), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Threads libtorch uses inside each operation [default: all cores on the CPU, 1 with CUDA].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// Checks the batch size, loads the model on the chosen device and sets libtorch's threads for it.
+    pub fn load_model(&self, path: &Path) -> Result<Model> {
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let model = Model::load(path, self.device)?;
+        set_model_threads(self.threads, model.device);
+        Ok(model)
+    }
+}
+
+/// The model and the image sets, shared by `score` and `tune`.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// In-distribution image folder (repeatable).
+    #[arg(long, required = true)]
+    pub id: Vec<String>,
+    /// Out-of-distribution image folder, or uniform:N / gaussian:N (repeatable).
+    #[arg(long, required = true)]
+    pub ood: Vec<String>,
+}
+
+/// The method and its parameters, shared by `score` and `tune`.
+#[derive(Debug, Args)]
+pub struct MethodArgs {
+    /// A method parameter, name=value (repeatable): k=50, percentile=90, dim=32, gamma=0.1, m=100,
+    /// temperature=1000, epsilon=0.0014 (`oodscope methods` lists each method's).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Temperature T (shorthand for --param temperature=T) [default: the method's, 1000 for odin and ensemble].
+    #[arg(long, allow_negative_numbers = true)]
+    pub temperature: Option<f64>,
+    /// Input perturbation ε in pixel units (shorthand for --param epsilon=E) [default: the method's, 0.0014 for odin and ensemble].
+    #[arg(long, allow_negative_numbers = true)]
+    pub epsilon: Option<f64>,
+}
+
+impl MethodArgs {
+    /// The parameters as given (not yet checked against a method).
+    pub fn given(&self) -> Result<Params, String> {
+        let mut params = Params::new();
+        for text in &self.params {
+            let (name, value) = Params::parse_assignment(text)?;
+            params.set(&name, value);
+        }
+        if let Some(t) = self.temperature {
+            params.set("temperature", t);
+        }
+        if let Some(e) = self.epsilon {
+            params.set("epsilon", e);
+        }
+        Ok(params)
+    }
+
+    /// The method's settings for a model of these dimensions, defaults filled in.
+    pub fn settings(&self, method: Method, dims: &Dims) -> Result<ScoreSettings, String> {
+        ScoreSettings::new(method, &self.given()?, dims)
+    }
+}
+
+pub(crate) fn open_sets(id: &[String], ood: &[String], classes: &[String]) -> Result<Vec<ImageSet>> {
+    let specs = id
+        .iter()
+        .map(|s| (s, Role::Id))
+        .chain(ood.iter().map(|s| (s, Role::Ood)));
+    let mut sets = specs
+        .map(|(spec, role)| {
+            ImageSet::open(spec, role, classes).with_context(|| format!("{} set", role.name().to_uppercase()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    make_names_unique(&mut sets);
+    Ok(sets)
+}
+
+pub(crate) fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+pub(crate) fn report_skipped(run: &ScoreRun, sets: &[ImageSet]) {
+    let unreadable: Vec<_> = sets
+        .iter()
+        .flat_map(|s| s.unreadable.iter().map(move |u| (&s.name, u)))
+        .collect();
+    if run.skipped.is_empty() && unreadable.is_empty() {
+        return;
+    }
+    eprintln!("skipped {} files:", run.skipped.len() + unreadable.len());
+    for s in &run.skipped {
+        eprintln!("  [{}] {}: {}", sets[s.set].name, s.path, s.reason);
+    }
+    for (set, (path, reason)) in unreadable {
+        eprintln!("  [{set}] {}: {reason}", path.display());
+    }
+}
+
+pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}

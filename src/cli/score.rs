@@ -1,0 +1,198 @@
+//! `oodscope score`: one method on ID and OOD sets, headless — the table, and CSV / JSON / PNG.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{InputArgs, MethodArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
+use crate::data::{ImageSet, Role};
+use crate::detect::plan::{Plan, dims_of};
+use crate::evaluate::evaluate;
+use crate::model::{DeviceChoice, device_name};
+use crate::report::histogram::{HistogramPlot, Series, histogram_png};
+use crate::report::json::{RunContext, build_report};
+use crate::report::{csv::scores_csv, table::metrics_table};
+use crate::score::run::sets_with_role;
+use crate::score::{Method, ScoreRun, ScoreSettings, run_scoring};
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The scoring method (`oodscope methods` lists them: msp, odin, energy, maxlogit, knn, vim, …).
+    #[arg(long, default_value = "msp")]
+    pub method: Method,
+    #[command(flatten)]
+    pub params: MethodArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Write per-image scores as CSV.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// Write the run's report as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write a PNG histogram of ID vs each OOD set's scores.
+    #[arg(long)]
+    pub histogram: Option<PathBuf>,
+    /// Histogram bins.
+    #[arg(long, default_value_t = 60)]
+    pub bins: usize,
+}
+
+/// Runs `oodscope score`: everything a script needs, headless.
+pub fn score_command(args: &ScoreArgs) -> Result<()> {
+    let given = args.params.given().map_err(anyhow::Error::msg)?;
+    let model = args.run.load_model(&args.input.model)?;
+    let settings = ScoreSettings::new(args.method, &given, &dims_of(&model)).map_err(anyhow::Error::msg)?;
+    let plan = Plan::single(&model, &settings, None).map_err(anyhow::Error::msg)?;
+    let sets = open_sets(&args.input.id, &args.input.ood, &model.card.classes)?;
+    let total: usize = sets.iter().map(ImageSet::len).sum();
+    eprintln!(
+        "oodscope: {} on {} ({} images in {} sets), {}",
+        model.card.name,
+        device_name(model.device),
+        total,
+        sets.len(),
+        settings.describe()
+    );
+    let bar = progress_bar(total as u64, args.run.quiet);
+    let cancel = AtomicBool::new(false);
+    let run = run_scoring(&plan, &sets, args.run.batch_size, &cancel, &mut |p| {
+        bar.set_position(p.done as u64);
+        if p.skipped > 0 {
+            bar.set_message(format!("{} skipped", p.skipped));
+        }
+    })?;
+    bar.finish_and_clear();
+    report_skipped(&run, &sets);
+
+    let evaluation = evaluate(&run, &sets);
+    print!("{}", metrics_table(&model.card.name, &settings, &evaluation));
+    let images = run.images.len() + run.skipped.len();
+    eprintln!(
+        "scored {images} images in {:.2} s ({})",
+        run.elapsed.as_secs_f64(),
+        rate(images, run.elapsed.as_secs_f64())
+    );
+
+    if let Some(path) = &args.scores {
+        write_output(path, scores_csv(&run, &sets, &model.card.classes).as_bytes())?;
+    }
+    if let Some(path) = &args.report {
+        let ctx = RunContext {
+            model_path: args.input.model.display().to_string(),
+            model_name: &model.card.name,
+            settings: &settings,
+            device: device_name(model.device),
+            batch_size: args.run.batch_size,
+            fit: None,
+        };
+        let report = build_report(&ctx, &sets, &run, &evaluation);
+        write_output(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    if let Some(path) = &args.histogram {
+        let png = histogram_of_run(&run, &sets, &model.card.name, &settings, args.bins)?;
+        write_output(path, &png)?;
+    }
+    Ok(())
+}
+
+/// `4 248 images/s`, or `0.8 images/s` where a whole number would round a slow rate away.
+pub fn rate(images: usize, seconds: f64) -> String {
+    let per_s = images as f64 / seconds.max(1e-9);
+    if per_s >= 100.0 {
+        format!("{per_s:.0} images/s")
+    } else {
+        let digits = format!("{per_s:.3}");
+        format!("{} images/s", digits.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+/// The histogram PNG of a run: pooled ID against each OOD set, with the 95%-TPR threshold.
+pub fn histogram_of_run(
+    run: &ScoreRun,
+    sets: &[ImageSet],
+    model_name: &str,
+    settings: &ScoreSettings,
+    bins: usize,
+) -> Result<Vec<u8>> {
+    let id: Vec<f32> = sets_with_role(sets, Role::Id)
+        .into_iter()
+        .flat_map(|s| run.set_scores(s))
+        .collect();
+    let ood: Vec<(String, Vec<f32>)> = sets_with_role(sets, Role::Ood)
+        .into_iter()
+        .map(|s| (sets[s].name.clone(), run.set_scores(s)))
+        .collect();
+    let threshold = crate::metrics::SortedScores::new(&id, &id)
+        .ok()
+        .map(|s| s.threshold_at_95_tpr());
+    let mut series = vec![Series {
+        name: "ID".into(),
+        scores: &id,
+    }];
+    series.extend(ood.iter().map(|(name, scores)| Series {
+        name: format!("OOD: {name}"),
+        scores,
+    }));
+    let plot = HistogramPlot {
+        title: format!("{model_name}: {}", settings.describe()),
+        x_label: format!("{} score (higher = more in-distribution)", settings.method.title()),
+        series,
+        threshold,
+        bins,
+        width: 1200,
+        height: 720,
+    };
+    histogram_png(&plot).map_err(anyhow::Error::msg)
+}
+
+/// The headless demo report: the bundled model on the demo sets, the table and a histogram PNG
+/// (`oodscope-demo-histogram.png`), for machines without a display.
+pub fn headless_demo() -> Result<()> {
+    let root = crate::assets_root();
+    let path = |p: &str| root.join(p).display().to_string();
+    let args = ScoreArgs {
+        input: InputArgs {
+            model: root.join("models/fmnist-resnet.pt"),
+            id: vec![path("assets/demo/fmnist-test")],
+            ood: vec![
+                path("assets/demo/mnist"),
+                path("assets/demo/photo-crops"),
+                "uniform:1000".into(),
+                "gaussian:1000".into(),
+            ],
+        },
+        method: Method::named("odin"),
+        params: MethodArgs {
+            params: Vec::new(),
+            temperature: None,
+            epsilon: None,
+        },
+        run: RunArgs {
+            batch_size: 64,
+            device: DeviceChoice::Auto,
+            threads: None,
+            quiet: false,
+        },
+        scores: None,
+        report: None,
+        histogram: Some(PathBuf::from("oodscope-demo-histogram.png")),
+        bins: 60,
+    };
+    score_command(&args)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slow_rates_keep_their_decimals() {
+        assert_eq!(super::rate(4, 5.0), "0.8 images/s");
+        assert_eq!(super::rate(4248, 1.0), "4248 images/s");
+        assert_eq!(super::rate(30, 2.0), "15 images/s");
+        assert_eq!(super::rate(1, 3.0), "0.333 images/s");
+    }
+}
