@@ -21,6 +21,9 @@ PyPI are cached in `<out>/.cache/`.
 With --demo it also rewrites the committed demo sample and the drag-and-drop photos:
 
     assets/demo/fmnist-test/<class>/<index:05d>.png  2 000: the first 200 test images of each class
+    assets/demo/fmnist-train/<class>/<index:05d>.png 6 000: the first 600 train images of each class
+                                                            (ID training sample for methods fitted
+                                                            on ID features or statistics)
     assets/demo/mnist/<index:05d>_digit<d>.png       2 000: the first 200 rows of each digit
     assets/demo/photo-crops/<index:04d>.png          1 000: crops 0000-0999
     assets/internet/*                                8 real photos, assorted sizes and modes
@@ -41,8 +44,9 @@ same outputs. Each output directory is deleted and rewritten on every run (nothi
 left behind).
 
 Self-check: after writing, the script re-reads everything it wrote (counts per class, 28x28,
-mode L, pixels equal to the source for Fashion-MNIST and MNIST, no constant crop, total size of
-assets/internet) and exits with status 1 and an `error: ...` line if anything is off.
+mode L, pixels equal to the source for Fashion-MNIST and MNIST, the demo Fashion-MNIST folders
+holding exactly the first images of each class, no constant crop, total size of assets/internet)
+and exits with status 1 and an `error: ...` line if anything is off.
 """
 
 from __future__ import annotations
@@ -151,6 +155,7 @@ CROP_SHORT_SIDE = (56, 160)  # inclusive range of the downscaled photo's shorter
 CROP_SEED = 20240528
 
 DEMO_PER_CLASS = 200
+DEMO_TRAIN_PER_CLASS = 600
 DEMO_CROPS = 1000
 INTERNET_MAX_BYTES = 1_500_000
 
@@ -336,14 +341,20 @@ def first_per_class(labels: np.ndarray, n: int) -> list[int]:
     return sorted(idx)
 
 
-def write_demo(demo: Path, fm_test: tuple, mnist: tuple, crops: list[np.ndarray]) -> None:
-    images, labels = fm_test
-    root = fresh_dir(demo / "fmnist-test")
+def write_demo_fashion_mnist(root: Path, fm_split: tuple, per_class: int) -> None:
+    images, labels = fm_split
+    root = fresh_dir(root)
     for c in CLASS_FOLDERS:
         (root / c).mkdir()
-    for i in first_per_class(labels, DEMO_PER_CLASS):
+    for i in first_per_class(labels, per_class):
         save_png(Image.fromarray(images[i], mode="L"),
                  root / CLASS_FOLDERS[labels[i]] / f"{i:05d}.png")
+
+
+def write_demo(demo: Path, fm_test: tuple, fm_train: tuple, mnist: tuple,
+               crops: list[np.ndarray]) -> None:
+    write_demo_fashion_mnist(demo / "fmnist-test", fm_test, DEMO_PER_CLASS)
+    write_demo_fashion_mnist(demo / "fmnist-train", fm_train, DEMO_TRAIN_PER_CLASS)
 
     images, labels = mnist
     root = fresh_dir(demo / "mnist")
@@ -429,6 +440,15 @@ def check_class_tree(root: Path, folders: list[str], counts: dict[str, int], wha
         check_pngs(files, what, expect)
 
 
+def check_demo_names(root: Path, labels: np.ndarray, per_class: int, what: str) -> None:
+    """`root/<class>/` holds exactly the first `per_class` images of that class, in file order."""
+    for k, folder in enumerate(CLASS_FOLDERS):
+        names = sorted(f.name for f in (root / folder).iterdir())
+        expect = [f"{int(i):05d}.png" for i in np.flatnonzero(labels == k)[:per_class]]
+        if names != expect:
+            fail(f"{root / folder}: not the first {per_class} images of class {k} ({what})")
+
+
 def check_flat(root: Path, n: int, what: str, source=None, index=None) -> list[Path]:
     files = sorted(root.iterdir()) if root.is_dir() else []
     if len(files) != n:
@@ -456,9 +476,13 @@ def verify(out: Path, demo: Path | None, internet: Path | None, fm: dict, mnist:
     check_flat(out / "photo-crops", N_CROPS, "photo crops", arr, lambda f: int(f.stem))
     lines.append(f"photo-crops: {N_CROPS}")
     if demo is not None:
-        images, labels = fm["test"]
-        check_class_tree(demo / "fmnist-test", CLASS_FOLDERS,
-                         {c: DEMO_PER_CLASS for c in CLASS_FOLDERS}, "demo Fashion-MNIST", images)
+        for split, folder, per_class in [("test", "fmnist-test", DEMO_PER_CLASS),
+                                         ("train", "fmnist-train", DEMO_TRAIN_PER_CLASS)]:
+            images, labels = fm[split]
+            what = f"demo Fashion-MNIST {split}"
+            check_class_tree(demo / folder, CLASS_FOLDERS,
+                             {c: per_class for c in CLASS_FOLDERS}, what, images)
+            check_demo_names(demo / folder, labels, per_class, what)
         files = check_flat(demo / "mnist", 10 * DEMO_PER_CLASS, "demo MNIST", mnist[0],
                            lambda f: int(f.stem.split("_")[0]))
         for f in files:
@@ -467,6 +491,7 @@ def verify(out: Path, demo: Path | None, internet: Path | None, fm: dict, mnist:
                 fail(f"{f}: name does not match its label {mnist[1][i]} (demo MNIST)")
         check_flat(demo / "photo-crops", DEMO_CROPS, "demo photo crops", arr, lambda f: int(f.stem))
         lines.append(f"assets/demo: fmnist-test {10 * DEMO_PER_CLASS} ({DEMO_PER_CLASS}/class), "
+                     f"fmnist-train {10 * DEMO_TRAIN_PER_CLASS} ({DEMO_TRAIN_PER_CLASS}/class), "
                      f"mnist {10 * DEMO_PER_CLASS}, photo-crops {DEMO_CROPS}")
     if internet is not None:
         files = sorted(internet.iterdir())
@@ -519,7 +544,7 @@ def main() -> int:
         if args.demo:
             demo, internet = REPO / "assets" / "demo", REPO / "assets" / "internet"
             log(f"writing {demo}")
-            write_demo(demo, fm["test"], mnist, crops)
+            write_demo(demo, fm["test"], fm["train"], mnist, crops)
             log(f"writing {internet}")
             write_internet(internet, photos, cache)
 
