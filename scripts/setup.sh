@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.13.0
 VENV=.venv
-PY_PACKAGES=(numpy scikit-learn pillow)
+# Test references: scikit-learn (metrics), scipy and pytorch-ood (feature methods; it needs
+# torchvision, pinned to the torch release), safetensors (fixture heads).
+PY_PACKAGES=(numpy scikit-learn pillow scipy safetensors "torchvision==0.28.0" "pytorch-ood==0.4.0")
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
@@ -19,7 +21,7 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 
-if ! "$VENV/bin/python" -c "import numpy, sklearn, PIL" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import numpy, sklearn, PIL, scipy, safetensors, torchvision, pytorch_ood" 2>/dev/null; then
   echo "setup: installing ${PY_PACKAGES[*]} into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi
