@@ -1,6 +1,7 @@
 //! The command line: the argument definitions every sub-command shares, and their helpers (sets,
 //! progress bar, skipped files, outputs). Each sub-command is a file of its own.
 
+pub mod fit;
 pub mod methods;
 pub mod score;
 pub mod train;
@@ -19,6 +20,7 @@ use crate::model::{DeviceChoice, Model, set_model_threads};
 use crate::report::write_atomically;
 use crate::score::{Method, ScoreRun, ScoreSettings};
 
+pub use fit::{FitArgs, FitCommandArgs, fit_command};
 pub use methods::{MethodsArgs, methods_command};
 pub use score::{ScoreArgs, headless_demo, histogram_of_run, score_command};
 pub use train::{TrainArgs, train_command};
@@ -64,6 +66,9 @@ pub enum Command {
     Score(ScoreArgs),
     /// Choose a method's parameters on a validation split of every set, and report the choice on the rest.
     Tune(TuneArgs),
+    /// Pass ID training images once through a model and store the statistics the feature methods
+    /// need (class means, covariances, ViM, ReAct, DICE, KL templates, the KNN bank).
+    Fit(FitCommandArgs),
     /// List the scoring methods: what each needs, its parameters, defaults and ranges.
     Methods(methods::MethodsArgs),
     /// Train the bundled Fashion-MNIST models (plain, confidence branch, leave-out ensemble).
@@ -194,6 +199,10 @@ pub(crate) fn report_skipped(run: &ScoreRun, sets: &[ImageSet]) {
 
 pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("wrote {}", path.display());
+    write_output_note(path);
     Ok(())
+}
+
+pub(crate) fn write_output_note(path: &Path) {
+    eprintln!("wrote {}", path.display());
 }

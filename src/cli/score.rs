@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use clap::Args;
 
-use super::{InputArgs, MethodArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
+use super::{FitArgs, InputArgs, MethodArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
 use crate::data::{ImageSet, Role};
 use crate::detect::plan::{Plan, dims_of};
 use crate::evaluate::evaluate;
@@ -26,6 +26,8 @@ pub struct ScoreArgs {
     pub method: Method,
     #[command(flatten)]
     pub params: MethodArgs,
+    #[command(flatten)]
+    pub fit: FitArgs,
     #[command(flatten)]
     pub run: RunArgs,
     /// Write per-image scores as CSV.
@@ -47,7 +49,11 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     let given = args.params.given().map_err(anyhow::Error::msg)?;
     let model = args.run.load_model(&args.input.model)?;
     let settings = ScoreSettings::new(args.method, &given, &dims_of(&model)).map_err(anyhow::Error::msg)?;
-    let plan = Plan::single(&model, &settings, None).map_err(anyhow::Error::msg)?;
+    if let Some(missing) = args.method.missing(&model.capabilities(), true) {
+        anyhow::bail!(missing.message(args.method.name(), &model.card.name));
+    }
+    let fit = args.fit.obtain(&model, std::slice::from_ref(&settings), &args.run)?;
+    let plan = Plan::single(&model, &settings, fit.as_ref()).map_err(anyhow::Error::msg)?;
     let sets = open_sets(&args.input.id, &args.input.ood, &model.card.classes)?;
     let total: usize = sets.iter().map(ImageSet::len).sum();
     eprintln!(
@@ -88,7 +94,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
             settings: &settings,
             device: device_name(model.device),
             batch_size: args.run.batch_size,
-            fit: None,
+            fit: fit.as_ref().map(|f| f.info.to_json()),
         };
         let report = build_report(&ctx, &sets, &run, &evaluation);
         write_output(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -172,6 +178,7 @@ pub fn headless_demo() -> Result<()> {
             temperature: None,
             epsilon: None,
         },
+        fit: FitArgs::default(),
         run: RunArgs {
             batch_size: 64,
             device: DeviceChoice::Auto,

@@ -6,9 +6,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 use clap::Args;
 
-use super::{InputArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
+use super::{FitArgs, InputArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
 use crate::detect::params::{EPSILON_GRID_MAX, EPSILON_GRID_STEPS, evenly_spaced};
-use crate::detect::plan::dims_of;
+use crate::detect::plan::{dims_of, dims_with_fit};
 use crate::model::device_name;
 use crate::report::tuning::{grid_csv, tune_heatmap, tune_summary};
 use crate::score::{Method, ScoreRun};
@@ -48,6 +48,8 @@ pub struct TuneArgs {
     /// Choose on this OOD set's validation split only (its name as printed) [default: the mean over all OOD sets].
     #[arg(long)]
     pub tune_on: Option<String>,
+    #[command(flatten)]
+    pub fit: FitArgs,
     #[command(flatten)]
     pub run: RunArgs,
     /// Write the grid as CSV: every (setting, OOD set) on the validation split, then the choice on the test split.
@@ -100,15 +102,17 @@ impl TuneArgs {
 /// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
 pub fn tune_command(args: &TuneArgs) -> Result<()> {
     let model = args.run.load_model(&args.input.model)?;
-    let dims = dims_of(&model);
+    if let Some(missing) = args.method.missing(&model.capabilities(), true) {
+        anyhow::bail!(missing.message(args.method.name(), &model.card.name));
+    }
+    let defaults = crate::score::ScoreSettings::default_for(args.method, &dims_of(&model));
+    let fit = args.fit.obtain(&model, std::slice::from_ref(&defaults), &args.run)?;
+    let dims = dims_with_fit(&model, fit.as_ref());
     let specs = args.method.params(&dims);
     let overrides = args
         .overrides(|name| specs.iter().any(|s| s.name == name))
         .map_err(anyhow::Error::msg)?;
     let grid = ParamGrid::for_method(args.method, &dims, &overrides).map_err(anyhow::Error::msg)?;
-    if let Some(missing) = args.method.missing(&model.capabilities(), false) {
-        anyhow::bail!(missing.message(args.method.name(), &model.card.name));
-    }
     let options = TuneOptions {
         grid,
         objective: args.objective,
@@ -128,7 +132,7 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
     let bar = progress_bar(0, args.run.quiet);
     let mut stage = None;
     let cancel = AtomicBool::new(false);
-    let result = tune(&model, None, &sets, &options, &cancel, &mut |p| {
+    let result = tune(&model, fit.as_ref(), &sets, &options, &cancel, &mut |p| {
         if stage != Some(p.stage) {
             stage = Some(p.stage);
             bar.reset();

@@ -11,6 +11,8 @@ pub struct Dims {
     pub classes: usize,
     /// Penultimate feature width D, when the model exposes features.
     pub features: Option<usize>,
+    /// Images in the fit's KNN bank, when there is a fit.
+    pub bank: Option<usize>,
 }
 
 /// One parameter of a method, as its detector declares it.

@@ -342,5 +342,14 @@ pub fn dims_of(model: &Model) -> Dims {
     Dims {
         classes: model.card.num_classes(),
         features: model.feature_width,
+        bank: None,
+    }
+}
+
+/// The dimensions with a fit's bank size.
+pub fn dims_with_fit(model: &Model, fit: Option<&Fit>) -> Dims {
+    Dims {
+        bank: fit.and_then(|f| f.bank.as_ref()).map(|b| b.len),
+        ..dims_of(model)
     }
 }

@@ -3,7 +3,35 @@
 use super::Detector;
 use super::confidence::Confidence;
 use super::ensemble::Ensemble;
-use super::logits::{energy::Energy, msp::Msp, odin::Odin};
+use super::features::ash::{Ash, Variant};
+use super::features::{
+    dice::Dice, gradnorm::GradNorm, knn::Knn, mahalanobis::Mahalanobis, react::React, rmds::RelativeMahalanobis,
+    scale::Scale, vim::Vim,
+};
+use super::logits::{
+    energy::Energy, entropy::Entropy, gen_entropy::Gen, klm::KlMatching, maxlogit::MaxLogit, msp::Msp, odin::Odin,
+};
 
 /// The registered detectors.
-pub static DETECTORS: &[&dyn Detector] = &[&Msp, &Odin, &Energy, &Confidence, &Ensemble];
+pub static DETECTORS: &[&dyn Detector] = &[
+    &Msp,
+    &Odin,
+    &Energy,
+    &MaxLogit,
+    &Entropy,
+    &Gen,
+    &KlMatching,
+    &Mahalanobis,
+    &RelativeMahalanobis,
+    &Knn,
+    &Vim,
+    &React,
+    &Ash(Variant::Prune),
+    &Ash(Variant::Binarize),
+    &Ash(Variant::Scale),
+    &Scale,
+    &Dice,
+    &GradNorm,
+    &Confidence,
+    &Ensemble,
+];

@@ -1,2 +1,32 @@
 //! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, KNN, ViM, ReAct, ASH,
 //! SCALE, DICE and GradNorm.
+
+pub mod ash;
+pub mod dice;
+pub mod gradnorm;
+pub mod knn;
+pub mod mahalanobis;
+pub mod react;
+pub mod rmds;
+pub mod scale;
+pub mod vim;
+
+use tch::Tensor;
+
+use super::{Context, DetectError, DetectResult};
+use crate::fit::{Fit, Quadratic};
+
+/// The fit's class-mean distances, or why there are none.
+fn class_distances<'a>(ctx: &Context<'a>) -> DetectResult<(&'a Fit, &'a Quadratic)> {
+    let fit = ctx.fit()?;
+    let quadratic = fit
+        .mahalanobis
+        .as_ref()
+        .ok_or_else(|| DetectError(fit.lacks("class means")))?;
+    Ok((fit, quadratic))
+}
+
+/// The features of the outputs in float64.
+fn features(outputs: &crate::model::Outputs) -> DetectResult<Tensor> {
+    super::ops::features_f64(outputs.features.as_ref())
+}

@@ -1,5 +1,9 @@
 //! Methods on the logits: the MSP baseline, ODIN, energy, MaxLogit, entropy, GEN and KL matching.
 
 pub mod energy;
+pub mod entropy;
+pub mod gen_entropy;
+pub mod klm;
+pub mod maxlogit;
 pub mod msp;
 pub mod odin;

@@ -1,0 +1,196 @@
+//! `oodscope fit`, and the `--train` / `--fit` options of `score` and `tune`: the statistics of ID
+//! training images that the feature methods need, computed once (with progress) and cached.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::ProgressBar;
+
+use super::{RunArgs, progress_bar, write_output_note};
+use crate::data::{ImageSet, Role};
+use crate::fit::cache::{bank_budget, cached_path, create_parent, obtain};
+use crate::fit::{Fit, FitInfo, FitOptions, FitProgress, FitStage, LabelSource, fit_model};
+use crate::model::{Model, device_name};
+use crate::score::ScoreSettings;
+
+/// Where the fit comes from, for `score` and `tune`.
+#[derive(Debug, Args, Default)]
+pub struct FitArgs {
+    /// ID training images for the methods that need a fit (knn, mahalanobis, vim, react, dice,
+    /// klm, rmds): an ImageFolder with class sub-folders (else the model's predictions are the
+    /// classes). Fitted on first use and cached, keyed by the model and the folder.
+    #[arg(long, conflicts_with = "fit")]
+    pub train: Option<PathBuf>,
+    /// A fit file made by `oodscope fit`, instead of --train.
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
+    /// Fit on at most N of the training images, evenly spread over the folder's sorted listing.
+    #[arg(long = "max-fit-images", value_name = "N")]
+    pub max_fit_images: Option<usize>,
+}
+
+impl FitArgs {
+    /// The fit the methods need (`None` when none needs one, or none was given — the plan then
+    /// says what is missing). Prints where it came from.
+    pub fn obtain(&self, model: &Model, methods: &[ScoreSettings], run: &RunArgs) -> Result<Option<Fit>> {
+        let needed = methods.iter().any(|m| m.method.detector().needs().fit);
+        if !needed {
+            if self.train.is_some() || self.fit.is_some() {
+                eprintln!("note: this method needs no fit; --train / --fit are not used");
+            }
+            return Ok(None);
+        }
+        if let Some(path) = &self.fit {
+            let fit = Fit::load(path, model, bank_budget()).map_err(anyhow::Error::msg)?;
+            eprintln!("fit: {} (from {})", fit.info.describe(), path.display());
+            return Ok(Some(fit));
+        }
+        let Some(train) = &self.train else {
+            return Ok(None);
+        };
+        let set = open_train(train, model)?;
+        let options = FitOptions {
+            batch_size: run.batch_size,
+            max_images: self.max_fit_images,
+        };
+        let bar = progress_bar(set.len() as u64, run.quiet);
+        let cancel = AtomicBool::new(false);
+        let obtained = obtain(model, &set, &options, &cancel, &mut |p| show(&bar, p))?;
+        bar.finish_and_clear();
+        let info = &obtained.fit.info;
+        match &obtained.computed {
+            None => eprintln!(
+                "fit: using the cached statistics of {} ({})",
+                info.describe(),
+                info.path.display()
+            ),
+            Some(summary) => {
+                eprintln!(
+                    "fit: computed from {} in {:.1} s, cached at {}",
+                    info.describe(),
+                    summary.elapsed.as_secs_f64(),
+                    info.path.display()
+                );
+                note_skipped(summary.skipped.len());
+            }
+        }
+        note_labels(info);
+        Ok(Some(obtained.fit))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FitCommandArgs {
+    /// TorchScript model (.pt, with its card) or a card (.toml); it must return features.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// ID training images: an ImageFolder with class sub-folders (else the model's predictions
+    /// are the classes).
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Use at most N images, evenly spread over the folder's sorted listing.
+    #[arg(long)]
+    pub max_images: Option<usize>,
+    /// Where to write the fit file [default: the cache, where `score --train` finds it].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Runs `oodscope fit`.
+pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
+    let model = args.run.load_model(&args.model)?;
+    if model.feature_width.is_none() {
+        eprintln!(
+            "note: {} returns no features: the fit holds the KL-matching templates only (outputs = \"logits+features\" gives the feature methods)",
+            model.card.name
+        );
+    }
+    let set = open_train(&args.train, &model)?;
+    let options = FitOptions {
+        batch_size: args.run.batch_size,
+        max_images: args.max_images,
+    };
+    let out = match &args.out {
+        Some(path) => path.clone(),
+        None => cached_path(&model, &set, &options).map_err(anyhow::Error::msg)?,
+    };
+    create_parent(&out)?;
+    let used = options.max_images.map_or(set.len(), |m| m.min(set.len()));
+    eprintln!(
+        "oodscope: fitting {} on {} ({} of {} images in {})",
+        model.card.name,
+        device_name(model.device),
+        used,
+        set.len(),
+        args.train.display()
+    );
+    let bar = progress_bar(used as u64, args.run.quiet);
+    let cancel = AtomicBool::new(false);
+    let summary = fit_model(&model, &set, &options, &out, &cancel, &mut |p| show(&bar, p))?;
+    bar.finish_and_clear();
+    let info = &summary.info;
+    let rate = super::score::rate(info.images as usize, summary.elapsed.as_secs_f64());
+    println!("Fit of {}: {}", model.card.name, info.describe());
+    let counts: Vec<String> = info
+        .classes
+        .iter()
+        .zip(&info.counts)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!("images per class: {}", counts.join(", "));
+    if let Some(d) = info.feature_width {
+        println!(
+            "features: D = {d}; KNN bank {} × {d} ({:.1} MB)",
+            info.images,
+            (info.images as f64 * d as f64 * 4.0) / 1e6
+        );
+    }
+    eprintln!("fitted in {:.2} s ({rate})", summary.elapsed.as_secs_f64());
+    note_skipped(summary.skipped.len());
+    note_labels(info);
+    write_output_note(&out);
+    if args.out.is_none() {
+        eprintln!(
+            "(`oodscope score --train {}` finds it in the cache; or give --fit {})",
+            args.train.display(),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn open_train(train: &std::path::Path, model: &Model) -> Result<ImageSet> {
+    if !train.exists() {
+        bail!("training folder {}: no such folder", train.display());
+    }
+    ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes).context("training folder")
+}
+
+fn show(bar: &ProgressBar, p: FitProgress) {
+    match p.stage {
+        FitStage::Images => {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+        }
+        FitStage::Statistics => bar.set_message(format!("statistics {}/{}", p.done, p.total)),
+    }
+}
+
+fn note_labels(info: &FitInfo) {
+    if info.labels == LabelSource::Predicted {
+        eprintln!(
+            "note: {} has no class sub-folders named as the card's classes: the fit uses the model's predicted classes",
+            info.train_root
+        );
+    }
+}
+
+fn note_skipped(skipped: usize) {
+    if skipped > 0 {
+        eprintln!("note: {skipped} training files could not be read and were skipped");
+    }
+}

@@ -1,0 +1,56 @@
+//! DICE, directed sparsification (Sun & Li 2022): contributions `V = W ⊙ z̄` (z̄ = the mean fit
+//! feature); only the weights whose contribution is above the `percentile`-th percentile of V are
+//! kept; score `E((W ⊙ M)·z + b)`.
+
+use tch::{Device, Kind, Tensor};
+
+use super::features;
+use crate::detect::{Context, DetectError, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
+use crate::fit::percentile::percentile_of_sorted;
+use crate::model::Outputs;
+
+pub struct Dice;
+
+impl Detector for Dice {
+    fn name(&self) -> &'static str {
+        "dice"
+    }
+    fn title(&self) -> &'static str {
+        "DICE"
+    }
+    fn group(&self) -> Group {
+        Group::Fit
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            features: true,
+            head: true,
+            fit: true,
+            ..Needs::default()
+        }
+    }
+    fn params(&self, _dims: &Dims) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::real("percentile", "p", "Sparsity percentile", 90.0, [0.0, 100.0])
+                .help("Weights whose contribution W ⊙ z̄ is at or below this percentile are dropped")
+                .grid(&[10.0, 30.0, 50.0, 70.0, 90.0]),
+        ]
+    }
+    fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
+        let fit = ctx.fit()?;
+        let mean = fit
+            .global_mean
+            .as_ref()
+            .ok_or_else(|| DetectError(fit.lacks("mean feature")))?;
+        let head = ctx.head()?;
+        let w = head.weight.f_to_kind(Kind::Double)?;
+        let contributions = w.f_mul(&mean.f_unsqueeze(0)?)?;
+        let mut sorted = Vec::<f64>::try_from(contributions.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?)?;
+        sorted.sort_by(f64::total_cmp);
+        let threshold = percentile_of_sorted(&sorted, params.get("percentile"));
+        let kept = w.f_mul(&contributions.f_gt(threshold)?.f_to_kind(Kind::Double)?)?;
+        Ok(features(outputs)?
+            .f_linear(&kept, Some(&head.bias.f_to_kind(Kind::Double)?))?
+            .f_logsumexp([1], false)?)
+    }
+}

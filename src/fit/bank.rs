@@ -1,0 +1,181 @@
+//! The KNN bank: every fit image's feature, normalised (`ẑ = z/‖z‖₂`), and the exact search for
+//! each query's k-th nearest bank vector. A bank that fits a memory budget lives on the device; a
+//! larger one stays in the fit file and is read in blocks for every batch, so memory is bounded by
+//! the block, not the bank (a 1 000 000 × 512 bank is 2 GB on disk).
+
+use std::sync::Arc;
+
+use tch::{Device, Kind, Tensor};
+
+use super::file::Reader;
+use crate::detect::{DetectError, DetectResult};
+
+/// Banks up to this size are loaded onto the device (`OODSCOPE_BANK_MEMORY_MB` overrides).
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
+/// Rows read per block from a bank on disk: about 64 MB.
+const BLOCK_BYTES: usize = 64 << 20;
+/// Candidates kept beyond k, and measured exactly around the k-th (float32 similarities can swap
+/// neighbours whose distances differ by less than their rounding).
+const MARGIN: usize = 8;
+
+/// Where the bank's rows are.
+pub enum Rows {
+    /// `[N, D]` float32 on the device.
+    Loaded(Tensor),
+    /// In the fit file at `offset` (little-endian float32, row after row).
+    OnDisk { reader: Arc<Reader>, offset: u64 },
+}
+
+pub struct Bank {
+    pub rows: Rows,
+    pub len: usize,
+    pub width: usize,
+    device: Device,
+}
+
+impl Bank {
+    /// The bank stored in `reader` under `name`: on the device if it fits `budget` bytes.
+    pub fn open(reader: Arc<Reader>, name: &str, device: Device, budget: usize) -> Result<Option<Bank>, String> {
+        let Some((offset, shape, _)) = reader.location(name) else {
+            return Ok(None);
+        };
+        let [len, width] = shape[..] else {
+            return Err(format!("the bank has shape {shape:?}, expected [N, D]"));
+        };
+        let rows = if len * width * 4 <= budget {
+            let t = reader.tensor(name)?.f_to_device(device).map_err(|e| e.to_string())?;
+            Rows::Loaded(t)
+        } else {
+            Rows::OnDisk { reader, offset }
+        };
+        Ok(Some(Bank {
+            rows,
+            len,
+            width,
+            device,
+        }))
+    }
+
+    /// Whether the bank is read from disk for every search.
+    pub fn on_disk(&self) -> bool {
+        matches!(self.rows, Rows::OnDisk { .. })
+    }
+
+    /// For each row of `features` `[n, D]`: the Euclidean distance from its normalised vector to the
+    /// `k`-th nearest bank vector (float64 `[n]`), exactly.
+    ///
+    /// The scan ranks the bank by float32 similarity (matrix products, as faiss's flat index) and
+    /// keeps the best `k + MARGIN`; the distances of the candidates ranked near k are then computed
+    /// in float64 from the vectors themselves (`√(2 − 2·s)` in float32 loses a small distance to
+    /// cancellation), and the k-th smallest of them is the answer.
+    pub fn kth_distance(&self, features: &Tensor, k: usize) -> DetectResult<Tensor> {
+        if k == 0 || k > self.len {
+            return Err(DetectError(format!(
+                "k = {k}, but the fit bank holds {} images (k must be between 1 and {0})",
+                self.len
+            )));
+        }
+        let q = normalise(&features.f_to_kind(Kind::Double)?)?;
+        let q32 = q.f_to_kind(Kind::Float)?;
+        let n = q.size()[0];
+        let keep = (k + MARGIN).min(self.len) as i64;
+        let mut best = Tensor::f_empty([n, 0], (Kind::Float, self.device))?;
+        let mut best_index = Tensor::f_empty([n, 0], (Kind::Int64, self.device))?;
+        let mut merge = |block: &Tensor, first_row: i64| -> DetectResult<()> {
+            let similarity = q32.f_mm(&block.f_transpose(0, 1)?)?;
+            let rows = similarity.size()[1];
+            let index = Tensor::f_arange_start(first_row, first_row + rows, (Kind::Int64, self.device))?
+                .f_unsqueeze(0)?
+                .f_expand([n, rows], false)?;
+            let all = Tensor::f_cat(&[&best, &similarity], 1)?;
+            let all_index = Tensor::f_cat(&[&best_index, &index], 1)?;
+            let (values, at) = all.f_topk(keep.min(all.size()[1]), 1, true, true)?;
+            best_index = all_index.f_gather(1, &at, false)?;
+            best = values;
+            Ok(())
+        };
+        self.for_each_block(n, &mut merge)?;
+        // The candidates whose float32 rank is within MARGIN of k, measured exactly.
+        let lo = k.saturating_sub(MARGIN + 1);
+        let hi = (k + MARGIN).min(self.len);
+        let window = best_index.f_narrow(1, lo as i64, (hi - lo) as i64)?;
+        let rows = self.rows_at(&window)?; // [n, w, D] float64
+        let exact = q
+            .f_unsqueeze(1)?
+            .f_sub(&rows)?
+            .f_square()?
+            .f_sum_dim_intlist(&[2i64][..], false, Kind::Double)?
+            .f_sqrt()?;
+        let (sorted, _) = exact.f_sort(1, false)?;
+        Ok(sorted.f_select(1, (k - 1 - lo) as i64)?)
+    }
+
+    /// Calls `merge(block, first row)` for every block of rows.
+    fn for_each_block(
+        &self,
+        queries: i64,
+        merge: &mut dyn FnMut(&Tensor, i64) -> DetectResult<()>,
+    ) -> DetectResult<()> {
+        match &self.rows {
+            Rows::Loaded(rows) => {
+                // Blocks bound the similarity matrix for large batches too.
+                let block_rows = (BLOCK_BYTES / 4 / (queries.max(1) as usize)).max(1024) as i64;
+                let total = self.len as i64;
+                let mut start = 0;
+                while start < total {
+                    let len = block_rows.min(total - start);
+                    merge(&rows.f_narrow(0, start, len)?, start)?;
+                    start += len;
+                }
+            }
+            Rows::OnDisk { reader, offset } => {
+                let row_bytes = self.width * 4;
+                let block_rows = (BLOCK_BYTES / row_bytes).max(1);
+                let mut buffer = vec![0u8; block_rows * row_bytes];
+                let mut start = 0;
+                while start < self.len {
+                    let len = block_rows.min(self.len - start);
+                    let bytes = &mut buffer[..len * row_bytes];
+                    reader
+                        .read_at(bytes, offset + (start * row_bytes) as u64)
+                        .map_err(|e| DetectError(format!("reading the KNN bank: {e}")))?;
+                    let block = Tensor::f_from_data_size(bytes, &[len as i64, self.width as i64], Kind::Float)?
+                        .f_to_device(self.device)?;
+                    merge(&block, start as i64)?;
+                    start += len;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The bank rows at `index` (`[n, w]`), as float64 `[n, w, D]`.
+    fn rows_at(&self, index: &Tensor) -> DetectResult<Tensor> {
+        let shape = index.size();
+        let flat = index.f_reshape([-1])?;
+        let rows = match &self.rows {
+            Rows::Loaded(rows) => rows.f_index_select(0, &flat)?,
+            Rows::OnDisk { reader, offset } => {
+                let wanted = Vec::<i64>::try_from(flat.f_to_device(Device::Cpu)?)?;
+                let row_bytes = self.width * 4;
+                let mut bytes = vec![0u8; wanted.len() * row_bytes];
+                for (slot, &row) in bytes.chunks_mut(row_bytes).zip(&wanted) {
+                    reader
+                        .read_at(slot, offset + row as u64 * row_bytes as u64)
+                        .map_err(|e| DetectError(format!("reading the KNN bank: {e}")))?;
+                }
+                Tensor::f_from_data_size(&bytes, &[wanted.len() as i64, self.width as i64], Kind::Float)?
+                    .f_to_device(self.device)?
+            }
+        };
+        Ok(rows
+            .f_to_kind(Kind::Double)?
+            .f_reshape([shape[0], shape[1], self.width as i64])?)
+    }
+}
+
+/// Rows divided by their Euclidean norm (a zero row stays zero, as `F.normalize`).
+pub fn normalise(z: &Tensor) -> DetectResult<Tensor> {
+    let norm = z.f_norm_scalaropt_dim(2.0, [1i64], true)?.f_clamp_min(1e-12)?;
+    Ok(z.f_div(&norm)?)
+}

@@ -1,0 +1,97 @@
+//! The fit cache: `score --train DIR` fits on first use and keeps the file in the user's cache
+//! directory (`$OODSCOPE_CACHE_DIR`, else the platform's, e.g. `~/.cache/oodscope`), keyed by the
+//! model (file, card, head), the folder's listing and the fit options. A changed model or folder
+//! gives another key, so it refits.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use sha2::{Digest, Sha256};
+
+use super::store::{listing_hash, model_hash};
+use super::{Fit, FitOptions, FitProgress, FitSummary, fit_model};
+use crate::data::ImageSet;
+use crate::model::Model;
+use crate::score::RunError;
+
+/// The folder that holds cached fits.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OODSCOPE_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    dirs::cache_dir()
+        .map(|d| d.join("oodscope"))
+        .unwrap_or_else(|| PathBuf::from(".oodscope-cache"))
+}
+
+/// Banks larger than this stay on disk (`OODSCOPE_BANK_MEMORY_MB` sets it, in MiB).
+pub fn bank_budget() -> usize {
+    std::env::var("OODSCOPE_BANK_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(super::bank::DEFAULT_MEMORY_BUDGET, |mb| mb << 20)
+}
+
+/// Where the fit of `model` on `train` with `options` is cached.
+pub fn cached_path(model: &Model, train: &ImageSet, options: &FitOptions) -> Result<PathBuf, String> {
+    let mut hasher = Sha256::new();
+    hasher.update(model_hash(model)?);
+    hasher.update(listing_hash(train));
+    hasher.update(format!("{:?}|{}", options.max_images, super::store::FORMAT_VERSION));
+    let key = format!("{:x}", hasher.finalize());
+    let name: String = model
+        .card
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    Ok(cache_dir()
+        .join("fits")
+        .join(format!("{name}-{}.safetensors", &key[..16])))
+}
+
+/// A fit ready to use, and how it was had.
+pub struct Obtained {
+    pub fit: Fit,
+    /// The pass, when the fit was computed now (`None`: read from the cache).
+    pub computed: Option<FitSummary>,
+}
+
+/// The fit of `model` on `train`: from the cache when it holds one for exactly these inputs, else
+/// computed now and cached.
+pub fn obtain(
+    model: &Model,
+    train: &ImageSet,
+    options: &FitOptions,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(FitProgress),
+) -> Result<Obtained, RunError> {
+    let path = cached_path(model, train, options).map_err(RunError::Invalid)?;
+    if path.is_file() {
+        match Fit::load(&path, model, bank_budget()) {
+            Ok(mut fit) => {
+                fit.info.cached = true;
+                return Ok(Obtained { fit, computed: None });
+            }
+            // A damaged cache entry is replaced.
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    create_parent(&path)?;
+    let summary = fit_model(model, train, options, &path, cancel, on_progress)?;
+    let fit = Fit::load(&path, model, bank_budget()).map_err(RunError::Invalid)?;
+    Ok(Obtained {
+        fit,
+        computed: Some(summary),
+    })
+}
+
+pub fn create_parent(path: &Path) -> Result<(), RunError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| RunError::Invalid(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The fit file: safetensors (read with the `safetensors` crate), its JSON header's `__metadata__`
+//! holding the provenance. Writing streams: the header is written first from the tensors' shapes,
+//! then each tensor's bytes in order, so a KNN bank of any size never sits in memory. (The crate's
+//! own writer asks every tensor for its bytes at once.) The file appears under its name only when
+//! complete; a cancelled or failed write leaves nothing behind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorInfo};
+use tch::{Device, Kind, Tensor};
+
+/// A tensor the writer will receive, in order.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+}
+
+impl Entry {
+    pub fn f64(name: &str, shape: &[usize]) -> Self {
+        Entry {
+            name: name.into(),
+            dtype: Dtype::F64,
+            shape: shape.to_vec(),
+        }
+    }
+
+    pub fn f32(name: &str, shape: &[usize]) -> Self {
+        Entry {
+            name: name.into(),
+            dtype: Dtype::F32,
+            shape: shape.to_vec(),
+        }
+    }
+
+    pub fn i64(name: &str, shape: &[usize]) -> Self {
+        Entry {
+            name: name.into(),
+            dtype: Dtype::I64,
+            shape: shape.to_vec(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Header<'a> {
+    #[serde(rename = "__metadata__")]
+    metadata: &'a BTreeMap<String, String>,
+    #[serde(flatten)]
+    tensors: BTreeMap<String, TensorInfo>,
+}
+
+/// Writes a fit file tensor by tensor, into `<path>.partial`, renamed to `path` by [`Writer::finish`].
+pub struct Writer {
+    out: BufWriter<File>,
+    partial: PathBuf,
+    path: PathBuf,
+    entries: Vec<Entry>,
+    /// Index of the entry being written, and its bytes so far.
+    current: usize,
+    written: usize,
+}
+
+impl Writer {
+    /// Writes the header for `entries` (their data must follow in this order).
+    pub fn create(path: &Path, entries: Vec<Entry>, metadata: &BTreeMap<String, String>) -> std::io::Result<Writer> {
+        let mut tensors = BTreeMap::new();
+        let mut offset = 0;
+        for e in &entries {
+            let end = offset + e.bytes();
+            tensors.insert(
+                e.name.clone(),
+                TensorInfo {
+                    dtype: e.dtype,
+                    shape: e.shape.clone(),
+                    data_offsets: (offset, end),
+                },
+            );
+            offset = end;
+        }
+        let mut header = serde_json::to_string(&Header { metadata, tensors }).map_err(std::io::Error::other)?;
+        while header.len() % 8 != 0 {
+            header.push(' ');
+        }
+        let partial = partial_path(path);
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(header.as_bytes())?;
+        Ok(Writer {
+            out,
+            partial,
+            path: path.to_path_buf(),
+            entries,
+            current: 0,
+            written: 0,
+        })
+    }
+
+    /// Appends values of the current tensor (moving to the next once it is full).
+    pub fn write_f32(&mut self, values: &[f32]) -> std::io::Result<()> {
+        self.expect(Dtype::F32, values.len() * 4)?;
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.out.write_all(&bytes)
+    }
+
+    pub fn write_f64(&mut self, values: &[f64]) -> std::io::Result<()> {
+        self.expect(Dtype::F64, values.len() * 8)?;
+        let mut bytes = Vec::with_capacity(values.len() * 8);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.out.write_all(&bytes)
+    }
+
+    pub fn write_i64(&mut self, values: &[i64]) -> std::io::Result<()> {
+        self.expect(Dtype::I64, values.len() * 8)?;
+        let mut bytes = Vec::with_capacity(values.len() * 8);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.out.write_all(&bytes)
+    }
+
+    /// A whole tensor's values (converted to the entry's type).
+    pub fn write_tensor(&mut self, t: &Tensor) -> std::io::Result<()> {
+        let flat = t
+            .f_to_device(Device::Cpu)
+            .and_then(|t| t.f_contiguous())
+            .and_then(|t| t.f_view([-1]))
+            .map_err(std::io::Error::other)?;
+        match self.entries.get(self.current).map(|e| e.dtype) {
+            Some(Dtype::F64) => {
+                let v = Vec::<f64>::try_from(flat.f_to_kind(Kind::Double).map_err(std::io::Error::other)?)
+                    .map_err(std::io::Error::other)?;
+                self.write_f64(&v)
+            }
+            Some(Dtype::I64) => {
+                let v = Vec::<i64>::try_from(flat.f_to_kind(Kind::Int64).map_err(std::io::Error::other)?)
+                    .map_err(std::io::Error::other)?;
+                self.write_i64(&v)
+            }
+            _ => {
+                let v = Vec::<f32>::try_from(flat.f_to_kind(Kind::Float).map_err(std::io::Error::other)?)
+                    .map_err(std::io::Error::other)?;
+                self.write_f32(&v)
+            }
+        }
+    }
+
+    fn expect(&mut self, dtype: Dtype, bytes: usize) -> std::io::Result<()> {
+        let entry = self
+            .entries
+            .get(self.current)
+            .ok_or_else(|| std::io::Error::other("more data than the header announced"))?;
+        if entry.dtype != dtype || self.written + bytes > entry.bytes() {
+            return Err(std::io::Error::other(format!(
+                "tensor `{}`: data does not match its announced {:?} {:?}",
+                entry.name, entry.dtype, entry.shape
+            )));
+        }
+        self.written += bytes;
+        if self.written == entry.bytes() {
+            self.current += 1;
+            self.written = 0;
+            // Skip empty tensors.
+            while self.entries.get(self.current).is_some_and(|e| e.bytes() == 0) {
+                self.current += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every announced byte was written, syncs, and renames the file into place.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        while self.entries.get(self.current).is_some_and(|e| e.bytes() == 0) {
+            self.current += 1;
+        }
+        if self.current != self.entries.len() {
+            return Err(std::io::Error::other(format!(
+                "tensor `{}` was not written in full",
+                self.entries[self.current].name
+            )));
+        }
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        std::fs::rename(&self.partial, &self.path)
+    }
+}
+
+impl Drop for Writer {
+    /// An unfinished file is removed.
+    fn drop(&mut self) {
+        if self.partial.exists() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// A fit file opened for reading: its header parsed by the `safetensors` crate (over a memory map,
+/// so opening reads only the header); tensors are read on demand.
+pub struct Reader {
+    file: File,
+    data_start: u64,
+    tensors: HashMap<String, TensorInfo>,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, String> {
+        let file = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+        // SAFETY: the map is only read, and dropped before this function returns.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot read it: {e}"))?;
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
+            .map_err(|e| format!("not a safetensors file (or truncated): {e:?}"))?;
+        let tensors = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.clone()))
+            .collect();
+        Ok(Reader {
+            data_start: 8 + header_len as u64,
+            tensors,
+            metadata: metadata.metadata().clone().unwrap_or_default(),
+            file,
+        })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|i| i.shape.as_slice())
+    }
+
+    /// Where a tensor's bytes start in the file, and its shape.
+    pub fn location(&self, name: &str) -> Option<(u64, Vec<usize>, Dtype)> {
+        let info = self.tensors.get(name)?;
+        Some((
+            self.data_start + info.data_offsets.0 as u64,
+            info.shape.clone(),
+            info.dtype,
+        ))
+    }
+
+    /// A whole tensor, on the CPU, in its stored type.
+    pub fn tensor(&self, name: &str) -> Result<Tensor, String> {
+        let info = self.tensors.get(name).ok_or_else(|| format!("no tensor `{name}`"))?;
+        let (start, end) = info.data_offsets;
+        let mut bytes = vec![0u8; end - start];
+        self.file
+            .read_exact_at(&mut bytes, self.data_start + start as u64)
+            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        let kind = match info.dtype {
+            Dtype::F64 => Kind::Double,
+            Dtype::F32 => Kind::Float,
+            Dtype::I64 => Kind::Int64,
+            other => return Err(format!("tensor `{name}` has an unexpected type {other:?}")),
+        };
+        let shape: Vec<i64> = info.shape.iter().map(|&s| s as i64).collect();
+        Tensor::f_from_data_size(&bytes, &shape, kind).map_err(|e| format!("tensor `{name}`: {e}"))
+    }
+
+    /// Reads `len` bytes at `offset` (a block of the bank).
+    pub fn read_at(&self, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buffer, offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streamed_file_reads_back_and_a_dropped_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        let meta: BTreeMap<String, String> = [("format".to_string(), "test".to_string())].into();
+        let entries = vec![
+            Entry::f32("bank", &[3, 2]),
+            Entry::f64("mean", &[2]),
+            Entry::i64("counts", &[2]),
+        ];
+        let mut w = Writer::create(&path, entries.clone(), &meta).unwrap();
+        w.write_f32(&[1.0, 2.0]).unwrap();
+        w.write_f32(&[3.0, 4.0, 5.0, 6.0]).unwrap();
+        w.write_f64(&[0.5, -0.5]).unwrap();
+        assert!(w.write_f64(&[1.0]).is_err(), "wrong type for `counts`");
+        w.write_i64(&[7, 8]).unwrap();
+        w.finish().unwrap();
+        // Python's safetensors and tch read it too; here, the crate and the reader.
+        let all = Tensor::read_safetensors(&path).unwrap();
+        assert_eq!(all.len(), 3);
+        let r = Reader::open(&path).unwrap();
+        assert_eq!(r.metadata["format"], "test");
+        assert_eq!(Vec::<f64>::try_from(r.tensor("mean").unwrap()).unwrap(), [0.5, -0.5]);
+        assert_eq!(r.shape("bank"), Some(&[3usize, 2][..]));
+
+        let unfinished = dir.path().join("g.safetensors");
+        let mut w = Writer::create(&unfinished, entries, &meta).unwrap();
+        w.write_f32(&[1.0]).unwrap();
+        assert!(w.finish().is_err());
+        assert!(!unfinished.exists() && !partial_path(&unfinished).exists());
+    }
+}

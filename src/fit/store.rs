@@ -1,0 +1,522 @@
+//! One fit pass and its file: the accumulators and the raw features on disk while images stream
+//! through, then the finishing passes (pseudo-inverses, ViM's eigenvectors and α, ReAct's
+//! percentiles, the normalised bank) written into the fit file with the provenance in its header.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sha2::{Digest, Sha256};
+use tch::{Kind, Tensor};
+
+use super::accumulate::{Accumulator, Moments};
+use super::file::{Entry, Writer};
+use super::percentile::{Rereadable, percentiles};
+use super::{FitOptions, REACT_LEVELS, react_levels};
+use crate::data::{ImageSet, SetSource};
+use crate::model::{Model, Outputs};
+
+/// The value of the header's `format` field, and the version of its layout.
+pub const FORMAT: &str = "oodscope-fit";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where the classes of the fit images came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelSource {
+    /// The ImageFolder class folders.
+    Folders,
+    /// The model's predictions (the folder has no class folders).
+    Predicted,
+}
+
+/// What a fit file says about itself (its header's metadata).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FitInfo {
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub format_version: u32,
+    pub oodscope_version: String,
+    pub model_file: String,
+    /// SHA-256 of the model file, its card and its head file.
+    pub model_sha256: String,
+    pub card: String,
+    pub train_root: String,
+    /// SHA-256 of the training folder's listing (relative paths, sizes, times, labels).
+    pub train_listing_sha256: String,
+    pub train_files: usize,
+    pub max_images: Option<usize>,
+    /// Images that went into the statistics, and those skipped.
+    pub images: u64,
+    pub skipped: usize,
+    pub labels: LabelSource,
+    pub classes: Vec<String>,
+    pub counts: Vec<u64>,
+    pub predicted_counts: Vec<u64>,
+    pub feature_width: Option<usize>,
+    pub preprocess: String,
+    /// Whether this fit came from the cache (set when it is used, not stored).
+    #[serde(skip)]
+    pub cached: bool,
+}
+
+impl FitInfo {
+    /// Reads the header's metadata (each value JSON, under `oodscope`).
+    pub fn from_metadata(path: &Path, metadata: &std::collections::HashMap<String, String>) -> Result<FitInfo, String> {
+        if metadata.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err("not an oodscope fit file (its header has no `format = oodscope-fit`)".into());
+        }
+        let text = metadata
+            .get("oodscope")
+            .ok_or("the header has no `oodscope` provenance")?;
+        let mut info: FitInfo = serde_json::from_str(text).map_err(|e| format!("unreadable provenance: {e}"))?;
+        if info.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "made by oodscope {} in format {}; this oodscope reads format {FORMAT_VERSION}: refit",
+                info.oodscope_version, info.format_version
+            ));
+        }
+        info.path = path.to_path_buf();
+        Ok(info)
+    }
+
+    /// The provenance as reports show it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = v.as_object_mut() {
+            map.insert("file".into(), self.path.display().to_string().into());
+            map.insert("cached".into(), self.cached.into());
+            map.remove("card");
+        }
+        v
+    }
+
+    /// `6000 images of assets/demo/fmnist-train (labels from class folders)`.
+    pub fn describe(&self) -> String {
+        let labels = match self.labels {
+            LabelSource::Folders => "labels from class folders",
+            LabelSource::Predicted => "no class folders: classes predicted by the model",
+        };
+        format!("{} images of {} ({labels})", self.images, self.train_root)
+    }
+}
+
+/// SHA-256 over the model file, the card's text and the head file (what the fit depends on).
+pub fn model_hash(model: &Model) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    let mut files = vec![model.file().to_path_buf(), model.card.path.clone()];
+    if let Some(crate::model::HeadSource::File(head)) = model.card.head() {
+        files.push(head.clone());
+    }
+    for path in files {
+        let mut f = File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buffer)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+        }
+        hasher.update([0xff]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// SHA-256 over a set's listing: each file's path relative to the root, size, modification time and
+/// label, in order. A file added, removed, renamed, relabelled or rewritten changes it.
+pub fn listing_hash(set: &ImageSet) -> String {
+    let mut hasher = Sha256::new();
+    if let SetSource::Folder { root, files } = &set.source {
+        for f in files {
+            let rel = f.path.strip_prefix(root).unwrap_or(&f.path);
+            let meta = std::fs::metadata(&f.path).ok();
+            let size = meta.as_ref().map_or(0, |m| m.len());
+            let mtime = meta
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            hasher.update(format!("{}\0{size}\0{mtime}\0{:?}\n", rel.display(), f.label));
+        }
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// The provenance of a pass, before its counts are known.
+pub struct Provenance {
+    info: FitInfo,
+}
+
+impl Provenance {
+    pub fn of(
+        model: &Model,
+        train: &ImageSet,
+        used: &ImageSet,
+        options: &FitOptions,
+        skipped: usize,
+    ) -> Result<Self, String> {
+        let root = match &train.source {
+            SetSource::Folder { root, .. } => root.display().to_string(),
+            SetSource::Noise { kind, count } => format!("{kind}:{count}"),
+        };
+        let card = std::fs::read_to_string(&model.card.path).unwrap_or_default();
+        let pre = crate::data::Preprocess::for_card(&model.card);
+        Ok(Provenance {
+            info: FitInfo {
+                path: PathBuf::new(),
+                format_version: FORMAT_VERSION,
+                oodscope_version: env!("CARGO_PKG_VERSION").into(),
+                model_file: model.file().display().to_string(),
+                model_sha256: model_hash(model)?,
+                card,
+                train_root: root,
+                train_listing_sha256: listing_hash(train),
+                train_files: train.len(),
+                max_images: options.max_images,
+                images: 0,
+                skipped,
+                labels: if used.labelled {
+                    LabelSource::Folders
+                } else {
+                    LabelSource::Predicted
+                },
+                classes: model.card.classes.clone(),
+                counts: Vec::new(),
+                predicted_counts: Vec::new(),
+                feature_width: model.feature_width,
+                preprocess: format!(
+                    "{}x{}x{} {:?}, mean {:?}, std {:?}",
+                    pre.channels, pre.height, pre.width, pre.resize, model.card.mean, model.card.std
+                ),
+                cached: false,
+            },
+        })
+    }
+}
+
+/// The raw features of a pass, row after row (float32), in a temporary file beside the fit file,
+/// removed when dropped.
+pub struct FeatureFile {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl FeatureFile {
+    pub fn create(fit_path: &Path) -> std::io::Result<FeatureFile> {
+        let mut name = fit_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".features.tmp");
+        let path = fit_path.with_file_name(name);
+        let out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        Ok(FeatureFile { path, out: Some(out) })
+    }
+
+    fn append(&mut self, values: &[f32]) -> std::io::Result<()> {
+        let out = self.out.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        out.write_all(&bytes)
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        if let Some(mut out) = self.out.take() {
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` on blocks of whole rows of `width` values.
+    fn for_each_block(&self, width: usize, f: &mut dyn FnMut(&[f32])) -> std::io::Result<()> {
+        let rows = ((16 << 20) / (width.max(1) * 4)).max(1);
+        let mut reader = std::io::BufReader::new(File::open(&self.path)?);
+        let mut bytes = vec![0u8; rows * width * 4];
+        let mut values = vec![0f32; rows * width];
+        loop {
+            let n = read_full(&mut reader, &mut bytes)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let count = n / 4;
+            for (v, chunk) in values.iter_mut().zip(bytes[..count * 4].chunks_exact(4)) {
+                *v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            }
+            f(&values[..count]);
+        }
+    }
+}
+
+impl Drop for FeatureFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Every entry of the stored features, for the percentile passes.
+struct AllEntries<'a>(&'a FeatureFile, usize);
+
+impl Rereadable for AllEntries<'_> {
+    fn for_each_chunk(&mut self, f: &mut dyn FnMut(&[f32])) -> std::io::Result<()> {
+        self.0.for_each_block(self.1, f)
+    }
+}
+
+/// Why writing stopped.
+#[derive(Debug)]
+pub enum WriteError {
+    Cancelled,
+    Failed(String),
+}
+
+macro_rules! failed_from {
+    ($($t:ty),*) => {
+        $(impl From<$t> for WriteError {
+            fn from(e: $t) -> Self {
+                WriteError::Failed(e.to_string())
+            }
+        })*
+    };
+}
+failed_from!(std::io::Error, tch::TchError, serde_json::Error, String);
+
+/// One fit pass in progress.
+pub struct Pass<'a> {
+    model: &'a Model,
+    labelled: bool,
+    accumulator: Accumulator,
+    features: FeatureFile,
+    /// The head in float64, for ViM.
+    head: Option<(Tensor, Tensor)>,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(model: &'a Model, labelled: bool, features: FeatureFile) -> Result<Self, tch::TchError> {
+        let head = match &model.head {
+            Some(h) => Some((h.weight.f_to_kind(Kind::Double)?, h.bias.f_to_kind(Kind::Double)?)),
+            None => None,
+        };
+        Ok(Pass {
+            model,
+            labelled,
+            accumulator: Accumulator::new(model.card.num_classes(), model.device)?,
+            features,
+            head,
+        })
+    }
+
+    pub fn images(&self) -> u64 {
+        self.accumulator.images()
+    }
+
+    /// Adds a batch's clean outputs (and its folder labels, when the folder has them).
+    pub fn add(&mut self, outputs: &Outputs, labels: Option<&[usize]>) -> Result<(), String> {
+        let head = self.head.as_ref().map(|(w, b)| (w, b));
+        let labels = if self.labelled { labels } else { None };
+        self.accumulator
+            .add(&outputs.logits, outputs.features.as_ref(), labels, head)
+            .map_err(|e| e.to_string())?;
+        if let Some(z) = &outputs.features {
+            let values = crate::detect::to_vec_f32(z).map_err(|e| e.0)?;
+            self.features.append(&values).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the statistics and writes the fit file at `out`.
+    pub fn write(
+        mut self,
+        out: &Path,
+        provenance: Provenance,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<FitInfo, WriteError> {
+        self.features.close()?;
+        let moments = self.accumulator.finish()?;
+        let device = self.model.device;
+        let mut info = provenance.info;
+        info.images = moments.images;
+        info.counts = moments.counts.clone();
+        info.predicted_counts = moments.predicted_counts.clone();
+        let n = moments.images as usize;
+        let d = self.model.feature_width;
+        let derived = Derived::of(&moments, self.head.as_ref())?;
+
+        let mut entries = Vec::new();
+        if let Some(d) = d {
+            entries.push(Entry::f32("knn_bank", &[n, d]));
+        }
+        let small = derived.tensors(&moments)?;
+        for (name, t) in &small {
+            let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+            entries.push(Entry::f64(name, &shape));
+        }
+        if let Some(d) = d {
+            if derived.vim.is_some() {
+                entries.push(Entry::f64("vim_alpha", &[d]));
+            }
+            entries.push(Entry::f64("react_percentiles", &[REACT_LEVELS]));
+        }
+        entries.push(Entry::i64("counts", &[info.counts.len()]));
+        let metadata: BTreeMap<String, String> = [
+            ("format".to_string(), FORMAT.to_string()),
+            ("oodscope".to_string(), serde_json::to_string(&info)?),
+        ]
+        .into();
+        let mut writer = Writer::create(out, entries, &metadata)?;
+        let passes = if d.is_some() { 4 } else { 1 };
+        let check_cancel = || {
+            if cancel.load(Ordering::Relaxed) {
+                Err(WriteError::Cancelled)
+            } else {
+                Ok(())
+            }
+        };
+
+        // Pass 1 over the features: the normalised bank, and ViM's residual norms for every dim.
+        let mut residual_sums: Option<Tensor> = None;
+        if let Some(d) = d {
+            let mut failure = None;
+            self.features.for_each_block(d, &mut |block| {
+                if failure.is_some() {
+                    return;
+                }
+                let mut step = || -> Result<(), WriteError> {
+                    let rows = (block.len() / d) as i64;
+                    let z = Tensor::from_slice(block).f_view([rows, d as i64])?;
+                    writer.write_tensor(&super::bank::normalise(&z).map_err(|e| e.0)?)?;
+                    if let Some(vim) = &derived.vim {
+                        let x = z.f_to_device(device)?.f_to_kind(Kind::Double)?.f_sub(&vim.origin)?;
+                        let p2 = x.f_mm(&vim.eigenvectors)?.f_square()?;
+                        // Column j: Σ_{k ≥ j} p_k², the squared residual norm outside the first j.
+                        let tail = p2.f_flip([1i64])?.f_cumsum(1, Kind::Double)?.f_flip([1i64])?;
+                        let norms =
+                            tail.f_clamp_min(0.0)?
+                                .f_sqrt()?
+                                .f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?;
+                        residual_sums = Some(match residual_sums.take() {
+                            Some(s) => s.f_add(&norms)?,
+                            None => norms,
+                        });
+                    }
+                    Ok(())
+                };
+                if let Err(e) = step() {
+                    failure = Some(e);
+                }
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            check_cancel()?;
+            on_progress(1, passes);
+        }
+        for (_, t) in &small {
+            writer.write_tensor(t)?;
+        }
+        if let Some(d) = d {
+            if let (Some(vim), Some(sums)) = (&derived.vim, &residual_sums) {
+                let mean_norms = sums.f_div_scalar(n as f64)?;
+                let alpha = mean_norms.f_reciprocal()?.f_mul_scalar(vim.mean_max_logit)?;
+                writer.write_tensor(&alpha)?;
+            }
+            // Passes 2–4: the radix select of ReAct's percentiles over all N·D entries.
+            let values = percentiles(&mut AllEntries(&self.features, d), (n * d) as u64, &react_levels())?;
+            check_cancel()?;
+            writer.write_f64(&values)?;
+            on_progress(passes, passes);
+        }
+        let counts: Vec<i64> = info.counts.iter().map(|&c| c as i64).collect();
+        writer.write_i64(&counts)?;
+        writer.finish()?;
+        info.path = out.to_path_buf();
+        Ok(info)
+    }
+}
+
+/// ViM's principal space, before α.
+struct VimSpace {
+    /// `u = −pinv(W)·b`.
+    origin: Tensor,
+    /// Columns by descending eigenvalue.
+    eigenvectors: Tensor,
+    eigenvalues: Tensor,
+    mean_max_logit: f64,
+}
+
+/// What the moments give in closed form: pseudo-inverses, ViM's space.
+struct Derived {
+    shared_pinv: Option<Tensor>,
+    global_pinv: Option<Tensor>,
+    vim: Option<VimSpace>,
+}
+
+/// `pinv(S)` of a symmetric matrix, cutting singular values below 1e-15 of the largest (numpy's
+/// default `rcond`).
+fn pinv_symmetric(s: &Tensor) -> Result<Tensor, tch::TchError> {
+    s.f_linalg_pinv_atol_rtol_float(None, 1e-15, true)
+}
+
+impl Derived {
+    fn of(m: &Moments, head: Option<&(Tensor, Tensor)>) -> Result<Derived, WriteError> {
+        let shared_pinv = m.shared_cov.as_ref().map(pinv_symmetric).transpose()?;
+        let global_pinv = m.global_cov.as_ref().map(pinv_symmetric).transpose()?;
+        let vim = match (head, &m.global_cov, &m.global_mean, m.mean_max_logit) {
+            (Some((w, b)), Some(cov), Some(mean), Some(mean_max_logit)) => {
+                let u = w.f_linalg_pinv_atol_rtol_float(None, 1e-15, false)?.f_mv(b)?.f_neg()?;
+                // (1/N) Σ (z − u)(z − u)ᵀ = Σ_global + (m − u)(m − u)ᵀ.
+                let shift = mean.f_sub(&u)?;
+                let around_u = cov.f_add(&shift.f_unsqueeze(1)?.f_mm(&shift.f_unsqueeze(0)?)?)?;
+                let (values, vectors) = around_u.f_linalg_eigh("L")?;
+                Some(VimSpace {
+                    origin: u,
+                    eigenvectors: vectors.f_flip([1i64])?,
+                    eigenvalues: values.f_flip([0i64])?,
+                    mean_max_logit,
+                })
+            }
+            _ => None,
+        };
+        Ok(Derived {
+            shared_pinv,
+            global_pinv,
+            vim,
+        })
+    }
+
+    /// The float64 tensors written after the bank, by name.
+    fn tensors(&self, m: &Moments) -> Result<Vec<(&'static str, Tensor)>, WriteError> {
+        let mut out = vec![("klm_templates", m.klm_templates.shallow_clone())];
+        let mut add = |name: &'static str, t: &Option<Tensor>| {
+            if let Some(t) = t {
+                out.push((name, t.shallow_clone()));
+            }
+        };
+        add("class_means", &m.class_means);
+        add("shared_cov", &m.shared_cov);
+        add("shared_pinv", &self.shared_pinv);
+        add("global_mean", &m.global_mean);
+        add("global_cov", &m.global_cov);
+        add("global_pinv", &self.global_pinv);
+        if let Some(vim) = &self.vim {
+            out.push(("vim_u", vim.origin.shallow_clone()));
+            out.push(("vim_eigenvectors", vim.eigenvectors.shallow_clone()));
+            out.push(("vim_eigenvalues", vim.eigenvalues.shallow_clone()));
+        }
+        Ok(out)
+    }
+}
