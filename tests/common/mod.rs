@@ -65,3 +65,9 @@ pub fn run_one(
     )
     .unwrap()
 }
+
+/// The venv's Python (scripts/setup.sh makes it), else `python3`.
+pub fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() { venv } else { PathBuf::from("python3") }
+}
