@@ -43,7 +43,25 @@ fn settings(export_dir: &Path) -> Settings {
     }
 }
 
+/// Fits made by the GUI tests go to a cache folder of their own, not the user's.
+fn private_fit_cache() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = root().join("target/gui-test-fit-cache");
+        // SAFETY: set once, before any app (and its worker threads) of this test binary starts.
+        unsafe { std::env::set_var("OODSCOPE_CACHE_DIR", dir) };
+    });
+}
+
+fn harness_with(settings: Settings) -> Harness<'static, OodscopeApp> {
+    private_fit_cache();
+    HarnessBuilder::default()
+        .with_size([1440.0, 900.0])
+        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings))
+}
+
 fn harness(export_dir: &Path) -> Harness<'static, OodscopeApp> {
+    private_fit_cache();
     let settings = settings(export_dir);
     HarnessBuilder::default()
         .with_size([1440.0, 900.0])
@@ -223,9 +241,7 @@ fn selecting_an_image_with_epsilon_shows_its_perturbation() {
     let out = tempfile::tempdir().unwrap();
     let mut settings = settings(out.path());
     settings.set_param("epsilon", 0.002);
-    let mut h = HarnessBuilder::default()
-        .with_size([1440.0, 900.0])
-        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings));
+    let mut h = harness_with(settings);
     step_until(&mut h, "the demo to be scored", scored);
     h.state_mut().push(oodscope::app::Command::Select(Some(0)));
     h.step();
@@ -252,9 +268,7 @@ fn tune_runs_in_the_background_and_its_choice_can_be_applied() {
         ood: true,
         enabled: true,
     });
-    let mut h = HarnessBuilder::default()
-        .with_size([1440.0, 900.0])
-        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings));
+    let mut h = harness_with(settings);
     step_until(&mut h, "the demo to be scored", scored);
     h.get_by_label("Tune parameters").click();
     h.step();
@@ -319,4 +333,50 @@ fn moving_epsilon_shows_a_first_order_estimate_until_the_exact_scores_arrive() {
         "{error}"
     );
     eprintln!("{error}");
+}
+
+#[test]
+fn feature_methods_fit_in_the_background_and_k_rescores_cached_features() {
+    let out = tempfile::tempdir().unwrap();
+    let mut settings = settings(out.path());
+    settings.train = Some(root().join("assets/demo/fmnist-train").display().to_string());
+    settings.method = Method::named("knn");
+    let mut h = harness_with(settings);
+    // The method list says why the methods this model cannot run are disabled.
+    step_until(&mut h, "the model to load", |app| app.model.is_some());
+    h.get_by_label_contains("Unavailable here").click();
+    h.step();
+    assert!(shows_text(&h, "Confidence branch: needs a confidence branch"));
+    step_until(&mut h, "the fit and the KNN scores", |app| app.has_fit() && scored(app));
+    let app = h.state();
+    assert_eq!(app.result.as_ref().unwrap().shown.method, Method::named("knn"));
+    match &app.fit {
+        Some(oodscope::app::FitState::Ready { info, bank }) => {
+            assert_eq!((info.images, *bank), (6000, Some(6000)));
+        }
+        _ => panic!("no fit"),
+    }
+    let before = auroc_of_first_ood(app);
+    // A new k re-scores the cached features: no model pass.
+    h.get_by_role_and_label(Role::Slider, "Neighbour k")
+        .set_value_accesskit(5.0);
+    h.step();
+    assert!(h.state().job.is_none(), "a new k must not need the model");
+    step_until(&mut h, "the re-scored k = 5", |app| {
+        app.rescoring.is_none() && !app.result_is_stale()
+    });
+    let app = h.state();
+    assert!(app.job.is_none());
+    assert_eq!(app.result.as_ref().unwrap().shown.get("k"), 5.0);
+    assert_ne!(auroc_of_first_ood(app), before);
+    // Switching to another feature method re-scores the same cached features too.
+    h.state_mut()
+        .push(oodscope::app::Command::SetMethod(Method::named("vim")));
+    h.step();
+    assert!(
+        h.state().job.is_none(),
+        "ViM from cached features must not need the model"
+    );
+    step_until(&mut h, "ViM", |app| app.rescoring.is_none() && !app.result_is_stale());
+    assert_eq!(h.state().result.as_ref().unwrap().shown.method, Method::named("vim"));
 }

@@ -47,9 +47,13 @@ pub enum Command {
     Rescore,
     Cancel,
     ScoreFiles(Vec<PathBuf>),
-    /// A dropped folder waits for the user to say ID or OOD.
+    /// A dropped folder waits for the user to say ID, OOD or training (fit) folder.
     AskFolderRole(PathBuf),
     ResolveFolder(Option<Role>),
+    /// The dropped folder is the ID training folder of the fit.
+    ResolveFolderAsTrain,
+    /// Set (or clear) the ID training folder; a set one is fitted (or read from the cache).
+    SetTrain(Option<String>),
     Export {
         kind: ExportKind,
         path: Option<PathBuf>,

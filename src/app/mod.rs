@@ -41,6 +41,22 @@ pub struct RunningJob {
     pub started: Instant,
 }
 
+/// Where the fit of the methods that need one stands.
+pub enum FitState {
+    /// The worker reads it from the cache or computes it.
+    Fitting {
+        generation: u64,
+        progress: Option<crate::fit::FitProgress>,
+        cancel: CancelToken,
+    },
+    /// Loaded in the worker; `bank` is the KNN bank's size.
+    Ready {
+        info: Box<crate::fit::FitInfo>,
+        bank: Option<usize>,
+    },
+    Failed(String),
+}
+
 /// The T / ε search in flight.
 pub struct TuningJob {
     pub generation: u64,
@@ -113,6 +129,8 @@ pub struct OodscopeApp {
     pub estimating: Option<u64>,
     /// How far the last first-order estimate was from the exact scores, once they arrived.
     pub estimate_error: Option<String>,
+    /// The fit on the ID training folder, when one is set.
+    pub fit: Option<FitState>,
     /// The tuning job in flight, and the last tuning result.
     pub tuning: Option<TuningJob>,
     pub tune_result: Option<Box<crate::tune::TuneResult>>,
@@ -157,6 +175,7 @@ impl OodscopeApp {
             rescoring: None,
             estimating: None,
             estimate_error: None,
+            fit: None,
             tuning: None,
             tune_result: None,
             tour: None,
@@ -197,8 +216,7 @@ impl OodscopeApp {
     /// The current method with the sliders' values, checked against the model (defaults for the
     /// parameters never set); `None` before a model is loaded or when a value is out of range.
     pub fn current_settings(&self) -> Option<ScoreSettings> {
-        let model = self.model.as_ref()?;
-        ScoreSettings::new(self.settings.method, &self.settings.current_params(), &model.dims).ok()
+        ScoreSettings::new(self.settings.method, &self.settings.current_params(), &self.dims()?).ok()
     }
 
     /// Whether the displayed result is for other settings than those on the sliders.
@@ -212,7 +230,48 @@ impl OodscopeApp {
 
     /// Whether the app has a fit for the methods that need one.
     pub fn has_fit(&self) -> bool {
-        false
+        matches!(self.fit, Some(FitState::Ready { .. }))
+    }
+
+    /// Whether a fit is being made or read.
+    pub fn is_fitting(&self) -> bool {
+        matches!(self.fit, Some(FitState::Fitting { .. }))
+    }
+
+    /// The model's dimensions, with the fit's bank size (KNN's k is at most that).
+    pub fn dims(&self) -> Option<crate::detect::Dims> {
+        let model = self.model.as_ref()?;
+        let bank = match &self.fit {
+            Some(FitState::Ready { bank, .. }) => *bank,
+            _ => None,
+        };
+        Some(crate::detect::Dims { bank, ..model.dims })
+    }
+
+    /// Starts the fit on the training folder in the settings (or forgets the fit if there is none).
+    fn start_fit(&mut self) {
+        if let Some(FitState::Fitting { cancel, .. }) = self.fit.take() {
+            cancel.cancel();
+        }
+        let Some(train) = self.settings.train.clone() else {
+            self.worker.send(Job::DropFit);
+            return;
+        };
+        if self.model.is_none() {
+            return; // the fit starts once the model has loaded
+        }
+        let generation = self.next_generation();
+        let cancel = CancelToken::default();
+        self.worker.send(Job::Fit {
+            generation,
+            train: PathBuf::from(train),
+            cancel: cancel.flag(),
+        });
+        self.fit = Some(FitState::Fitting {
+            generation,
+            progress: None,
+            cancel,
+        });
     }
 
     /// The scanned sets that are switched on, in panel order.
@@ -259,6 +318,15 @@ impl OodscopeApp {
         };
         if self.sets.iter().any(|s| s.set.is_none()) {
             return; // scoring starts once every set is open
+        }
+        if wanted.method.detector().needs().fit && !self.has_fit() {
+            if !self.is_fitting() {
+                self.note(format!(
+                    "{} needs a fit: choose an ID training folder in the side panel",
+                    wanted.method.title()
+                ));
+            }
+            return; // scoring starts once the fit is ready
         }
         let sets: Vec<ImageSet> = self.enabled_sets();
         let same_sets = self.result.as_ref().is_some_and(|r| same_sets(&r.sets, &sets));
@@ -313,6 +381,13 @@ impl OodscopeApp {
             cancel,
             started: Instant::now(),
         });
+    }
+
+    /// Shows a message, once (not again while it is the latest).
+    fn note(&mut self, message: String) {
+        if self.messages.last() != Some(&message) {
+            self.messages.push(message);
+        }
     }
 
     fn next_generation(&mut self) -> u64 {
@@ -406,8 +481,11 @@ impl OodscopeApp {
             Event::ModelLoaded(info) => {
                 self.loading_model = false;
                 self.settings.model = Some(info.path.display().to_string());
-                if info.missing(self.settings.method, self.has_fit()).is_some() {
-                    let usable = crate::score::Method::all().find(|m| info.missing(*m, self.has_fit()).is_none());
+                // A method this model cannot run gives way to the first it can (one that needs the
+                // fit waits for it when a training folder is set).
+                let will_fit = self.settings.train.is_some();
+                if info.missing(self.settings.method, will_fit).is_some() {
+                    let usable = crate::score::Method::all().find(|m| info.missing(*m, false).is_none());
                     if let Some(method) = usable {
                         self.settings.method = method;
                     }
@@ -415,6 +493,7 @@ impl OodscopeApp {
                 self.model = Some(info);
                 self.result = None;
                 self.derived = None;
+                self.start_fit();
                 self.open_sets();
             }
             Event::SetOpened { spec, set } => {
@@ -440,6 +519,32 @@ impl OodscopeApp {
                 }
             }
             Event::FilesScored { settings, set, run, .. } => self.on_files_scored(settings, &set, &run),
+            Event::FitProgress { generation, progress } => {
+                if let Some(FitState::Fitting {
+                    generation: g,
+                    progress: p,
+                    ..
+                }) = &mut self.fit
+                    && *g == generation
+                {
+                    *p = Some(progress);
+                }
+            }
+            Event::Fitted { generation, info, bank } => {
+                if matches!(&self.fit, Some(FitState::Fitting { generation: g, .. }) if *g == generation) {
+                    self.fit = Some(FitState::Ready {
+                        info: Box::new(info),
+                        bank,
+                    });
+                    self.refresh();
+                }
+            }
+            Event::FitFailed { generation, message } => {
+                if matches!(&self.fit, Some(FitState::Fitting { generation: g, .. }) if *g == generation) {
+                    self.messages.push(message.clone());
+                    self.fit = Some(FitState::Failed(message));
+                }
+            }
             Event::Rescored {
                 generation,
                 settings,
@@ -488,6 +593,9 @@ impl OodscopeApp {
             Event::Cancelled { generation } => {
                 if self.job.as_ref().is_some_and(|j| j.generation == generation) {
                     self.job = None;
+                }
+                if matches!(&self.fit, Some(FitState::Fitting { generation: g, .. }) if *g == generation) {
+                    self.fit = None;
                 }
                 if self.tuning.as_ref().is_some_and(|j| j.generation == generation) {
                     self.tuning = None;
@@ -639,6 +747,9 @@ impl OodscopeApp {
             }
             Command::Cancel => {
                 self.cancel_job();
+                if let Some(FitState::Fitting { cancel, .. }) = &self.fit {
+                    cancel.cancel();
+                }
                 if let Some(t) = self.tuning.take() {
                     t.cancel.cancel();
                 }
@@ -662,6 +773,16 @@ impl OodscopeApp {
                 _ => self.messages.push("load a model before dropping images".into()),
             },
             Command::AskFolderRole(path) => self.pending_folder = Some(path),
+            Command::ResolveFolderAsTrain => {
+                if let Some(path) = self.pending_folder.take() {
+                    self.apply(Command::SetTrain(Some(path.display().to_string())), ctx);
+                }
+            }
+            Command::SetTrain(train) => {
+                self.settings.train = train;
+                self.start_fit();
+                self.refresh();
+            }
             Command::ResolveFolder(role) => {
                 if let (Some(path), Some(role)) = (self.pending_folder.take(), role) {
                     self.apply(

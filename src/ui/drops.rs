@@ -100,6 +100,13 @@ pub fn drop_ui(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
                     if ui.button("OOD set").clicked() {
                         out.push(Command::ResolveFolder(Some(Role::Ood)));
                     }
+                    if ui
+                        .button("Training folder (fit)")
+                        .on_hover_text("ID training images for the methods that need a fit (KNN, Mahalanobis, ViM, …)")
+                        .clicked()
+                    {
+                        out.push(Command::ResolveFolderAsTrain);
+                    }
                     if ui.button("Cancel").clicked() {
                         out.push(Command::ResolveFolder(None));
                     }

@@ -67,6 +67,27 @@ fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
     if pressed(egui::Key::T) {
         out.push(Command::ThresholdAt95Tpr);
     }
+    for (key, step) in [(egui::Key::OpenBracket, -1), (egui::Key::CloseBracket, 1)] {
+        if pressed(key)
+            && let Some(method) = next_method(app, step)
+        {
+            out.push(Command::SetMethod(method));
+        }
+    }
+}
+
+/// The method `step` places before or after the current one among those the model can run.
+fn next_method(app: &OodscopeApp, step: isize) -> Option<crate::score::Method> {
+    let model = app.model.as_ref()?;
+    let has_fit = app.has_fit() || app.is_fitting();
+    let usable: Vec<crate::score::Method> = crate::score::Method::all()
+        .filter(|m| model.missing(*m, has_fit).is_none())
+        .collect();
+    let Some(at) = usable.iter().position(|m| *m == app.settings.method) else {
+        return usable.first().copied();
+    };
+    let (at, n) = (at as isize, usable.len() as isize);
+    usable.get(((at + step) % n + n) as usize % n as usize).copied()
 }
 
 fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {

@@ -2,7 +2,7 @@
 
 use egui::{RichText, Slider};
 
-use crate::app::{Command, ExportKind, OodscopeApp};
+use crate::app::{Command, ExportKind, FitState, OodscopeApp};
 use crate::data::Role;
 use crate::detect::Group;
 use crate::score::Method;
@@ -11,6 +11,8 @@ pub fn side_panel_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::U
     model_ui(app, out, ui);
     ui.separator();
     sets_ui(app, out, ui);
+    ui.separator();
+    fit_ui(app, out, ui);
     ui.separator();
     method_ui(app, out, ui);
     ui.separator();
@@ -147,29 +149,121 @@ fn sets_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     });
 }
 
-/// The methods, grouped by what they need; one the model cannot run is disabled with the reason.
+/// The ID training folder that the methods with a fit use, and where its fit stands.
+fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    ui.heading("Fit (ID training images)");
+    match &app.settings.train {
+        Some(train) => {
+            ui.label(RichText::new(train).small()).on_hover_text(
+                "Labelled ID training images (class sub-folders); the methods with a fit use their statistics",
+            );
+        }
+        None => {
+            ui.label(
+                RichText::new("none: KNN, Mahalanobis, ViM, ReAct, DICE, KL matching and RMDS need one")
+                    .small()
+                    .weak(),
+            );
+        }
+    }
+    match &app.fit {
+        Some(FitState::Fitting { progress, .. }) => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                let text = match progress {
+                    Some(p) if p.stage == crate::fit::FitStage::Images => {
+                        format!("fitting: {}/{} images", p.done, p.total)
+                    }
+                    Some(_) => "fitting: statistics…".to_string(),
+                    None => "reading the fit…".to_string(),
+                };
+                ui.label(text);
+                if ui.small_button("Cancel").clicked() {
+                    out.push(Command::Cancel);
+                }
+            });
+        }
+        Some(FitState::Ready { info, .. }) => {
+            let origin = if info.cached { "cached" } else { "fitted now" };
+            ui.label(RichText::new(format!("{} images, {origin}", info.images)).small())
+                .on_hover_text(format!("{}\n{}", info.describe(), info.path.display()));
+        }
+        Some(FitState::Failed(message)) => {
+            ui.label(RichText::new(message).small().color(super::OOD_COLOUR));
+        }
+        None => {}
+    }
+    ui.horizontal(|ui| {
+        if ui.button("Choose training folder…").clicked() {
+            match rfd::FileDialog::new().pick_folder() {
+                Some(path) => out.push(Command::SetTrain(Some(path.display().to_string()))),
+                None => out.push(Command::Message(
+                    "no folder dialog here: drop the training folder on the window instead".into(),
+                )),
+            }
+        }
+        if app.settings.train.is_some() && ui.small_button("Clear").clicked() {
+            out.push(Command::SetTrain(None));
+        }
+    });
+}
+
+/// The method: a list grouped by what each needs, where a method the model cannot run is disabled;
+/// below it, each unavailable method with the reason.
 fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Method");
-    let has_fit = app.has_fit();
-    for group in Group::ALL {
-        let methods: Vec<Method> = Method::all().filter(|m| m.detector().group() == group).collect();
-        if methods.is_empty() {
-            continue;
-        }
-        ui.label(RichText::new(group.title()).small().weak());
-        ui.horizontal_wrapped(|ui| {
-            for method in methods {
-                let missing = app.model.as_ref().and_then(|m| m.missing(method, has_fit));
-                let selected = app.settings.method == method;
-                let response = ui
-                    .add_enabled(
-                        app.model.is_some() && missing.is_none(),
-                        egui::RadioButton::new(selected, method.title()),
-                    )
-                    .on_disabled_hover_text(missing.map_or("load a model first", |m| m.short()));
-                if response.clicked() && !selected {
-                    out.push(Command::SetMethod(method));
+    let has_fit = app.has_fit() || app.is_fitting();
+    let missing = |m: Method| app.model.as_ref().and_then(|model| model.missing(m, has_fit));
+    let current = app.settings.method;
+    egui::ComboBox::from_id_salt("method")
+        .selected_text(current.title())
+        .width(ui.available_width() - 8.0)
+        .height(600.0)
+        .show_ui(ui, |ui| {
+            for group in Group::ALL {
+                let methods: Vec<Method> = Method::all().filter(|m| m.detector().group() == group).collect();
+                if methods.is_empty() {
+                    continue;
                 }
+                ui.label(RichText::new(group.title()).small().weak());
+                for method in methods {
+                    let why = missing(method);
+                    let text = match why {
+                        Some(m) => format!("{} — {}", method.title(), m.short()),
+                        None => method.title().to_string(),
+                    };
+                    let response = ui.add_enabled(
+                        app.model.is_some() && why.is_none(),
+                        egui::Button::selectable(method == current, text),
+                    );
+                    if response.clicked() && method != current {
+                        out.push(Command::SetMethod(method));
+                    }
+                }
+            }
+        })
+        .response
+        .on_hover_text("[ and ] step through the methods this model can run");
+    ui.label(
+        RichText::new(format!(
+            "{} · {}",
+            current.detector().group().title(),
+            if app.is_fitting() && current.detector().needs().fit {
+                "waiting for the fit"
+            } else {
+                current.name()
+            }
+        ))
+        .small()
+        .weak(),
+    );
+    let unavailable: Vec<String> = Method::all()
+        .filter_map(|m| missing(m).map(|why| format!("{}: {}", m.title(), why.short())))
+        .collect();
+    if !unavailable.is_empty() {
+        ui.collapsing(format!("Unavailable here ({})", unavailable.len()), |ui| {
+            for line in &unavailable {
+                ui.label(RichText::new(line).small().weak());
             }
         });
     }
@@ -180,7 +274,7 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Parameters");
     let method = app.settings.method;
     let settings = app.current_settings();
-    let specs = app.model.as_ref().map(|m| method.params(&m.dims)).unwrap_or_default();
+    let specs = app.dims().map(|d| method.params(&d)).unwrap_or_default();
     if specs.is_empty() {
         ui.label(RichText::new(format!("{} has no parameters", method.title())).weak());
     }

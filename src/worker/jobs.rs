@@ -113,6 +113,35 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(e.to_string())),
                 }
             }
+            Job::Fit {
+                generation,
+                train,
+                cancel,
+            } => {
+                let Some(m) = &state.model else { continue };
+                state.fit = None;
+                state.norms.clear();
+                let mut on_progress = |progress| send(Event::FitProgress { generation, progress });
+                match fit_on(m, &train, &cancel, &mut on_progress) {
+                    Ok(fit) => {
+                        send(Event::Fitted {
+                            generation,
+                            info: fit.info.clone(),
+                            bank: fit.bank.as_ref().map(|b| b.len),
+                        });
+                        state.fit = Some(fit);
+                    }
+                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                    Err(e) => send(Event::FitFailed {
+                        generation,
+                        message: format!("fit on {}: {e}", train.display()),
+                    }),
+                }
+            }
+            Job::DropFit => {
+                state.fit = None;
+                state.norms.clear();
+            }
             Job::Rescore {
                 generation,
                 cache,
@@ -199,6 +228,22 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
             }
         }
     }
+}
+
+/// The fit of `model` on the folder `train` (cached, keyed by the model and the folder's listing).
+fn fit_on(
+    model: &Model,
+    train: &std::path::Path,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(crate::fit::FitProgress),
+) -> Result<Fit, RunError> {
+    let set = ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes)
+        .map_err(|e| RunError::Invalid(e.to_string()))?;
+    let options = crate::fit::FitOptions {
+        batch_size: 64,
+        max_images: None,
+    };
+    Ok(crate::fit::cache::obtain(model, &set, &options, cancel, on_progress)?.fit)
 }
 
 /// The first-order estimate at `settings`: each image's clean score at ε = 0 (from the cache) moved

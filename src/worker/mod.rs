@@ -40,6 +40,15 @@ pub enum Job {
         paths: Vec<PathBuf>,
         settings: ScoreSettings,
     },
+    /// The fit of the loaded model on an ID training folder: from the cache, else computed (with
+    /// progress) and cached. The worker keeps it for the methods that need one.
+    Fit {
+        generation: u64,
+        train: PathBuf,
+        cancel: Arc<AtomicBool>,
+    },
+    /// Forget the fit (the training folder was cleared).
+    DropFit,
     /// Scores of a result's cached clean outputs under other settings (no input step): a new T,
     /// k, percentile, dim, or another such method.
     Rescore {
@@ -78,6 +87,20 @@ pub enum Job {
 #[derive(Debug)]
 pub enum Event {
     ModelLoaded(ModelInfo),
+    FitProgress {
+        generation: u64,
+        progress: crate::fit::FitProgress,
+    },
+    Fitted {
+        generation: u64,
+        info: crate::fit::FitInfo,
+        /// The bank's size (for KNN's k), when the model has features.
+        bank: Option<usize>,
+    },
+    FitFailed {
+        generation: u64,
+        message: String,
+    },
     Rescored {
         generation: u64,
         settings: ScoreSettings,
