@@ -1,5 +1,6 @@
 //! Export of trained networks: TorchScript by tracing (Python's `torch.jit.load` opens the files)
-//! and the model card beside each.
+//! and the model card beside each; single models also return their penultimate features, with the
+//! head written beside them as safetensors (a traced module keeps no named parameters).
 
 use std::path::Path;
 
@@ -20,6 +21,46 @@ pub fn export_traced(vs: &mut VarStore, net: &dyn ModuleT, path: &Path) -> Resul
         .save(path)
         .with_context(|| format!("saving {}", path.display()))?;
     Ok(())
+}
+
+/// Freezes `vs` and traces the ResNet in eval mode to return one `[N, outputs + D]` tensor: the
+/// head's outputs (logits, and the confidence logit where the head has one more row than
+/// `classes`), then the features. Writes the head's first `classes` rows to `head_path` as
+/// safetensors (`weight` [C, D], `bias` [C]). Returns D.
+pub fn export_with_features(
+    vs: &mut VarStore,
+    net: &super::resnet::ResNet,
+    classes: usize,
+    path: &Path,
+    head_path: &Path,
+) -> Result<i64> {
+    vs.set_device(Device::Cpu);
+    vs.freeze();
+    let example = Tensor::zeros([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let module = tch::CModule::create_by_tracing("OodscopeNet", "forward", &[example], &mut |inputs| {
+        let z = net.features_t(&inputs[0], false);
+        vec![Tensor::cat(&[z.apply(net.head()), z], 1)]
+    })
+    .with_context(|| format!("tracing {}", path.display()))?;
+    module
+        .save(path)
+        .with_context(|| format!("saving {}", path.display()))?;
+    let c = classes as i64;
+    let weight = net.head().ws.narrow(0, 0, c).contiguous();
+    let bias = net
+        .head()
+        .bs
+        .as_ref()
+        .map(|b| b.narrow(0, 0, c).contiguous())
+        .unwrap_or_else(|| Tensor::zeros([c], (Kind::Float, Device::Cpu)));
+    Tensor::write_safetensors(&[("weight", &weight), ("bias", &bias)], head_path)
+        .with_context(|| format!("writing {}", head_path.display()))?;
+    Ok(weight.size()[1])
+}
+
+/// The card lines of a model exported by [`export_with_features`].
+pub fn features_card_lines(outputs: &str, width: i64, head_file: &str) -> String {
+    format!("outputs = \"{outputs}\"\nfeatures = {width}\nhead = \"{head_file}\"")
 }
 
 /// Writes a card (TOML) for a 28×28 greyscale Fashion-MNIST model.

@@ -8,7 +8,7 @@ use tch::nn::{self, ModuleT, OptimizerConfig, VarStore};
 use tch::{Kind, Tensor};
 
 use super::dataset::{Dataset, augment};
-use super::export::{export_traced, write_card};
+use super::export::{export_traced, export_with_features, features_card_lines, write_card};
 use super::resnet::ResNet;
 use super::{
     CONFIDENCE_BUDGET, FMNIST_MEAN, FMNIST_STD, LEAVE_OUT_BETA, LEAVE_OUT_MARGIN, LEFT_OUT_PAIRS, Rng, TrainOptions,
@@ -144,19 +144,26 @@ pub fn train_plain(o: &TrainOptions, train: &Dataset, test: &Dataset, classes: &
         eval,
     )?;
     let acc = accuracy(test, &|x| net.forward_t(x, false));
-    export_traced(&mut vs, &net, &o.out.join("fmnist-resnet.pt"))?;
+    let d = export_with_features(
+        &mut vs,
+        &net,
+        classes.len(),
+        &o.out.join("fmnist-resnet.pt"),
+        &o.out.join("fmnist-resnet.head.safetensors"),
+    )?;
     let notes = format!(
-        "ResNet (widths {}, {}, {}), {} epochs, seed {}",
+        "ResNet (widths {}, {}, {}), {} epochs, seed {}; output [N, {} + {d}]: logits, then features",
         o.width,
         2 * o.width,
         4 * o.width,
         o.epochs,
-        o.seed
+        o.seed,
+        classes.len()
     );
     write_card(
         &o.out.join("fmnist-resnet.toml"),
         "fmnist-resnet",
-        "outputs = \"logits\"",
+        &features_card_lines("logits+features", d, "fmnist-resnet.head.safetensors"),
         classes,
         acc,
         &notes,
@@ -218,11 +225,18 @@ pub fn train_confidence(
         |_| format!(", test accuracy {:.2}%", 100.0 * accuracy(test, &logits)),
     )?;
     let acc = accuracy(test, &logits);
-    export_traced(&mut vs, &net, &o.out.join("fmnist-resnet-confidence.pt"))?;
+    let d = export_with_features(
+        &mut vs,
+        &net,
+        classes.len(),
+        &o.out.join("fmnist-resnet-confidence.pt"),
+        &o.out.join("fmnist-resnet-confidence.head.safetensors"),
+    )?;
     let notes = format!(
-        "ResNet (widths {w}, {}, {}) with a confidence branch (DeVries & Taylor: hints p = 0.5, budget {CONFIDENCE_BUDGET}); output [N, 11], last column = confidence logit; {} epochs, seed {}",
+        "ResNet (widths {w}, {}, {}) with a confidence branch (DeVries & Taylor: hints p = 0.5, budget {CONFIDENCE_BUDGET}); output [N, {} + 1 + {d}]: logits, the confidence logit, then features; {} epochs, seed {}",
         2 * o.width,
         4 * o.width,
+        classes.len(),
         o.epochs,
         o.seed,
         w = o.width
@@ -230,7 +244,11 @@ pub fn train_confidence(
     write_card(
         &o.out.join("fmnist-resnet-confidence.toml"),
         "fmnist-resnet-confidence",
-        "outputs = \"logits+confidence\"",
+        &features_card_lines(
+            "logits+confidence+features",
+            d,
+            "fmnist-resnet-confidence.head.safetensors",
+        ),
         classes,
         acc,
         &notes,

@@ -96,12 +96,24 @@ impl ResNet {
     }
 }
 
-impl ModuleT for ResNet {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+impl ResNet {
+    /// The penultimate features `[N, 4w]`: the pooled output of the last stage.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut h = x.apply(&self.stem).apply_t(&self.stem_bn, train).relu();
         for block in &self.blocks {
             h = block.forward_t(&h, train);
         }
-        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.head)
+        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+
+    /// The final linear layer (`ℓ = W·z + b`).
+    pub fn head(&self) -> &nn::Linear {
+        &self.head
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.features_t(x, train).apply(&self.head)
     }
 }
