@@ -1,7 +1,7 @@
 //! oodscope: out-of-distribution detection inspector for TorchScript image classifiers.
 //!
-//! Layers point one way: `ui → app → worker → score/model/data → metrics`; `cli` and `report`
-//! sit beside `app`.
+//! Layers point one way: `ui → app → worker → (score, tune, fit) → detect → model/data → metrics`;
+//! `cli` and `report` sit beside `app`.
 
 pub mod alloc;
 pub mod app;

@@ -1,5 +1,6 @@
 //! The screenshot tour (`oodscope --screenshots DIR`): once the demo is scored, shows each view in
-//! turn, saves the window as PNG through egui's own screenshot, and closes. Used by
+//! turn (ODIN's histogram, KNN on the demo's fit, the gallery, one image, dropped photos), saves the
+//! window as PNG through egui's own screenshot, and closes. Used by
 //! scripts/screenshots.sh under Xvfb for the README.
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use super::{Command, OodscopeApp, Tab};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Main,
+    Features,
     Gallery,
     Detail,
     Drop,
@@ -24,6 +26,8 @@ pub struct Tour {
     written: Arc<Mutex<Option<Result<PathBuf, String>>>>,
     drop_files: Vec<PathBuf>,
     drop_sent: bool,
+    /// The method the tour started with, restored after the features step.
+    first_method: Option<crate::score::Method>,
 }
 
 /// Frames to let the layout and thumbnails settle before a screenshot.
@@ -39,12 +43,14 @@ impl Tour {
             written: Arc::new(Mutex::new(None)),
             drop_files,
             drop_sent: false,
+            first_method: None,
         }
     }
 
     fn name(step: Step) -> &'static str {
         match step {
             Step::Main => "main",
+            Step::Features => "features",
             Step::Gallery => "gallery",
             Step::Detail => "detail",
             Step::Drop => "drop",
@@ -62,7 +68,7 @@ pub fn advance(app: &mut OodscopeApp, ctx: &egui::Context) {
 
 fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
     ctx.request_repaint();
-    if app.job.is_some() || app.result.is_none() || app.result_is_stale() {
+    if app.job.is_some() || app.rescoring.is_some() || app.result.is_none() || app.result_is_stale() {
         return;
     }
     if tour.step == Step::Drop && app.drops.is_empty() {
@@ -78,7 +84,8 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
             Err(e) => eprintln!("screenshot failed: {e}"),
         }
         tour.step = match tour.step {
-            Step::Main => Step::Gallery,
+            Step::Main => Step::Features,
+            Step::Features => Step::Gallery,
             Step::Gallery => Step::Detail,
             Step::Detail => Step::Drop,
             Step::Drop | Step::Done => Step::Done,
@@ -88,7 +95,25 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
     }
     match tour.step {
         Step::Main => app.settings.tab = Tab::Histogram,
-        Step::Gallery => app.settings.tab = Tab::Gallery,
+        Step::Features => {
+            // KNN on the demo's fit (the window fits the demo's training sample at start).
+            let knn = crate::score::Method::named("knn");
+            if !app.has_fit() {
+                return;
+            }
+            if app.settings.method != knn {
+                tour.first_method = Some(app.settings.method);
+                app.push(Command::SetMethod(knn));
+                return;
+            }
+        }
+        Step::Gallery => {
+            if let Some(method) = tour.first_method.take() {
+                app.push(Command::SetMethod(method));
+                return;
+            }
+            app.settings.tab = Tab::Gallery
+        }
         Step::Detail => {
             app.settings.tab = Tab::Gallery;
             if app.selected.is_none() {

@@ -277,13 +277,13 @@ pub fn input_gradient(loss: &Tensor, x_tracked: &Tensor) -> DetectResult<Tensor>
         .ok_or_else(|| DetectError("no gradient was returned".into()))
 }
 
-/// `‖∇ₓ L‖₁` per image of a method's loss (its first network's), for the first-order estimate.
-pub fn gradient_l1(
+/// `∇ₓ L` of a batch for a method's step loss (its first network's, for an ensemble).
+fn first_loss_gradient(
     model: &Model,
     x: &Tensor,
     settings: &ScoreSettings,
     fit: Option<&Fit>,
-) -> Result<Vec<f32>, ModelError> {
+) -> Result<Tensor, ModelError> {
     let plan = Plan::single(model, settings, fit).map_err(|m| ModelError::model(model.file(), m))?;
     let fail = |e: DetectError| ModelError::model(model.file(), e.0);
     let x_tracked = x
@@ -298,9 +298,22 @@ pub fn gradient_l1(
         .step_losses(&outputs, &plan.context(), &settings.params)
         .map_err(fail)?;
     let loss = losses.first().ok_or_else(|| fail(DetectError("no loss".into())))?;
-    let norms = input_gradient(loss, &x_tracked)
-        .and_then(|g| Ok(g.f_abs()?.f_sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float)?))
-        .map_err(fail)?;
+    input_gradient(loss, &x_tracked).map_err(fail)
+}
+
+/// `‖∇ₓ L‖₁` per image of a method's step loss, for the first-order estimate.
+pub fn gradient_l1(
+    model: &Model,
+    x: &Tensor,
+    settings: &ScoreSettings,
+    fit: Option<&Fit>,
+) -> Result<Vec<f32>, ModelError> {
+    let fail = |e: DetectError| ModelError::model(model.file(), e.0);
+    let gradient = first_loss_gradient(model, x, settings, fit)?;
+    let norms = gradient
+        .f_abs()
+        .and_then(|g| g.f_sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float))
+        .map_err(|e| fail(e.into()))?;
     to_vec_f32(&norms).map_err(fail)
 }
 
@@ -317,23 +330,11 @@ pub fn perturbation(
     if eps == 0.0 {
         return Ok(vec![0.0; x.numel()]);
     }
-    let plan = Plan::single(model, settings, fit).map_err(|m| ModelError::model(model.file(), m))?;
     let fail = |e: DetectError| ModelError::model(model.file(), e.0);
-    let x_tracked = x
-        .f_detach()
-        .and_then(|t| t.f_set_requires_grad(true))
+    let step = first_loss_gradient(model, x, settings, fit)?
+        .f_sign()
+        .and_then(|sign| sign.f_mul_scalar(-eps))
         .map_err(|e| fail(e.into()))?;
-    let inputs: Vec<Tensor> = (0..model.networks()).map(|_| x_tracked.shallow_clone()).collect();
-    let outputs = model.outputs(&inputs)?;
-    let losses = settings
-        .method
-        .detector()
-        .step_losses(&outputs, &plan.context(), &settings.params)
-        .map_err(fail)?;
-    let loss = losses.first().ok_or_else(|| fail(DetectError("no loss".into())))?;
-    let step = gradient_sign(loss, &x_tracked)
-        .and_then(|sign| Ok(sign.f_mul_scalar(-eps)?))
-        .map_err(fail)?;
     to_vec_f32(&step).map_err(fail)
 }
 
