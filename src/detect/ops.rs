@@ -52,12 +52,3 @@ pub fn energy_of_head(z: &Tensor, ctx: &super::Context) -> DetectResult<Tensor> 
     let b = head.bias.f_to_kind(Kind::Double)?;
     Ok(z.f_linear(&w, Some(&b))?.f_logsumexp([1], false)?)
 }
-
-/// The logits recomputed in float64 from features (for methods defined on `W·z + b`).
-pub fn head_logits(z: &Tensor, ctx: &super::Context) -> DetectResult<Tensor> {
-    let head = ctx.head()?;
-    Ok(z.f_linear(
-        &head.weight.f_to_kind(Kind::Double)?,
-        Some(&head.bias.f_to_kind(Kind::Double)?),
-    )?)
-}

@@ -10,7 +10,7 @@ pub mod percentile;
 pub mod quadratic;
 pub mod store;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -311,14 +311,4 @@ fn to_f64s(t: &Tensor) -> Result<Vec<f64>, String> {
 /// The first 12 hex digits of a hash, for messages.
 pub fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
-}
-
-/// The fit file's default name for a model: `<model stem>.fit.safetensors` beside it.
-pub fn default_path(model: &Model) -> PathBuf {
-    let stem = model
-        .file()
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    model.file().with_file_name(format!("{stem}.fit.safetensors"))
 }
