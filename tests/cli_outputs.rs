@@ -192,3 +192,25 @@ fn ensemble_and_confidence_models_run_from_the_cli() {
         assert!(stdout.contains("AUROC"), "{model}: {stdout}");
     }
 }
+
+#[test]
+fn methods_lists_every_registered_method_and_what_a_model_lacks() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
+        .args(["methods", "--model", &fx("features/models/feat.pt")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for method in oodscope::score::Method::all() {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{} ", method.name()))),
+            "{} missing from:\n{text}",
+            method.name()
+        );
+    }
+    // The feature model's D sets ViM's default and range; it has no confidence branch.
+    assert!(text.contains("--param dim=…  default 8, range 1–15"), "{text}");
+    assert!(text.contains("confidence") && text.contains("[not for this model: needs a confidence branch]"));
+    assert!(text.contains("Fit on ID training data:"), "{text}");
+}
