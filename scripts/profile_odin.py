@@ -27,14 +27,20 @@ from make_fixtures import load_card  # noqa: E402
 T, EPS = 1000.0, 0.0014
 
 
+def logits_of(module, x):
+    """The logits of a model that may also return features (a tuple: logits first)."""
+    out = module(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
 def odin(module, x):
     xg = x.detach().clone().requires_grad_(True)
-    logits = module(xg)
+    logits = logits_of(module, xg)
     loss = -(F.log_softmax(logits / T, dim=1).gather(1, logits.argmax(1, keepdim=True))).sum()
     loss.backward()
     x_tilde = (x - EPS * torch.sign(xg.grad)).detach()
     with torch.no_grad():
-        return F.softmax(module(x_tilde) / T, dim=1).max(1).values
+        return F.softmax(logits_of(module, x_tilde) / T, dim=1).max(1).values
 
 
 def forward(module, x):

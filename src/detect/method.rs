@@ -27,9 +27,13 @@ impl Method {
         registry::DETECTORS.iter().map(|d| Method(*d))
     }
 
-    /// The method named `name`; for names the registry is known to hold.
+    /// The method named `name`, for names the code spells out (user input goes through `FromStr`,
+    /// which says what is wrong). An unregistered name is a bug: debug builds stop on it, release
+    /// builds take the first method rather than panic.
     pub fn named(name: &str) -> Method {
-        Self::find(name).unwrap_or_else(|| Method(registry::DETECTORS[0]))
+        let found = Self::find(name);
+        debug_assert!(found.is_some(), "method `{name}` is not registered");
+        found.unwrap_or_else(|| Method(registry::DETECTORS[0]))
     }
 
     pub fn detector(self) -> &'static dyn Detector {

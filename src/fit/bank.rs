@@ -12,7 +12,7 @@ use crate::detect::{DetectError, DetectResult};
 
 /// Banks up to this size are loaded onto the device (`OODSCOPE_BANK_MEMORY_MB` overrides).
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
-/// Rows read per block from a bank on disk: about 64 MB.
+/// A block of bank rows, and its similarity matrix, is about this large.
 const BLOCK_BYTES: usize = 64 << 20;
 /// Candidates kept beyond k, and measured exactly around the k-th (float32 similarities can swap
 /// neighbours whose distances differ by less than their rounding).
@@ -82,13 +82,12 @@ impl Bank {
         let mut best = Tensor::f_empty([n, 0], (Kind::Float, self.device))?;
         let mut best_index = Tensor::f_empty([n, 0], (Kind::Int64, self.device))?;
         let mut merge = |block: &Tensor, first_row: i64| -> DetectResult<()> {
+            // Each block's own best first, then those merged with the best so far: the top-k
+            // runs over `k + margin` columns per block, not over the block.
             let similarity = q32.f_mm(&block.f_transpose(0, 1)?)?;
-            let rows = similarity.size()[1];
-            let index = Tensor::f_arange_start(first_row, first_row + rows, (Kind::Int64, self.device))?
-                .f_unsqueeze(0)?
-                .f_expand([n, rows], false)?;
-            let all = Tensor::f_cat(&[&best, &similarity], 1)?;
-            let all_index = Tensor::f_cat(&[&best_index, &index], 1)?;
+            let (values, at) = similarity.f_topk(keep.min(similarity.size()[1]), 1, true, false)?;
+            let all = Tensor::f_cat(&[&best, &values], 1)?;
+            let all_index = Tensor::f_cat(&[&best_index, &at.f_add_scalar(first_row)?], 1)?;
             let (values, at) = all.f_topk(keep.min(all.size()[1]), 1, true, true)?;
             best_index = all_index.f_gather(1, &at, false)?;
             best = values;
@@ -110,16 +109,23 @@ impl Bank {
         Ok(sorted.f_select(1, (k - 1 - lo) as i64)?)
     }
 
+    /// Rows per block: the block itself and its similarity matrix with `queries` rows each stay
+    /// within about 64 MB.
+    fn block_rows(&self, queries: i64) -> usize {
+        let widest = self.width.max(queries.max(1) as usize);
+        (BLOCK_BYTES / 4 / widest).max(1024)
+    }
+
     /// Calls `merge(block, first row)` for every block of rows.
     fn for_each_block(
         &self,
         queries: i64,
         merge: &mut dyn FnMut(&Tensor, i64) -> DetectResult<()>,
     ) -> DetectResult<()> {
+        let block_rows = self.block_rows(queries);
         match &self.rows {
             Rows::Loaded(rows) => {
-                // Blocks bound the similarity matrix for large batches too.
-                let block_rows = (BLOCK_BYTES / 4 / (queries.max(1) as usize)).max(1024) as i64;
+                let block_rows = block_rows as i64;
                 let total = self.len as i64;
                 let mut start = 0;
                 while start < total {
@@ -130,7 +136,6 @@ impl Bank {
             }
             Rows::OnDisk { reader, offset } => {
                 let row_bytes = self.width * 4;
-                let block_rows = (BLOCK_BYTES / row_bytes).max(1);
                 let mut buffer = vec![0u8; block_rows * row_bytes];
                 let mut start = 0;
                 while start < self.len {
