@@ -2,6 +2,7 @@
 
 mod folder;
 mod interaction;
+mod knn;
 mod pipeline;
 
 use std::path::PathBuf;
@@ -29,6 +30,12 @@ enum Command {
     Interaction(InteractionArgs),
     /// Writes a folder of small PNGs (variants of the demo images) for the memory measurement.
     MakeFolder(MakeFolderArgs),
+    /// Writes raw float32 vectors into a fit-format file as a fit writes its KNN bank (normalised,
+    /// streamed), for `knn` and for faiss (scripts/bench_knn.py) to search the same vectors.
+    KnnBank(KnnBankArgs),
+    /// Queries/s of the KNN bank's exact k-th-distance search (`Bank::kth_distance`) over raw
+    /// float32 queries, in batches; the bank in memory if it fits the budget, else read from disk.
+    Knn(KnnArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +49,14 @@ pub struct PipelineArgs {
     /// msp or odin (ODIN at the paper's T = 1000, ε = 0.0014).
     #[arg(long, default_value = "msp")]
     pub method: Method,
+    /// Several methods scored in one plan (one forward pass per batch for all of them), at their
+    /// defaults: a comma-separated list of names, or `all-posthoc` (every registered method the
+    /// model supports with the fit that takes no input step at its defaults). Replaces --method.
+    #[arg(long, conflicts_with = "method")]
+    pub methods: Option<String>,
+    /// A fit file (`oodscope fit --out FILE`) for the methods that need one; loaded before timing.
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// libtorch intra-op threads [default: oodscope's: all cores on the CPU, 1 with CUDA].
@@ -82,6 +97,47 @@ pub struct MakeFolderArgs {
     pub images: usize,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct KnnBankArgs {
+    /// Raw little-endian float32 vectors, row after row (not normalised).
+    #[arg(long)]
+    pub vectors: PathBuf,
+    /// Values per row (D).
+    #[arg(long)]
+    pub dim: usize,
+    /// The fit-format (safetensors) file to write, holding `knn_bank` [N, D].
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KnnArgs {
+    /// A file holding `knn_bank` (written by `knn-bank`, or a fit file).
+    #[arg(long)]
+    pub bank: PathBuf,
+    /// Raw little-endian float32 queries [Q, D] (not normalised).
+    #[arg(long)]
+    pub queries: PathBuf,
+    #[arg(long, default_value_t = 50)]
+    pub k: usize,
+    /// Queries per `kth_distance` call.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Search only the first N queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Banks up to this many MiB are searched in memory, larger ones read from the file in blocks
+    /// [default: oodscope's, `OODSCOPE_BANK_MEMORY_MB` or 256].
+    #[arg(long)]
+    pub budget_mb: Option<usize>,
+    /// libtorch intra-op threads [default: oodscope's on the CPU, all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write each query's k-th distance here (raw little-endian float64), for the comparison.
+    #[arg(long)]
+    pub distances_out: Option<PathBuf>,
+}
+
 fn main() {
     let cli = Cli::parse();
     let glibc_defaults = matches!(&cli.command, Command::Pipeline(args) if args.malloc_defaults);
@@ -92,6 +148,8 @@ fn main() {
         Command::Pipeline(args) => pipeline::run(args),
         Command::Interaction(args) => interaction::run(args),
         Command::MakeFolder(args) => folder::run(args),
+        Command::KnnBank(args) => knn::write_bank(args),
+        Command::Knn(args) => knn::run(args),
     };
     match result {
         Ok(json) => println!("{json}"),

@@ -1,5 +1,5 @@
 //! Throughput of `run_scoring` end to end, and of the plan's `score_batch` over preloaded tensors
-//! (the ceiling).
+//! (the ceiling); of one method, or of several in one plan (`--methods`, with a fit made beforehand).
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -11,7 +11,9 @@ use tch::{Kind, Tensor};
 
 use super::{PipelineArgs, Report};
 use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
-use oodscope::detect::plan::{Plan, dims_of};
+use oodscope::detect::plan::{Plan, dims_of, dims_with_fit};
+use oodscope::fit::Fit;
+use oodscope::fit::cache::bank_budget;
 use oodscope::model::{Model, device_name, set_model_threads};
 use oodscope::score::{DecodeSchedule, Method, ScoreSettings, StageTimes, run_scoring_with};
 
@@ -20,10 +22,45 @@ pub fn settings_for(method: Method, model: &Model) -> ScoreSettings {
     ScoreSettings::default_for(method, &dims_of(model))
 }
 
+/// The methods `spec` names at their defaults: a comma-separated list, or `all-posthoc`: every
+/// registered method the model supports (with the fit, when there is one) that takes no input step
+/// at its defaults, in menu order.
+pub fn methods_for(spec: &str, model: &Model, fit: Option<&Fit>) -> Result<Vec<ScoreSettings>> {
+    let dims = dims_with_fit(model, fit);
+    if spec == "all-posthoc" {
+        if fit.is_none() {
+            bail!("--methods all-posthoc needs --fit FILE (the feature methods need a fit)");
+        }
+        return Ok(Method::supported_by(&model.capabilities(), true)
+            .into_iter()
+            .map(|m| ScoreSettings::default_for(m, &dims))
+            .filter(|s| !s.needs_gradient())
+            .collect());
+    }
+    spec.split(',')
+        .map(|name| {
+            let method: Method = name.trim().parse().map_err(anyhow::Error::msg)?;
+            Ok(ScoreSettings::default_for(method, &dims))
+        })
+        .collect()
+}
+
 pub fn run(args: &PipelineArgs) -> Report {
     let model = Model::load(&args.model, args.device)?;
-    let settings = settings_for(args.method, &model);
-    let plan = Plan::single(&model, &settings, None).map_err(anyhow::Error::msg)?;
+    let fit = args
+        .fit
+        .as_ref()
+        .map(|path| Fit::load(path, &model, bank_budget()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let methods = match &args.methods {
+        Some(spec) => methods_for(spec, &model, fit.as_ref())?,
+        None => vec![settings_for(args.method, &model)],
+    };
+    if methods.is_empty() {
+        bail!("no methods to score");
+    }
+    let plan = Plan::new(&model, methods.clone(), fit.as_ref()).map_err(anyhow::Error::msg)?;
     set_model_threads(args.threads, model.device);
     let mut sets = Vec::new();
     for (specs, role) in [(&args.id, Role::Id), (&args.ood, Role::Ood)] {
@@ -39,6 +76,7 @@ pub fn run(args: &PipelineArgs) -> Report {
         None => DecodeSchedule::for_device(model.device),
     };
     let mut stages = None;
+    let mut mean_scores = None;
     let (seconds, decode_seconds, scores) = if args.preloaded {
         let start = Instant::now();
         let pixels = decode_all(&model, &sets)?;
@@ -65,13 +103,17 @@ pub fn run(args: &PipelineArgs) -> Report {
         }
         let seconds = start.elapsed().as_secs_f64();
         stages = Some(stage_seconds(&run.stages));
+        mean_scores = Some(run.columns.iter().map(|c| mean(c)).collect::<Vec<f64>>());
         (seconds, None, run.scores().to_vec())
     };
-    let mean_score = scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len().max(1) as f64;
+    let mean_score = mean(&scores);
     Ok(json!({
         "kind": if args.preloaded { "preloaded" } else { "end_to_end" },
-        "method": args.method.name(),
-        "settings": settings.describe(),
+        "method": args.methods.clone().unwrap_or_else(|| args.method.name().to_string()),
+        "methods": methods.iter().map(|s| s.method.name()).collect::<Vec<_>>(),
+        "settings": methods.iter().map(ScoreSettings::describe).collect::<Vec<_>>().join("; "),
+        "fit": args.fit.as_ref().map(|p| p.display().to_string()),
+        "bank_on_disk": fit.as_ref().and_then(|f| f.bank.as_ref()).map(|b| b.on_disk()),
         "images": images,
         "batch_size": args.batch_size,
         "seconds": seconds,
@@ -81,10 +123,15 @@ pub fn run(args: &PipelineArgs) -> Report {
         "schedule": if args.preloaded { None } else { Some(format!("{schedule:?}")) },
         "stage_seconds": stages,
         "mean_score": mean_score,
+        "mean_scores": mean_scores,
         "model_threads": tch::get_num_threads(),
         "decode_threads": schedule.decode_threads(),
         "device": device_name(model.device),
     }))
+}
+
+fn mean(scores: &[f32]) -> f64 {
+    scores.iter().map(|&s| f64::from(s)).sum::<f64>() / scores.len().max(1) as f64
 }
 
 /// The run's stage times in seconds.
