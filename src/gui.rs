@@ -1,5 +1,6 @@
-//! Starting the window: settings from the command line, the last session or the demo; a one-line
-//! fallback to the headless demo report where there is no display.
+//! The window: starting it (settings from the command line, the last session or the demo; a
+//! one-line fallback to the headless demo report where there is no display), and its frame, which
+//! joins the app's state (`app`) and the panels that draw it (`ui`).
 
 use anyhow::Result;
 
@@ -68,4 +69,26 @@ pub fn run_gui(args: &GuiArgs) -> Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// A frame: the worker's events, then the panels drawn from the state, then their commands
+/// applied once.
+impl eframe::App for OodscopeApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.drain_events(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut commands = Vec::new();
+        crate::ui::app_ui(self, &mut commands, ui);
+        let ctx = ui.ctx().clone();
+        if self.apply_drawn(commands, &ctx) {
+            // Redraw this frame with the new state: moving δ shows its effect in the same frame.
+            ctx.request_discard("oodscope applied commands");
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.settings_to_save());
+    }
 }

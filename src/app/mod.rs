@@ -1,5 +1,6 @@
-//! The eframe app: state, the commands panels emit, and the per-frame logic that drains the worker.
-//! Drawing lives in `crate::ui`; nothing here touches a tensor.
+//! The app's state, the commands panels emit, and the logic that applies them and the worker's
+//! events. Drawing lives in `crate::ui` (which reads this state), the frame that joins them in
+//! `crate::gui`; nothing here touches a tensor or imports `ui`.
 
 pub mod command;
 pub mod export;
@@ -121,8 +122,9 @@ pub struct OodscopeApp {
     pub pending_folder: Option<PathBuf>,
     pub selected: Option<usize>,
     pub messages: Vec<String>,
-    /// UI-only gallery state (filters, thumbnail textures), mutated while drawing.
-    pub gallery: std::cell::RefCell<crate::ui::gallery::GalleryState>,
+    /// Counts the results received (views that cache per result, as the gallery's thumbnails,
+    /// start afresh when it changes).
+    pub result_serial: u64,
     /// The re-score in flight (from the cached outputs, no model pass): its generation and settings.
     pub rescoring: Option<(u64, ScoreSettings)>,
     /// The first-order estimate asked for: its generation.
@@ -170,7 +172,7 @@ impl OodscopeApp {
             pending_folder: None,
             selected: None,
             messages: Vec::new(),
-            gallery: Default::default(),
+            result_serial: 0,
             perturbation: None,
             rescoring: None,
             estimating: None,
@@ -636,7 +638,7 @@ impl OodscopeApp {
         let widths = self.model.as_ref().map(|m| m.member_widths()).unwrap_or_default();
         self.result = Some(ScoredResult::new(settings, sets, run, widths));
         self.selected = None;
-        self.gallery.borrow_mut().clear();
+        self.result_serial += 1;
         self.rederive();
         self.refresh(); // the sliders may have moved on meanwhile
     }
@@ -913,29 +915,22 @@ fn same_sets(a: &[ImageSet], b: &[ImageSet]) -> bool {
             .all(|(x, y)| x.name == y.name && x.role == y.role && x.len() == y.len())
 }
 
-impl eframe::App for OodscopeApp {
-    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+impl OodscopeApp {
+    /// Applies the worker's events (a frame's logic, before drawing) and advances the screenshot
+    /// tour.
+    pub fn drain_events(&mut self, ctx: &egui::Context) {
         while let Ok(event) = self.worker.events.try_recv() {
             self.on_event(event);
         }
-        if self.job.is_some() || self.tuning.is_some() {
+        if self.job.is_some() || self.tuning.is_some() || self.is_fitting() {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
         }
         tour::advance(self, ctx);
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        let mut out = Vec::new();
-        crate::ui::app_ui(self, &mut out, ui);
-        self.commands.extend(out);
-        let ctx = ui.ctx().clone();
-        if self.apply_commands(&ctx) {
-            // Redraw this frame with the new state: moving δ shows its effect in the same frame.
-            ctx.request_discard("oodscope applied commands");
-        }
-    }
-
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, eframe::APP_KEY, &self.settings_to_save());
+    /// Applies the commands the panels emitted while drawing; returns whether there were any.
+    pub fn apply_drawn(&mut self, commands: Vec<Command>, ctx: &egui::Context) -> bool {
+        self.commands.extend(commands);
+        self.apply_commands(ctx)
     }
 }

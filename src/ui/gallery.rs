@@ -3,6 +3,7 @@
 //! And the detail panel of the selected image.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Vec2};
 
@@ -30,27 +31,46 @@ pub enum SortOrder {
     FileOrder,
 }
 
-/// What the gallery remembers between frames.
+/// What the gallery remembers between frames, kept in egui's memory (the UI's own state: the app
+/// holds none of it).
 #[derive(Default)]
 pub struct GalleryState {
     pub set_filter: Option<usize>,
     pub verdict: VerdictFilter,
     pub sort: SortOrder,
     thumbnails: HashMap<(usize, usize), TextureHandle>,
+    /// The result the thumbnails were made for (`OodscopeApp::result_serial`).
+    serial: u64,
 }
 
-impl GalleryState {
-    /// Forgets the thumbnails (when the sets change).
-    pub fn clear(&mut self) {
-        self.thumbnails.clear();
+type SharedState = Arc<Mutex<GalleryState>>;
+
+/// The gallery's state, its thumbnails forgotten when a new result has arrived.
+fn state(ctx: &egui::Context, serial: u64) -> SharedState {
+    let state = ctx.data_mut(|d| {
+        d.get_temp_mut_or_default::<SharedState>(egui::Id::unique("oodscope-gallery"))
+            .clone()
+    });
+    if let Ok(mut g) = state.lock()
+        && g.serial != serial
+    {
+        g.thumbnails.clear();
+        g.serial = serial;
     }
+    state
+}
+
+/// Locks the state (a poisoned lock still gives its data: no panic in the UI).
+fn lock(state: &SharedState) -> MutexGuard<'_, GalleryState> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     let Some(result) = &app.result else { return };
     let threshold = app.threshold.unwrap_or(f32::NEG_INFINITY);
     controls_ui(app, ui);
-    let mut gallery = app.gallery.borrow_mut();
+    let shared = state(ui.ctx(), app.result_serial);
+    let mut gallery = lock(&shared);
     let g = &*gallery;
     let mut order: Vec<usize> = (0..result.run.images.len())
         .filter(|&i| g.set_filter.is_none_or(|s| result.run.images[i].set == s))
@@ -147,7 +167,8 @@ fn controls_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
     let id_sets: Vec<usize> = (0..result.sets.len())
         .filter(|&s| result.sets[s].role == Role::Id)
         .collect();
-    let mut gallery = app.gallery.borrow_mut();
+    let shared = state(ui.ctx(), app.result_serial);
+    let mut gallery = lock(&shared);
     let g = &mut *gallery;
     ui.horizontal_wrapped(|ui| {
         egui::ComboBox::from_label("set")
@@ -246,7 +267,9 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
     });
     let key = (entry.set, entry.index);
-    if let Some(t) = app.gallery.borrow().thumbnails.get(&key) {
+    let shared = state(ui.ctx(), app.result_serial);
+    let thumbnail = lock(&shared).thumbnails.get(&key).cloned();
+    if let Some(t) = &thumbnail {
         ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(224.0)));
     }
     ui.label(RichText::new(&entry.path).small());
