@@ -107,29 +107,26 @@ impl Writer {
 
     /// Appends values of the current tensor (moving to the next once it is full).
     pub fn write_f32(&mut self, values: &[f32]) -> std::io::Result<()> {
-        self.expect(Dtype::F32, values.len() * 4)?;
-        let mut bytes = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        self.out.write_all(&bytes)
+        self.write_values(Dtype::F32, values, |v| v.to_le_bytes())
     }
 
     pub fn write_f64(&mut self, values: &[f64]) -> std::io::Result<()> {
-        self.expect(Dtype::F64, values.len() * 8)?;
-        let mut bytes = Vec::with_capacity(values.len() * 8);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        self.out.write_all(&bytes)
+        self.write_values(Dtype::F64, values, |v| v.to_le_bytes())
     }
 
     pub fn write_i64(&mut self, values: &[i64]) -> std::io::Result<()> {
-        self.expect(Dtype::I64, values.len() * 8)?;
-        let mut bytes = Vec::with_capacity(values.len() * 8);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
+        self.write_values(Dtype::I64, values, |v| v.to_le_bytes())
+    }
+
+    /// Values of `dtype` as little-endian bytes (safetensors' byte order).
+    fn write_values<T: Copy, const N: usize>(
+        &mut self,
+        dtype: Dtype,
+        values: &[T],
+        le_bytes: fn(T) -> [u8; N],
+    ) -> std::io::Result<()> {
+        self.expect(dtype, values.len() * N)?;
+        let bytes: Vec<u8> = values.iter().flat_map(|&v| le_bytes(v)).collect();
         self.out.write_all(&bytes)
     }
 
