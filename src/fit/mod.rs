@@ -64,6 +64,9 @@ pub struct Fit {
     /// `[K', C]`: the KL-matching templates of the classes some fit image was predicted as.
     pub klm_templates: Tensor,
     pub bank: Option<Bank>,
+    /// DICE's masked weights `W ⊙ M` by percentile, made once per percentile (finding the
+    /// percentile of `W ⊙ z̄` sorts C·D values: two million for an ImageNet ResNet-50).
+    pub dice_weights: std::sync::Mutex<std::collections::HashMap<u64, Tensor>>,
 }
 
 impl Fit {
@@ -283,6 +286,7 @@ impl Fit {
             react_percentiles,
             klm_templates,
             bank,
+            dice_weights: Default::default(),
             info,
         })
     }

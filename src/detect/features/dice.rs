@@ -11,6 +11,22 @@ use crate::model::Outputs;
 
 pub struct Dice;
 
+/// `W ⊙ M`: the head's weights where their contribution `W ⊙ z̄` is above its `percentile`-th
+/// percentile (numpy's interpolation), float64.
+fn masked_weights(ctx: &Context, percentile: f64) -> DetectResult<Tensor> {
+    let fit = ctx.fit()?;
+    let mean = fit
+        .global_mean
+        .as_ref()
+        .ok_or_else(|| DetectError(fit.lacks("mean feature")))?;
+    let w = ctx.head()?.weight.f_to_kind(Kind::Double)?;
+    let contributions = w.f_mul(&mean.f_unsqueeze(0)?)?;
+    let mut sorted = Vec::<f64>::try_from(contributions.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?)?;
+    sorted.sort_by(f64::total_cmp);
+    let threshold = percentile_of_sorted(&sorted, percentile);
+    Ok(w.f_mul(&contributions.f_gt(threshold)?.f_to_kind(Kind::Double)?)?)
+}
+
 impl Detector for Dice {
     fn name(&self) -> &'static str {
         "dice"
@@ -38,19 +54,20 @@ impl Detector for Dice {
     }
     fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
         let fit = ctx.fit()?;
-        let mean = fit
-            .global_mean
-            .as_ref()
-            .ok_or_else(|| DetectError(fit.lacks("mean feature")))?;
-        let head = ctx.head()?;
-        let w = head.weight.f_to_kind(Kind::Double)?;
-        let contributions = w.f_mul(&mean.f_unsqueeze(0)?)?;
-        let mut sorted = Vec::<f64>::try_from(contributions.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?)?;
-        sorted.sort_by(f64::total_cmp);
-        let threshold = percentile_of_sorted(&sorted, params.get("percentile"));
-        let kept = w.f_mul(&contributions.f_gt(threshold)?.f_to_kind(Kind::Double)?)?;
+        let percentile = params.get("percentile");
+        let mut cache = fit.dice_weights.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let kept = match cache.get(&percentile.to_bits()) {
+            Some(w) => w.shallow_clone(),
+            None => {
+                let w = masked_weights(ctx, percentile)?;
+                cache.insert(percentile.to_bits(), w.shallow_clone());
+                w
+            }
+        };
+        drop(cache);
+        let bias = ctx.head()?.bias.f_to_kind(Kind::Double)?;
         Ok(features(outputs)?
-            .f_linear(&kept, Some(&head.bias.f_to_kind(Kind::Double)?))?
+            .f_linear(&kept, Some(&bias))?
             .f_logsumexp([1], false)?)
     }
 }
