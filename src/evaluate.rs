@@ -24,8 +24,13 @@ pub struct Evaluation {
     pub ood: Vec<OodEvaluation>,
 }
 
-/// Evaluates every OOD set of a run against all its ID sets together.
+/// Evaluates every OOD set of a run against all its ID sets together, for the run's first method.
 pub fn evaluate(run: &ScoreRun, sets: &[ImageSet]) -> Evaluation {
+    evaluate_column(run, sets, 0)
+}
+
+/// [`evaluate`] for the run's method `column` (its index in `run.methods`).
+pub fn evaluate_column(run: &ScoreRun, sets: &[ImageSet], column: usize) -> Evaluation {
     let id_sets = sets_with_role(sets, Role::Id);
     let pooled = |f: &dyn Fn(usize) -> Option<Vec<f32>>| -> Option<Vec<f32>> {
         id_sets
@@ -34,12 +39,12 @@ pub fn evaluate(run: &ScoreRun, sets: &[ImageSet]) -> Evaluation {
             .collect::<Option<Vec<_>>>()
             .map(|v| v.concat())
     };
-    let id_scores = pooled(&|s| Some(run.set_scores(s))).unwrap_or_default();
+    let id_scores = pooled(&|s| Some(run.column_set_scores(column, s))).unwrap_or_default();
     let id_baseline = pooled(&|s| run.set_baseline(s));
     let ood = sets_with_role(sets, Role::Ood)
         .into_iter()
         .map(|s| {
-            let scores = run.set_scores(s);
+            let scores = run.column_set_scores(column, s);
             OodEvaluation {
                 set: s,
                 name: sets[s].name.clone(),

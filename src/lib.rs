@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod app;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod detect;
 pub mod evaluate;

@@ -1,7 +1,9 @@
 //! oodscope binary: parses the command line and runs the command; errors end in one line and exit 1.
 
 use clap::Parser;
-use oodscope::cli::{Cli, Command, fit_command, methods_command, score_command, train_command, tune_command};
+use oodscope::cli::{
+    Cli, Command, compare_command, fit_command, methods_command, score_command, train_command, tune_command,
+};
 
 fn main() {
     oodscope::alloc::keep_tensor_buffers_in_the_heap();
@@ -25,6 +27,7 @@ fn main() {
     let result = match &cli.command {
         Some(Command::Score(args)) => score_command(args),
         Some(Command::Tune(args)) => tune_command(args),
+        Some(Command::Compare(args)) => compare_command(args),
         Some(Command::Train(args)) => train_command(args),
         Some(Command::Methods(args)) => methods_command(args),
         Some(Command::Fit(args)) => fit_command(args),

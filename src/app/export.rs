@@ -58,7 +58,7 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
                 .collect();
             roc_png(&title, &curves, 1200, 1000).map_err(anyhow::Error::msg)?
         }
-        ExportKind::ScoresCsv => scores_csv(&run, &result.sets, &model.card.classes).into_bytes(),
+        ExportKind::ScoresCsv => scores_csv(&run, &result.sets, &model.card.classes).map_err(anyhow::Error::msg)?,
         ExportKind::ReportJson => {
             let evaluation = evaluate(&run, &result.sets);
             let ctx = RunContext {

@@ -1,6 +1,7 @@
 //! The command line: the argument definitions every sub-command shares, and their helpers (sets,
 //! progress bar, skipped files, outputs). Each sub-command is a file of its own.
 
+pub mod compare;
 pub mod fit;
 pub mod methods;
 pub mod score;
@@ -8,6 +9,8 @@ pub mod train;
 pub mod tune;
 
 use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -20,6 +23,7 @@ use crate::model::{DeviceChoice, Model, set_model_threads};
 use crate::report::write_atomically;
 use crate::score::{Method, ScoreRun, ScoreSettings};
 
+pub use compare::{CompareArgs, compare_command};
 pub use fit::{FitArgs, FitCommandArgs, fit_command};
 pub use methods::{MethodsArgs, methods_command};
 pub use score::{ScoreArgs, headless_demo, histogram_of_run, score_command};
@@ -64,6 +68,9 @@ pub struct GuiArgs {
 pub enum Command {
     /// Score ID and OOD image sets with a model and print the detection metrics.
     Score(ScoreArgs),
+    /// Compare every method (or a list) on the same images in one pass: a leaderboard by mean
+    /// AUROC, per OOD set and group (`--ood near:DIR`), optionally each method tuned first.
+    Compare(CompareArgs),
     /// Choose a method's parameters on a validation split of every set, and report the choice on the rest.
     Tune(TuneArgs),
     /// Pass ID training images once through a model and store the statistics the feature methods
@@ -205,4 +212,25 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
 
 pub(crate) fn write_output_note(path: &Path) {
     eprintln!("wrote {}", path.display());
+}
+
+/// The cancel flag of a command-line run, set by Ctrl-C (or SIGTERM) and checked between batches,
+/// so an interrupted command stops cleanly and writes nothing half-done. A second Ctrl-C ends the
+/// process at once.
+pub(crate) fn interrupt_flag() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let handler = || {
+            if FLAG.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted again: stopping now");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: stopping after this batch (Ctrl-C again to stop now)");
+        };
+        if let Err(e) = ctrlc::set_handler(handler) {
+            eprintln!("note: Ctrl-C cannot be caught ({e}); it will end the run at once");
+        }
+    });
+    &FLAG
 }

@@ -85,7 +85,10 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     );
 
     if let Some(path) = &args.scores {
-        write_output(path, scores_csv(&run, &sets, &model.card.classes).as_bytes())?;
+        write_output(
+            path,
+            &scores_csv(&run, &sets, &model.card.classes).map_err(anyhow::Error::msg)?,
+        )?;
     }
     if let Some(path) = &args.report {
         let ctx = RunContext {

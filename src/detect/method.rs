@@ -162,6 +162,16 @@ impl ScoreSettings {
 
     /// A short description for titles: `ODIN (T = 1000, ε = 0.0014)`, `KNN (k = 50)`.
     pub fn describe(&self) -> String {
+        let params = self.describe_params();
+        if params.is_empty() {
+            self.method.title().to_string()
+        } else {
+            format!("{} ({params})", self.method.title())
+        }
+    }
+
+    /// The parameters alone, by symbol: `T = 1000, ε = 0.0014` (empty for none).
+    pub fn describe_params(&self) -> String {
         // In the order the method declares its parameters (the names do not depend on the dims).
         let parts: Vec<String> = self
             .method
@@ -170,10 +180,6 @@ impl ScoreSettings {
             .filter(|s| self.params.contains(s.name))
             .map(|s| format!("{} = {}", s.symbol, fmt_value(self.params.get(s.name))))
             .collect();
-        if parts.is_empty() {
-            self.method.title().to_string()
-        } else {
-            format!("{} ({})", self.method.title(), parts.join(", "))
-        }
+        parts.join(", ")
     }
 }

@@ -109,38 +109,8 @@ pub struct RunContext<'a> {
 
 /// Builds the report of a run.
 pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluation: &Evaluation) -> Report {
-    let mut skipped: Vec<SkippedEntry> = run
-        .skipped
-        .iter()
-        .map(|s| SkippedEntry {
-            set: sets[s.set].name.clone(),
-            path: s.path.clone(),
-            reason: s.reason.clone(),
-        })
-        .collect();
-    for set in sets {
-        skipped.extend(set.unreadable.iter().map(|(p, r)| SkippedEntry {
-            set: set.name.clone(),
-            path: p.display().to_string(),
-            reason: r.clone(),
-        }));
-    }
-    let set_counts = sets
-        .iter()
-        .enumerate()
-        .map(|(i, set)| SetCounts {
-            name: set.name.clone(),
-            role: set.role.name(),
-            source: match &set.source {
-                SetSource::Folder { root, .. } => root.display().to_string(),
-                SetSource::Noise { kind, count } => format!("{kind}:{count}"),
-            },
-            files: set.len(),
-            scored: run.images.iter().filter(|s| s.set == i).count(),
-            skipped: run.skipped.iter().filter(|s| s.set == i).count(),
-            labelled: set.labelled,
-        })
-        .collect();
+    let skipped = skipped_entries(run, sets);
+    let set_counts = set_counts(run, sets);
     let metrics = evaluation
         .ood
         .iter()
@@ -186,4 +156,44 @@ pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluat
             0.0
         },
     }
+}
+
+/// Every file left out of a run: skipped while scoring, or unreadable while scanning.
+pub fn skipped_entries(run: &ScoreRun, sets: &[ImageSet]) -> Vec<SkippedEntry> {
+    let mut skipped: Vec<SkippedEntry> = run
+        .skipped
+        .iter()
+        .map(|s| SkippedEntry {
+            set: sets[s.set].name.clone(),
+            path: s.path.clone(),
+            reason: s.reason.clone(),
+        })
+        .collect();
+    for set in sets {
+        skipped.extend(set.unreadable.iter().map(|(p, r)| SkippedEntry {
+            set: set.name.clone(),
+            path: p.display().to_string(),
+            reason: r.clone(),
+        }));
+    }
+    skipped
+}
+
+/// Each set's source and counts in a run.
+pub fn set_counts(run: &ScoreRun, sets: &[ImageSet]) -> Vec<SetCounts> {
+    sets.iter()
+        .enumerate()
+        .map(|(i, set)| SetCounts {
+            name: set.name.clone(),
+            role: set.role.name(),
+            source: match &set.source {
+                SetSource::Folder { root, .. } => root.display().to_string(),
+                SetSource::Noise { kind, count } => format!("{kind}:{count}"),
+            },
+            files: set.len(),
+            scored: run.images.iter().filter(|s| s.set == i).count(),
+            skipped: run.skipped.iter().filter(|s| s.set == i).count(),
+            labelled: set.labelled,
+        })
+        .collect()
 }

@@ -5,6 +5,7 @@ pub mod csv;
 pub mod heatmap;
 pub mod histogram;
 pub mod json;
+pub mod leaderboard;
 pub mod png;
 pub mod roc;
 pub mod table;

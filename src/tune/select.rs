@@ -1,7 +1,6 @@
 //! The validation metrics of every grid setting, the objective, and the deterministic choice.
 
 use super::grid::{Objective, ParamGrid};
-use super::search::GridScores;
 use super::split::ValidationData;
 use crate::data::{ImageSet, Role};
 use crate::detect::Params;
@@ -29,7 +28,7 @@ pub struct SettingResult {
 /// Metrics of every setting in grid order. `tuned` are the OOD sets the objective averages over.
 pub fn evaluate_grid(
     grid: &ParamGrid,
-    scores: &GridScores,
+    scores: &[Vec<f32>],
     data: &ValidationData,
     sets: &[ImageSet],
     tuned: &[usize],

@@ -1,0 +1,232 @@
+//! `oodscope compare`: every method on the same images in one pass, a leaderboard with near/far
+//! groups, optionally each method tuned on the validation split; markdown, CSV, JSON and ROC outputs.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::{FitArgs, RunArgs, interrupt_flag, open_sets, progress_bar, report_skipped, write_output};
+use crate::compare::groups::split_group;
+use crate::compare::{CompareOptions, Leaderboard, TuneSpec, compare, parse_methods, select};
+use crate::detect::plan::dims_of;
+use crate::detect::{Method, Params, ScoreSettings};
+use crate::model::device_name;
+use crate::report::csv::scores_csv;
+use crate::report::leaderboard::{
+    CompareContext, compare_report, leaderboard_csv, leaderboard_markdown, roc_overlay_png,
+};
+use crate::score::RunError;
+use crate::tune::{Objective, ValidationSplit};
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// In-distribution image folder (repeatable).
+    #[arg(long, required = true)]
+    pub id: Vec<String>,
+    /// Out-of-distribution set, optionally in a group: [GROUP:]DIR, [GROUP:]uniform:N or
+    /// [GROUP:]gaussian:N (repeatable), e.g. --ood near:data/cifar100 --ood far:data/svhn.
+    #[arg(long, required = true)]
+    pub ood: Vec<String>,
+    /// The methods: `all`, or a comma-separated list (msp, the baseline, is always included).
+    #[arg(long, default_value = "all")]
+    pub methods: String,
+    /// A method's parameter, METHOD.NAME=VALUE (repeatable), e.g. knn.k=100, odin.temperature=10
+    /// [default: each method's defaults].
+    #[arg(long = "param", value_name = "METHOD.NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Search every method's parameters on the validation split (each method's own grid, as
+    /// `oodscope methods` lists), and report the choices on the test split.
+    #[arg(long)]
+    pub tune: bool,
+    /// With --tune: fpr95 (lower is better) or auroc (higher is better), on the validation split.
+    #[arg(long, default_value = "fpr95")]
+    pub objective: Objective,
+    /// With --tune: the first N images of every set (e.g. 1000), or a fraction of each (e.g. 0.2).
+    #[arg(long, default_value = "1000")]
+    pub validation: ValidationSplit,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Write the report as JSON: settings, and per method its parameters, metrics per set and per group.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the leaderboard as printed (markdown).
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Write the leaderboard as CSV: one row per method and OOD set, group and mean.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write per-image scores as CSV, one column per method.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// Write every method's ROC curve (ID against all OOD sets pooled) on one PNG.
+    #[arg(long)]
+    pub roc: Option<PathBuf>,
+}
+
+/// Each method's given parameters, from `--param METHOD.NAME=VALUE`.
+fn given_params(texts: &[String]) -> Result<Vec<(Method, Params)>> {
+    let mut given: Vec<(Method, Params)> = Vec::new();
+    for text in texts {
+        let (qualified, _) = text.split_once('=').unwrap_or((text, ""));
+        let Some((method, _)) = qualified.split_once('.') else {
+            bail!("--param `{text}`: expected METHOD.NAME=VALUE, e.g. knn.k=100");
+        };
+        let method: Method = method.trim().parse().map_err(anyhow::Error::msg)?;
+        let (name, value) =
+            Params::parse_assignment(&text[text.find('.').map_or(0, |i| i + 1)..]).map_err(anyhow::Error::msg)?;
+        match given.iter_mut().find(|(m, _)| *m == method) {
+            Some((_, params)) => params.set(&name, value),
+            None => {
+                let mut params = Params::new();
+                params.set(&name, value);
+                given.push((method, params));
+            }
+        }
+    }
+    Ok(given)
+}
+
+/// Runs `oodscope compare`.
+pub fn compare_command(args: &CompareArgs) -> Result<()> {
+    let requested = parse_methods(&args.methods).map_err(anyhow::Error::msg)?;
+    let given = given_params(&args.params)?;
+    let model = args.run.load_model(&args.model)?;
+    let has_fit = args.fit.train.is_some() || args.fit.fit.is_some();
+    let selection = select(&requested, &model.capabilities(), has_fit);
+    if let Some((method, _)) = given.iter().find(|(m, _)| !selection.supported.contains(m)) {
+        bail!("--param for `{method}`, which this comparison does not run");
+    }
+    if selection.supported.is_empty() {
+        let reasons: Vec<String> = selection
+            .unsupported
+            .iter()
+            .map(|u| format!("{}: {}", u.method, u.missing.short()))
+            .collect();
+        bail!(
+            "{} supports none of the requested methods ({})",
+            model.card.name,
+            reasons.join("; ")
+        );
+    }
+    let dims = dims_of(&model);
+    let defaults: Vec<ScoreSettings> = selection
+        .supported
+        .iter()
+        .map(|&m| ScoreSettings::default_for(m, &dims))
+        .collect();
+    let fit = args.fit.obtain(&model, &defaults, &args.run)?;
+    let dims = crate::detect::plan::dims_with_fit(&model, fit.as_ref());
+    let settings = selection
+        .supported
+        .iter()
+        .map(|&m| {
+            let params = given
+                .iter()
+                .find(|(g, _)| *g == m)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            ScoreSettings::new(m, &params, &dims).map_err(anyhow::Error::msg)
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let (groups, specs): (Vec<Option<String>>, Vec<String>) = args
+        .ood
+        .iter()
+        .map(|spec| {
+            let (group, rest) = split_group(spec);
+            (group, rest.to_string())
+        })
+        .unzip();
+    let sets = open_sets(&args.id, &specs, &model.card.classes)?;
+    // Groups per set: none for the ID sets, which come first.
+    let groups: Vec<Option<String>> = std::iter::repeat_n(None, args.id.len()).chain(groups).collect();
+
+    let total: usize = sets.iter().map(|s| s.len()).sum();
+    let names: Vec<&str> = settings.iter().map(|s| s.method.name()).collect();
+    eprintln!(
+        "oodscope: comparing {} methods on {} ({}), {total} images in {} sets{}: {}",
+        settings.len(),
+        model.card.name,
+        device_name(model.device),
+        sets.len(),
+        if args.tune {
+            ", each tuned on the validation split"
+        } else {
+            ""
+        },
+        names.join(", ")
+    );
+    for u in &selection.unsupported {
+        eprintln!("  not run: {}", u.missing.message(u.method.name(), &model.card.name));
+    }
+    let options = CompareOptions {
+        settings,
+        tune: args.tune.then_some(TuneSpec {
+            objective: args.objective,
+            validation: args.validation,
+        }),
+        batch_size: args.run.batch_size,
+    };
+    let bar = progress_bar(0, args.run.quiet);
+    let mut stage = None;
+    let cancel = interrupt_flag();
+    let outcome = compare(&model, fit.as_ref(), &sets, &options, cancel, &mut |p| {
+        if stage != Some(p.stage) {
+            stage = Some(p.stage);
+            bar.reset();
+            bar.set_length(p.total as u64);
+            bar.set_message(p.stage.describe());
+        }
+        bar.set_position(p.done as u64);
+    });
+    bar.finish_and_clear();
+    let result = match outcome {
+        Err(RunError::Cancelled) => bail!("cancelled: nothing was written"),
+        other => other?,
+    };
+    report_skipped(&result.run, &result.sets);
+
+    let board = Leaderboard::new(&result.run, &result.sets, &groups);
+    let table = leaderboard_markdown(&model.card.name, &board, &result, &selection.unsupported);
+    print!("{table}");
+    let images = result.run.images.len() + result.run.skipped.len();
+    eprintln!(
+        "scored {images} images with {} methods in {:.2} s ({})",
+        result.run.methods.len(),
+        result.run.elapsed.as_secs_f64(),
+        super::score::rate(images, result.run.elapsed.as_secs_f64())
+    );
+    if let Some(path) = &args.table {
+        write_output(path, table.as_bytes())?;
+    }
+    if let Some(path) = &args.csv {
+        write_output(path, &leaderboard_csv(&board).map_err(anyhow::Error::msg)?)?;
+    }
+    if let Some(path) = &args.scores {
+        let bytes = scores_csv(&result.run, &result.sets, &model.card.classes).map_err(anyhow::Error::msg)?;
+        write_output(path, &bytes)?;
+    }
+    if let Some(path) = &args.report {
+        let ctx = CompareContext {
+            model_path: args.model.display().to_string(),
+            model_name: &model.card.name,
+            device: device_name(model.device),
+            batch_size: args.run.batch_size,
+            fit: fit.as_ref().map(|f| f.info.to_json()),
+            unsupported: &selection.unsupported,
+        };
+        let report = compare_report(&ctx, &board, &result, &groups);
+        write_output(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    if let Some(path) = &args.roc {
+        let png = roc_overlay_png(&model.card.name, &board, &result).map_err(anyhow::Error::msg)?;
+        write_output(path, &png)?;
+    }
+    Ok(())
+}
