@@ -283,6 +283,7 @@ fn tuning_reports_the_validation_choice_on_the_test_split() {
             validation: ValidationSplit::Fraction(0.4),
         }),
         batch_size: 16,
+        keep_features: false,
     };
     let mut stages = Vec::new();
     let result = compare(&model, Some(&fit), &sets, &options, &AtomicBool::new(false), &mut |p| {
@@ -364,6 +365,7 @@ fn a_cancelled_comparison_returns_cancelled_and_the_cli_writes_nothing() {
             .collect(),
         tune: None,
         batch_size: 8,
+        keep_features: false,
     };
     let cancel = AtomicBool::new(false);
     let result = compare(&model, None, &sets, &options, &cancel, &mut |p| {

@@ -380,3 +380,56 @@ fn feature_methods_fit_in_the_background_and_k_rescores_cached_features() {
     step_until(&mut h, "ViM", |app| app.rescoring.is_none() && !app.result_is_stale());
     assert_eq!(h.state().result.as_ref().unwrap().shown.method, Method::named("vim"));
 }
+
+#[test]
+fn compare_scores_every_method_once_and_switching_method_is_then_instant() {
+    let out = tempfile::tempdir().unwrap();
+    let mut settings = settings(out.path());
+    settings.train = Some(root().join("assets/demo/fmnist-train").display().to_string());
+    // ODIN with a step: without the comparison, showing it would take the model's passes.
+    settings.params.insert(
+        "odin".into(),
+        Params::new().with("temperature", 1000.0).with("epsilon", 0.0014),
+    );
+    let mut h = harness_with(settings);
+    step_until(&mut h, "the fit and the ODIN scores", |app| {
+        app.has_fit() && scored(app)
+    });
+    let odin_auroc = auroc_of_first_ood(h.state());
+    h.get_by_label("Compare (5)").click();
+    h.step();
+    h.get_by_label("Compare all methods").click();
+    h.step();
+    assert!(h.state().comparing.is_some(), "the comparison runs in the background");
+    step_until(&mut h, "the comparison", |app| {
+        app.comparison.is_some() && app.comparing.is_none()
+    });
+    let app = h.state();
+    let comparison = app.comparison.as_ref().unwrap();
+    // Every method this model and fit support (the confidence branch and the ensemble excepted).
+    assert_eq!(comparison.board.rows.len(), Method::all().count() - 2);
+    assert_eq!(comparison.unsupported.len(), 2);
+    // The comparison's ODIN is what the ODIN scoring job showed.
+    let odin = comparison.board.row("odin").unwrap();
+    assert_eq!(odin.per_set[0].as_ref().unwrap().auroc, odin_auroc);
+    assert!(shows_text(&h, "KNN") && shows_text(&h, "Baseline (MSP) (baseline)"));
+    assert!(
+        h.query_all_by_label_contains("says ID, ").next().is_some(),
+        "the disagreement gallery"
+    );
+
+    // Clicking a row shows that method at once, from the kept scores: no job, no re-score.
+    for (title, name) in [("Energy", "energy"), ("Mahalanobis", "mahalanobis"), ("ODIN", "odin")] {
+        h.get_by_role_and_label(Role::Button, title).click();
+        h.step();
+        let app = h.state();
+        assert!(app.job.is_none() && app.rescoring.is_none(), "{name} needs no pass");
+        assert_eq!(app.result.as_ref().unwrap().shown.method, Method::named(name));
+        let row = app.comparison.as_ref().unwrap().board.row(name).unwrap();
+        assert_eq!(
+            auroc_of_first_ood(app),
+            row.per_set[0].as_ref().unwrap().auroc,
+            "{name}"
+        );
+    }
+}

@@ -62,6 +62,8 @@ pub enum Command {
     DismissMessage,
     /// Start the parameter search of the current method on the enabled sets.
     Tune,
+    /// Score every method the model supports on the enabled sets in one pass (the Compare view).
+    Compare,
     /// Set several parameters of the current method at once (a heatmap cell was clicked).
     SetParams(Params),
     Message(String),

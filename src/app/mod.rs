@@ -3,6 +3,7 @@
 //! `crate::gui`; nothing here touches a tensor or imports `ui`.
 
 pub mod command;
+pub mod comparison;
 pub mod export;
 pub mod result;
 pub mod settings;
@@ -136,6 +137,9 @@ pub struct OodscopeApp {
     /// The tuning job in flight, and the last tuning result.
     pub tuning: Option<TuningJob>,
     pub tune_result: Option<Box<crate::tune::TuneResult>>,
+    /// The comparison in flight, and the last one (every method's scores, kept).
+    pub comparing: Option<comparison::CompareJob>,
+    pub comparison: Option<comparison::Comparison>,
     /// `x̃ − x` of the selected image under the shown settings, once the worker has computed it.
     pub perturbation: Option<Perturbation>,
     /// The screenshot tour, when asked for on the command line.
@@ -180,6 +184,8 @@ impl OodscopeApp {
             fit: None,
             tuning: None,
             tune_result: None,
+            comparing: None,
+            comparison: None,
             tour: None,
             next_generation: 1,
             loading_model: false,
@@ -333,6 +339,22 @@ impl OodscopeApp {
         let sets: Vec<ImageSet> = self.enabled_sets();
         let same_sets = self.result.as_ref().is_some_and(|r| same_sets(&r.sets, &sets));
         let showable = same_sets && self.result.as_ref().is_some_and(|r| r.can_show(&wanted));
+        let on_display = same_sets
+            && self
+                .result
+                .as_ref()
+                .is_some_and(|r| r.shown == wanted && r.estimate.is_none());
+        if !on_display
+            && let Some(comparison) = self.comparison.as_ref().filter(|c| self::same_sets(&c.sets, &sets))
+            && let Some(column) = comparison.column_of(&wanted)
+        {
+            // A compared method: its kept scores, at once.
+            let (sets, run) = (comparison.sets.clone(), comparison.run_of(column));
+            self.cancel_job();
+            self.rescoring = None;
+            self.install_result(wanted, sets, run);
+            return;
+        }
         if showable {
             self.cancel_job();
             let Some(result) = &mut self.result else { return };
@@ -602,6 +624,25 @@ impl OodscopeApp {
                 if self.tuning.as_ref().is_some_and(|j| j.generation == generation) {
                     self.tuning = None;
                 }
+                if self.comparing.as_ref().is_some_and(|j| j.generation == generation) {
+                    self.comparing = None;
+                }
+            }
+            Event::CompareProgress { generation, progress } => {
+                if let Some(job) = self.comparing.as_mut().filter(|j| j.generation == generation) {
+                    job.progress = Some(progress);
+                }
+            }
+            Event::Compared {
+                generation,
+                result,
+                unsupported,
+            } => {
+                if self.comparing.as_ref().is_some_and(|j| j.generation == generation) {
+                    self.comparing = None;
+                    self.comparison = Some(comparison::Comparison::new(generation, *result, unsupported));
+                    self.refresh(); // the current method's column becomes the result
+                }
             }
             Event::TuneProgress { generation, progress } => {
                 if let Some(job) = self.tuning.as_mut().filter(|j| j.generation == generation) {
@@ -635,12 +676,17 @@ impl OodscopeApp {
             self.messages
                 .push(format!("{skipped} files skipped (see the Sets panel)"));
         }
+        self.install_result(settings, sets, run);
+        self.refresh(); // the sliders may have moved on meanwhile
+    }
+
+    /// Shows a run of one method as the current result.
+    fn install_result(&mut self, settings: ScoreSettings, sets: Vec<ImageSet>, run: ScoreRun) {
         let widths = self.model.as_ref().map(|m| m.member_widths()).unwrap_or_default();
         self.result = Some(ScoredResult::new(settings, sets, run, widths));
         self.selected = None;
         self.result_serial += 1;
         self.rederive();
-        self.refresh(); // the sliders may have moved on meanwhile
     }
 
     fn on_files_scored(&mut self, settings: ScoreSettings, set: &ImageSet, run: &ScoreRun) {
@@ -755,8 +801,12 @@ impl OodscopeApp {
                 if let Some(t) = self.tuning.take() {
                     t.cancel.cancel();
                 }
+                if let Some(c) = self.comparing.take() {
+                    c.cancel.cancel();
+                }
             }
             Command::Tune => self.start_tuning(),
+            Command::Compare => self.start_compare(),
             Command::SetParams(params) => {
                 for (name, value) in params.iter() {
                     self.settings.set_param(name, value);
@@ -857,6 +907,55 @@ impl OodscopeApp {
         self.settings.tab = Tab::Tuning;
     }
 
+    /// Starts the comparison of every method the model (and the fit, if ready) supports, each at its
+    /// sliders' values, on the enabled sets, in one pass.
+    fn start_compare(&mut self) {
+        let (Some(model), Some(dims)) = (
+            self.model
+                .as_ref()
+                .filter(|_| !self.sets.iter().any(|s| s.set.is_none())),
+            self.dims(),
+        ) else {
+            self.messages
+                .push("wait for the model and sets to load before comparing".into());
+            return;
+        };
+        let sets = self.enabled_sets();
+        if sets.iter().all(|s| s.role != Role::Id) || sets.iter().all(|s| s.role != Role::Ood) {
+            self.messages.push("enable at least one ID and one OOD set".into());
+            return;
+        }
+        let requested: Vec<crate::score::Method> = crate::score::Method::all().collect();
+        let selection = crate::compare::select(&requested, &model.capabilities, self.has_fit());
+        let settings: Vec<ScoreSettings> = selection
+            .supported
+            .iter()
+            .map(|&m| {
+                let given = self.settings.params.get(m.name()).cloned().unwrap_or_default();
+                ScoreSettings::new(m, &given, &dims).unwrap_or_else(|_| ScoreSettings::default_for(m, &dims))
+            })
+            .collect();
+        if let Some(c) = self.comparing.take() {
+            c.cancel.cancel();
+        }
+        let generation = self.next_generation();
+        let cancel = CancelToken::default();
+        self.worker.send(Job::Compare {
+            generation,
+            sets,
+            settings,
+            unsupported: selection.unsupported,
+            batch_size: self.settings.batch_size.max(1),
+            cancel: cancel.flag(),
+        });
+        self.comparing = Some(comparison::CompareJob {
+            generation,
+            progress: None,
+            cancel,
+        });
+        self.settings.tab = Tab::Compare;
+    }
+
     /// Asks the worker for the selected image's perturbation when ε > 0 (and not already there).
     fn request_perturbation(&mut self) {
         let (Some(i), Some(result)) = (self.selected, &self.result) else {
@@ -922,7 +1021,7 @@ impl OodscopeApp {
         while let Ok(event) = self.worker.events.try_recv() {
             self.on_event(event);
         }
-        if self.job.is_some() || self.tuning.is_some() || self.is_fitting() {
+        if self.job.is_some() || self.tuning.is_some() || self.comparing.is_some() || self.is_fitting() {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
         }
         tour::advance(self, ctx);

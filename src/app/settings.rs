@@ -31,6 +31,7 @@ pub enum Tab {
     Gallery,
     Dropped,
     Tuning,
+    Compare,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

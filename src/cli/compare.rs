@@ -172,6 +172,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
             validation: args.validation,
         }),
         batch_size: args.run.batch_size,
+        keep_features: false,
     };
     let bar = progress_bar(0, args.run.quiet);
     let mut stage = None;

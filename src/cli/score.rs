@@ -1,7 +1,6 @@
 //! `oodscope score`: one method on ID and OOD sets, headless — the table, and CSV / JSON / PNG.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
@@ -65,8 +64,8 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
         settings.describe()
     );
     let bar = progress_bar(total as u64, args.run.quiet);
-    let cancel = AtomicBool::new(false);
-    let run = run_scoring(&plan, &sets, args.run.batch_size, &cancel, &mut |p| {
+    let cancel = super::interrupt_flag();
+    let run = run_scoring(&plan, &sets, args.run.batch_size, cancel, &mut |p| {
         bar.set_position(p.done as u64);
         if p.skipped > 0 {
             bar.set_message(format!("{} skipped", p.skipped));

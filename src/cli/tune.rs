@@ -1,7 +1,6 @@
 //! `oodscope tune`: a method's parameter grid on the validation split, the choice on the test split.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
@@ -131,8 +130,8 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
     );
     let bar = progress_bar(0, args.run.quiet);
     let mut stage = None;
-    let cancel = AtomicBool::new(false);
-    let result = tune(&model, fit.as_ref(), &sets, &options, &cancel, &mut |p| {
+    let cancel = super::interrupt_flag();
+    let result = tune(&model, fit.as_ref(), &sets, &options, cancel, &mut |p| {
         if stage != Some(p.stage) {
             stage = Some(p.stage);
             bar.reset();

@@ -40,6 +40,8 @@ pub struct CompareOptions {
     pub settings: Vec<ScoreSettings>,
     pub tune: Option<TuneSpec>,
     pub batch_size: usize,
+    /// Keep every image's features in the run (for re-scoring without the model, as the window does).
+    pub keep_features: bool,
 }
 
 /// The stages of a comparison, in order (the first two only when tuning).
@@ -134,7 +136,9 @@ pub fn compare(
             (chosen, test, Some(tuning))
         }
     };
-    let plan = Plan::new(model, chosen, fit).map_err(RunError::Invalid)?;
+    let plan = Plan::new(model, chosen, fit)
+        .map_err(RunError::Invalid)?
+        .keeping_features(options.keep_features);
     let mut run = run_scoring(&plan, &test, options.batch_size, cancel, &mut |p| {
         on_progress(CompareProgress {
             stage: Stage::Scoring,

@@ -212,7 +212,7 @@ fn controls_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
 }
 
 /// A thumbnail of image `index` of `set`: the file scaled down, or the noise image as the model sees it.
-fn thumbnail(
+pub(crate) fn thumbnail(
     ctx: &egui::Context,
     set: &ImageSet,
     index: usize,

@@ -1,6 +1,7 @@
 //! Widgets and panels only: they read the app's state and emit commands; no tensors, no jobs.
 //! Functions that draw end in `_ui`.
 
+pub mod compare;
 pub mod curves;
 pub mod drops;
 pub mod gallery;
@@ -52,13 +53,17 @@ fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
         (egui::Key::Num2, Tab::Curves),
         (egui::Key::Num3, Tab::Gallery),
         (egui::Key::Num4, Tab::Dropped),
+        (egui::Key::Num5, Tab::Compare),
     ] {
         if pressed(key) {
             out.push(Command::SetTab(tab));
         }
     }
+    if pressed(egui::Key::C) && app.comparing.is_none() {
+        out.push(Command::Compare);
+    }
     if pressed(egui::Key::Escape) {
-        if app.job.is_some() {
+        if app.job.is_some() || app.comparing.is_some() {
             out.push(Command::Cancel);
         } else {
             out.push(Command::Select(None));
@@ -97,6 +102,17 @@ fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             ui.label(format!("{} on {}", model.card.name, model.device));
         } else {
             ui.label("loading model…");
+        }
+        if let Some(job) = app.comparing.as_ref().filter(|_| app.settings.tab != Tab::Compare) {
+            ui.spinner();
+            let (done, total) = job.progress.map_or((0, 0), |p| (p.done, p.total));
+            if ui
+                .link(format!("comparing methods… {done}/{total}"))
+                .on_hover_text("Show the Compare view (5)")
+                .clicked()
+            {
+                out.push(Command::SetTab(Tab::Compare));
+            }
         }
         if app.tuning.is_some() && app.job.is_none() {
             ui.spinner();
@@ -149,6 +165,7 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             (Tab::Curves, "ROC / PR (2)"),
             (Tab::Gallery, "Gallery (3)"),
             (Tab::Dropped, "Dropped images (4)"),
+            (Tab::Compare, "Compare (5)"),
         ] {
             if ui.selectable_label(app.settings.tab == tab, label).clicked() {
                 out.push(Command::SetTab(tab));
@@ -172,6 +189,10 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.separator();
     if app.settings.tab == Tab::Tuning {
         tuning::tuning_ui(app, out, ui);
+        return;
+    }
+    if app.settings.tab == Tab::Compare {
+        compare::compare_ui(app, out, ui);
         return;
     }
     if app.settings.tab == Tab::Dropped {
@@ -202,6 +223,6 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 .show(ui, |ui| metrics_table::metrics_table_ui(app, ui));
         }
         Tab::Curves => curves::curves_ui(app, ui),
-        Tab::Gallery | Tab::Dropped | Tab::Tuning => gallery::gallery_ui(app, out, ui),
+        Tab::Gallery | Tab::Dropped | Tab::Tuning | Tab::Compare => gallery::gallery_ui(app, out, ui),
     }
 }

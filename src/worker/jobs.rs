@@ -175,6 +175,32 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(format!("tuning: {e}"))),
                 }
             }
+            Job::Compare {
+                generation,
+                sets,
+                settings,
+                unsupported,
+                batch_size,
+                cancel,
+            } => {
+                let Some(m) = &state.model else { continue };
+                let options = crate::compare::CompareOptions {
+                    settings,
+                    tune: None,
+                    batch_size,
+                    keep_features: true,
+                };
+                let mut on_progress = |progress| send(Event::CompareProgress { generation, progress });
+                match crate::compare::compare(m, state.fit.as_ref(), &sets, &options, &cancel, &mut on_progress) {
+                    Ok(result) => send(Event::Compared {
+                        generation,
+                        result: Box::new(result),
+                        unsupported,
+                    }),
+                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                    Err(e) => send(Event::Error(format!("comparing: {e}"))),
+                }
+            }
             Job::Estimate {
                 generation,
                 images,

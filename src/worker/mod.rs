@@ -63,6 +63,16 @@ pub enum Job {
         options: crate::tune::TuneOptions,
         cancel: Arc<AtomicBool>,
     },
+    /// Every given method on the enabled sets in one pass (`crate::compare`), features kept.
+    Compare {
+        generation: u64,
+        sets: Vec<ImageSet>,
+        settings: Vec<ScoreSettings>,
+        /// The methods left out, passed back with the result.
+        unsupported: Vec<crate::compare::Unsupported>,
+        batch_size: usize,
+        cancel: Arc<AtomicBool>,
+    },
     /// The first-order estimate of a method with a step at new settings, from the cached clean
     /// outputs and each image's `‖∇ₓ L‖₁` (computed once per step and result, then kept).
     Estimate {
@@ -110,6 +120,15 @@ pub enum Event {
         generation: u64,
         settings: ScoreSettings,
         scores: Vec<f32>,
+    },
+    CompareProgress {
+        generation: u64,
+        progress: crate::compare::CompareProgress,
+    },
+    Compared {
+        generation: u64,
+        result: Box<crate::compare::CompareResult>,
+        unsupported: Vec<crate::compare::Unsupported>,
     },
     TuneProgress {
         generation: u64,
