@@ -1,7 +1,9 @@
 //! oodscope binary: parses the command line and runs the command; errors end in one line and exit 1.
 
 use clap::Parser;
-use oodscope::cli::{Cli, Command, fit_command, methods_command, score_command, train_command, tune_command};
+use oodscope::cli::{
+    Cli, Command, fit_command, methods_command, preprocess_command, score_command, train_command, tune_command,
+};
 
 fn main() {
     oodscope::alloc::keep_tensor_buffers_in_the_heap();
@@ -28,6 +30,7 @@ fn main() {
         Some(Command::Train(args)) => train_command(args),
         Some(Command::Methods(args)) => methods_command(args),
         Some(Command::Fit(args)) => fit_command(args),
+        Some(Command::Preprocess(args)) => preprocess_command(args),
         None if oodscope::gui::has_display() => oodscope::gui::run_gui(&cli.gui),
         None => {
             eprintln!(
