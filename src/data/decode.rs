@@ -122,8 +122,26 @@ pub fn decode_file(path: &Path, pre: &Preprocess) -> Result<Vec<f32>, SkipReason
 /// Decodes and preprocesses an in-memory encoded image.
 pub fn decode_bytes(bytes: &[u8], pre: &Preprocess) -> Result<Vec<f32>, SkipReason> {
     let image = decode_limited(bytes, &pre.limits)?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(SkipReason(format!(
+            "image is {}×{}: no pixels",
+            image.width(),
+            image.height()
+        )));
+    }
     let geometry = pre.geometry(image.height() as usize, image.width() as usize);
     let (h, w) = geometry.resize;
+    // A long thin image resized by its shorter side can grow without bound.
+    let bytes_needed = h.saturating_mul(w).saturating_mul(pre.channels).saturating_mul(4);
+    if bytes_needed as u64 > pre.limits.max_alloc_bytes {
+        return Err(SkipReason(format!(
+            "image is {}×{}: resized to {w}×{h} it would take {} MB, over the {} MB limit",
+            image.width(),
+            image.height(),
+            bytes_needed >> 20,
+            pre.limits.max_alloc_bytes >> 20
+        )));
+    }
     let data = match pre.backend {
         Backend::Tensor => {
             let planes = to_planes(&image, pre.channels);
@@ -326,6 +344,19 @@ mod tests {
                 "{out:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_sliver_resized_by_its_shorter_side_is_skipped_not_allocated() {
+        // 1 × 4000 to a shorter side of 10 000 would be 10 000 × 40 000 000 pixels.
+        let img = image::GrayImage::from_pixel(4000, 1, image::Luma([7]));
+        let pre = Preprocess {
+            resize: ResizeMode::ShorterSide(10_000),
+            crop: Some((4, 4)),
+            ..pre(1, 4, 4)
+        };
+        let err = decode_bytes(&png_bytes(DynamicImage::ImageLuma8(img)), &pre).unwrap_err();
+        assert!(err.0.contains("over the 1024 MB limit"), "{err}");
     }
 
     #[test]
