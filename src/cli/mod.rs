@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod fit;
 pub mod methods;
+pub mod preprocess;
 pub mod score;
 pub mod train;
 pub mod tune;
@@ -26,6 +27,7 @@ use crate::score::{Method, ScoreRun, ScoreSettings};
 pub use compare::{CompareArgs, compare_command};
 pub use fit::{FitArgs, FitCommandArgs, fit_command};
 pub use methods::{MethodsArgs, methods_command};
+pub use preprocess::{PreprocessArgs, preprocess_command};
 pub use score::{ScoreArgs, headless_demo, histogram_of_run, score_command};
 pub use train::{TrainArgs, train_command};
 pub use tune::{TuneArgs, tune_command};
@@ -80,6 +82,8 @@ pub enum Command {
     Methods(methods::MethodsArgs),
     /// Train the bundled Fashion-MNIST models (plain, confidence branch, leave-out ensemble).
     Train(TrainArgs),
+    /// Preprocess one image as the model's card says and write the tensor the model receives (.npy).
+    Preprocess(PreprocessArgs),
 }
 
 /// How a model runs, shared by `score` and `tune`.

@@ -1,12 +1,17 @@
-//! Decoding one image file into the model's input: channels converted, resized, pixel units in [0, 1].
+//! Decoding one image file into the model's input: channels converted, resized and cropped as the
+//! card says (torchvision's PIL or tensor pipeline), pixel units in [0, 1].
 
 use std::io::Cursor;
 use std::path::Path;
 
 use image::{DynamicImage, ImageReader, Limits};
 
+use super::geometry::Geometry;
 use super::jpeg::decode_jpeg;
-use super::resize::{Planes, resize_bilinear, resize_center_crop};
+use super::pil::{self, PilFilter};
+use super::pil_convert::pil_planes;
+use super::resize::{Planes, center_crop, resize_bicubic, resize_bilinear, resize_nearest};
+use crate::model::card::{Backend, Interpolation};
 use crate::model::{ModelCard, ResizeMode};
 
 /// Luminance weights for RGB → one channel (ITU-R BT.601, as torchvision's `rgb_to_grayscale`).
@@ -40,25 +45,49 @@ impl Default for DecodeLimits {
     }
 }
 
-/// What the model wants: its input size, channels and resize mode (from the card).
+/// What the model wants: its input size and channels, and how images get there (from the card).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preprocess {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
     pub resize: ResizeMode,
+    /// The centre crop after the resize (`None`: none).
+    pub crop: Option<(usize, usize)>,
+    pub interpolation: Interpolation,
+    pub backend: Backend,
     pub limits: DecodeLimits,
 }
 
 impl Preprocess {
-    pub fn for_card(card: &ModelCard) -> Self {
+    /// Straight to `height × width` on tensors, bilinear (a card with no preprocessing fields).
+    pub fn new(channels: usize, height: usize, width: usize) -> Self {
         Preprocess {
-            channels: card.channels,
-            height: card.height,
-            width: card.width,
-            resize: card.resize,
+            channels,
+            height,
+            width,
+            resize: ResizeMode::Resize,
+            crop: None,
+            interpolation: Interpolation::Bilinear,
+            backend: Backend::Tensor,
             limits: DecodeLimits::default(),
         }
+    }
+
+    pub fn for_card(card: &ModelCard) -> Self {
+        let p = card.preprocessing;
+        Preprocess {
+            resize: p.resize,
+            crop: p.crop,
+            interpolation: p.interpolation,
+            backend: p.backend,
+            ..Preprocess::new(card.channels, card.height, card.width)
+        }
+    }
+
+    /// The resize target and crop for an image of `height × width`.
+    pub fn geometry(&self, height: usize, width: usize) -> Geometry {
+        Geometry::plan(self.resize, self.crop, (self.height, self.width), (height, width))
     }
 
     /// Number of values in one preprocessed image (C·H·W).
@@ -93,12 +122,62 @@ pub fn decode_file(path: &Path, pre: &Preprocess) -> Result<Vec<f32>, SkipReason
 /// Decodes and preprocesses an in-memory encoded image.
 pub fn decode_bytes(bytes: &[u8], pre: &Preprocess) -> Result<Vec<f32>, SkipReason> {
     let image = decode_limited(bytes, &pre.limits)?;
-    let planes = to_planes(&image, pre.channels);
-    let sized = match pre.resize {
-        ResizeMode::Resize => resize_bilinear(&planes, pre.height, pre.width),
-        ResizeMode::CenterCrop => resize_center_crop(&planes, pre.height, pre.width),
+    if image.width() == 0 || image.height() == 0 {
+        return Err(SkipReason(format!(
+            "image is {}×{}: no pixels",
+            image.width(),
+            image.height()
+        )));
+    }
+    let geometry = pre.geometry(image.height() as usize, image.width() as usize);
+    let (h, w) = geometry.resize;
+    // A long thin image resized by its shorter side can grow without bound.
+    let bytes_needed = h.saturating_mul(w).saturating_mul(pre.channels).saturating_mul(4);
+    if bytes_needed as u64 > pre.limits.max_alloc_bytes {
+        return Err(SkipReason(format!(
+            "image is {}×{}: resized to {w}×{h} it would take {} MB, over the {} MB limit",
+            image.width(),
+            image.height(),
+            bytes_needed >> 20,
+            pre.limits.max_alloc_bytes >> 20
+        )));
+    }
+    let data = match pre.backend {
+        Backend::Tensor => {
+            let planes = to_planes(&image, pre.channels);
+            let sized = match pre.interpolation {
+                Interpolation::Bilinear => resize_bilinear(&planes, h, w),
+                Interpolation::Bicubic => resize_bicubic(&planes, h, w),
+                Interpolation::Nearest => resize_nearest(&planes, h, w),
+            };
+            match geometry.crop {
+                Some((ch, cw)) => center_crop(&sized, ch, cw).data,
+                None => sized.data,
+            }
+        }
+        Backend::Pil => {
+            let filter = match pre.interpolation {
+                Interpolation::Bilinear => PilFilter::Bilinear,
+                Interpolation::Bicubic => PilFilter::Bicubic,
+                Interpolation::Nearest => PilFilter::Nearest,
+            };
+            let sized = pil::resize(&pil_planes(&image, pre.channels), h, w, filter);
+            let cropped = match geometry.crop {
+                Some((ch, cw)) => center_crop(&sized, ch, cw),
+                None => sized,
+            };
+            // ToTensor: float32(v) / 255.
+            cropped.data.iter().map(|&v| f32::from(v) / 255.0).collect()
+        }
     };
-    Ok(sized.data)
+    if data.len() != pre.len() {
+        return Err(SkipReason(format!(
+            "preprocessing gave {} values, the model takes {} (card's resize/crop do not reach the input size)",
+            data.len(),
+            pre.len()
+        )));
+    }
+    Ok(data)
 }
 
 fn decode_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, SkipReason> {
@@ -201,13 +280,7 @@ mod tests {
     use super::*;
 
     fn pre(channels: usize, h: usize, w: usize) -> Preprocess {
-        Preprocess {
-            channels,
-            height: h,
-            width: w,
-            resize: ResizeMode::Resize,
-            limits: DecodeLimits::default(),
-        }
+        Preprocess::new(channels, h, w)
     }
 
     fn png_bytes(image: DynamicImage) -> Vec<u8> {
@@ -237,6 +310,53 @@ mod tests {
         let img = image::GrayImage::from_raw(2, 1, vec![0, 255]).unwrap();
         let out = decode_bytes(&png_bytes(DynamicImage::ImageLuma8(img)), &pre(3, 1, 2)).unwrap();
         assert_eq!(out, vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn pil_backend_greys_in_integers() {
+        // convert("L") of pure red is (255 · 19595 + 0x8000) >> 16 = 76, then ToTensor: 76 / 255.
+        let img = image::RgbImage::from_pixel(3, 2, image::Rgb([255, 0, 0]));
+        let pre = Preprocess {
+            backend: Backend::Pil,
+            ..pre(1, 2, 3)
+        };
+        let out = decode_bytes(&png_bytes(DynamicImage::ImageRgb8(img)), &pre).unwrap();
+        assert_eq!(out, vec![76.0 / 255.0; 6]);
+    }
+
+    #[test]
+    fn shorter_side_resize_then_crop_reaches_the_input() {
+        // 40 × 10 (W × H): shorter side to 6 gives 24 × 6, the centre 4 × 4 is kept.
+        let img = image::RgbImage::from_fn(40, 10, |x, _| image::Rgb([(x * 6) as u8, 0, 0]));
+        for backend in [Backend::Pil, Backend::Tensor] {
+            let pre = Preprocess {
+                resize: ResizeMode::ShorterSide(6),
+                crop: Some((4, 4)),
+                backend,
+                ..pre(3, 4, 4)
+            };
+            assert_eq!(pre.geometry(10, 40).resize, (6, 24));
+            let out = decode_bytes(&png_bytes(DynamicImage::ImageRgb8(img.clone())), &pre).unwrap();
+            assert_eq!(out.len(), 3 * 16);
+            // The middle of a left-to-right ramp: red near 0.5 in the crop's centre columns.
+            assert!(
+                (out[1] - 0.47).abs() < 0.05 && out[16..].iter().all(|&v| v == 0.0),
+                "{out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sliver_resized_by_its_shorter_side_is_skipped_not_allocated() {
+        // 1 × 4000 to a shorter side of 10 000 would be 10 000 × 40 000 000 pixels.
+        let img = image::GrayImage::from_pixel(4000, 1, image::Luma([7]));
+        let pre = Preprocess {
+            resize: ResizeMode::ShorterSide(10_000),
+            crop: Some((4, 4)),
+            ..pre(1, 4, 4)
+        };
+        let err = decode_bytes(&png_bytes(DynamicImage::ImageLuma8(img)), &pre).unwrap_err();
+        assert!(err.0.contains("over the 1024 MB limit"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Image sets: folder scanning, decoding and preprocessing, and the synthetic noise sets.
 
 pub mod decode;
+pub mod geometry;
 pub mod jpeg;
 pub mod noise;
+pub mod pil;
+pub mod pil_convert;
 pub mod resize;
 pub mod scan;
 pub mod set;

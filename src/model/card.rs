@@ -70,16 +70,174 @@ impl HeadSource {
     }
 }
 
-/// How an image of any size is brought to the model's input size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// How an image of any size is brought to the model's input size (before the optional crop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResizeMode {
-    /// Bilinear (antialiased when shrinking) straight to H×W.
+    /// `resize = "resize"`: straight to the input H×W.
     #[default]
-    #[serde(rename = "resize")]
     Resize,
-    /// Shorter side scaled to fit, then the centre H×W cut out.
-    #[serde(rename = "center-crop")]
+    /// `resize = "center-crop"`: shorter side scaled to cover H×W, then the centre H×W cut out.
     CenterCrop,
+    /// `resize = S`: shorter side to S, the longer to ⌊S·long/short⌋ (torchvision's `Resize(S)`).
+    ShorterSide(usize),
+    /// `resize = [H, W]`: exactly that size (torchvision's `Resize((H, W))`).
+    Size { height: usize, width: usize },
+}
+
+/// The resampling filter (`interpolation`), as torchvision names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interpolation {
+    #[default]
+    Bilinear,
+    Bicubic,
+    Nearest,
+}
+
+impl Interpolation {
+    /// The card's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bilinear => "bilinear",
+            Self::Bicubic => "bicubic",
+            Self::Nearest => "nearest",
+        }
+    }
+}
+
+/// Which torchvision pipeline the preprocessing reproduces (`backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// On PIL images: decoded as `convert("RGB")` / `convert("L")`, resized with Pillow's 8-bit
+    /// filters, cropped, then `ToTensor`.
+    Pil,
+    /// On float tensors: pixels in [0, 1], antialiased float resize (the behaviour of old cards).
+    #[default]
+    Tensor,
+}
+
+/// The card's preprocessing fields, checked: how any image becomes `input` H×W.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Preprocessing {
+    pub resize: ResizeMode,
+    /// The centre crop `(H, W)` after the resize, if any (an integer `resize` defaults it to the input).
+    pub crop: Option<(usize, usize)>,
+    pub interpolation: Interpolation,
+    pub backend: Backend,
+}
+
+impl Preprocessing {
+    /// Checks the raw fields against the input size `h × w`; the message says what is wrong.
+    fn parse(
+        resize: Option<&toml::Value>,
+        crop: Option<&toml::Value>,
+        interpolation: Option<&str>,
+        backend: Option<&str>,
+        (h, w): (usize, usize),
+    ) -> Result<Self, String> {
+        let interpolation = match interpolation {
+            None | Some("bilinear") => Interpolation::Bilinear,
+            Some("bicubic") => Interpolation::Bicubic,
+            Some("nearest") => Interpolation::Nearest,
+            Some(other) => {
+                return Err(format!(
+                    "`interpolation` must be \"bilinear\", \"bicubic\" or \"nearest\", got \"{other}\""
+                ));
+            }
+        };
+        let backend = match backend {
+            None | Some("tensor") => Backend::Tensor,
+            Some("pil") => Backend::Pil,
+            Some(other) => return Err(format!("`backend` must be \"pil\" or \"tensor\", got \"{other}\"")),
+        };
+        let resize = match resize {
+            None => ResizeMode::Resize,
+            Some(toml::Value::String(s)) if s == "resize" => ResizeMode::Resize,
+            Some(toml::Value::String(s)) if s == "center-crop" => ResizeMode::CenterCrop,
+            Some(toml::Value::Integer(s)) => ResizeMode::ShorterSide(positive(*s, "resize")?),
+            Some(value @ toml::Value::Array(_)) => {
+                let (height, width) = pair(value, "resize")?;
+                ResizeMode::Size { height, width }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`resize` must be an integer (the shorter side), [H, W], \"resize\" or \"center-crop\"; got {other}"
+                ));
+            }
+        };
+        let crop = match crop {
+            None => None,
+            Some(toml::Value::Integer(s)) => {
+                let s = positive(*s, "crop")?;
+                Some((s, s))
+            }
+            Some(value) => Some(pair(value, "crop")?),
+        };
+        let final_size = match (resize, crop) {
+            (ResizeMode::Resize | ResizeMode::CenterCrop, Some(_)) => {
+                return Err(
+                    "`crop` needs `resize` to be a size (an integer shorter side or [H, W]); \"resize\" and \"center-crop\" already end at the input size"
+                        .into(),
+                );
+            }
+            (ResizeMode::Resize | ResizeMode::CenterCrop, None) => (h, w),
+            (ResizeMode::ShorterSide(s), crop) => {
+                let (ch, cw) = crop.unwrap_or((h, w));
+                if ch > s || cw > s {
+                    let which = if crop.is_some() {
+                        "`crop`"
+                    } else {
+                        "the default crop (the input size)"
+                    };
+                    return Err(format!(
+                        "{which} {ch}×{cw} is larger than `resize` = {s} (the resized shorter side): crop at most {s}×{s}"
+                    ));
+                }
+                (ch, cw)
+            }
+            (ResizeMode::Size { height, width }, Some((ch, cw))) => {
+                if ch > height || cw > width {
+                    return Err(format!(
+                        "`crop` {ch}×{cw} is larger than `resize` = [{height}, {width}]"
+                    ));
+                }
+                (ch, cw)
+            }
+            (ResizeMode::Size { height, width }, None) => (height, width),
+        };
+        if final_size != (h, w) {
+            return Err(format!(
+                "`resize` and `crop` give {}×{} images, but `input` is {h}×{w}",
+                final_size.0, final_size.1
+            ));
+        }
+        Ok(Preprocessing {
+            resize,
+            crop: match resize {
+                ResizeMode::ShorterSide(_) => Some(crop.unwrap_or((h, w))),
+                _ => crop,
+            },
+            interpolation,
+            backend,
+        })
+    }
+}
+
+fn positive(v: i64, field: &str) -> Result<usize, String> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("`{field}` must be positive, got {v}"))
+}
+
+/// `[H, W]` with both positive.
+fn pair(value: &toml::Value, field: &str) -> Result<(usize, usize), String> {
+    let items = value
+        .as_array()
+        .map(|a| a.iter().map(toml::Value::as_integer).collect::<Option<Vec<_>>>());
+    match items {
+        Some(Some(v)) if v.len() == 2 => Ok((positive(v[0], field)?, positive(v[1], field)?)),
+        _ => Err(format!("`{field}` must be an integer or [H, W], got {value}")),
+    }
 }
 
 /// One member of a leave-out ensemble, as written in the card.
@@ -104,8 +262,10 @@ struct RawCard {
     outputs: Option<OutputKind>,
     features: Option<i64>,
     head: Option<String>,
-    #[serde(default)]
-    resize: ResizeMode,
+    resize: Option<toml::Value>,
+    crop: Option<toml::Value>,
+    interpolation: Option<String>,
+    backend: Option<String>,
     members: Option<Vec<MemberEntry>>,
     accuracy: Option<f64>,
     notes: Option<String>,
@@ -136,7 +296,8 @@ pub struct ModelCard {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
     pub classes: Vec<String>,
-    pub resize: ResizeMode,
+    /// How images are brought to the input size (`resize`, `crop`, `interpolation`, `backend`).
+    pub preprocessing: Preprocessing,
     pub kind: CardKind,
     /// The accuracy the card claims on its test set (a fraction), if it says.
     pub accuracy: Option<f64>,
@@ -173,6 +334,14 @@ impl ModelCard {
             )));
         }
         let channels = c as usize;
+        let preprocessing = Preprocessing::parse(
+            raw.resize.as_ref(),
+            raw.crop.as_ref(),
+            raw.interpolation.as_deref(),
+            raw.backend.as_deref(),
+            (h as usize, w as usize),
+        )
+        .map_err(bad)?;
         if mean.len() != channels || std.len() != channels {
             return Err(bad(format!(
                 "`mean` and `std` need {channels} values (one per channel), got {} and {}",
@@ -240,7 +409,7 @@ impl ModelCard {
             mean,
             std,
             classes,
-            resize: raw.resize,
+            preprocessing,
             kind,
             accuracy: raw.accuracy,
             notes: raw.notes,
@@ -339,7 +508,8 @@ outputs = "logits"
     fn parses_a_plain_card() {
         let card = ModelCard::parse(PLAIN, Path::new("m/tiny.toml")).unwrap();
         assert_eq!(card.input_shape(), [3, 8, 8]);
-        assert_eq!(card.resize, ResizeMode::Resize);
+        assert_eq!(card.preprocessing, Preprocessing::default());
+        assert_eq!(card.preprocessing.resize, ResizeMode::Resize);
         assert_eq!(
             card.kind,
             CardKind::Single {
@@ -395,6 +565,99 @@ outputs = "logits"
         )
         .unwrap_err();
         assert!(err.to_string().contains("one per channel"), "{err}");
+    }
+
+    fn with(fields: &str) -> Result<ModelCard, String> {
+        let text = PLAIN.replace("input = [3, 8, 8]", "input = [3, 224, 224]") + fields;
+        ModelCard::parse(&text, Path::new("m/p.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_the_preprocessing_fields() {
+        let p = with("resize = 256\ncrop = [224, 224]\ninterpolation = \"bicubic\"\nbackend = \"pil\"")
+            .unwrap()
+            .preprocessing;
+        assert_eq!(
+            p,
+            Preprocessing {
+                resize: ResizeMode::ShorterSide(256),
+                crop: Some((224, 224)),
+                interpolation: Interpolation::Bicubic,
+                backend: Backend::Pil,
+            }
+        );
+        // An integer resize crops to the input by default; a crop may be an integer too.
+        assert_eq!(with("resize = 248").unwrap().preprocessing.crop, Some((224, 224)));
+        assert_eq!(
+            with("resize = 256\ncrop = 224").unwrap().preprocessing.crop,
+            Some((224, 224))
+        );
+        let p = with("resize = [227, 229]\ncrop = [224, 224]").unwrap().preprocessing;
+        assert_eq!(
+            p.resize,
+            ResizeMode::Size {
+                height: 227,
+                width: 229
+            }
+        );
+        assert_eq!(p.backend, Backend::Tensor);
+        let p = with("resize = [224, 224]\ninterpolation = \"nearest\"")
+            .unwrap()
+            .preprocessing;
+        assert_eq!((p.crop, p.interpolation), (None, Interpolation::Nearest));
+        // The old strings keep their meaning, with a backend or filter if given.
+        assert_eq!(
+            with("resize = \"center-crop\"").unwrap().preprocessing.resize,
+            ResizeMode::CenterCrop
+        );
+        let p = with("resize = \"resize\"\nbackend = \"pil\"").unwrap().preprocessing;
+        assert_eq!((p.resize, p.crop, p.backend), (ResizeMode::Resize, None, Backend::Pil));
+    }
+
+    #[test]
+    fn rejects_bad_preprocessing_with_a_clear_message() {
+        for (fields, expected) in [
+            (
+                "resize = 256\ninterpolation = \"lanczos\"",
+                "`interpolation` must be \"bilinear\", \"bicubic\" or \"nearest\", got \"lanczos\"",
+            ),
+            (
+                "backend = \"opencv\"",
+                "`backend` must be \"pil\" or \"tensor\", got \"opencv\"",
+            ),
+            (
+                "resize = \"squash\"",
+                "`resize` must be an integer (the shorter side), [H, W]",
+            ),
+            ("resize = 2.5", "`resize` must be an integer"),
+            ("resize = 0", "`resize` must be positive, got 0"),
+            ("resize = [256]", "`resize` must be an integer or [H, W], got [256]"),
+            (
+                "resize = 256\ncrop = [260, 224]",
+                "`crop` 260×224 is larger than `resize` = 256",
+            ),
+            (
+                "resize = 200",
+                "the default crop (the input size) 224×224 is larger than `resize` = 200",
+            ),
+            (
+                "resize = [256, 230]\ncrop = [224, 240]",
+                "`crop` 224×240 is larger than `resize` = [256, 230]",
+            ),
+            (
+                "resize = 256\ncrop = [200, 200]",
+                "give 200×200 images, but `input` is 224×224",
+            ),
+            ("resize = [256, 256]", "give 256×256 images, but `input` is 224×224"),
+            (
+                "resize = \"center-crop\"\ncrop = [224, 224]",
+                "`crop` needs `resize` to be a size",
+            ),
+            ("crop = [224, 224]", "`crop` needs `resize` to be a size"),
+        ] {
+            let err = with(fields).unwrap_err();
+            assert!(err.contains(expected) && err.contains("m/p.toml"), "{fields}: {err}");
+        }
     }
 
     #[test]

@@ -7,8 +7,7 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::scan::scan_folder;
-use crate::data::{DecodeLimits, Preprocess, decode_file};
-use crate::model::ResizeMode;
+use crate::data::{Preprocess, decode_file};
 
 /// Images `[N, 1, H, W]` in [0, 1] pixel units and labels `[N]`, on a device.
 pub struct Dataset {
@@ -38,13 +37,7 @@ impl Dataset {
                 limit.is_none_or(|l| per_class[c] <= l)
             })
             .collect();
-        let pre = Preprocess {
-            channels: 1,
-            height: size,
-            width: size,
-            resize: ResizeMode::Resize,
-            limits: DecodeLimits::default(),
-        };
+        let pre = Preprocess::new(1, size, size);
         let pixels: Vec<Vec<f32>> = files
             .par_iter()
             .map(|f| decode_file(&f.path, &pre).map_err(|e| anyhow::anyhow!("{}: {e}", f.path.display())))

@@ -171,13 +171,7 @@ mod tests {
     fn noise_validation_is_the_first_images() {
         let sets = vec![ImageSet::open("uniform:5", Role::Ood, &[]).unwrap()];
         let splits = split_sets(&sets, ValidationSplit::Count(2)).unwrap();
-        let pre = Preprocess {
-            channels: 1,
-            height: 2,
-            width: 2,
-            resize: crate::model::ResizeMode::Resize,
-            limits: Default::default(),
-        };
+        let pre = Preprocess::new(1, 2, 2);
         let data = load_validation(&sets, &splits, &pre, 1, &AtomicBool::new(false), &mut |_, _| {}).unwrap();
         assert_eq!(data.len(), 2);
         assert_eq!(
