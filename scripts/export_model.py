@@ -384,7 +384,11 @@ class WithFeatures(nn.Module):
         super().__init__()
         self.model = model
         self._z: list[torch.Tensor] = []
-        model.get_submodule(head).register_forward_pre_hook(self._grab)
+        self._hook = model.get_submodule(head).register_forward_pre_hook(self._grab)
+
+    def detach_hook(self) -> None:
+        """Leaves the model as it was (for callers that keep using it)."""
+        self._hook.remove()
 
     def _grab(self, _module, inputs):
         self._z.append(inputs[0])
@@ -615,7 +619,10 @@ def export(args) -> None:
     say(f"wrote {out} and {card_path}: {num_logits} classes, {width} features, head `model.{head_name}`, preprocessing {preset}")
 
     parity(wrapped, out, size, channels)
-    oodscope_probe(find_oodscope(args.oodscope), out)
+    if args.skip_oodscope_check:
+        say("oodscope's load probe skipped (--skip-oodscope-check)")
+    else:
+        oodscope_probe(find_oodscope(args.oodscope), out)
 
 
 def main(argv=None) -> int:
@@ -634,6 +641,7 @@ def main(argv=None) -> int:
     parser.add_argument("--head", help="dotted name of the final linear layer, when it cannot be found")
     parser.add_argument("--name", help="the card's name (default: the output file's stem)")
     parser.add_argument("--oodscope", help="the oodscope binary used for the final load probe")
+    parser.add_argument("--skip-oodscope-check", action="store_true", help="do not run oodscope's load probe on the result")
     parser.add_argument("--out", required=True, help="the TorchScript file to write (.pt); the card goes beside it")
     args = parser.parse_args(argv)
     try:
