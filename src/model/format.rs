@@ -133,7 +133,7 @@ pub fn hint(path: &Path) -> Option<String> {
         Format::Image(kind) => format!(
             "a {kind} image, not a model: --model takes a TorchScript .pt (with its card) and the images go in --id / --ood folders"
         ),
-        Format::Text => "a text file, not a model: --model takes a TorchScript .pt (with its card <stem>.toml beside it) or the card itself".into(),
+        Format::Text => "a text file, not a TorchScript file: --model takes a TorchScript .pt (with its card <stem>.toml beside it) or the card itself".into(),
         Format::Empty => "an empty file, not a model".into(),
         Format::Unknown => format!(
             "not a TorchScript file, nor any model format oodscope recognises; make one with {exporter} (see README, \"Your own model\")"
