@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=2.13.0
 VENV=.venv
 # Test references: scikit-learn (metrics), scipy and pytorch-ood (feature methods; it needs
-# torchvision, pinned to the torch release), safetensors (fixture heads).
-PY_PACKAGES=(numpy scikit-learn pillow scipy safetensors "torchvision==0.28.0" "pytorch-ood==0.4.0")
+# torchvision, pinned to the torch release), safetensors (fixture heads); timm, onnx and onnx2torch
+# (scripts/export_model.py builds timm models and converts ONNX graphs; tests/own_model.rs).
+PY_PACKAGES=(numpy scikit-learn pillow scipy safetensors "torchvision==0.28.0" "pytorch-ood==0.4.0"
+  "timm==1.0.31" "onnx==1.23.2" "onnx2torch==1.5.15")
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
@@ -21,7 +23,7 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split(
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 
-if ! "$VENV/bin/python" -c "import numpy, sklearn, PIL, scipy, safetensors, torchvision, pytorch_ood" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import numpy, sklearn, PIL, scipy, safetensors, torchvision, pytorch_ood, timm, onnx, onnx2torch" 2>/dev/null; then
   echo "setup: installing ${PY_PACKAGES[*]} into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi

@@ -244,8 +244,9 @@ fn step_signs(
                 ModelError::model(
                     model.file(),
                     format!(
-                        "method `{}` needs input gradients, and the model cannot give them ({e}); the methods without a step (ε = 0) still work",
-                        settings.method
+                        "method `{}` needs input gradients, and the model cannot give them ({}); the methods without a step (ε = 0) still work",
+                        settings.method,
+                        crate::model::first_line(&e.0)
                     ),
                 )
             })

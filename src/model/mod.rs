@@ -2,8 +2,10 @@
 //! logits), and the forward pass.
 
 pub mod card;
+pub mod format;
 pub mod head;
 pub mod outputs;
+mod probe;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -170,6 +172,12 @@ impl Model {
         let card_path = card_path_for(path);
         if !path.exists() {
             return Err(ModelError::model(path, "no such file"));
+        }
+        // A file of another format says so (and how to convert it) before its missing card does.
+        if path != card_path
+            && let Some(hint) = format::hint(path)
+        {
+            return Err(ModelError::model(path, hint));
         }
         if !card_path.exists() {
             return Err(ModelError::card(
@@ -347,37 +355,6 @@ impl Model {
             CardKind::Ensemble { .. } => None,
         }
     }
-
-    /// Runs a probe batch through every network and checks the shapes against the card; for a
-    /// model with features, records D and checks the head against the logits.
-    fn probe(&mut self) -> Result<(), ModelError> {
-        let [c, h, w] = self.card.input_shape();
-        // Two different, deterministic images (a zero image makes a poor test of the head).
-        let x = Tensor::linspace(0.0, 1.0, 2 * c * h * w, (Kind::Float, self.device)).view([2, c, h, w]);
-        let card_error = |e: ModelError| match e {
-            ModelError::Model { path, message } => ModelError::Model {
-                path,
-                message: format!("does not match its card ({}): {message}", self.card.path.display()),
-            },
-            other => other,
-        };
-        let inputs: Vec<Tensor> = (0..self.networks()).map(|_| x.shallow_clone()).collect();
-        let out = tch::no_grad(|| self.outputs(&inputs)).map_err(card_error)?;
-        if let Some(z) = &out.features {
-            self.feature_width = Some(z.size()[1] as usize);
-        }
-        match (&self.head, &out.features) {
-            (Some(head), Some(z)) => head
-                .check(&out.logits, z)
-                .map_err(|m| ModelError::card(&self.card.path, m)),
-            (Some(_), None) => Err(ModelError::card(
-                &self.card.path,
-                "`head` is given but the model returns no features (outputs = \"logits+features\" is needed for it)"
-                    .into(),
-            )),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn load_module(path: &Path, device: Device) -> Result<CModule, ModelError> {
@@ -385,13 +362,13 @@ fn load_module(path: &Path, device: Device) -> Result<CModule, ModelError> {
         return Err(ModelError::model(path, "no such file"));
     }
     let mut module = CModule::load_on_device(path, device).map_err(|e| {
-        ModelError::model(
-            path,
+        let message = format::hint(path).unwrap_or_else(|| {
             format!(
                 "not a TorchScript file that libtorch can open ({})",
                 first_line(&e.to_string())
-            ),
-        )
+            )
+        });
+        ModelError::model(path, message)
     })?;
     module.set_eval();
     Ok(module)
@@ -399,7 +376,7 @@ fn load_module(path: &Path, device: Device) -> Result<CModule, ModelError> {
 
 /// The informative part of a libtorch message (they carry TorchScript tracebacks and C++ context):
 /// the last `…Error: …` line if there is one, else the first sentence of the first line.
-fn first_line(message: &str) -> String {
+pub(crate) fn first_line(message: &str) -> String {
     let message = message.trim().trim_start_matches("Internal torch error:").trim();
     let is_error_line = |l: &&str| {
         l.split_once(": ")

@@ -213,7 +213,11 @@ fn check_logits(t: &Tensor, batch: i64, c: i64) -> Result<(), String> {
 }
 
 fn float(t: &Tensor) -> Result<Tensor, String> {
-    t.f_to_kind(Kind::Float).map_err(|e| e.to_string())
+    match t.kind() {
+        Kind::Half => Err(super::probe::half_message("float16")),
+        Kind::BFloat16 => Err(super::probe::half_message("bfloat16")),
+        _ => t.f_to_kind(Kind::Float).map_err(|e| e.to_string()),
+    }
 }
 
 fn tuple_names(kind: OutputKind) -> &'static str {

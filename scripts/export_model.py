@@ -1,0 +1,656 @@
+#!/usr/bin/env python3
+"""Export your own PyTorch image classifier as an oodscope model: a TorchScript file that returns
+(logits, penultimate features), with its card (`<out stem>.toml`) beside it.
+
+Usage (the project venv's Python; from the repository root):
+
+    python scripts/export_model.py --model torchvision:resnet50 --out models/resnet50.pt
+    python scripts/export_model.py --model timm:convnext_tiny --weights ckpt.pth --out models/cnx.pt
+    python scripts/export_model.py --model my_pkg.nets:build --model-path ~/code \\
+        --model-arg num_classes=10 --classes classes.txt --preprocess resize --input-size 64 \\
+        --weights runs/best.pth --out models/mine.pt
+    python scripts/export_model.py --model onnx:model.onnx --classes classes.txt --out models/m.pt
+    python scripts/export_model.py --model pickle:whole_model.pt --model-path ~/code --out models/m.pt
+
+What it does, in order:
+  1. builds the model: torchvision by name (weights=None), timm by name (pretrained=False), any
+     importable callable `module:function` (`--model-path` is put on sys.path, `--model-arg k=v`
+     are its keyword arguments), an ONNX file (through onnx2torch), or a whole pickled nn.Module
+     (`torch.save(model)`; its classes must be importable);
+  2. loads `--weights` strictly: a state_dict, plain or under `state_dict` / `model` /
+     `model_state_dict`, `module.` (DataParallel) and `_orig_mod.` (torch.compile) prefixes
+     stripped; a .safetensors file works too; then puts the model in eval mode;
+  3. finds the final linear layer (`fc`, `classifier[-1]`, `heads.head`, `head`, timm's
+     `get_classifier()`, or `--head NAME`) and wraps the model so it returns (logits, z) where z is
+     that layer's input; checks ℓ = W·z + b;
+  4. traces it with torch.jit.trace in eval mode WITH autograd on (gradient methods such as ODIN
+     need ∂loss/∂input: tracing under no_grad can record non-differentiable fast paths), parameters
+     frozen (requires_grad = False: input gradients only);
+  5. writes the card: input size, mean/std and preprocessing (from the torchvision weights'
+     transforms() or timm's pretrained config, else the flags), classes (`--classes`, else the
+     weights' ImageNet names when the model has 1000 outputs, else c0, c1, …), outputs and head;
+  6. reloads the file and checks its logits, features and input gradients against the eager model
+     at batch sizes 1 and 2 (relative 1e-4 for outputs, 1e-3 for gradients), then runs oodscope's
+     own load probe (`oodscope methods --model OUT`) when the binary can be found.
+
+Exit status: 0 when every check passes; 1 with a one-line reason otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# TorchScript is deprecated upstream and torch 2.13 warns on every torch.jit.trace / trace_method /
+# load. oodscope reads models through libtorch's TorchScript loader (tch has no binding for the
+# torch.export / AOTInductor successor yet), so the warning says nothing a user of this script can
+# act on; only these three exact messages are hidden (tracer warnings about shapes stay visible).
+warnings.filterwarnings(
+    "ignore",
+    message=r"`torch\.jit\.(trace|trace_method|load)` is deprecated",
+    category=DeprecationWarning,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+OUTPUT_RTOL = 1e-4
+GRAD_RTOL = 1e-3
+PRESETS = ("torchvision-imagenet", "timm", "resize")
+
+
+class ExportError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def say(message: str) -> None:
+    print(f"export: {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------ building
+
+
+class Built:
+    """A model and what its source knows about feeding it."""
+
+    def __init__(self, model: nn.Module, source: str):
+        self.model = model
+        self.source = source
+        self.mean: list[float] | None = None
+        self.std: list[float] | None = None
+        self.input_size: int | None = None
+        # (resize shorter side, crop, interpolation) of the source's own eval pipeline.
+        self.pipeline: tuple[int, int, str] | None = None
+        self.preset: str = "resize"
+        self.categories: list[str] | None = None
+
+
+def parse_model_args(pairs: list[str]) -> dict:
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ExportError(f"--model-arg {pair!r}: expected NAME=VALUE")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
+
+
+def sniff(path: Path) -> str:
+    """'onnx', 'safetensors', 'zip' or 'other', by content."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(head) >= 8 and int.from_bytes(head[:8], "little") < 100_000_000 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:1] == b"\x08" and b"\x12" in head[1:4]:
+        return "onnx"
+    return "other"
+
+
+def build(args, classes: list[str] | None) -> Built:
+    spec = args.model
+    kind, sep, rest = spec.partition(":")
+    if args.model_path:
+        for p in reversed(args.model_path):
+            sys.path.insert(0, str(Path(p).expanduser().resolve()))
+    kwargs = parse_model_args(args.model_arg)
+    # torchvision and timm build their head for the classes given; a callable only gets
+    # num_classes when --num-classes says so (it may not take that argument).
+    num_classes = args.num_classes or (len(classes) if classes else None)
+    if sep and kind == "torchvision":
+        return build_torchvision(rest, num_classes, kwargs)
+    if sep and kind == "timm":
+        return build_timm(rest, num_classes, kwargs)
+    if sep and kind == "onnx":
+        return build_onnx(Path(rest))
+    if sep and kind == "pickle":
+        return build_pickle(Path(rest))
+    if Path(spec).is_file():
+        fmt = sniff(Path(spec))
+        if fmt == "onnx" or spec.endswith(".onnx"):
+            return build_onnx(Path(spec))
+        raise ExportError(
+            f"--model {spec}: a file is given; say what it is: onnx:{spec} (an ONNX graph) or "
+            f"pickle:{spec} (a whole nn.Module saved with torch.save(model)); a state_dict goes "
+            "in --weights with --model naming the architecture"
+        )
+    if sep:
+        return build_callable(kind, rest, args.num_classes, kwargs)
+    raise ExportError(
+        f"--model {spec!r}: expected torchvision:NAME, timm:NAME, onnx:FILE, pickle:FILE or "
+        "module.path:function"
+    )
+
+
+def build_torchvision(name: str, num_classes: int | None, kwargs: dict) -> Built:
+    import torchvision.models as tvm
+
+    try:
+        builder = tvm.get_model_builder(name)
+    except ValueError as e:
+        raise ExportError(f"torchvision has no model {name!r} ({e})") from None
+    if num_classes is not None:
+        kwargs.setdefault("num_classes", num_classes)
+    # Random weights: the real ones come with --weights (nothing is downloaded).
+    model = builder(weights=None, **kwargs)
+    built = Built(model, f"torchvision:{name}")
+    built.preset = "torchvision-imagenet"
+    try:
+        weights = tvm.get_model_weights(name).DEFAULT
+    except (ValueError, AttributeError):
+        return built
+    t = weights.transforms()
+    built.mean, built.std = list(t.mean), list(t.std)
+    resize = t.resize_size[0] if t.resize_size else t.crop_size[0]
+    built.pipeline = (resize, t.crop_size[0], t.interpolation.value)
+    built.input_size = t.crop_size[0]
+    built.categories = list(weights.meta.get("categories") or []) or None
+    return built
+
+
+def build_timm(name: str, num_classes: int | None, kwargs: dict) -> Built:
+    try:
+        import timm
+        from timm.data import resolve_data_config
+    except ImportError:
+        raise ExportError("timm is not installed: pip install timm (scripts/setup.sh pins it)") from None
+    if num_classes is not None:
+        kwargs.setdefault("num_classes", num_classes)
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as e:
+        raise ExportError(f"timm cannot make {name!r}: {e}") from None
+    built = Built(model, f"timm:{name}")
+    built.preset = "timm"
+    cfg = resolve_data_config({}, model=model)
+    built.mean, built.std = list(cfg["mean"]), list(cfg["std"])
+    size = cfg["input_size"][-1]
+    built.input_size = size
+    crop_pct = cfg.get("crop_pct") or 0.875
+    interpolation = cfg.get("interpolation", "bilinear")
+    if interpolation not in ("bilinear", "bicubic", "nearest"):
+        interpolation = "bilinear"
+    if cfg.get("crop_mode", "center") != "center":
+        say(f"note: timm's crop_mode {cfg.get('crop_mode')!r} is written as a centre crop")
+    built.pipeline = (math.floor(size / crop_pct), size, interpolation)
+    try:
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+
+        subset = infer_imagenet_subset(model)
+        if subset:
+            built.categories = ImageNetInfo(subset).label_descriptions()
+    except Exception:  # noqa: BLE001 - class names are a nicety; c0, c1, … otherwise
+        pass
+    return built
+
+
+def build_callable(module_name: str, function: str, num_classes: int | None, kwargs: dict) -> Built:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ExportError(
+            f"cannot import {module_name!r} ({e}); put its folder on --model-path (or PYTHONPATH)"
+        ) from None
+    fn = module
+    for part in function.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise ExportError(f"{module_name} has no {function!r}")
+    if num_classes is not None:
+        kwargs.setdefault("num_classes", num_classes)
+    model = fn(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"{module_name}:{function} returned {type(model).__name__}, not an nn.Module")
+    return Built(model, f"{module_name}:{function}")
+
+
+def build_onnx(path: Path) -> Built:
+    try:
+        import onnx
+        import onnx2torch
+    except ImportError:
+        raise ExportError("ONNX needs onnx and onnx2torch: pip install onnx onnx2torch (scripts/setup.sh pins them)") from None
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    graph = onnx.load(str(path))
+    try:
+        model = onnx2torch.convert(graph)
+    except NotImplementedError as first:
+        # onnx2torch knows opsets up to 17 for some operators (ReduceMean 18, ...): try a downgrade.
+        try:
+            from onnx import version_converter
+
+            model = onnx2torch.convert(version_converter.convert_version(graph, 17))
+        except Exception:  # noqa: BLE001 - report the first, more telling error
+            raise ExportError(f"{path}: onnx2torch cannot convert this graph: {first}") from None
+    return Built(model, f"onnx:{path}")
+
+
+def build_pickle(path: Path) -> Built:
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    say(f"unpickling {path} (this runs code from the file: only for files you trust)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as e:
+        raise ExportError(
+            f"{path}: the model's classes cannot be imported ({e}); put the code that defines them on --model-path"
+        ) from None
+    if isinstance(obj, dict):
+        obj = obj.get("model", obj)
+    if not isinstance(obj, nn.Module):
+        raise ExportError(
+            f"{path} holds a {type(obj).__name__}, not an nn.Module: a state_dict goes in --weights with --model naming the architecture"
+        )
+    return Built(obj, f"pickle:{path}")
+
+
+# ------------------------------------------------------------------------------ weights
+
+
+STATE_KEYS = ("state_dict", "model", "model_state_dict", "net", "network")
+PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise ExportError(f"--weights {path}: no such file")
+    if sniff(path) == "safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    elif sniff(path) == "zip" and any(n.endswith("archive_format") for n in zipfile.ZipFile(path).namelist()):
+        # A torch.export program (.pt2): its weights, under the names of the module it came from.
+        try:
+            program = torch.export.load(str(path))
+        except Exception as e:  # noqa: BLE001 - an AOTInductor package or a damaged file
+            raise ExportError(f"--weights {path}: a .pt2 archive torch.export.load cannot read ({str(e).splitlines()[0][:200]})") from None
+        state = dict(program.state_dict)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure is one message
+            raise ExportError(
+                f"--weights {path}: not a state_dict that torch.load(weights_only=True) reads "
+                f"({str(e).splitlines()[0][:200]}); a whole pickled model goes in --model pickle:{path}"
+            ) from None
+    for _ in range(3):
+        if isinstance(state, dict) and not all(torch.is_tensor(v) for v in state.values()):
+            inner = next((state[k] for k in STATE_KEYS if isinstance(state.get(k), dict)), None)
+            if inner is None:
+                break
+            state = inner
+    if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        keys = list(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ExportError(f"--weights {path}: no state_dict found (top level: {keys})")
+    cleaned = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        cleaned[key] = value
+    return cleaned
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    state = read_state_dict(path)
+    result = model.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} missing (e.g. {', '.join(result.missing_keys[:3])})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected (e.g. {', '.join(result.unexpected_keys[:3])})")
+    if problems:
+        raise ExportError(f"--weights {path} does not fit the model: keys {'; '.join(problems)}")
+    say(f"loaded {len(state)} tensors from {path}")
+
+
+# ------------------------------------------------------------------------------ head
+
+
+def find_head(model: nn.Module, override: str | None) -> str:
+    """The dotted name of the final linear layer."""
+    modules = dict(model.named_modules())
+    if override:
+        module = modules.get(override)
+        if not isinstance(module, nn.Linear):
+            raise ExportError(f"--head {override!r}: {'not a linear layer' if module is not None else 'no such submodule'}")
+        return override
+    for name in ("fc", "heads.head", "head", "head.fc", "classifier", "last_linear"):
+        if isinstance(modules.get(name), nn.Linear):
+            return name
+    classifier = modules.get("classifier")
+    if isinstance(classifier, nn.Sequential) and len(classifier) and isinstance(classifier[-1], nn.Linear):
+        return f"classifier.{len(classifier) - 1}"
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier):
+        found = get_classifier()
+        for name, module in modules.items():
+            if module is found and isinstance(module, nn.Linear):
+                return name
+    linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
+    if len(linears) == 1:
+        return linears[0]
+    raise ExportError(
+        "cannot tell which layer is the final linear one; name it with --head "
+        f"(linear layers, last first: {', '.join(reversed(linears[-8:])) or 'none'})"
+    )
+
+
+class WithFeatures(nn.Module):
+    """The model, returning (logits, z): z is what its final linear layer receives."""
+
+    def __init__(self, model: nn.Module, head: str):
+        super().__init__()
+        self.model = model
+        self._z: list[torch.Tensor] = []
+        self._hook = model.get_submodule(head).register_forward_pre_hook(self._grab)
+
+    def detach_hook(self) -> None:
+        """Leaves the model as it was (for callers that keep using it)."""
+        self._hook.remove()
+
+    def _grab(self, _module, inputs):
+        self._z.append(inputs[0])
+
+    def forward(self, x):
+        self._z.clear()
+        logits = self.model(x)
+        z = self._z[-1] if self._z else None
+        self._z.clear()
+        if z is None:
+            raise ExportError("the head was not called in the forward pass: name the right layer with --head")
+        return logits, z
+
+
+def check_wrapped(wrapped: WithFeatures, head: nn.Linear, example: torch.Tensor, classes: int | None) -> tuple[int, int]:
+    with torch.no_grad():
+        out = wrapped(example)
+    logits, z = out
+    if not torch.is_tensor(logits) or logits.dim() != 2:
+        shape = list(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
+        raise ExportError(f"the model returns {shape}; expected logits [N, C]")
+    if z.dim() != 2:
+        raise ExportError(
+            f"the head's input has shape {list(z.shape)}, not [N, D]: the head is applied per token or "
+            "per position; name the layer that maps pooled features to logits with --head"
+        )
+    recomputed = F.linear(z, head.weight, head.bias)
+    if recomputed.shape != logits.shape:
+        raise ExportError(
+            f"the head maps the features to {list(recomputed.shape)} but the model returns {list(logits.shape)}: "
+            "the logits are not the head's output; name the final layer with --head"
+        )
+    scale = logits.abs().max().item() or 1.0
+    relative = (recomputed - logits).abs().max().item() / scale
+    if not relative <= 1e-5:
+        raise ExportError(
+            f"the logits are not W·z + b of the head (relative difference {relative:.1e}): the model changes "
+            "them after its final linear layer; name the final layer with --head"
+        )
+    if classes is not None and logits.shape[1] != classes:
+        raise ExportError(f"the model has {logits.shape[1]} outputs but {classes} classes are given")
+    return logits.shape[1], z.shape[1]
+
+
+# ------------------------------------------------------------------------------ card
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(type(v))
+
+
+def read_classes(path: Path) -> list[str]:
+    if not path.is_file():
+        raise ExportError(f"--classes {path}: no such file")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(names) < 2:
+        raise ExportError(f"--classes {path}: needs at least 2 class names, one a line")
+    return names
+
+
+def preprocessing(built: Built, preset: str, size: int) -> dict:
+    """The card's preprocessing fields for a preset at input size `size`."""
+    if preset == "resize":
+        return {"resize": "resize"}
+    if built.pipeline is not None and built.preset == preset:
+        resize, crop, interpolation = built.pipeline
+        resize = math.floor(size * resize / crop) if size != crop else resize
+    elif preset == "timm":
+        resize, interpolation = math.floor(size / 0.875), "bicubic"
+    else:
+        resize, interpolation = math.floor(size * 256 / 224), "bilinear"
+    return {"resize": resize, "crop": [size, size], "interpolation": interpolation, "backend": "pil"}
+
+
+def write_card(path: Path, fields: dict) -> None:
+    lines = [f"{k} = {toml_value(v)}" for k, v in fields.items() if v is not None]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item() / max(b.abs().max().item(), 1e-12)
+
+
+def parity(eager: WithFeatures, out: Path, size: int, channels: int) -> None:
+    loaded = torch.jit.load(str(out))
+    gen = torch.Generator().manual_seed(0)
+    worst = {"logits": 0.0, "features": 0.0, "gradient": 0.0}
+    for batch in (1, 2):
+        x = torch.randn(batch, channels, size, size, generator=gen)
+        try:
+            with torch.no_grad():
+                got = loaded(x)
+        except Exception as e:  # noqa: BLE001 - a traced shape problem shows here
+            raise ExportError(
+                f"the exported file fails at batch size {batch} ({str(e).strip().splitlines()[-1][:200]}): "
+                "the trace froze a shape; make the model's forward use x.shape[0] / flatten(x, 1)"
+            ) from None
+        with torch.no_grad():
+            want = eager(x)
+        for name, g, w in zip(("logits", "features"), got, want):
+            if g.shape != w.shape:
+                raise ExportError(f"batch size {batch}: exported {name} have shape {list(g.shape)}, eager {list(w.shape)}")
+            worst[name] = max(worst[name], relative(g, w))
+        # The ODIN loss's input gradient, through the file and through the eager model.
+        grads = []
+        for module in (loaded, eager):
+            xg = x.clone().requires_grad_(True)
+            logits = module(xg)[0]
+            loss = -F.log_softmax(logits / 1000.0, dim=1).max(dim=1).values.sum()
+            try:
+                (grad,) = torch.autograd.grad(loss, xg)
+            except RuntimeError as e:
+                raise ExportError(
+                    f"no input gradient through {'the exported file' if module is loaded else 'the model'} "
+                    f"({str(e).splitlines()[0][:200]}): gradient methods (ODIN, ε > 0) would fail"
+                ) from None
+            grads.append(grad)
+        worst["gradient"] = max(worst["gradient"], relative(grads[0], grads[1]))
+    say(
+        "exported vs eager at batch sizes 1 and 2: max relative difference "
+        f"logits {worst['logits']:.1e}, features {worst['features']:.1e}, input gradient {worst['gradient']:.1e}"
+    )
+    if worst["logits"] > OUTPUT_RTOL or worst["features"] > OUTPUT_RTOL:
+        raise ExportError(f"the exported file's outputs differ from the eager model's by more than {OUTPUT_RTOL:g}")
+    if not worst["gradient"] <= GRAD_RTOL:
+        raise ExportError(f"the exported file's input gradients differ from the eager model's by more than {GRAD_RTOL:g}")
+
+
+def find_oodscope(given: str | None) -> str | None:
+    for candidate in (given, os.environ.get("OODSCOPE_BIN"), str(REPO / "target" / "release" / "oodscope")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("oodscope")
+
+
+def oodscope_probe(binary: str | None, out: Path) -> None:
+    if binary is None:
+        say("warning: the oodscope binary was not found (--oodscope, $OODSCOPE_BIN, target/release, PATH): its load probe was skipped")
+        return
+    done = subprocess.run([binary, "methods", "--model", str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        message = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
+        raise ExportError(f"oodscope does not accept the export: {message}")
+    available = sum(1 for line in done.stdout.splitlines() if line.startswith("  ") and "[not for this model" not in line and not line.lstrip().startswith("--"))
+    say(f"oodscope loads and probes it ({binary}): {available} methods available")
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def export(args) -> None:
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise ExportError(f"--out {out}: the model file must end in .pt (its card is <stem>.toml)")
+    if args.preprocess is not None and args.preprocess not in PRESETS:
+        raise ExportError(f"--preprocess {args.preprocess}: expected one of {', '.join(PRESETS)}")
+    classes = read_classes(Path(args.classes)) if args.classes else None
+    if classes and args.num_classes and len(classes) != args.num_classes:
+        raise ExportError(f"--classes names {len(classes)} classes but --num-classes is {args.num_classes}")
+    torch.manual_seed(0)
+    built = build(args, classes)
+    model = built.model
+    if args.weights:
+        load_weights(model, Path(args.weights))
+    elif not built.source.startswith(("onnx:", "pickle:")):
+        say("note: no --weights: the model has random weights")
+    model.eval()
+    for p in model.parameters():
+        # Frozen: a traced file then computes input gradients only (ODIN's backward is cheaper).
+        p.requires_grad_(False)
+
+    head_name = find_head(model, args.head)
+    head = model.get_submodule(head_name)
+    size = args.input_size or built.input_size or 224
+    channels = args.channels
+    wrapped = WithFeatures(model, head_name).eval()
+    gen = torch.Generator().manual_seed(1)
+    example = torch.randn(2, channels, size, size, generator=gen)
+    num_logits, width = check_wrapped(wrapped, head, example, len(classes) if classes else None)
+    if classes is None:
+        if built.categories and len(built.categories) == num_logits:
+            classes = built.categories
+        else:
+            classes = [f"c{i}" for i in range(num_logits)]
+
+    # Traced with autograd on and an input that requires grad: under no_grad (or with nothing
+    # requiring grad) PyTorch takes inference-only fast paths (nn.MultiheadAttention's
+    # _native_multi_head_attention) that have no derivative, and ODIN would fail on the file.
+    example.requires_grad_(True)
+    traced = torch.jit.trace(wrapped, example, check_trace=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    traced.save(str(out))
+
+    preset = args.preprocess or built.preset
+    mean = args.mean or built.mean
+    std = args.std or built.std
+    if mean is None or std is None:
+        say("note: no --mean/--std and none known for this model: ImageNet's are written")
+        mean, std = mean or IMAGENET_MEAN[:channels], std or IMAGENET_STD[:channels]
+    if len(mean) != channels or len(std) != channels:
+        raise ExportError(f"--mean/--std need {channels} values, one per channel")
+    weights_note = f"weights {Path(args.weights).name}" if args.weights else "random weights"
+    card = {
+        "name": args.name or out.stem,
+        "input": [channels, size, size],
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "classes": classes,
+        "outputs": "logits+features",
+        "head": f"model.{head_name}",
+        **preprocessing(built, preset, size),
+        "notes": f"exported by scripts/export_model.py from {built.source} ({weights_note}); "
+        f"features: the {width}-d input of `{head_name}`",
+    }
+    card_path = out.with_suffix(".toml")
+    write_card(card_path, card)
+    say(f"wrote {out} and {card_path}: {num_logits} classes, {width} features, head `model.{head_name}`, preprocessing {preset}")
+
+    parity(wrapped, out, size, channels)
+    if args.skip_oodscope_check:
+        say("oodscope's load probe skipped (--skip-oodscope-check)")
+    else:
+        oodscope_probe(find_oodscope(args.oodscope), out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="torchvision:NAME, timm:NAME, onnx:FILE, pickle:FILE or module.path:function")
+    parser.add_argument("--model-path", action="append", default=[], help="folder put on sys.path to import --model (repeatable)")
+    parser.add_argument("--model-arg", action="append", default=[], help="NAME=VALUE keyword argument for the model's builder (repeatable)")
+    parser.add_argument("--weights", help="state_dict file (torch.save or .safetensors) loaded strictly")
+    parser.add_argument("--classes", help="text file with one class name a line, in output order")
+    parser.add_argument("--num-classes", type=int, help="build the model with this many outputs (names c0, c1, … without --classes)")
+    parser.add_argument("--preprocess", choices=PRESETS, help="the card's preprocessing (default: the model source's own, else resize)")
+    parser.add_argument("--input-size", type=int, help="input height = width (default: the source's, else 224)")
+    parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    parser.add_argument("--mean", type=float, nargs="+", help="per-channel mean (pixel units 0..1)")
+    parser.add_argument("--std", type=float, nargs="+", help="per-channel std")
+    parser.add_argument("--head", help="dotted name of the final linear layer, when it cannot be found")
+    parser.add_argument("--name", help="the card's name (default: the output file's stem)")
+    parser.add_argument("--oodscope", help="the oodscope binary used for the final load probe")
+    parser.add_argument("--skip-oodscope-check", action="store_true", help="do not run oodscope's load probe on the result")
+    parser.add_argument("--out", required=True, help="the TorchScript file to write (.pt); the card goes beside it")
+    args = parser.parse_args(argv)
+    try:
+        export(args)
+    except ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,394 @@
+//! Your own model, end to end: real architectures exported by scripts/export_model.py (made by
+//! tests/fixtures/make_own_models.py) score like the eager PyTorch model with the same
+//! preprocessing (MSP and KNN to 1e-4 relative, ODIN at T = 10, ε = 0.002 to 3e-4); every other
+//! model format gets one line naming it and the command that converts it; models that are wrong in
+//! subtle ways (no derivative, training mode, float16, batch size frozen at 1) get one line that
+//! says so, and what still works, works.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const TOLERANCE: f64 = 1e-4;
+/// ODIN's step takes sign(∇ₓL) of every input element: on a 224×224 photo a few elements with a
+/// gradient at float noise level take the other sign in another kernel order (batch of 64 against
+/// eager PyTorch's), which moves the score by a few 1e-5. The step itself moves scores by more than
+/// 1e-3 (the fixture checks), so 3e-4 still catches a wrong step.
+const ODIN_TOLERANCE: f64 = 3e-4;
+
+/// The own-model fixtures (scripts/test.sh makes them).
+fn own() -> PathBuf {
+    let dir = common::fixtures().join("own");
+    assert!(
+        dir.join("references.json").is_file(),
+        "own-model fixtures missing in {}: run scripts/test.sh (tests/fixtures/make_own_models.py makes them)",
+        dir.display()
+    );
+    dir
+}
+
+fn path(rel: &str) -> String {
+    own().join(rel).to_str().unwrap().to_string()
+}
+
+fn references() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(own().join("references.json")).unwrap()).unwrap()
+}
+
+/// Runs oodscope with its fit cache in `cache`; returns (exit code, stdout, stderr).
+fn oodscope(cache: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
+        .args(args)
+        .env("OODSCOPE_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `oodscope score` of the fixture images with one method; the per-image scores by file name.
+fn scores(model: &str, method: &str, extra: &[&str]) -> HashMap<String, f64> {
+    let cache = tempfile::tempdir().unwrap();
+    let csv = cache.path().join("scores.csv");
+    let (id, ood) = (path("images/id"), path("images/ood"));
+    let mut args = vec![
+        "score",
+        "--model",
+        model,
+        "--method",
+        method,
+        "--id",
+        &id,
+        "--ood",
+        &ood,
+        "--quiet",
+        "--device",
+        "cpu",
+        "--scores",
+        csv.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, err) = oodscope(cache.path(), &args);
+    assert_eq!(code, 0, "oodscope score --method {method} on {model}: {err}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (path_col, score_col) = (column("path"), column("score"));
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let name = Path::new(fields[path_col])
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            (name, fields[score_col].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Scores `name` (a model of references.json) with MSP, ODIN and KNN and compares every image with
+/// the eager model's score; returns the largest relative difference per method.
+fn matches_eager_pytorch(name: &str) -> Vec<(String, f64)> {
+    let refs = references();
+    let case = &refs["models"][name];
+    assert!(case.is_object(), "no reference for {name}");
+    let model = path(case["model"].as_str().unwrap());
+    let t = refs["odin"]["temperature"].as_f64().unwrap().to_string();
+    let eps = refs["odin"]["epsilon"].as_f64().unwrap().to_string();
+    let k = format!("k={}", refs["knn"]["k"].as_u64().unwrap());
+    let train = path("images/train");
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("msp", vec![]),
+        ("odin", vec!["--temperature", &t, "--epsilon", &eps]),
+        ("knn", vec!["--train", &train, "--param", &k]),
+    ];
+    let mut worst = Vec::new();
+    for (method, extra) in runs {
+        let got = scores(&model, method, &extra);
+        let want = case["scores"][method].as_object().unwrap();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{name} {method}: scored {} images, expected {}",
+            got.len(),
+            want.len()
+        );
+        let mut largest = 0.0f64;
+        for (image, expected) in want {
+            let expected = expected.as_f64().unwrap();
+            let score = got[image];
+            let relative = (score - expected).abs() / expected.abs().max(1e-6);
+            let tolerance = if method == "odin" { ODIN_TOLERANCE } else { TOLERANCE };
+            assert!(
+                relative <= tolerance,
+                "{name} {method} {image}: oodscope {score}, eager PyTorch {expected} (relative {relative:.1e})"
+            );
+            largest = largest.max(relative);
+        }
+        eprintln!("{name} {method}: max relative difference to eager PyTorch {largest:.1e}");
+        worst.push((method.to_string(), largest));
+    }
+    worst
+}
+
+#[test]
+fn torchvision_resnet18_from_a_nested_prefixed_state_dict() {
+    matches_eager_pytorch("resnet18");
+}
+
+#[test]
+fn torchvision_mobilenet_v3_small() {
+    matches_eager_pytorch("mobilenet_v3_small");
+}
+
+#[test]
+fn torchvision_efficientnet_b0() {
+    matches_eager_pytorch("efficientnet_b0");
+}
+
+#[test]
+fn torchvision_convnext_tiny() {
+    matches_eager_pytorch("convnext_tiny");
+}
+
+#[test]
+fn torchvision_vit_b_16() {
+    matches_eager_pytorch("vit_b_16");
+}
+
+#[test]
+fn timm_resnet18() {
+    matches_eager_pytorch("timm_resnet18");
+}
+
+#[test]
+fn a_custom_module_with_its_head_named() {
+    matches_eager_pytorch("custom");
+}
+
+#[test]
+fn an_onnx_graph_through_onnx2torch() {
+    matches_eager_pytorch("onnx");
+}
+
+#[test]
+fn torchvision_resnet18_with_the_imagenet_pil_pipeline() {
+    matches_eager_pytorch("resnet18_imagenet");
+}
+
+#[test]
+fn timm_resnet18_with_the_timm_pil_pipeline() {
+    matches_eager_pytorch("timm_resnet18_timm");
+}
+
+#[test]
+fn every_other_format_is_named_with_the_command_that_converts_it() {
+    let refs = references();
+    let formats = refs["formats"].as_array().unwrap();
+    let names: Vec<&str> = formats.iter().map(|f| f["file"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"formats/compiled.pt2"),
+        "no AOTInductor package among the fixtures (make_own_models.py needs a C++ compiler): {names:?}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    for case in formats {
+        let file = path(case["file"].as_str().unwrap());
+        let expect = case["expect"].as_str().unwrap();
+        let (code, _, err) = oodscope(cache.path(), &["methods", "--model", &file]);
+        assert_eq!(code, 1, "{file}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{file}: not one line: {err}");
+        assert!(err.contains(&file), "{file}: the message does not name the file: {err}");
+        assert!(err.contains(expect), "{file}: expected `{expect}` in: {err}");
+        let model_format = !["image", "text file", "empty"].iter().any(|w| expect.contains(w));
+        if model_format {
+            assert!(
+                err.contains("python scripts/export_model.py --model"),
+                "{file}: no exporter command in: {err}"
+            );
+        }
+        assert!(
+            !err.contains("PytorchStreamReader"),
+            "{file}: libtorch's message leaked: {err}"
+        );
+    }
+    // Each converting command names the file back, with the right --model or --weights.
+    let (_, _, err) = oodscope(cache.path(), &["methods", "--model", &path("formats/graph.pt")]);
+    assert!(
+        err.contains(&format!("--model onnx:{}", path("formats/graph.pt"))),
+        "{err}"
+    );
+    let (_, _, err) = oodscope(cache.path(), &["methods", "--model", &path("formats/whole.pt")]);
+    assert!(
+        err.contains(&format!("--model pickle:{}", path("formats/whole.pt"))),
+        "{err}"
+    );
+    let (_, _, err) = oodscope(cache.path(), &["methods", "--model", &path("formats/state.pt")]);
+    assert!(
+        err.contains(&format!("--weights {}", path("formats/state.pt"))),
+        "{err}"
+    );
+}
+
+/// `score` on the small bad-model fixtures: (exit code, stderr).
+fn score_bad(model: &str, extra: &[&str]) -> (i32, String) {
+    let cache = tempfile::tempdir().unwrap();
+    let (id, ood) = (path("images/id"), path("images/ood"));
+    let model = path(model);
+    let mut args = vec![
+        "score", "--model", &model, "--id", &id, "--ood", &ood, "--quiet", "--device", "cpu",
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, err) = oodscope(cache.path(), &args);
+    (code, err)
+}
+
+/// Exit code 1 (not a panic's 101) and one short `error:` line (a run may print its heading first).
+fn assert_one_line_failure(code: i32, err: &str, expect: &[&str]) {
+    assert_eq!(code, 1, "exit code {code}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "not one error line: {err}");
+    assert!(
+        errors[0].len() < 500 && !err.contains("frame #"),
+        "not a short line: {err}"
+    );
+    for e in expect {
+        assert!(errors[0].contains(e), "expected `{e}` in: {err}");
+    }
+}
+
+#[test]
+fn a_model_without_derivatives_fails_gradient_methods_in_one_line_and_runs_the_others() {
+    let model = "bad/attention-nograd.pt";
+    let expect = [
+        "attention-nograd.pt",
+        "method `odin` needs input gradients",
+        "_native_multi_head_attention",
+    ];
+    let (code, err) = score_bad(model, &["--method", "odin"]);
+    assert_one_line_failure(code, &err, &expect);
+    let (code, err) = score_bad(model, &["--method", "energy", "--epsilon", "0.002"]);
+    assert_one_line_failure(
+        code,
+        &err,
+        &["attention-nograd.pt", "method `energy` needs input gradients"],
+    );
+    let (code, err) = score_bad(model, &["--method", "msp"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = score_bad(model, &["--method", "energy"]);
+    assert_eq!(code, 0, "energy at ε = 0 needs no gradient: {err}");
+    // tune searches ε > 0 too: the same line, not a panic.
+    let cache = tempfile::tempdir().unwrap();
+    let (id, ood, model) = (path("images/id"), path("images/ood"), path(model));
+    let (code, _, err) = oodscope(
+        cache.path(),
+        &[
+            "tune",
+            "--model",
+            &model,
+            "--id",
+            &id,
+            "--ood",
+            &ood,
+            "--quiet",
+            "--device",
+            "cpu",
+            "--temperatures",
+            "1,10",
+            "--epsilons",
+            "0,0.002",
+            "--validation",
+            "0.5",
+        ],
+    );
+    assert_one_line_failure(code, &err, &["attention-nograd.pt", "needs input gradients"]);
+}
+
+#[test]
+fn models_exported_in_training_mode_are_refused_with_how_to_fix_it() {
+    for (model, what) in [
+        ("bad/dropout-train.pt", "gives different outputs for the same input"),
+        ("bad/batchnorm-train.pt", "change with the other images in its batch"),
+    ] {
+        let (code, err) = score_bad(model, &[]);
+        assert_one_line_failure(code, &err, &[model, what, "training mode", "model.eval()"]);
+    }
+}
+
+#[test]
+fn half_precision_and_batch_one_models_are_named_for_what_they_are() {
+    let (code, err) = score_bad("bad/half.pt", &[]);
+    assert_one_line_failure(
+        code,
+        &err,
+        &["half.pt", "the model is float16 (half precision)", "model.float()"],
+    );
+    assert!(!err.contains("card"), "a float16 model is not a card problem: {err}");
+    let (code, err) = score_bad("bad/batch-one.pt", &[]);
+    assert_one_line_failure(code, &err, &["batch-one.pt", "the model only accepts batch size 1"]);
+    assert!(!err.contains("does not match its card"), "{err}");
+}
+
+#[test]
+fn the_exporter_checks_its_file_with_oodscope_itself() {
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("net.pt");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let run = |extra: &[&str]| {
+        let done = Command::new(common::python())
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/export_model.py"))
+            .args([
+                "--model",
+                "own_custom_net:build",
+                "--model-path",
+                fixtures.to_str().unwrap(),
+            ])
+            .args(["--head", "out", "--input-size", "32", "--out", target.to_str().unwrap()])
+            .args(extra)
+            .env("OODSCOPE_BIN", env!("CARGO_BIN_EXE_oodscope"))
+            .output()
+            .unwrap();
+        (
+            done.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&done.stdout).to_string() + &String::from_utf8_lossy(&done.stderr),
+        )
+    };
+    let (code, text) = run(&[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("exported vs eager at batch sizes 1 and 2"), "{text}");
+    assert!(text.contains("oodscope loads and probes it"), "{text}");
+    assert!(!text.contains("Warning"), "the exporter's output is not clean: {text}");
+    let card = std::fs::read_to_string(out.path().join("net.toml")).unwrap();
+    assert!(card.contains("head = \"model.out\""), "{card}");
+    assert!(card.contains("outputs = \"logits+features\""), "{card}");
+    // Without --head the custom layer name cannot be guessed: one line saying how to name it.
+    let (code, text) = Command::new(common::python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/export_model.py"))
+        .args([
+            "--model",
+            "own_custom_net:build",
+            "--model-path",
+            fixtures.to_str().unwrap(),
+        ])
+        .args(["--out", target.to_str().unwrap()])
+        .output()
+        .map(|d| {
+            (
+                d.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&d.stderr).to_string(),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--head") && text.contains("embed"), "{text}");
+}
