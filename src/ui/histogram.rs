@@ -1,6 +1,6 @@
 //! The score histogram: ID and each OOD set overlaid, the threshold δ drawn and draggable.
 
-use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
+use egui_plot::{GridInput, GridMark, Legend, Line, Plot, PlotPoints, VLine};
 
 use crate::app::{Command, OodscopeApp};
 
@@ -25,6 +25,8 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
             "{method} score  (drag to move δ; scroll to zoom; double-click to reset)"
         ))
         .y_axis_label(y_label)
+        .x_grid_spacer(nice_grid)
+        .x_axis_formatter(|mark, _| label_for(mark.value, mark.step_size))
         .allow_drag(false)
         .allow_boxed_zoom(false)
         .include_y(0.0)
@@ -54,8 +56,8 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
             if let Some(t) = threshold {
                 plot_ui.vline(
                     VLine::new(format!("δ = {t:.6}"), t as f64)
-                        .color(egui::Color32::BLACK)
-                        .width(2.0),
+                        .color(egui::Color32::from_rgb(255, 196, 0))
+                        .width(2.5),
                 );
             }
         });
@@ -65,5 +67,70 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
     {
         let x = response.transform.value_from_position(pos).x as f32;
         out.push(Command::SetThreshold(x.clamp(lo, hi)));
+    }
+}
+
+/// Grid marks at a 1-2-5 step giving 5 to 12 labelled ticks over the visible range (the default
+/// powers of ten leave one label on a narrow range, such as ODIN's 0.1000–0.1017 at T = 1000), and
+/// minor marks at a fifth of it.
+pub fn nice_grid(input: GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    let span = hi - lo;
+    if !(span.is_finite() && span > 0.0) {
+        return Vec::new();
+    }
+    let major = nice_step(span / 5.0);
+    let minor = major / 5.0;
+    let first = (lo / minor).ceil() as i64;
+    let last = (hi / minor).floor() as i64;
+    if last - first > 10_000 {
+        return Vec::new();
+    }
+    (first..=last)
+        .map(|i| {
+            let value = i as f64 * minor;
+            let step_size = if i % 5 == 0 { major } else { minor };
+            GridMark { value, step_size }
+        })
+        .collect()
+}
+
+/// The largest 1, 2 or 5 × 10ᵏ not above `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let power = 10f64.powf(raw.log10().floor());
+    [5.0, 2.0, 1.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|&s| s <= raw * (1.0 + 1e-9))
+        .unwrap_or(power)
+}
+
+/// A tick label with the decimals its step needs (0.1002, 0.1004… for a step of 0.0002).
+pub fn label_for(value: f64, step: f64) -> String {
+    let decimals = if step > 0.0 {
+        (-step.log10().floor()).clamp(0.0, 12.0) as usize
+    } else {
+        3
+    };
+    format!("{value:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_narrow_range_gets_several_readable_ticks() {
+        let marks = nice_grid(GridInput {
+            bounds: (0.1000, 0.1017),
+            base_step_size: 1e-6,
+        });
+        let major: Vec<&GridMark> = marks.iter().filter(|m| m.step_size > 1e-4 * 1.5).collect();
+        assert!((5..=12).contains(&major.len()), "{} labelled ticks", major.len());
+        let labels: Vec<String> = major.iter().map(|m| label_for(m.value, m.step_size)).collect();
+        assert_eq!(labels[0], "0.1000");
+        assert_eq!(labels[1], "0.1002");
+        assert!(labels.windows(2).all(|w| w[0] != w[1]), "{labels:?}");
+        assert_eq!(label_for(250.0, 50.0), "250");
     }
 }
