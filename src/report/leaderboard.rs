@@ -36,6 +36,9 @@ const COLUMNS: [Column; 6] = [
     ("AUPR-Out ↑", |m| m.aupr_out),
 ];
 
+/// An extra column of the ranking: its header and its value in a row.
+type ExtraColumn = (String, Box<dyn Fn(&MethodRow) -> Option<f64>>);
+
 /// Which images the metrics come from.
 pub fn scope_line(result: &CompareResult) -> String {
     match &result.tuning {
@@ -74,13 +77,12 @@ pub fn leaderboard_markdown(
     out.push_str("Ranked by AUROC, the mean over every OOD set (groups: the mean of their sets' metrics, as OpenOOD). Values in %.\n\n");
 
     // Extra AUROC columns: per group when there are groups, else per set (when more than one).
-    let extra: Vec<(String, Box<dyn Fn(&MethodRow) -> Option<f64>>)> = if board.groups.is_empty() {
+    let extra: Vec<ExtraColumn> = if board.groups.is_empty() {
         if board.sets.len() > 1 {
             (0..board.sets.len())
                 .map(|i| {
-                    let f: Box<dyn Fn(&MethodRow) -> Option<f64>> =
-                        Box::new(move |r: &MethodRow| r.per_set[i].as_ref().ok().map(|m| m.auroc));
-                    (format!("{} AUROC", board.sets[i].name), f)
+                    let value = move |r: &MethodRow| r.per_set[i].as_ref().ok().map(|m| m.auroc);
+                    (format!("{} AUROC", board.sets[i].name), Box::new(value) as Box<_>)
                 })
                 .collect()
         } else {
@@ -89,9 +91,8 @@ pub fn leaderboard_markdown(
     } else {
         (0..board.groups.len())
             .map(|g| {
-                let f: Box<dyn Fn(&MethodRow) -> Option<f64>> =
-                    Box::new(move |r: &MethodRow| r.per_group[g].map(|m| m.auroc));
-                (format!("{} AUROC", board.groups[g].name), f)
+                let value = move |r: &MethodRow| r.per_group[g].map(|m| m.auroc);
+                (format!("{} AUROC", board.groups[g].name), Box::new(value) as Box<_>)
             })
             .collect()
     };

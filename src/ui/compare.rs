@@ -37,8 +37,10 @@ struct CompareViewState {
 
 type Shared = Arc<Mutex<CompareViewState>>;
 
-/// Metric columns of the leaderboard: header, value, whether higher is better.
-const METRICS: [(&str, fn(&MeanMetrics) -> f64, bool); 5] = [
+/// A metric column of the leaderboard: header, value, whether higher is better.
+type MetricColumn = (&'static str, fn(&MeanMetrics) -> f64, bool);
+
+const METRICS: [MetricColumn; 5] = [
     ("AUROC", |m| m.auroc, true),
     ("FPR95", |m| m.fpr_at_95_tpr, false),
     ("FPR95 OOD+", |m| m.fpr_at_95_tpr_ood_positive, false),
@@ -141,7 +143,7 @@ fn state(ctx: &egui::Context, serial: u64) -> Shared {
 }
 
 /// The rows in the chosen order.
-fn sorted_rows<'a>(comparison: &'a Comparison, sort: Option<(SortKey, bool)>) -> Vec<&'a MethodRow> {
+fn sorted_rows(comparison: &Comparison, sort: Option<(SortKey, bool)>) -> Vec<&MethodRow> {
     let mut rows: Vec<&MethodRow> = comparison.board.rows.iter().collect();
     let Some((key, descending)) = sort else { return rows };
     let value = |r: &MethodRow| -> f64 {
