@@ -18,5 +18,5 @@ cargo build --release
 mkdir -p screenshots
 # A screen larger than the window, which sits at (0, 0): Xvfb parks the pointer at the screen's
 # centre, and a pointer over a plot would draw a hover crosshair.
-timeout 300 xvfb-run -a -s "-screen 0 3200x2000x24" target/release/oodscope --screenshots screenshots
+timeout 600 xvfb-run -a -s "-screen 0 3200x2000x24" target/release/oodscope --screenshots screenshots
 ls -l screenshots/*.png

@@ -15,6 +15,7 @@ enum Step {
     Gallery,
     Detail,
     Drop,
+    Compare,
     Done,
 }
 
@@ -26,6 +27,7 @@ pub struct Tour {
     written: Arc<Mutex<Option<Result<PathBuf, String>>>>,
     drop_files: Vec<PathBuf>,
     drop_sent: bool,
+    compare_sent: bool,
     /// The method the tour started with, restored after the features step.
     first_method: Option<crate::score::Method>,
 }
@@ -43,6 +45,7 @@ impl Tour {
             written: Arc::new(Mutex::new(None)),
             drop_files,
             drop_sent: false,
+            compare_sent: false,
             first_method: None,
         }
     }
@@ -54,6 +57,7 @@ impl Tour {
             Step::Gallery => "gallery",
             Step::Detail => "detail",
             Step::Drop => "drop",
+            Step::Compare => "compare",
             Step::Done => "",
         }
     }
@@ -88,7 +92,8 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
             Step::Features => Step::Gallery,
             Step::Gallery => Step::Detail,
             Step::Detail => Step::Drop,
-            Step::Drop | Step::Done => Step::Done,
+            Step::Drop => Step::Compare,
+            Step::Compare | Step::Done => Step::Done,
         };
         tour.frames_waited = 0;
         tour.shot_requested = false;
@@ -131,6 +136,17 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
         Step::Drop => {
             app.selected = None;
             app.settings.tab = Tab::Dropped;
+        }
+        Step::Compare => {
+            app.settings.tab = Tab::Compare;
+            if !tour.compare_sent {
+                tour.compare_sent = true;
+                app.push(Command::Compare);
+                return;
+            }
+            if app.comparing.is_some() || app.comparison.is_none() {
+                return; // wait for every method's scores
+            }
         }
         Step::Done => {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
