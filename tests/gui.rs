@@ -433,3 +433,39 @@ fn compare_scores_every_method_once_and_switching_method_is_then_instant() {
         );
     }
 }
+
+#[test]
+fn a_folder_that_is_already_a_set_is_refused_with_a_message() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the model to load", |app| app.model.is_some());
+    let before = h.state().sets.len();
+    // The MNIST folder again, written another way, as OOD and as ID; and the noise set again.
+    let again = format!("{}/", root().join("assets/demo/../demo/mnist").display());
+    for (spec, role) in [
+        (again.clone(), oodscope::data::Role::Ood),
+        (again, oodscope::data::Role::Id),
+        ("uniform:300".to_string(), oodscope::data::Role::Ood),
+    ] {
+        h.state_mut().push(oodscope::app::Command::AddSet { spec, role });
+        h.step();
+    }
+    let app = h.state();
+    assert_eq!(app.sets.len(), before, "no set was added twice");
+    assert!(
+        app.messages
+            .iter()
+            .filter(|m| m.contains("is already an OOD set: not added again"))
+            .count()
+            == 3,
+        "{:?}",
+        app.messages
+    );
+    // A new folder is still added.
+    h.state_mut().push(oodscope::app::Command::AddSet {
+        spec: root().join("assets/demo/photo-crops").display().to_string(),
+        role: oodscope::data::Role::Ood,
+    });
+    h.step();
+    assert_eq!(h.state().sets.len(), before + 1);
+}

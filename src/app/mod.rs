@@ -747,6 +747,16 @@ impl OodscopeApp {
         match command {
             Command::LoadModel(path) => self.load_model(path),
             Command::AddSet { spec, role } => {
+                // The same folder (however written) or the same noise spec is refused: it would
+                // show twice in the metrics and once in the legend.
+                let key = |s: &str| std::fs::canonicalize(s).unwrap_or_else(|_| PathBuf::from(s));
+                if let Some(existing) = self.sets.iter().find(|e| key(&e.spec) == key(&spec)) {
+                    self.messages.push(format!(
+                        "{spec} is already an {} set: not added again",
+                        existing.role.name().to_uppercase()
+                    ));
+                    return;
+                }
                 self.sets.push(SetEntry {
                     spec: spec.clone(),
                     role,

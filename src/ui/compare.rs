@@ -253,10 +253,8 @@ fn roc_overlay_ui(app: &OodscopeApp, comparison: &Comparison, ui: &mut egui::Ui)
     Plot::new("compare-roc")
         .height((ui.available_height() - 24.0).max(200.0))
         .legend(Legend::default())
-        .include_x(0.0)
-        .include_x(1.0)
-        .include_y(0.0)
-        .include_y(1.0)
+        .default_x_bounds(0.0, 1.0)
+        .default_y_bounds(0.0, 1.0)
         .show(ui, |plot_ui| {
             for (k, row) in comparison.board.rows.iter().enumerate() {
                 let Some(curves) = &comparison.curves[row.column] else {

@@ -13,13 +13,12 @@ pub fn curves_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
         ui.vertical(|ui| {
             ui.set_width(half);
             ui.label("ROC: true positive rate (ID kept) against false positive rate (OOD accepted)");
+            // Both axes are rates: exactly [0, 1] (an equal aspect ratio stretched y to 1.6).
             Plot::new("roc")
                 .height(height - 24.0)
                 .legend(Legend::default())
-                .data_aspect(1.0)
-                .include_x(0.0)
-                .include_x(1.0)
-                .include_y(1.0)
+                .default_x_bounds(0.0, 1.0)
+                .default_y_bounds(0.0, 1.0)
                 .show(ui, |plot_ui| {
                     for (k, ood) in derived.ood.iter().enumerate() {
                         let Some(curves) = &ood.curves else { continue };
@@ -50,10 +49,8 @@ pub fn curves_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
             Plot::new("pr")
                 .height(height - 24.0)
                 .legend(Legend::default())
-                .include_x(0.0)
-                .include_x(1.0)
-                .include_y(0.0)
-                .include_y(1.0)
+                .default_x_bounds(0.0, 1.0)
+                .default_y_bounds(0.0, 1.0)
                 .show(ui, |plot_ui| {
                     for (k, ood) in derived.ood.iter().enumerate() {
                         let Some(curves) = &ood.curves else { continue };
