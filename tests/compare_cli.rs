@@ -24,19 +24,7 @@ fn fx(rel: &str) -> String {
     common::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
-/// Runs oodscope with its fit cache in `cache`; returns (exit code, stdout, stderr).
-fn oodscope(cache: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
-        .args(args)
-        .env("OODSCOPE_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::oodscope_with_cache as oodscope;
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -19,19 +19,7 @@ fn fx(rel: &str) -> String {
     common::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
-/// Runs oodscope with its fit cache in `cache`; returns (exit code, stdout, stderr).
-fn oodscope(cache: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
-        .args(args)
-        .env("OODSCOPE_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::oodscope_with_cache as oodscope;
 
 fn score_args<'a>(model: &'a str, method: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![

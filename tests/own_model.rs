@@ -39,19 +39,7 @@ fn references() -> Value {
     serde_json::from_str(&std::fs::read_to_string(own().join("references.json")).unwrap()).unwrap()
 }
 
-/// Runs oodscope with its fit cache in `cache`; returns (exit code, stdout, stderr).
-fn oodscope(cache: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
-        .args(args)
-        .env("OODSCOPE_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::oodscope_with_cache as oodscope;
 
 /// `oodscope score` of the fixture images with one method; the per-image scores by file name.
 fn scores(model: &str, method: &str, extra: &[&str]) -> HashMap<String, f64> {

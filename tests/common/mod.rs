@@ -71,3 +71,17 @@ pub fn python() -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     if venv.exists() { venv } else { PathBuf::from("python3") }
 }
+
+/// Runs the oodscope binary with its fit cache in `cache`; returns (exit code, stdout, stderr).
+pub fn oodscope_with_cache(cache: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oodscope"))
+        .args(args)
+        .env("OODSCOPE_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
