@@ -42,19 +42,11 @@ impl Comparison {
     pub fn new(generation: u64, result: CompareResult, unsupported: Vec<Unsupported>) -> Comparison {
         let CompareResult { run, sets, .. } = result;
         let board = Leaderboard::new(&run, &sets, &[]);
-        let pooled = |role: Role, column: usize| -> Vec<f32> {
-            run.images
-                .iter()
-                .zip(&run.columns[column])
-                .filter(|(s, _)| sets[s.set].role == role)
-                .map(|(_, &v)| v)
-                .collect()
-        };
         let mut curves = Vec::new();
         let mut thresholds = Vec::new();
         for column in 0..run.columns.len() {
-            let id = pooled(Role::Id, column);
-            let sorted = SortedScores::new(&id, &pooled(Role::Ood, column)).ok();
+            let id = run.column_role_scores(column, &sets, Role::Id);
+            let sorted = SortedScores::new(&id, &run.column_role_scores(column, &sets, Role::Ood)).ok();
             curves.push(sorted.as_ref().map(SortedScores::curves));
             thresholds.push(SortedScores::new(&id, &id).ok().map(|s| s.threshold_at_95_tpr()));
         }

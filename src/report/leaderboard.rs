@@ -12,7 +12,6 @@ use crate::compare::{CompareResult, Leaderboard, MeanMetrics, MethodRow, Unsuppo
 use crate::data::Role;
 use crate::detect::{Params, ScoreSettings};
 use crate::metrics::{Curves, curves};
-use crate::score::run::sets_with_role;
 
 /// What the outputs say about the run beyond its scores.
 pub struct CompareContext<'a> {
@@ -468,18 +467,14 @@ pub fn compare_report(
 
 /// Every method's ROC curve of the pooled ID images against the pooled OOD images, on one chart.
 pub fn method_curves(board: &Leaderboard, result: &CompareResult) -> Vec<(String, Result<Curves, String>)> {
-    let sets = &result.sets;
-    let pooled = |role: Role, column: usize| -> Vec<f32> {
-        sets_with_role(sets, role)
-            .into_iter()
-            .flat_map(|s| result.run.column_set_scores(column, s))
-            .collect()
-    };
+    let (run, sets) = (&result.run, &result.sets);
     board
         .rows
         .iter()
         .map(|row| {
-            let c = curves(&pooled(Role::Id, row.column), &pooled(Role::Ood, row.column)).map_err(|e| e.to_string());
+            let id = run.column_role_scores(row.column, sets, Role::Id);
+            let ood = run.column_role_scores(row.column, sets, Role::Ood);
+            let c = curves(&id, &ood).map_err(|e| e.to_string());
             (row.settings.method.title().to_string(), c)
         })
         .collect()

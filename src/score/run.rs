@@ -115,6 +115,19 @@ impl ScoreRun {
             .collect()
     }
 
+    /// Method `m`'s scores of every image of the sets with this role, pooled in run order.
+    pub fn column_role_scores(&self, m: usize, sets: &[ImageSet], role: Role) -> Vec<f32> {
+        let Some(column) = self.columns.get(m) else {
+            return Vec::new();
+        };
+        self.images
+            .iter()
+            .zip(column)
+            .filter(|(s, _)| sets[s.set].role == role)
+            .map(|(_, &score)| score)
+            .collect()
+    }
+
     /// The MSP baseline scores of one set, when the model has them.
     pub fn set_baseline(&self, set: usize) -> Option<Vec<f32>> {
         self.images
