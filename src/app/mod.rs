@@ -986,7 +986,9 @@ impl OodscopeApp {
             crate::data::SetSource::Folder { files, .. } => {
                 crate::worker::PixelSource::File(files[entry.index].path.clone())
             }
-            crate::data::SetSource::Noise { kind, .. } => crate::worker::PixelSource::Noise(*kind, entry.index),
+            crate::data::SetSource::Noise { kind, first, .. } => {
+                crate::worker::PixelSource::Noise(*kind, first + entry.index)
+            }
         };
         self.worker.send(Job::Perturbation { key, source, settings });
     }

@@ -9,7 +9,9 @@ pub mod pil_convert;
 pub mod resize;
 pub mod scan;
 pub mod set;
+pub mod shard;
 
 pub use decode::{DecodeLimits, Preprocess, SkipReason, decode_file};
 pub use noise::NoiseKind;
 pub use set::{ImageSet, Role, SetError, SetSource};
+pub use shard::Shard;

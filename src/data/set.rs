@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::noise::NoiseKind;
 use super::scan::{FileEntry, scan_folder};
+use super::shard::Shard;
 
 /// In-distribution or out-of-distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -25,8 +26,17 @@ impl Role {
 /// Where a set's images come from.
 #[derive(Debug, Clone)]
 pub enum SetSource {
-    Folder { root: PathBuf, files: Vec<FileEntry> },
-    Noise { kind: NoiseKind, count: usize },
+    Folder {
+        root: PathBuf,
+        files: Vec<FileEntry>,
+    },
+    /// `count` images of noise starting at image `first` of the endless seeded sequence
+    /// (`first` is 0 except for a shard of a noise set).
+    Noise {
+        kind: NoiseKind,
+        count: usize,
+        first: usize,
+    },
 }
 
 /// A named, scanned image set ready to be scored.
@@ -60,7 +70,7 @@ impl ImageSet {
             return Ok(ImageSet {
                 name: kind.name().to_string(),
                 role,
-                source: SetSource::Noise { kind, count },
+                source: SetSource::Noise { kind, count, first: 0 },
                 unreadable: Vec::new(),
                 labelled: false,
             });
@@ -127,7 +137,35 @@ impl ImageSet {
     pub fn item_name(&self, index: usize) -> String {
         match &self.source {
             SetSource::Folder { files, .. } => files[index].path.display().to_string(),
-            SetSource::Noise { kind, .. } => format!("{kind}#{index}"),
+            SetSource::Noise { kind, first, .. } => format!("{kind}#{}", first + index),
+        }
+    }
+
+    /// Shard `shard` of this set: a contiguous block of its sorted listing (see [`Shard`]).
+    /// Image names and noise images keep their place in the whole set.
+    pub fn shard(&self, shard: Shard) -> ImageSet {
+        let range = shard.range(self.len());
+        let source = match &self.source {
+            SetSource::Folder { root, files } => SetSource::Folder {
+                root: root.clone(),
+                files: files[range].to_vec(),
+            },
+            SetSource::Noise { kind, first, .. } => SetSource::Noise {
+                kind: *kind,
+                count: range.len(),
+                first: first + range.start,
+            },
+        };
+        ImageSet {
+            name: self.name.clone(),
+            role: self.role,
+            source,
+            unreadable: if shard.index == 0 {
+                self.unreadable.clone()
+            } else {
+                Vec::new()
+            },
+            labelled: self.labelled,
         }
     }
 
@@ -194,6 +232,15 @@ mod tests {
                 .to_string()
                 .contains("positive")
         );
+    }
+
+    #[test]
+    fn shards_of_a_noise_set_keep_each_image_in_its_place() {
+        let whole = ImageSet::open("uniform:10", Role::Ood, &[]).unwrap();
+        let part = whole.shard(Shard::new(1, 3).unwrap());
+        assert_eq!(part.len(), 3);
+        assert_eq!(part.item_name(0), whole.item_name(3));
+        assert!(matches!(part.source, SetSource::Noise { first: 3, count: 3, .. }));
     }
 
     #[test]

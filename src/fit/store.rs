@@ -161,7 +161,7 @@ impl Provenance {
     ) -> Result<Self, String> {
         let root = match &train.source {
             SetSource::Folder { root, .. } => root.display().to_string(),
-            SetSource::Noise { kind, count } => format!("{kind}:{count}"),
+            SetSource::Noise { kind, count, .. } => format!("{kind}:{count}"),
         };
         let card = std::fs::read_to_string(&model.card.path).unwrap_or_default();
         let pre = crate::data::Preprocess::for_card(&model.card);

@@ -188,7 +188,7 @@ pub fn set_counts(run: &ScoreRun, sets: &[ImageSet]) -> Vec<SetCounts> {
             role: set.role.name(),
             source: match &set.source {
                 SetSource::Folder { root, .. } => root.display().to_string(),
-                SetSource::Noise { kind, count } => format!("{kind}:{count}"),
+                SetSource::Noise { kind, count, .. } => format!("{kind}:{count}"),
             },
             files: set.len(),
             scored: run.images.iter().filter(|s| s.set == i).count(),

@@ -211,7 +211,7 @@ fn decode_batch(chunk: &[Item], sets: &[ImageSet], pre: &Preprocess) -> DecodedB
         .map(|&item| {
             let pixels = match &sets[item.set].source {
                 SetSource::Folder { files, .. } => decode_file(&files[item.index].path, pre).map_err(|e| e.0),
-                SetSource::Noise { kind, .. } => Ok(noise_image(*kind, item.index, pre.len())),
+                SetSource::Noise { kind, first, .. } => Ok(noise_image(*kind, first + item.index, pre.len())),
             };
             (item, pixels)
         })

@@ -103,7 +103,7 @@ pub fn load_validation(
             .par_iter()
             .map(|&(set, index)| match &sets[set].source {
                 SetSource::Folder { files, .. } => decode_file(&files[index].path, pre).map_err(|e| e.0),
-                SetSource::Noise { kind, .. } => Ok(noise_image(*kind, index, pre.len())),
+                SetSource::Noise { kind, first, .. } => Ok(noise_image(*kind, first + index, pre.len())),
             })
             .collect();
         for (&(set, index), result) in chunk.iter().zip(decoded) {

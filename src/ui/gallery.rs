@@ -226,9 +226,9 @@ pub(crate) fn thumbnail(
                 ColorImage::from_rgba_unmultiplied([t.width() as usize, t.height() as usize], t.as_raw())
             })
             .unwrap_or_else(|_| ColorImage::filled([size as usize, size as usize], Color32::DARK_RED)),
-        SetSource::Noise { kind, .. } => {
+        SetSource::Noise { kind, first, .. } => {
             let (c, h, w) = card.map_or((1, 28, 28), |c| (c.channels, c.height, c.width));
-            planes_to_image(&noise_image(*kind, index, c * h * w), c, h, w)
+            planes_to_image(&noise_image(*kind, first + index, c * h * w), c, h, w)
         }
     };
     ctx.load_texture(format!("thumb-{}-{index}", set.name), image, TextureOptions::NEAREST)

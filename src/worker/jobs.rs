@@ -325,7 +325,7 @@ fn gradient_norms(
                 crate::data::SetSource::Folder { files, .. } => {
                     decode_file(&files[index].path, &pre).unwrap_or_else(|_| vec![f32::NAN; pre.len()])
                 }
-                crate::data::SetSource::Noise { kind, .. } => noise_image(*kind, index, pre.len()),
+                crate::data::SetSource::Noise { kind, first, .. } => noise_image(*kind, first + index, pre.len()),
             })
             .collect();
         let x = Tensor::from_slice(&pixels)

@@ -1,0 +1,91 @@
+//! `--shard i/n`: which contiguous block of each set's sorted listing one machine scores or fits.
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+/// Shard `index` of `count` (0-based, as Slurm array indices and Ray task numbers are).
+///
+/// Shard `i` of a set of `len` images is `[⌊i·len/n⌋, ⌊(i+1)·len/n⌋)`: blocks in listing order, so
+/// concatenating shards `0..n` gives the whole listing back in the order a single run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole listing, as one shard.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    pub fn new(index: usize, count: usize) -> Result<Shard, String> {
+        if count == 0 {
+            return Err("shard count must be at least 1".into());
+        }
+        if index >= count {
+            return Err(format!(
+                "shard {index}/{count} is out of range: the index counts from 0, so it must be 0 to {}",
+                count - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The positions of this shard's images in a listing of `len`.
+    pub fn range(self, len: usize) -> Range<usize> {
+        let bound = |i: usize| ((i as u128 * len as u128) / self.count as u128) as usize;
+        bound(self.index)..bound(self.index + 1)
+    }
+
+    pub fn is_whole(self) -> bool {
+        self.count == 1
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {spec:?}: expected i/n, e.g. 0/8 (the first of 8 shards; i counts from 0)");
+        let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+        let index = i.trim().parse::<usize>().map_err(|_| bad())?;
+        let count = n.trim().parse::<usize>().map_err(|_| bad())?;
+        Shard::new(index, count)
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_listing_once_in_order() {
+        for len in [0, 1, 2, 7, 100, 1001] {
+            for count in [1, 2, 3, 8, 13] {
+                let mut next = 0;
+                for index in 0..count {
+                    let r = Shard::new(index, count).unwrap().range(len);
+                    assert_eq!(r.start, next);
+                    assert!(r.len() <= len / count + 1);
+                    next = r.end;
+                }
+                assert_eq!(next, len);
+            }
+        }
+    }
+
+    #[test]
+    fn specs_parse_and_bad_ones_say_why() {
+        assert_eq!("3/8".parse::<Shard>().unwrap(), Shard { index: 3, count: 8 });
+        assert!("8/8".parse::<Shard>().unwrap_err().contains("out of range"));
+        assert!("1/0".parse::<Shard>().unwrap_err().contains("at least 1"));
+        assert!("x".parse::<Shard>().unwrap_err().contains("expected i/n"));
+        assert_eq!(Shard::new(2, 5).unwrap().to_string(), "2/5");
+    }
+}
