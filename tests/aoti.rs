@@ -44,8 +44,14 @@ fn oodscope(args: &[&str]) -> (i32, String, String) {
         .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.is_empty(), "oodscope {args:?} left {left:?} in its temporary folder");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "oodscope {args:?} left {left:?} in its temporary folder"
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -59,7 +65,9 @@ fn scores(model: &str, method: &str, sets: &[(&str, &str)], extra: &[&str]) -> H
     let csv = out.path().join("scores.csv");
     let model = path(model);
     let folders: Vec<(String, String)> = sets.iter().map(|(flag, dir)| (flag.to_string(), path(dir))).collect();
-    let mut args = vec!["score", "--model", &model, "--method", method, "--quiet", "--device", "cpu"];
+    let mut args = vec![
+        "score", "--model", &model, "--method", method, "--quiet", "--device", "cpu",
+    ];
     for (flag, dir) in &folders {
         args.extend([flag.as_str(), dir.as_str()]);
     }
@@ -75,7 +83,12 @@ fn scores(model: &str, method: &str, sets: &[(&str, &str)], extra: &[&str]) -> H
         .skip(1)
         .map(|line| {
             let fields: Vec<&str> = line.split(',').collect();
-            let name = Path::new(fields[path_col]).file_name().unwrap().to_str().unwrap().to_string();
+            let name = Path::new(fields[path_col])
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             (name, fields[score_col].parse().unwrap())
         })
         .collect()
@@ -86,7 +99,12 @@ fn scores(model: &str, method: &str, sets: &[(&str, &str)], extra: &[&str]) -> H
 fn compare(model: &str, method: &str, got: &HashMap<String, f64>, expected_count: usize) -> f64 {
     let refs = references();
     let want = refs["models"][model]["scores"][method].as_object().unwrap();
-    assert_eq!(got.len(), expected_count, "{model} {method}: scored {} images", got.len());
+    assert_eq!(
+        got.len(),
+        expected_count,
+        "{model} {method}: scored {} images",
+        got.len()
+    );
     let scale = want.values().map(|v| v.as_f64().unwrap().abs()).fold(1e-6, f64::max);
     let mut largest = 0.0f64;
     for (image, score) in got {
@@ -120,7 +138,9 @@ fn an_exported_package_with_features_scores_like_eager_pytorch() {
             extra.extend(["--batch-size", batch]);
             let got = scores("features.pt2", method, &sets, &extra);
             let worst = compare("features", method, &got, 13);
-            eprintln!("features.pt2 {method} at batch size {batch}: max relative difference to eager PyTorch {worst:.1e}");
+            eprintln!(
+                "features.pt2 {method} at batch size {batch}: max relative difference to eager PyTorch {worst:.1e}"
+            );
         }
     }
 }
@@ -134,7 +154,9 @@ fn a_logits_package_is_padded_and_split_to_its_batch_bounds() {
         for method in ["msp", "energy", "maxlogit"] {
             let got = scores("logits.pt2", method, &sets, &["--batch-size", batch]);
             let worst = compare("logits", method, &got, 25);
-            eprintln!("logits.pt2 {method} at batch size {batch}: max relative difference to eager PyTorch {worst:.1e}");
+            eprintln!(
+                "logits.pt2 {method} at batch size {batch}: max relative difference to eager PyTorch {worst:.1e}"
+            );
         }
     }
 }
@@ -166,7 +188,10 @@ fn methods_that_need_input_gradients_are_refused_in_one_line() {
     let (code, err) = score_fails("features.pt2", &["--method", "odin", "--device", "cpu"]);
     assert_one_line_failure(code, &err, &[refusal, "`odin` needs input gradients", advice]);
     let train = path("images/train");
-    for (method, eps, fit) in [("energy", "epsilon=0.001", None), ("mahalanobis", "epsilon=0.002", Some(&train))] {
+    for (method, eps, fit) in [
+        ("energy", "epsilon=0.001", None),
+        ("mahalanobis", "epsilon=0.002", Some(&train)),
+    ] {
         let mut args = vec!["--method", method, "--param", eps, "--device", "cpu"];
         if let Some(train) = fit {
             args.extend(["--train", train.as_str()]);
@@ -178,7 +203,10 @@ fn methods_that_need_input_gradients_are_refused_in_one_line() {
     let (code, out, err) = oodscope(&["methods", "--model", &path("features.pt2")]);
     assert_eq!(code, 0, "{err}");
     let odin = out.lines().find(|l| l.trim_start().starts_with("odin ")).unwrap();
-    assert!(odin.contains("needs input gradients (an AOTInductor package is inference-only)"), "{odin}");
+    assert!(
+        odin.contains("needs input gradients (an AOTInductor package is inference-only)"),
+        "{odin}"
+    );
     let energy = out.lines().find(|l| l.trim_start().starts_with("energy ")).unwrap();
     assert!(!energy.contains("not for this model"), "{energy}");
 }
@@ -187,7 +215,11 @@ fn methods_that_need_input_gradients_are_refused_in_one_line() {
 fn broken_packages_and_the_wrong_device_get_one_line() {
     let (code, err) = score_fails("broken.pt2", &["--method", "msp", "--device", "cpu"]);
     assert_eq!(err.trim().lines().count(), 1, "more than one line: {err}");
-    assert_one_line_failure(code, &err, &[&path("broken.pt2"), "cannot load this AOTInductor package"]);
+    assert_one_line_failure(
+        code,
+        &err,
+        &[&path("broken.pt2"), "cannot load this AOTInductor package"],
+    );
     let (code, err) = score_fails("truncated.pt2", &["--method", "msp", "--device", "cpu"]);
     assert_one_line_failure(code, &err, &[&path("truncated.pt2")]);
     // A CPU package asked to run on CUDA: the device it was compiled for, whether or not CUDA is here.
@@ -202,5 +234,9 @@ fn broken_packages_and_the_wrong_device_get_one_line() {
     let bare = dir.path().join("bare.pt2");
     std::fs::copy(aoti().join("features.pt2"), &bare).unwrap();
     let (code, _, err) = oodscope(&["methods", "--model", bare.to_str().unwrap()]);
-    assert_one_line_failure(code, &err, &["an AOTInductor package (.pt2) without its card", "--format aoti"]);
+    assert_one_line_failure(
+        code,
+        &err,
+        &["an AOTInductor package (.pt2) without its card", "--format aoti"],
+    );
 }

@@ -221,7 +221,10 @@ impl AotiModel {
         let handle = unsafe { ffi::oodscope_aoti_load(c.as_ptr(), index, &mut error) };
         let handle = NonNull::new(handle).ok_or_else(|| {
             let message = take_string(error).unwrap_or_else(|| "cannot load it".into());
-            format!("libtorch cannot load this AOTInductor package ({})", super::first_line(&message))
+            format!(
+                "libtorch cannot load this AOTInductor package ({})",
+                super::first_line(&message)
+            )
         })?;
         Ok(AotiModel {
             handle,
@@ -310,7 +313,9 @@ impl AotiModel {
         }
         let count = count as usize;
         if count > MAX_OUTPUTS {
-            return Err(format!("the package returns {count} outputs (at most {MAX_OUTPUTS} are read)"));
+            return Err(format!(
+                "the package returns {count} outputs (at most {MAX_OUTPUTS} are read)"
+            ));
         }
         // SAFETY: the first `count` pointers are new at::Tensor objects, handed over here.
         Ok(outputs[..count]
@@ -353,7 +358,8 @@ mod tests {
         assert_eq!(BatchRange::parse(dynamic), BatchRange { min: 2, max: Some(15) });
         let open = "static void check_input_0(\n) {\n    if (arg4_1_size[0] < 16) {\n}\n";
         assert_eq!(BatchRange::parse(open), BatchRange { min: 16, max: None });
-        let fixed = "static void check_input_0(\n) {\n    if (1 != arg0_1_size[0]) {\n    if (3 != arg0_1_size[1]) {\n}\n";
+        let fixed =
+            "static void check_input_0(\n) {\n    if (1 != arg0_1_size[0]) {\n    if (3 != arg0_1_size[1]) {\n}\n";
         assert_eq!(BatchRange::parse(fixed), BatchRange { min: 1, max: Some(1) });
         assert_eq!(BatchRange::parse("no checks"), BatchRange::default());
     }

@@ -232,7 +232,11 @@ impl Model {
         let single_path = if path == card_path {
             let script = card_path.with_extension("pt");
             let package = card_path.with_extension("pt2");
-            if !script.exists() && package.exists() { package } else { script }
+            if !script.exists() && package.exists() {
+                package
+            } else {
+                script
+            }
         } else {
             path.to_path_buf()
         };
@@ -248,9 +252,8 @@ impl Model {
                 let model_path = single_path;
                 let module = load_net(&model_path, device)?;
                 if let Some(source) = source {
-                    head = Some(
-                        Head::load(source, module.script(), device).map_err(|m| ModelError::card(&card_path, m))?,
-                    );
+                    head =
+                        Some(Head::load(source, module.script(), device).map_err(|m| ModelError::card(&card_path, m))?);
                 }
                 Network::Single {
                     module,
