@@ -261,3 +261,70 @@ fn copy_set(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ImageSet, Role};
+    use crate::detect::plan::BatchScores;
+    use crate::results::ResultsWriter;
+    use crate::results::schema::tests::sample;
+    use crate::score::run::{BatchSink, ScoreRun};
+    use crate::score::stream::Item;
+
+    /// Writes shard `shard` of a 10-image noise set with made-up scores (image i scores i / 10).
+    fn write_part(dir: &Path, name: &str, shard: Shard, temperature: f64) -> PathBuf {
+        let whole = ImageSet::open("uniform:10", Role::Id, &[]).unwrap();
+        let set = whole.shard(shard);
+        let mut meta = sample();
+        meta.shard = shard;
+        meta.logits = None;
+        meta.methods[0].params.set("temperature", temperature);
+        meta.sets = vec![SetMeta::of(&whole, shard, None)];
+        let path = dir.join(name);
+        let mut writer = ResultsWriter::create(&path, meta).unwrap();
+        let first = shard.range(10).start;
+        let items: Vec<Item> = (0..set.len()).map(|index| Item { set: 0, index }).collect();
+        let scores = BatchScores {
+            scores: vec![items.iter().map(|i| (first + i.index) as f32 / 10.0).collect()],
+            pred: vec![1; items.len()],
+            pred_prob: vec![0.5; items.len()],
+            ..BatchScores::default()
+        };
+        writer.batch(std::slice::from_ref(&set), &items, &scores).unwrap();
+        writer.finish(&ScoreRun::default(), std::slice::from_ref(&set)).unwrap();
+        path
+    }
+
+    #[test]
+    fn parts_merge_in_shard_order_and_bad_sets_of_parts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts: Vec<PathBuf> = (0..3)
+            .map(|i| write_part(dir.path(), &format!("p{i}.parquet"), Shard::new(i, 3).unwrap(), 1.0))
+            .collect();
+        let out = dir.path().join("all.parquet");
+        let meta = merge(&[parts[2].clone(), parts[0].clone(), parts[1].clone()], &out).unwrap();
+        assert_eq!(meta.shard, Shard::WHOLE);
+        assert_eq!((meta.sets[0].start, meta.sets[0].end, meta.sets[0].rows), (0, 10, 10));
+        let all = crate::results::open(&out).unwrap();
+        let expected: Vec<f32> = (0..10).map(|i| i as f32 / 10.0).collect();
+        assert_eq!(all.run.columns[0], expected);
+        assert_eq!(all.sets[0].item_name(7), "uniform#7");
+
+        let fail = |parts: &[&PathBuf]| {
+            let parts: Vec<PathBuf> = parts.iter().map(|p| (*p).clone()).collect();
+            let out = dir.path().join("refused.parquet");
+            let err = merge(&parts, &out).unwrap_err();
+            assert!(!out.exists());
+            err
+        };
+        assert!(fail(&[&parts[0], &parts[2]]).contains("shard 1/3 missing"));
+        assert!(fail(&[&parts[0], &parts[1], &parts[1], &parts[2]]).contains("shard 1/3 again"));
+        let other = write_part(dir.path(), "t2.parquet", Shard::new(1, 3).unwrap(), 2.0);
+        let err = fail(&[&parts[0], &other, &parts[2]]);
+        assert!(
+            err.contains("t2.parquet: the methods and their parameters differ"),
+            "{err}"
+        );
+    }
+}

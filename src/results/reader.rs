@@ -11,7 +11,9 @@ use arrow_array::types::{Float32Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 
 use super::schema::{FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, PRED_PROB, SetMeta, check_schema};
 use crate::data::scan::FileEntry;
@@ -27,8 +29,8 @@ pub struct ResultsFile {
     pub meta: Metadata,
     file: File,
     arrow: ArrowReaderMetadata,
-    /// The row groups of each set, in order.
-    set_groups: Vec<Vec<usize>>,
+    /// Each set's row groups and its rows' selection within them.
+    set_rows: Vec<(Vec<usize>, RowSelection)>,
 }
 
 impl ResultsFile {
@@ -54,13 +56,13 @@ impl ResultsFile {
                 "{at}: {file_rows} rows, but its metadata counts {rows}: not a whole oodscope results file"
             ));
         }
-        let set_groups = groups_by_set(&arrow, &meta.sets).map_err(|e| format!("{at}: {e}"))?;
+        let set_rows = rows_by_set(&arrow, &meta.sets);
         Ok(ResultsFile {
             path: path.to_path_buf(),
             meta,
             file,
             arrow,
-            set_groups,
+            set_rows,
         })
     }
 
@@ -77,8 +79,10 @@ impl ResultsFile {
     pub fn set_batches(&self, set: usize, columns: Option<&[&str]>) -> Result<ParquetRecordBatchReader, String> {
         let at = self.path.display();
         let file = self.file.try_clone().map_err(|e| format!("{at}: cannot read: {e}"))?;
+        let (groups, selection) = &self.set_rows[set];
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.arrow.clone())
-            .with_row_groups(self.set_groups[set].clone())
+            .with_row_groups(groups.clone())
+            .with_row_selection(selection.clone())
             .with_batch_size(READ_BATCH);
         if let Some(names) = columns {
             let schema = self.arrow.schema();
@@ -93,26 +97,38 @@ impl ResultsFile {
     }
 }
 
-/// Maps the file's row groups to its sets (each row group holds rows of one set, in set order).
-fn groups_by_set(arrow: &ArrowReaderMetadata, sets: &[SetMeta]) -> Result<Vec<Vec<usize>>, String> {
+/// Where each set's rows are (the sets' rows follow each other in set order): the row groups that
+/// hold them, and the selection of their rows within those groups. Our files keep one set per
+/// row group; a file rewritten by another tool may not, and reads the same.
+fn rows_by_set(arrow: &ArrowReaderMetadata, sets: &[SetMeta]) -> Vec<(Vec<usize>, RowSelection)> {
     let groups = arrow.metadata().row_groups();
-    let mut by_set = vec![Vec::new(); sets.len()];
-    let mut g = 0;
-    for (s, set) in sets.iter().enumerate() {
-        let mut rows = 0u64;
-        while rows < set.rows {
-            let Some(group) = groups.get(g) else {
-                return Err(format!("set `{}` lacks rows", set.name));
-            };
-            rows += group.num_rows() as u64;
-            by_set[s].push(g);
-            g += 1;
-        }
-        if rows != set.rows {
-            return Err(format!("a row group holds rows of set `{}` and of another", set.name));
-        }
+    let mut starts = Vec::with_capacity(groups.len() + 1);
+    let mut total = 0u64;
+    for g in groups {
+        starts.push(total);
+        total += g.num_rows() as u64;
     }
-    Ok(by_set)
+    starts.push(total);
+    let mut first = 0u64;
+    sets.iter()
+        .map(|set| {
+            let (a, b) = (first, first + set.rows);
+            first = b;
+            let chosen: Vec<usize> = (0..groups.len())
+                .filter(|&g| starts[g] < b && starts[g + 1] > a)
+                .collect();
+            let Some(&g0) = chosen.first() else {
+                return (Vec::new(), RowSelection::from(Vec::<RowSelector>::new()));
+            };
+            let end = chosen.last().map_or(b, |&g| starts[g + 1]);
+            let selection = RowSelection::from(vec![
+                RowSelector::skip((a - starts[g0]) as usize),
+                RowSelector::select((b - a) as usize),
+                RowSelector::skip((end - b) as usize),
+            ]);
+            (chosen, selection)
+        })
+        .collect()
 }
 
 /// Which saved lists to load besides the scores.

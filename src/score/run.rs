@@ -4,6 +4,8 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use tch::Tensor;
+
 use super::stream::{DecodeSchedule, Item, Stream};
 use crate::data::{ImageSet, Preprocess, Role};
 use crate::detect::ScoreSettings;
@@ -301,7 +303,16 @@ pub fn run_scoring_into(
         ..ScoreRun::default()
     };
     let stats = stream.run(cancel, on_progress, &mut |items, x| {
-        let scores = plan.score_batch(x)?;
+        let scores = if items.len() == 1 {
+            // One image runs as two copies: libtorch's CPU kernels take another path for a single
+            // row (the fixture model's logits then differ in the last bit), and an image must score
+            // the same in any batch, so that shards merged equal the whole run bit for bit.
+            let pair =
+                Tensor::f_cat(&[x, x], 0).map_err(|e| RunError::Invalid(format!("cannot batch an image: {e}")))?;
+            first_image(plan.score_batch(&pair)?)
+        } else {
+            plan.score_batch(x)?
+        };
         if scores.pred.len() != items.len() {
             return Err(RunError::Invalid(
                 "the model returned a result of the wrong length".into(),
@@ -338,6 +349,21 @@ pub fn run_scoring_into(
     run.elapsed = stats.elapsed;
     run.stages = stats.stages;
     Ok(run)
+}
+
+/// The first image's entries of a batch's results.
+fn first_image(mut s: BatchScores) -> BatchScores {
+    for column in &mut s.scores {
+        column.truncate(1);
+    }
+    if let Some(b) = &mut s.baseline {
+        b.truncate(1);
+    }
+    s.pred.truncate(1);
+    s.pred_prob.truncate(1);
+    s.logits.truncate(s.logit_width);
+    s.features.truncate(s.feature_width);
+    s
 }
 
 /// Indices of the sets with the given role.
