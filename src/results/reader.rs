@@ -209,7 +209,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
             columns.push(FEATURES);
         }
         let mut skipped = meta.skipped.iter().filter(|k| k.set == set.name).peekable();
-        let mut files: Vec<FileEntry> = Vec::new();
+        let mut files: Vec<FileEntry> = Vec::with_capacity(if noise.is_none() { set.block_len() as usize } else { 0 });
         let mut next = set.start;
         let gap = |index: u64| {
             format!(
