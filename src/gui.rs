@@ -55,6 +55,7 @@ pub fn run_gui(args: &GuiArgs) -> Result<()> {
         "oodscope",
         options,
         Box::new(move |cc| {
+            prepare_context(&cc.egui_ctx);
             let mut app = OodscopeApp::from_creation_context(cc, startup);
             if let Some(dir) = tour_dir {
                 let _ = std::fs::create_dir_all(&dir);
@@ -69,6 +70,13 @@ pub fn run_gui(args: &GuiArgs) -> Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// What the window sets up in egui once: fallback fonts for any file name, and focus that a press
+/// anywhere takes from a text field.
+pub fn prepare_context(ctx: &egui::Context) {
+    crate::ui::fonts::install(ctx);
+    crate::ui::focus_options(ctx);
 }
 
 /// A frame: the worker's events, then the panels drawn from the state, then their commands

@@ -1,6 +1,8 @@
 //! The real app driven by egui_kittest (no display, no GPU): it loads the demo, sliders found by
 //! their labels change what the metrics table shows, δ changes the verdict counts in the same
-//! frame, a simulated file drop adds a result card, and an export writes a valid PNG.
+//! frame, a simulated file drop adds a result card at once (scored between a long job's batches),
+//! a press anywhere gives the keys back to the app, file names in any script have glyphs, and an
+//! export writes a valid PNG with δ drawn in amber.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,19 +55,19 @@ fn private_fit_cache() {
     });
 }
 
+/// The app as the window opens it (fonts and focus options included).
 fn harness_with(settings: Settings) -> Harness<'static, OodscopeApp> {
     private_fit_cache();
     HarnessBuilder::default()
         .with_size([1440.0, 900.0])
-        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings))
+        .build_eframe(move |cc| {
+            oodscope::gui::prepare_context(&cc.egui_ctx);
+            OodscopeApp::new(&cc.egui_ctx, settings)
+        })
 }
 
 fn harness(export_dir: &Path) -> Harness<'static, OodscopeApp> {
-    private_fit_cache();
-    let settings = settings(export_dir);
-    HarnessBuilder::default()
-        .with_size([1440.0, 900.0])
-        .build_eframe(move |cc| OodscopeApp::new(&cc.egui_ctx, settings))
+    harness_with(settings(export_dir))
 }
 
 /// Steps the app until `done` holds (background jobs finish on their own thread).
@@ -206,14 +208,15 @@ fn dropping_images_adds_result_cards_and_bad_files_say_why() {
     h.input_mut().dropped_files.push(Arc::new(DroppedPath(cat.clone())));
     h.input_mut().dropped_files.push(Arc::new(DroppedPath(text.clone())));
     h.step();
-    step_until(&mut h, "the dropped images to be scored", |app| app.drops.len() == 2);
+    assert_eq!(h.state().drops.len(), 2, "a card per dropped file, at once");
+    step_until(&mut h, "the dropped images to be scored", |app| !app.drops_pending());
     let app = h.state();
     assert_eq!(app.settings.tab, Tab::Dropped);
     let card = app.drops.iter().find(|c| c.path == cat).unwrap();
-    let score = card.outcome.as_ref().unwrap().score;
+    let score = card.outcome.scored().unwrap().score;
     assert!(score > 0.0 && score <= 1.0);
     let bad = app.drops.iter().find(|c| c.path == text).unwrap();
-    assert!(bad.outcome.as_ref().unwrap_err().contains("not an image"));
+    assert!(bad.outcome.failure().unwrap().contains("not an image"));
     assert!(shows_text(&h, "cat-chelsea.png"));
     assert!(h.query_by_label_contains("could not score: not an image").is_some());
 }
@@ -230,6 +233,8 @@ fn exporting_the_histogram_writes_a_valid_png() {
     let png =
         image::open(&path).unwrap_or_else(|e| panic!("{}: {e}; messages {:?}", path.display(), h.state().messages));
     assert_eq!((png.width(), png.height()), (1600, 960));
+    let (_, width) = amber_column(&std::fs::read(&path).unwrap());
+    assert!(width >= 4, "δ drawn in amber, {width} px wide");
     h.get_by_label("Scores CSV").click();
     h.step();
     let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
@@ -468,4 +473,213 @@ fn a_folder_that_is_already_a_set_is_refused_with_a_message() {
     });
     h.step();
     assert_eq!(h.state().sets.len(), before + 1);
+}
+
+#[test]
+fn a_drop_during_a_long_job_shows_its_cards_at_once_and_is_scored_before_the_job_ends() {
+    let out = tempfile::tempdir().unwrap();
+    let bad = out.path().join("bad.png");
+    std::fs::write(&bad, "not a picture").unwrap();
+    // A long job: ODIN with a step (a backward pass per batch) over 2 000 + 20 000 images.
+    let mut settings = settings(out.path());
+    settings.sets.truncate(1);
+    settings.sets.push(SavedSet {
+        spec: "uniform:20000".into(),
+        ood: true,
+        enabled: true,
+    });
+    settings.set_param("epsilon", 0.0014);
+    let mut h = harness_with(settings);
+    step_until(&mut h, "the long job's first batches", |app| {
+        app.job.as_ref().and_then(|j| j.progress).is_some_and(|p| p.done >= 256)
+    });
+    let generation = h.state().job.as_ref().unwrap().generation;
+    let cat = root().join("assets/internet/cat-chelsea.png");
+    let cup = root().join("assets/internet/coffee-cup.jpg");
+    for path in [&cat, &cup, &bad] {
+        h.input_mut().dropped_files.push(Arc::new(DroppedPath(path.clone())));
+    }
+    h.step();
+    // At once, in the same frame: a "scoring…" card per file, the Dropped view shown.
+    let app = h.state();
+    assert_eq!(app.drops.len(), 3);
+    assert!(app.drops_pending());
+    assert_eq!(app.settings.tab, Tab::Dropped);
+    h.step();
+    assert_eq!(h.query_all_by_label("scoring…").count(), 3);
+
+    step_until(&mut h, "the dropped images to be scored", |app| !app.drops_pending());
+    let app = h.state();
+    let job = app
+        .job
+        .as_ref()
+        .expect("the long job still runs when the drop is scored");
+    assert_eq!(job.generation, generation, "the same job, not restarted");
+    let progress = job.progress.unwrap();
+    assert!(progress.done < progress.total, "{progress:?}");
+    for path in [&cat, &cup] {
+        let card = app.drops.iter().find(|c| &c.path == path).unwrap();
+        let score = card
+            .outcome
+            .scored()
+            .unwrap_or_else(|| panic!("{:?}", card.outcome))
+            .score;
+        assert!(score > 0.0 && score <= 1.0, "{score}");
+    }
+    let card = app.drops.iter().find(|c| c.path == bad).unwrap();
+    assert!(
+        card.outcome.failure().is_some_and(|r| r.contains("not an image")),
+        "{:?}",
+        card.outcome
+    );
+    assert!(h.query_by_label_contains("could not score: not an image").is_some());
+    h.state_mut().push(oodscope::app::Command::Cancel);
+    h.step();
+}
+
+#[test]
+fn a_press_anywhere_takes_the_focus_from_a_text_field_and_the_number_keys_switch_tabs() {
+    let out = tempfile::tempdir().unwrap();
+    let mut h = harness(out.path());
+    step_until(&mut h, "the demo to be scored", scored);
+    let export_dir = h.state().settings.export_dir.clone();
+    let field = h
+        .get_all_by_role(Role::TextInput)
+        .find(|n| n.value().as_deref() == Some(export_dir.as_str()))
+        .expect("the export folder's text field");
+    field.focus();
+    h.step();
+    assert!(h.ctx.text_edit_focused(), "the text field has the focus");
+    h.key_press(egui::Key::Num2);
+    h.step();
+    assert_eq!(h.state().settings.tab, Tab::Histogram, "keys go to the text field");
+
+    // Drag on the histogram (a press, not a click): it moves δ and takes the focus.
+    let threshold = h.state().threshold;
+    let at = h.get_by_label("Histogram (1)").rect().center() + egui::vec2(250.0, 250.0);
+    h.event(egui::Event::PointerMoved(at));
+    h.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
+    h.step();
+    for dx in [20.0, 40.0, 60.0] {
+        h.event(egui::Event::PointerMoved(at + egui::vec2(dx, 0.0)));
+        h.step();
+    }
+    h.event(egui::Event::PointerButton {
+        pos: at + egui::vec2(60.0, 0.0),
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
+    h.step();
+    assert_ne!(h.state().threshold, threshold, "the drag reached the histogram");
+    assert!(
+        !h.ctx.text_edit_focused(),
+        "the press took the focus from the text field"
+    );
+    h.key_press(egui::Key::Num2);
+    h.step();
+    assert_eq!(h.state().settings.tab, Tab::Curves);
+    h.key_press(egui::Key::Num3);
+    h.step();
+    assert_eq!(h.state().settings.tab, Tab::Gallery);
+}
+
+/// Which fonts of `fonts` have a glyph for `c` (read from each face's character map by egui).
+fn faces_with(fonts: Option<egui::FontDefinitions>, c: char) -> Vec<String> {
+    let ctx = egui::Context::default();
+    if let Some(fonts) = fonts {
+        ctx.set_fonts(fonts);
+    }
+    let _ = ctx.run_ui(Default::default(), |_| {});
+    ctx.fonts_mut(|f| {
+        f.characters(&egui::FontFamily::Proportional)
+            .get(&c)
+            .cloned()
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn file_names_with_cjk_and_symbols_have_glyphs_in_the_window_fonts() {
+    for c in ['猫', '☕'] {
+        assert!(faces_with(None, c).is_empty(), "egui's own fonts lack {c}");
+    }
+    let fonts = || Some(oodscope::ui::fonts::definitions());
+    assert!(faces_with(fonts(), '☕').contains(&"DejaVuSans".to_string()));
+    // Chinese, Japanese (kana and kanji) and Korean names, from the bundled subset.
+    for c in "猫咖啡ねこ写真고양이貓".chars() {
+        let faces = faces_with(fonts(), c);
+        assert!(
+            faces.contains(&"WenQuanYiMicroHei-subset".to_string()),
+            "{c}: {faces:?}"
+        );
+    }
+    // Latin still comes from egui's own font first.
+    assert_eq!(
+        faces_with(fonts(), 'a').first().map(String::as_str),
+        Some("Ubuntu-Light")
+    );
+}
+
+/// The x of the middle of the amber δ line in a PNG (the columns where amber runs most of the
+/// plot's height), and the line's width.
+fn amber_column(png: &[u8]) -> (f64, usize) {
+    let image = image::load_from_memory(png).unwrap().to_rgb8();
+    let amber = oodscope::report::histogram::THRESHOLD_COLOUR;
+    let columns: Vec<u32> = (0..image.width())
+        .filter(|&x| {
+            let n = (0..image.height())
+                .filter(|&y| image.get_pixel(x, y).0 == [amber.0, amber.1, amber.2])
+                .count();
+            n as u32 > image.height() / 2
+        })
+        .collect();
+    assert!(!columns.is_empty(), "no amber δ line");
+    let width = columns.len();
+    assert_eq!(
+        (columns[width - 1] - columns[0]) as usize,
+        width - 1,
+        "one line: {columns:?}"
+    );
+    (columns.iter().map(|&x| x as f64).sum::<f64>() / width as f64, width)
+}
+
+#[test]
+fn the_exported_histogram_draws_delta_as_a_thick_amber_line_where_it_is() {
+    use oodscope::report::histogram::{HistogramPlot, Series, histogram_png};
+    let id: Vec<f32> = (0..500).map(|i| 0.5 + 0.5 * (i as f32 / 500.0)).collect();
+    let ood: Vec<f32> = (0..500).map(|i| 0.5 * (i as f32 / 500.0)).collect();
+    let png_at = |t: f32| {
+        histogram_png(&HistogramPlot {
+            title: "δ".into(),
+            x_label: "score".into(),
+            series: vec![
+                Series {
+                    name: "ID".into(),
+                    scores: &id,
+                },
+                Series {
+                    name: "OOD".into(),
+                    scores: &ood,
+                },
+            ],
+            threshold: Some(t),
+            bins: 40,
+            width: 1600,
+            height: 960,
+        })
+        .unwrap()
+    };
+    let (x1, width) = amber_column(&png_at(0.25));
+    let (x2, _) = amber_column(&png_at(0.5));
+    let (x3, _) = amber_column(&png_at(0.75));
+    assert!(width >= 4, "the δ line is {width} px wide");
+    assert!(x1 < x2 && x2 < x3, "{x1} {x2} {x3}");
+    // The line sits at δ on the axis: equal steps of δ, equal steps on the image.
+    assert!((x2 - x1 - (x3 - x2)).abs() <= 1.0, "{x1} {x2} {x3}");
 }

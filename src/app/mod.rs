@@ -96,11 +96,39 @@ pub struct Perturbation {
     pub shape: [usize; 3],
 }
 
-/// One dropped image, scored: a result card.
+/// One dropped image: a result card, shown at once and filled in when the worker has scored it.
 pub struct DropCard {
     pub path: PathBuf,
     pub settings: ScoreSettings,
-    pub outcome: Result<DropScore, String>,
+    /// The drop it came in (the worker's `DropJob::id`).
+    pub drop: u64,
+    pub outcome: DropOutcome,
+}
+
+/// Where a dropped image's card stands.
+#[derive(Debug, Clone)]
+pub enum DropOutcome {
+    /// On the worker's priority lane ("scoring…").
+    Scoring,
+    Scored(DropScore),
+    /// Not scored, and why (not an image, no model, …).
+    Failed(String),
+}
+
+impl DropOutcome {
+    pub fn scored(&self) -> Option<&DropScore> {
+        match self {
+            DropOutcome::Scored(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            DropOutcome::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +240,11 @@ impl OodscopeApp {
 
     pub fn push(&mut self, command: Command) {
         self.commands.push(command);
+    }
+
+    /// Whether a dropped image's card still waits for its score.
+    pub fn drops_pending(&self) -> bool {
+        self.drops.iter().any(|c| matches!(c.outcome, DropOutcome::Scoring))
     }
 
     pub fn is_busy(&self) -> bool {
@@ -542,7 +575,14 @@ impl OodscopeApp {
                     self.on_scored(settings, job.sets, run);
                 }
             }
-            Event::FilesScored { settings, set, run, .. } => self.on_files_scored(settings, &set, &run),
+            Event::FilesScored { id, set, run, .. } => self.on_files_scored(id, &set, &run),
+            Event::DropFailed { id, message } => {
+                for card in self.drops.iter_mut().filter(|c| c.drop == id) {
+                    if matches!(card.outcome, DropOutcome::Scoring) {
+                        card.outcome = DropOutcome::Failed(message.clone());
+                    }
+                }
+            }
             Event::FitProgress { generation, progress } => {
                 if let Some(FitState::Fitting {
                     generation: g,
@@ -689,17 +729,19 @@ impl OodscopeApp {
         self.rederive();
     }
 
-    fn on_files_scored(&mut self, settings: ScoreSettings, set: &ImageSet, run: &ScoreRun) {
+    /// Fills in the cards of drop `id` from the worker's run over its images.
+    fn on_files_scored(&mut self, id: u64, set: &ImageSet, run: &ScoreRun) {
         let Some(model) = &self.model else { return };
-        let mut results: Vec<Option<usize>> = vec![None; set.len()];
+        let crate::data::SetSource::Folder { files, .. } = &set.source else {
+            return;
+        };
+        let mut results: Vec<Option<usize>> = vec![None; files.len()];
         for (i, s) in run.images.iter().enumerate() {
-            results[s.index] = Some(i);
+            if let Some(slot) = results.get_mut(s.index) {
+                *slot = Some(i);
+            }
         }
-        for (index, found) in results.into_iter().enumerate() {
-            let path = match &set.source {
-                crate::data::SetSource::Folder { files, .. } => files[index].path.clone(),
-                crate::data::SetSource::Noise { .. } => continue,
-            };
+        for (file, found) in files.iter().zip(results) {
             let outcome = match found {
                 Some(i) => {
                     let s = &run.images[i];
@@ -708,29 +750,28 @@ impl OodscopeApp {
                         &model.layout,
                         model.card.num_classes(),
                     );
-                    Ok(DropScore {
+                    DropOutcome::Scored(DropScore {
                         score: run.scores()[i],
                         pred: s.pred,
                         pred_prob: s.pred_prob,
                         top5: crate::score::classes::top_classes(&probabilities, 5),
                     })
                 }
-                None => Err(run
-                    .skipped
-                    .iter()
-                    .find(|k| Path::new(&k.path) == path)
-                    .map_or("skipped".into(), |k| k.reason.clone())),
+                None => DropOutcome::Failed(
+                    run.skipped
+                        .iter()
+                        .find(|k| Path::new(&k.path) == file.path)
+                        .map_or("skipped".into(), |k| k.reason.clone()),
+                ),
             };
-            self.drops.insert(
-                0,
-                DropCard {
-                    path,
-                    settings: settings.clone(),
-                    outcome,
-                },
-            );
+            let card = self
+                .drops
+                .iter_mut()
+                .find(|c| c.drop == id && c.path == file.path && matches!(c.outcome, DropOutcome::Scoring));
+            if let Some(card) = card {
+                card.outcome = outcome;
+            }
         }
-        self.settings.tab = Tab::Dropped;
     }
 
     /// Applies the commands the panels emitted this frame; returns whether there were any.
@@ -824,14 +865,7 @@ impl OodscopeApp {
                 self.refresh();
             }
             Command::ScoreFiles(paths) => match self.current_settings() {
-                Some(settings) => {
-                    self.worker.send(Job::ScoreFiles {
-                        generation: self.next_generation,
-                        paths,
-                        settings,
-                    });
-                    self.next_generation += 1;
-                }
+                Some(settings) => self.score_drop(paths, settings),
                 _ => self.messages.push("load a model before dropping images".into()),
             },
             Command::AskFolderRole(path) => self.pending_folder = Some(path),
@@ -877,6 +911,25 @@ impl OodscopeApp {
             Command::RemoveSet(_) | Command::ToggleSet(_) => {}
         }
         ctx.request_repaint();
+    }
+
+    /// Shows a card per dropped image at once ("scoring…") and sends the images on the worker's
+    /// priority lane, which scores them between the batches of any running job.
+    fn score_drop(&mut self, paths: Vec<PathBuf>, settings: ScoreSettings) {
+        let id = self.next_generation();
+        for path in &paths {
+            self.drops.insert(
+                0,
+                DropCard {
+                    path: path.clone(),
+                    settings: settings.clone(),
+                    drop: id,
+                    outcome: DropOutcome::Scoring,
+                },
+            );
+        }
+        self.worker.score_drop(crate::worker::DropJob { id, paths, settings });
+        self.settings.tab = Tab::Dropped;
     }
 
     fn start_tuning(&mut self) {

@@ -75,7 +75,7 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
     if app.job.is_some() || app.rescoring.is_some() || app.result.is_none() || app.result_is_stale() {
         return;
     }
-    if tour.step == Step::Drop && app.drops.is_empty() {
+    if tour.step == Step::Drop && (app.drops.is_empty() || app.drops_pending()) {
         if !tour.drop_sent {
             tour.drop_sent = true;
             app.push(Command::ScoreFiles(tour.drop_files.clone()));

@@ -6,7 +6,8 @@ use plotters::prelude::*;
 
 use crate::metrics::{histogram, shared_range};
 
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+/// DejaVu Sans, embedded: the charts' font, and a fallback of the window's (`crate::ui::fonts`).
+pub static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 static REGISTER_FONT: Once = Once::new();
 
 /// Registers the embedded font with plotters (once).
@@ -27,6 +28,12 @@ pub const SET_COLOURS: [RGBColor; 8] = [
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
 ];
+
+/// The threshold δ's colour: the window's amber, which stands out from every set colour.
+pub const THRESHOLD_COLOUR: RGBColor = RGBColor(255, 196, 0);
+
+/// The threshold line's width in pixels (the set outlines are 2).
+pub const THRESHOLD_WIDTH: u32 = 5;
 
 /// One distribution to draw.
 pub struct Series<'a> {
@@ -119,9 +126,12 @@ fn draw(
     if let Some(t) = plot.threshold.filter(|t| t.is_finite()) {
         let t = (t as f64).clamp(lo, hi);
         chart
-            .draw_series(LineSeries::new([(t, 0.0), (t, y_max)], BLACK.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                [(t, 0.0), (t, y_max)],
+                THRESHOLD_COLOUR.stroke_width(THRESHOLD_WIDTH),
+            ))?
             .label(format!("threshold δ = {} (95% TPR)", significant(t)))
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(2)));
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], THRESHOLD_COLOUR.stroke_width(THRESHOLD_WIDTH)));
     }
     chart
         .configure_series_labels()

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use egui::{Align2, Color32, FontId, RichText};
 
-use crate::app::{Command, OodscopeApp};
+use crate::app::{Command, DropOutcome, OodscopeApp};
 use crate::data::Role;
 use crate::data::scan::is_image_path;
 
@@ -168,7 +168,15 @@ pub fn drop_cards_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
                 ui.label(RichText::new(name).strong())
                     .on_hover_text(card.path.display().to_string());
                 match &card.outcome {
-                    Ok(s) => {
+                    DropOutcome::Scoring => {
+                        ui.horizontal(|ui| {
+                            ui.spinner();
+                            ui.label(RichText::new("scoring…").italics());
+                        })
+                        .response
+                        .on_hover_text("Scored between the batches of any running job");
+                    }
+                    DropOutcome::Scored(s) => {
                         let called_id = threshold.is_some_and(|t| s.score > t);
                         let verdict = if called_id {
                             RichText::new("looks in-distribution").color(super::ID_COLOUR)
@@ -188,7 +196,7 @@ pub fn drop_cards_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
                             .collect();
                         ui.label(RichText::new(format!("top-5: {}", top.join(" · "))).small());
                     }
-                    Err(reason) => {
+                    DropOutcome::Failed(reason) => {
                         ui.label(RichText::new(format!("could not score: {reason}")).color(super::OOD_COLOUR));
                     }
                 }

@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod curves;
 pub mod drops;
+pub mod fonts;
 pub mod gallery;
 pub mod histogram;
 pub mod metrics_table;
@@ -25,6 +26,7 @@ pub const OOD_COLOUR: Color32 = Color32::from_rgb(214, 39, 40);
 
 /// The whole window.
 pub fn app_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    focus_on_press(ui.ctx());
     shortcuts(app, out, ui.ctx());
     egui::Panel::top("status").show(ui, |ui| status_bar_ui(app, out, ui));
     egui::Panel::left("controls")
@@ -43,9 +45,25 @@ pub fn app_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     drops::drop_ui(app, out, ui.ctx());
 }
 
+/// How the window treats keyboard focus: a press anywhere outside the focused widget takes the
+/// focus from it (egui's default waits for a click, so dragging δ on the plot left a text field
+/// focused and the keys 1–5 typed into it). Set once, when the window opens.
+pub fn focus_options(ctx: &egui::Context) {
+    ctx.options_mut(|o| o.input_options.surrender_focus_on = egui::SurrenderFocusOn::Presses);
+}
+
+/// A press in the window while the system has given the keyboard to another window asks for it
+/// back, so that the shortcuts work after a click anywhere in the window.
+fn focus_on_press(ctx: &egui::Context) {
+    let pressed = ctx.input(|i| i.pointer.any_pressed() && i.viewport().focused == Some(false));
+    if pressed {
+        ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+    }
+}
+
 fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
-    if ctx.memory(|m| m.focused().is_some()) {
-        return; // typing in a text field
+    if ctx.text_edit_focused() {
+        return; // typing in a text field (a focused button or slider leaves the keys to us)
     }
     let pressed = |key| ctx.input(|i| i.key_pressed(key));
     for (key, tab) in [

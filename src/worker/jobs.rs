@@ -1,4 +1,5 @@
-//! The worker thread's loop: runs each job with the model it owns and reports events.
+//! The worker thread's loop: runs each job with the model it owns and reports events; serves the
+//! priority lane of dropped images before each job and between the batches of long ones.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use tch::Tensor;
 
+use super::lane::Lane;
 use super::{Event, Job, PixelSource, Waker};
 use crate::data::noise::noise_image;
 use crate::data::{ImageSet, Preprocess, Role, decode_file};
@@ -60,13 +62,15 @@ struct State {
     norms: HashMap<(u64, String), Vec<f32>>,
 }
 
-pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Waker) {
+pub(super) fn run_worker(jobs: Receiver<Job>, mut lane: Lane, events: Sender<Event>, waker: Waker) {
     let mut state = State::default();
     let send = |event: Event| {
         let _ = events.send(event);
         waker();
     };
     for job in jobs {
+        // Drops first: a drop is answered before any queued job starts.
+        lane.serve(state.model.as_ref(), state.fit.as_ref(), false, &send);
         match job {
             Job::Shutdown => break,
             Job::LoadModel { path, device } => match Model::load(&path, device) {
@@ -102,7 +106,11 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                         continue;
                     }
                 };
-                let mut on_progress = |progress| send(Event::Progress { generation, progress });
+                let fit = state.fit.as_ref();
+                let mut on_progress = |progress| {
+                    send(Event::Progress { generation, progress });
+                    lane.serve(Some(m), fit, false, &send);
+                };
                 match run_scoring(&plan, &sets, batch_size, &cancel, &mut on_progress) {
                     Ok(run) => send(Event::Scored {
                         generation,
@@ -121,7 +129,10 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                 let Some(m) = &state.model else { continue };
                 state.fit = None;
                 state.norms.clear();
-                let mut on_progress = |progress| send(Event::FitProgress { generation, progress });
+                let mut on_progress = |progress| {
+                    send(Event::FitProgress { generation, progress });
+                    lane.serve(Some(m), None, true, &send);
+                };
                 match fit_on(m, &train, &cancel, &mut on_progress) {
                     Ok(fit) => {
                         send(Event::Fitted {
@@ -137,6 +148,8 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                         message: format!("fit on {}: {e}", train.display()),
                     }),
                 }
+                // The drops held for the fit: scored with it now (or told why not).
+                lane.serve(state.model.as_ref(), state.fit.as_ref(), false, &send);
             }
             Job::DropFit => {
                 state.fit = None;
@@ -165,8 +178,12 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                 cancel,
             } => {
                 let Some(m) = &state.model else { continue };
-                let mut on_progress = |progress| send(Event::TuneProgress { generation, progress });
-                match crate::tune::tune(m, state.fit.as_ref(), &sets, &options, &cancel, &mut on_progress) {
+                let fit = state.fit.as_ref();
+                let mut on_progress = |progress| {
+                    send(Event::TuneProgress { generation, progress });
+                    lane.serve(Some(m), fit, false, &send);
+                };
+                match crate::tune::tune(m, fit, &sets, &options, &cancel, &mut on_progress) {
                     Ok(result) => send(Event::Tuned {
                         generation,
                         result: Box::new(result),
@@ -190,8 +207,12 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     batch_size,
                     keep_features: true,
                 };
-                let mut on_progress = |progress| send(Event::CompareProgress { generation, progress });
-                match crate::compare::compare(m, state.fit.as_ref(), &sets, &options, &cancel, &mut on_progress) {
+                let fit = state.fit.as_ref();
+                let mut on_progress = |progress| {
+                    send(Event::CompareProgress { generation, progress });
+                    lane.serve(Some(m), fit, false, &send);
+                };
+                match crate::compare::compare(m, fit, &sets, &options, &cancel, &mut on_progress) {
                     Ok(result) => send(Event::Compared {
                         generation,
                         result: Box::new(result),
@@ -228,30 +249,7 @@ pub(super) fn run_worker(jobs: Receiver<Job>, events: Sender<Event>, waker: Wake
                     Err(e) => send(Event::Error(format!("perturbation: {e}"))),
                 }
             }
-            Job::ScoreFiles {
-                generation,
-                paths,
-                settings,
-            } => {
-                let Some(m) = &state.model else {
-                    send(Event::Error("load a model before dropping images".into()));
-                    continue;
-                };
-                let set = ImageSet::from_files("dropped", Role::Ood, &paths);
-                let never = AtomicBool::new(false);
-                let run = Plan::single(m, &settings, state.fit.as_ref())
-                    .map_err(RunError::Invalid)
-                    .and_then(|plan| run_scoring(&plan, std::slice::from_ref(&set), 16, &never, &mut |_| {}));
-                match run {
-                    Ok(run) => send(Event::FilesScored {
-                        generation,
-                        set,
-                        settings,
-                        run,
-                    }),
-                    Err(e) => send(Event::Error(e.to_string())),
-                }
-            }
+            Job::ServeDrops => {} // served at the top of the loop
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The background worker: one thread that owns the model and every tensor. The app sends jobs,
 //! the worker sends plain results back and wakes the UI. Every job carries a generation and a
-//! cancel flag: the app cancels a superseded job and drops results of old generations.
+//! cancel flag: the app cancels a superseded job and drops results of old generations. Dropped
+//! images take the priority lane (`lane`), served between a running job's batches.
 
 pub mod jobs;
+pub mod lane;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use crate::model::DeviceChoice;
 use crate::score::{Progress, ScoreRun, ScoreSettings};
 
 pub use jobs::ModelInfo;
+pub use lane::DropJob;
 
 /// Something for the worker to do.
 #[derive(Debug)]
@@ -35,11 +38,8 @@ pub enum Job {
         batch_size: usize,
         cancel: Arc<AtomicBool>,
     },
-    ScoreFiles {
-        generation: u64,
-        paths: Vec<PathBuf>,
-        settings: ScoreSettings,
-    },
+    /// Wakes an idle worker to serve the priority lane (a drop was sent on it).
+    ServeDrops,
     /// The fit of the loaded model on an ID training folder: from the cache, else computed (with
     /// progress) and cached. The worker keeps it for the methods that need one.
     Fit {
@@ -157,11 +157,17 @@ pub enum Event {
         settings: ScoreSettings,
         run: ScoreRun,
     },
+    /// A drop's images scored (`id`: the drop's, from its `DropJob`).
     FilesScored {
-        generation: u64,
+        id: u64,
         set: ImageSet,
         settings: ScoreSettings,
         run: ScoreRun,
+    },
+    /// A drop that could not be scored at all (no model, a method this model cannot run).
+    DropFailed {
+        id: u64,
+        message: String,
     },
     Cancelled {
         generation: u64,
@@ -179,6 +185,7 @@ pub enum PixelSource {
 /// The app's handle on the worker thread.
 pub struct Worker {
     jobs: Sender<Job>,
+    drops: Sender<DropJob>,
     pub events: Receiver<Event>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -189,12 +196,25 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 impl Worker {
     pub fn start(waker: Waker) -> Worker {
         let (jobs, job_rx) = channel::<Job>();
+        let (drops, drop_rx) = channel::<DropJob>();
         let (event_tx, events) = channel::<Event>();
         let thread = std::thread::Builder::new()
             .name("oodscope-worker".into())
-            .spawn(move || jobs::run_worker(job_rx, event_tx, waker))
+            .spawn(move || jobs::run_worker(job_rx, lane::Lane::new(drop_rx), event_tx, waker))
             .ok();
-        Worker { jobs, events, thread }
+        Worker {
+            jobs,
+            drops,
+            events,
+            thread,
+        }
+    }
+
+    /// Sends dropped images on the priority lane: the worker scores them before its next job, or
+    /// between the batches of the job it runs.
+    pub fn score_drop(&self, job: DropJob) {
+        let _ = self.drops.send(job);
+        let _ = self.jobs.send(Job::ServeDrops);
     }
 
     /// Queues a job; if the worker is gone the job is dropped (its absence shows as no result).

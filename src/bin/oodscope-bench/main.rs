@@ -1,5 +1,6 @@
 //! `oodscope-bench`: the measurements behind `scripts/bench.sh` (one JSON line per run on stdout).
 
+mod drop_latency;
 mod folder;
 mod interaction;
 mod knn;
@@ -29,6 +30,9 @@ enum Command {
     Pipeline(PipelineArgs),
     /// Milliseconds per GUI interaction on synthetic scores (threshold move, T re-score, curves).
     Interaction(InteractionArgs),
+    /// Milliseconds from a drop to its scored cards in the window's app (no display), on an idle
+    /// worker and while a long scoring job runs (the priority lane).
+    Drop(DropArgs),
     /// Writes a folder of small PNGs (variants of the demo images) for the memory measurement.
     MakeFolder(MakeFolderArgs),
     /// Writes raw float32 vectors into a fit-format file as a fit writes its KNN bank (normalised,
@@ -87,6 +91,31 @@ pub struct InteractionArgs {
     #[arg(long, default_value_t = 100_000)]
     pub scores: usize,
     #[arg(long, default_value_t = 21)]
+    pub repeats: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DropArgs {
+    #[arg(long, default_value = "models/fmnist-resnet.pt")]
+    pub model: PathBuf,
+    /// The long job's ID set.
+    #[arg(long, default_value = "assets/demo/fmnist-test")]
+    pub id: String,
+    /// The long job's OOD set.
+    #[arg(long, default_value = "uniform:20000")]
+    pub ood: String,
+    /// ODIN's ε in the long job (> 0: a backward pass per batch, as the demo's rescoring).
+    #[arg(long, default_value_t = 0.0014)]
+    pub epsilon: f64,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// The images dropped each time.
+    #[arg(
+        long = "image",
+        default_values = ["assets/internet/cat-chelsea.png", "assets/internet/coffee-cup.jpg", "assets/internet/astronaut.jpg"]
+    )]
+    pub images: Vec<PathBuf>,
+    #[arg(long, default_value_t = 5)]
     pub repeats: usize,
 }
 
@@ -152,6 +181,7 @@ fn main() {
     let result = match &cli.command {
         Command::Pipeline(args) => pipeline::run(args),
         Command::Interaction(args) => interaction::run(args),
+        Command::Drop(args) => drop_latency::run(args),
         Command::MakeFolder(args) => folder::run(args),
         Command::KnnBank(args) => knn::write_bank(args),
         Command::Knn(args) => knn::run(args),
