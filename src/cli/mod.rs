@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod fit;
+pub mod fit_merge;
 pub mod methods;
 pub mod preprocess;
 pub mod score;
@@ -26,6 +27,7 @@ use crate::score::{Method, ScoreRun, ScoreSettings};
 
 pub use compare::{CompareArgs, compare_command};
 pub use fit::{FitArgs, FitCommandArgs, fit_command};
+pub use fit_merge::{FitMergeArgs, fit_merge_command};
 pub use methods::{MethodsArgs, methods_command};
 pub use preprocess::{PreprocessArgs, preprocess_command};
 pub use score::{ScoreArgs, headless_demo, histogram_of_run, score_command};
@@ -78,6 +80,8 @@ pub enum Command {
     /// Pass ID training images once through a model and store the statistics the feature methods
     /// need (class means, covariances, ViM, ReAct, DICE, KL templates, the KNN bank).
     Fit(FitCommandArgs),
+    /// Merge the parts written by `fit --shard i/n` into the fit file a single `fit` writes.
+    FitMerge(FitMergeArgs),
     /// List the scoring methods: what each needs, its parameters, defaults and ranges.
     Methods(methods::MethodsArgs),
     /// Train the bundled Fashion-MNIST models (plain, confidence branch, leave-out ensemble).

@@ -95,12 +95,14 @@ impl Writer {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(header.as_bytes())?;
+        // Empty tensors take no bytes: the first to receive data is the first non-empty one.
+        let current = entries.iter().take_while(|e| e.bytes() == 0).count();
         Ok(Writer {
             out,
             partial,
             path: path.to_path_buf(),
             entries,
-            current: 0,
+            current,
             written: 0,
         })
     }
