@@ -313,6 +313,20 @@ mod tests {
         assert_eq!(Vec::<f64>::try_from(r.tensor("mean").unwrap()).unwrap(), [0.5, -0.5]);
         assert_eq!(r.shape("bank"), Some(&[3usize, 2][..]));
 
+        // An empty tensor first (a shard with no images): the data goes to the next one.
+        let leading = dir.path().join("e.safetensors");
+        let mut w = Writer::create(
+            &leading,
+            vec![Entry::f32("rows", &[0, 2]), Entry::f64("m", &[1])],
+            &meta,
+        )
+        .unwrap();
+        w.write_f64(&[2.5]).unwrap();
+        w.finish().unwrap();
+        let r = Reader::open(&leading).unwrap();
+        assert_eq!(r.shape("rows"), Some(&[0usize, 2][..]));
+        assert_eq!(Vec::<f64>::try_from(r.tensor("m").unwrap()).unwrap(), [2.5]);
+
         let unfinished = dir.path().join("g.safetensors");
         let mut w = Writer::create(&unfinished, entries, &meta).unwrap();
         w.write_f32(&[1.0]).unwrap();

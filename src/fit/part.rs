@@ -151,10 +151,10 @@ impl Part {
             ));
         }
         if let Some(d) = info.fit.feature_width {
-            let shape = reader.shape("features").ok_or("it has no `features`")?;
-            if shape != [info.fit.images as usize, d] {
+            let (_, shape, dtype) = reader.location("features").ok_or("it has no `features`")?;
+            if dtype != safetensors::tensor::Dtype::F32 || shape != [info.fit.images as usize, d] {
                 return Err(format!(
-                    "its features have shape {shape:?}, expected [{}, {d}]",
+                    "its features are {dtype:?} {shape:?}, expected F32 [{}, {d}]",
                     info.fit.images
                 ));
             }
