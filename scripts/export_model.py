@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Export your own PyTorch image classifier as an oodscope model: a TorchScript file that returns
-(logits, penultimate features), with its card (`<out stem>.toml`) beside it.
+"""Export your own PyTorch image classifier as an oodscope model: a TorchScript file (or, with
+`--format aoti`, an AOTInductor package) that returns (logits, penultimate features), with its card
+(`<out stem>.toml`) beside it.
 
 Usage (the project venv's Python; from the repository root):
 
@@ -11,6 +12,7 @@ Usage (the project venv's Python; from the repository root):
         --weights runs/best.pth --out models/mine.pt
     python scripts/export_model.py --model onnx:model.onnx --classes classes.txt --out models/m.pt
     python scripts/export_model.py --model pickle:whole_model.pt --model-path ~/code --out models/m.pt
+    python scripts/export_model.py --model torchvision:resnet50 --format aoti --out models/resnet50.pt2
 
 What it does, in order:
   1. builds the model: torchvision by name (weights=None), timm by name (pretrained=False), any
@@ -32,6 +34,14 @@ What it does, in order:
   6. reloads the file and checks its logits, features and input gradients against the eager model
      at batch sizes 1 and 2 (relative 1e-4 for outputs, 1e-3 for gradients), then runs oodscope's
      own load probe (`oodscope methods --model OUT`) when the binary can be found.
+
+With `--format aoti` (an AOTInductor package, `.pt2`: the upstream successor of TorchScript, run by
+libtorch with no Python) step 4 is torch.export.export with a dynamic batch dim, then
+torch._inductor.aoti_compile_and_package for `--device` (cpu or cuda; the package runs only there;
+it needs a C++ compiler here, none where oodscope runs it); the head is written beside it as
+`<stem>.head.safetensors` (a package has no submodules by name); step 6 checks logits and features
+through torch._inductor.aoti_load_package. A package is inference-only: the methods that step the
+input along its gradient (ODIN, energy or Mahalanobis with ε > 0) need the TorchScript export.
 
 Exit status: 0 when every check passes; 1 with a one-line reason otherwise.
 """
@@ -70,6 +80,9 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 OUTPUT_RTOL = 1e-4
 GRAD_RTOL = 1e-3
 PRESETS = ("torchvision-imagenet", "timm", "resize")
+# The example batch of a torch.export: torch 2.13 guards a convolution's batch at 16 (its backend
+# choice), so a package exported at 16 accepts 16 and more; oodscope pads smaller batches to it.
+AOTI_EXAMPLE_BATCH = 16
 
 
 class ExportError(Exception):
@@ -528,6 +541,66 @@ def parity(eager: WithFeatures, out: Path, size: int, channels: int) -> None:
         raise ExportError(f"the exported file's input gradients differ from the eager model's by more than {GRAD_RTOL:g}")
 
 
+def aoti_parity(eager: WithFeatures, out: Path, size: int, channels: int, device: str) -> None:
+    """The package's logits and features against the eager model's, at two batch sizes it accepts."""
+    # The package's own shape checks (oodscope turns them on too): a batch outside its bounds fails.
+    os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
+    loaded = torch._inductor.aoti_load_package(str(out))
+    gen = torch.Generator().manual_seed(0)
+    worst = {"logits": 0.0, "features": 0.0}
+    for batch in (AOTI_EXAMPLE_BATCH, AOTI_EXAMPLE_BATCH + 3):
+        x = torch.randn(batch, channels, size, size, generator=gen).to(device)
+        with torch.no_grad():
+            try:
+                got = loaded(x)
+            except Exception as e:  # noqa: BLE001 - the package's own check says what it takes
+                raise ExportError(
+                    f"the package fails at batch size {batch} ({str(e).strip().splitlines()[-1][:200]})"
+                ) from None
+            want = eager(x)
+        for name, g, w in zip(("logits", "features"), got, want):
+            if g.shape != w.shape:
+                raise ExportError(f"batch size {batch}: the package's {name} have shape {list(g.shape)}, eager {list(w.shape)}")
+            worst[name] = max(worst[name], relative(g, w))
+    say(
+        f"package vs eager at batch sizes {AOTI_EXAMPLE_BATCH} and {AOTI_EXAMPLE_BATCH + 3}: max relative difference "
+        f"logits {worst['logits']:.1e}, features {worst['features']:.1e}"
+    )
+    if worst["logits"] > OUTPUT_RTOL or worst["features"] > OUTPUT_RTOL:
+        raise ExportError(f"the package's outputs differ from the eager model's by more than {OUTPUT_RTOL:g}")
+
+
+def compile_aoti(wrapped: WithFeatures, out: Path, size: int, channels: int, device: str) -> None:
+    """torch.export with a dynamic batch, then AOTInductor compiled and packaged for `device`."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ExportError("--device cuda: no CUDA device here (a CUDA package is compiled on one)")
+    wrapped.to(device)
+    gen = torch.Generator().manual_seed(2)
+    example = torch.randn(AOTI_EXAMPLE_BATCH, channels, size, size, generator=gen).to(device)
+    batch = torch.export.Dim("batch")
+    try:
+        program = torch.export.export(wrapped, (example,), dynamic_shapes={"x": {0: batch}})
+    except Exception as e:  # noqa: BLE001 - torch.export's reasons are long; the last line says it
+        raise ExportError(f"torch.export cannot export the model ({str(e).strip().splitlines()[0][:300]})") from None
+    if out.exists():
+        out.unlink()
+    try:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(out))
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"AOTInductor cannot compile the model ({str(e).strip().splitlines()[0][:300]}); a C++ compiler is needed") from None
+
+
+def write_head(head: nn.Linear, path: Path) -> None:
+    """The head as a safetensors file with `weight` [C, D] and `bias` [C] (float32)."""
+    from safetensors.torch import save_file
+
+    bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
+    save_file(
+        {"weight": head.weight.detach().float().cpu().contiguous(), "bias": bias.detach().float().cpu().contiguous()},
+        str(path),
+    )
+
+
 def find_oodscope(given: str | None) -> str | None:
     for candidate in (given, os.environ.get("OODSCOPE_BIN"), str(REPO / "target" / "release" / "oodscope")):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
@@ -552,8 +625,10 @@ def oodscope_probe(binary: str | None, out: Path) -> None:
 
 def export(args) -> None:
     out = Path(args.out)
-    if out.suffix != ".pt":
-        raise ExportError(f"--out {out}: the model file must end in .pt (its card is <stem>.toml)")
+    aoti = args.format == "aoti"
+    suffix = ".pt2" if aoti else ".pt"
+    if out.suffix != suffix:
+        raise ExportError(f"--out {out}: the {'package' if aoti else 'model file'} must end in {suffix} (its card is <stem>.toml)")
     if args.preprocess is not None and args.preprocess not in PRESETS:
         raise ExportError(f"--preprocess {args.preprocess}: expected one of {', '.join(PRESETS)}")
     classes = read_classes(Path(args.classes)) if args.classes else None
@@ -588,10 +663,15 @@ def export(args) -> None:
     # Traced with autograd on and an input that requires grad: under no_grad (or with nothing
     # requiring grad) PyTorch takes inference-only fast paths (nn.MultiheadAttention's
     # _native_multi_head_attention) that have no derivative, and ODIN would fail on the file.
-    example.requires_grad_(True)
-    traced = torch.jit.trace(wrapped, example, check_trace=False)
     out.parent.mkdir(parents=True, exist_ok=True)
-    traced.save(str(out))
+    head_file = out.with_name(f"{out.stem}.head.safetensors")
+    if aoti:
+        compile_aoti(wrapped, out, size, channels, args.device)
+        write_head(head, head_file)
+    else:
+        example.requires_grad_(True)
+        traced = torch.jit.trace(wrapped, example, check_trace=False)
+        traced.save(str(out))
 
     preset = args.preprocess or built.preset
     mean = args.mean or built.mean
@@ -609,16 +689,20 @@ def export(args) -> None:
         "std": [float(s) for s in std],
         "classes": classes,
         "outputs": "logits+features",
-        "head": f"model.{head_name}",
+        "head": head_file.name if aoti else f"model.{head_name}",
         **preprocessing(built, preset, size),
         "notes": f"exported by scripts/export_model.py from {built.source} ({weights_note}); "
         f"features: the {width}-d input of `{head_name}`",
     }
     card_path = out.with_suffix(".toml")
     write_card(card_path, card)
-    say(f"wrote {out} and {card_path}: {num_logits} classes, {width} features, head `model.{head_name}`, preprocessing {preset}")
+    head_note = f"head `{head_name}` in {head_file.name}" if aoti else f"head `model.{head_name}`"
+    say(f"wrote {out} and {card_path}: {num_logits} classes, {width} features, {head_note}, preprocessing {preset}")
 
-    parity(wrapped, out, size, channels)
+    if aoti:
+        aoti_parity(wrapped, out, size, channels, args.device)
+    else:
+        parity(wrapped, out, size, channels)
     if args.skip_oodscope_check:
         say("oodscope's load probe skipped (--skip-oodscope-check)")
     else:
@@ -642,7 +726,9 @@ def main(argv=None) -> int:
     parser.add_argument("--name", help="the card's name (default: the output file's stem)")
     parser.add_argument("--oodscope", help="the oodscope binary used for the final load probe")
     parser.add_argument("--skip-oodscope-check", action="store_true", help="do not run oodscope's load probe on the result")
-    parser.add_argument("--out", required=True, help="the TorchScript file to write (.pt); the card goes beside it")
+    parser.add_argument("--format", choices=("torchscript", "aoti"), default="torchscript", help="torchscript (.pt, every method) or aoti (an AOTInductor package, .pt2: inference only)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="with --format aoti: the device the package is compiled for (it runs only there)")
+    parser.add_argument("--out", required=True, help="the file to write (.pt, or .pt2 with --format aoti); the card goes beside it")
     args = parser.parse_args(argv)
     try:
         export(args)

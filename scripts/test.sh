@@ -12,6 +12,7 @@ python tests/fixtures/make_tune_refs.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_feature_refs.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_preprocess_refs.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_own_models.py "$OODSCOPE_FIXTURES"
+python tests/fixtures/make_aoti_models.py "$OODSCOPE_FIXTURES"
 
 cargo fmt --all -- --check
 cargo test --release --all-targets

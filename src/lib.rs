@@ -15,6 +15,7 @@ pub mod gui;
 pub mod metrics;
 pub mod model;
 pub mod report;
+pub mod results;
 pub mod rng;
 pub mod score;
 pub mod train;

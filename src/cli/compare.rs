@@ -6,17 +6,20 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::{FitArgs, RunArgs, interrupt_flag, open_sets, progress_bar, report_skipped, write_output};
+use super::{
+    FitArgs, ResultsArgs, RunArgs, StreamedOutputs, interrupt_flag, open_sets, progress_bar, report_skipped,
+    write_output,
+};
 use crate::compare::groups::split_group;
-use crate::compare::{CompareOptions, Leaderboard, TuneSpec, compare, parse_methods, select};
+use crate::compare::{CompareOptions, Leaderboard, TuneSpec, compare_into, parse_methods, select};
 use crate::detect::plan::dims_of;
 use crate::detect::{Method, Params, ScoreSettings};
 use crate::model::device_name;
-use crate::report::csv::scores_csv;
 use crate::report::leaderboard::{
     CompareContext, compare_report, leaderboard_csv, leaderboard_markdown, roc_overlay_png,
 };
-use crate::score::RunError;
+use crate::results::RunDescription;
+use crate::score::{Keep, RunError};
 use crate::tune::{Objective, ValidationSplit};
 
 #[derive(Debug, Args)]
@@ -52,6 +55,8 @@ pub struct CompareArgs {
     pub fit: FitArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub results: ResultsArgs,
     /// Write the report as JSON: settings, and per method its parameters, metrics per set and per group.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -96,7 +101,13 @@ fn given_params(texts: &[String]) -> Result<Vec<(Method, Params)>> {
 pub fn compare_command(args: &CompareArgs) -> Result<()> {
     let requested = parse_methods(&args.methods).map_err(anyhow::Error::msg)?;
     let given = given_params(&args.params)?;
+    if args.tune && (args.results.shard.is_some() || args.results.results.is_some()) {
+        bail!(
+            "--tune chooses parameters on a validation split of the whole sets: run it without --shard and --results, then compare at the chosen parameters (--param) with them"
+        );
+    }
     let model = args.run.load_model(&args.model)?;
+    args.results.check(&model)?;
     let has_fit = args.fit.train.is_some() || args.fit.fit.is_some();
     let selection = select(&requested, &model.capabilities(), has_fit);
     if let Some((method, _)) = given.iter().find(|(m, _)| !selection.supported.contains(m)) {
@@ -143,18 +154,20 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
             (group, rest.to_string())
         })
         .unzip();
-    let sets = open_sets(&args.id, &specs, &model.card.classes)?;
+    let whole = open_sets(&args.id, &specs, &model.card.classes)?;
+    let sets = args.results.shard_sets(&whole);
     // Groups per set: none for the ID sets, which come first.
     let groups: Vec<Option<String>> = std::iter::repeat_n(None, args.id.len()).chain(groups).collect();
 
     let total: usize = sets.iter().map(|s| s.len()).sum();
     let names: Vec<&str> = settings.iter().map(|s| s.method.name()).collect();
     eprintln!(
-        "oodscope: comparing {} methods on {} ({}), {total} images in {} sets{}: {}",
+        "oodscope: comparing {} methods on {} ({}), {total} images in {} sets{}{}: {}",
         settings.len(),
         model.card.name,
         device_name(model.device),
         sets.len(),
+        args.results.shard.map(|s| format!(", shard {s}")).unwrap_or_default(),
         if args.tune {
             ", each tuned on the validation split"
         } else {
@@ -165,6 +178,26 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     for u in &selection.unsupported {
         eprintln!("  not run: {}", u.missing.message(u.method.name(), &model.card.name));
     }
+    // Tuned, the run drops the noise sets' validation images at the end: its CSV is written then.
+    let streamed_scores = args.scores.as_deref().filter(|_| !args.tune);
+    let mut outputs = StreamedOutputs::create(
+        args.results.results.as_deref(),
+        streamed_scores,
+        &RunDescription {
+            command: "compare",
+            model: &model,
+            model_path: &args.model,
+            methods: &settings,
+            fit: fit.as_ref(),
+            shard: args.results.shard_or_whole(),
+            whole_sets: &whole,
+            groups: &groups,
+            save_logits: args.results.save_logits,
+            save_features: args.results.save_features,
+            batch_size: args.run.batch_size,
+        },
+    )?;
+    drop(whole);
     let options = CompareOptions {
         settings,
         tune: args.tune.then_some(TuneSpec {
@@ -172,12 +205,12 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
             validation: args.validation,
         }),
         batch_size: args.run.batch_size,
-        keep_features: false,
+        keep_features: args.results.save_features,
     };
     let bar = progress_bar(0, args.run.quiet);
     let mut stage = None;
     let cancel = interrupt_flag();
-    let outcome = compare(&model, fit.as_ref(), &sets, &options, cancel, &mut |p| {
+    let mut progress = |p: crate::compare::CompareProgress| {
         if stage != Some(p.stage) {
             stage = Some(p.stage);
             bar.reset();
@@ -185,7 +218,17 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
             bar.set_message(p.stage.describe());
         }
         bar.set_position(p.done as u64);
-    });
+    };
+    let outcome = compare_into(
+        &model,
+        fit.as_ref(),
+        &sets,
+        &options,
+        cancel,
+        &mut progress,
+        Keep::SCORES,
+        &mut outputs.sinks(),
+    );
     bar.finish_and_clear();
     let result = match outcome {
         Err(RunError::Cancelled) => bail!("cancelled: nothing was written"),
@@ -195,6 +238,9 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
 
     let board = Leaderboard::new(&result.run, &result.sets, &groups);
     let table = leaderboard_markdown(&model.card.name, &board, &result, &selection.unsupported);
+    if let Some(note) = args.results.shard_note() {
+        print!("{note}");
+    }
     print!("{table}");
     let images = result.run.images.len() + result.run.skipped.len();
     eprintln!(
@@ -209,8 +255,10 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     if let Some(path) = &args.csv {
         write_output(path, &leaderboard_csv(&board).map_err(anyhow::Error::msg)?)?;
     }
-    if let Some(path) = &args.scores {
-        let bytes = scores_csv(&result.run, &result.sets, &model.card.classes).map_err(anyhow::Error::msg)?;
+    outputs.finish(&result.run, &result.sets)?;
+    if let (Some(path), None) = (&args.scores, streamed_scores) {
+        let bytes = crate::report::csv::scores_csv(&result.run, &result.sets, &model.card.classes)
+            .map_err(anyhow::Error::msg)?;
         write_output(path, &bytes)?;
     }
     if let Some(path) = &args.report {

@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod fit;
 pub mod fit_merge;
+pub mod merge;
 pub mod methods;
 pub mod preprocess;
 pub mod score;
@@ -19,15 +20,18 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::data::set::make_names_unique;
-use crate::data::{ImageSet, Role};
+use crate::data::{ImageSet, Role, Shard};
 use crate::detect::{Dims, Params};
 use crate::model::{DeviceChoice, Model, set_model_threads};
 use crate::report::write_atomically;
-use crate::score::{Method, ScoreRun, ScoreSettings};
+use crate::results::csv_writer::CsvFile;
+use crate::results::{ResultsWriter, RunDescription};
+use crate::score::{BatchSink, Method, ScoreRun, ScoreSettings};
 
 pub use compare::{CompareArgs, compare_command};
 pub use fit::{FitArgs, FitCommandArgs, fit_command};
 pub use fit_merge::{FitMergeArgs, fit_merge_command};
+pub use merge::{MergeArgs, merge_command};
 pub use methods::{MethodsArgs, methods_command};
 pub use preprocess::{PreprocessArgs, preprocess_command};
 pub use score::{ScoreArgs, headless_demo, histogram_of_run, score_command};
@@ -84,6 +88,9 @@ pub enum Command {
     FitMerge(FitMergeArgs),
     /// List the scoring methods: what each needs, its parameters, defaults and ranges.
     Methods(methods::MethodsArgs),
+    /// Merge the results files of `--shard i/n` runs into the whole run's, checking that they
+    /// come from the same run and cover every image once, and print its metrics.
+    Merge(MergeArgs),
     /// Train the bundled Fashion-MNIST models (plain, confidence branch, leave-out ensemble).
     Train(TrainArgs),
     /// Preprocess one image as the model's card says and write the tensor the model receives (.npy).
@@ -167,6 +174,111 @@ impl MethodArgs {
     /// The method's settings for a model of these dimensions, defaults filled in.
     pub fn settings(&self, method: Method, dims: &Dims) -> Result<ScoreSettings, String> {
         ScoreSettings::new(method, &self.given()?, dims)
+    }
+}
+
+/// The per-image results table and sharding, shared by `score` and `compare`.
+#[derive(Debug, Args, Default)]
+pub struct ResultsArgs {
+    /// Write one row per image as Parquet (set, role, path, index, label, pred, pred_prob, one
+    /// score column per method; the run's settings and provenance in its metadata), as the run goes.
+    #[arg(long, value_name = "FILE.parquet")]
+    pub results: Option<PathBuf>,
+    /// With --results: add each image's logits (a list column).
+    #[arg(long, requires = "results")]
+    pub save_logits: bool,
+    /// With --results: add each image's penultimate features (a list column).
+    #[arg(long, requires = "results")]
+    pub save_features: bool,
+    /// Score only shard i of n (0-based): a contiguous block of every set's sorted listing, for
+    /// `oodscope merge` to join (e.g. one Slurm array task or Ray task each).
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<Shard>,
+}
+
+impl ResultsArgs {
+    pub fn shard_or_whole(&self) -> Shard {
+        self.shard.unwrap_or(Shard::WHOLE)
+    }
+
+    /// The shard of each set to score (the sets themselves without --shard).
+    pub fn shard_sets(&self, sets: &[ImageSet]) -> Vec<ImageSet> {
+        match self.shard {
+            Some(shard) => sets.iter().map(|s| s.shard(shard)).collect(),
+            None => sets.to_vec(),
+        }
+    }
+
+    /// Checks the model can give what is to be saved.
+    pub fn check(&self, model: &Model) -> Result<()> {
+        if self.save_features && model.feature_width.is_none() {
+            bail!(
+                "--save-features: {} has no features (its card must say outputs = \"logits+features\")",
+                model.card.name
+            );
+        }
+        Ok(())
+    }
+
+    /// The line printed above a shard's metrics.
+    pub fn shard_note(&self) -> Option<String> {
+        self.shard.filter(|s| !s.is_whole()).map(|s| {
+            format!(
+                "Shard {s}: these metrics cover this shard's images only; `oodscope merge` joins the parts into the whole run's.\n"
+            )
+        })
+    }
+}
+
+/// The files a run writes as it goes: the results table and the scores CSV.
+#[derive(Default)]
+pub(crate) struct StreamedOutputs {
+    results: Option<(PathBuf, ResultsWriter)>,
+    csv: Option<(PathBuf, CsvFile)>,
+}
+
+impl StreamedOutputs {
+    /// Starts the files (as temporaries, renamed into place by [`StreamedOutputs::finish`]).
+    pub(crate) fn create(
+        results: Option<&Path>,
+        scores: Option<&Path>,
+        run: &RunDescription,
+    ) -> Result<StreamedOutputs> {
+        let mut outputs = StreamedOutputs::default();
+        if let Some(path) = results {
+            let meta = crate::results::metadata(run).map_err(anyhow::Error::msg)?;
+            let writer = ResultsWriter::create(path, meta).map_err(anyhow::Error::msg)?;
+            outputs.results = Some((path.to_path_buf(), writer));
+        }
+        if let Some(path) = scores {
+            let csv = CsvFile::create(path, run.methods, &run.model.card.classes).map_err(anyhow::Error::msg)?;
+            outputs.csv = Some((path.to_path_buf(), csv));
+        }
+        Ok(outputs)
+    }
+
+    pub(crate) fn sinks(&mut self) -> Vec<&mut dyn BatchSink> {
+        let mut sinks: Vec<&mut dyn BatchSink> = Vec::new();
+        if let Some((_, w)) = &mut self.results {
+            sinks.push(w);
+        }
+        if let Some((_, c)) = &mut self.csv {
+            sinks.push(c);
+        }
+        sinks
+    }
+
+    /// Completes the files from the finished run and renames them into place.
+    pub(crate) fn finish(self, run: &ScoreRun, sets: &[ImageSet]) -> Result<()> {
+        if let Some((path, writer)) = self.results {
+            writer.finish(run, sets).map_err(anyhow::Error::msg)?;
+            write_output_note(&path);
+        }
+        if let Some((path, csv)) = self.csv {
+            csv.finish().map_err(anyhow::Error::msg)?;
+            write_output_note(&path);
+        }
+        Ok(())
     }
 }
 

@@ -5,16 +5,20 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use super::{FitArgs, InputArgs, MethodArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
+use super::{
+    FitArgs, InputArgs, MethodArgs, ResultsArgs, RunArgs, StreamedOutputs, open_sets, progress_bar, report_skipped,
+    write_output,
+};
 use crate::data::{ImageSet, Role};
 use crate::detect::plan::{Plan, dims_of};
 use crate::evaluate::evaluate;
 use crate::model::{DeviceChoice, device_name};
 use crate::report::histogram::{HistogramPlot, Series, histogram_png};
 use crate::report::json::{RunContext, build_report};
-use crate::report::{csv::scores_csv, table::metrics_table};
+use crate::report::table::metrics_table;
+use crate::results::RunDescription;
 use crate::score::run::sets_with_role;
-use crate::score::{Method, ScoreRun, ScoreSettings, run_scoring};
+use crate::score::{DecodeSchedule, Keep, Method, ScoreRun, ScoreSettings, run_scoring_into};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -29,6 +33,8 @@ pub struct ScoreArgs {
     pub fit: FitArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub results: ResultsArgs,
     /// Write per-image scores as CSV.
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -51,30 +57,67 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     if let Some(missing) = args.method.missing(&model.capabilities(), true) {
         anyhow::bail!(missing.message(args.method.name(), &model.card.name));
     }
+    args.results.check(&model)?;
     let fit = args.fit.obtain(&model, std::slice::from_ref(&settings), &args.run)?;
-    let plan = Plan::single(&model, &settings, fit.as_ref()).map_err(anyhow::Error::msg)?;
-    let sets = open_sets(&args.input.id, &args.input.ood, &model.card.classes)?;
+    let plan = Plan::single(&model, &settings, fit.as_ref())
+        .map_err(anyhow::Error::msg)?
+        .keeping_features(args.results.save_features);
+    let whole = open_sets(&args.input.id, &args.input.ood, &model.card.classes)?;
+    let sets = args.results.shard_sets(&whole);
     let total: usize = sets.iter().map(ImageSet::len).sum();
+    let shard = args.results.shard.map(|s| format!(", shard {s}")).unwrap_or_default();
     eprintln!(
-        "oodscope: {} on {} ({} images in {} sets), {}",
+        "oodscope: {} on {} ({} images in {} sets{shard}), {}",
         model.card.name,
         device_name(model.device),
         total,
         sets.len(),
         settings.describe()
     );
+    let mut outputs = StreamedOutputs::create(
+        args.results.results.as_deref(),
+        args.scores.as_deref(),
+        &RunDescription {
+            command: "score",
+            model: &model,
+            model_path: &args.input.model,
+            methods: std::slice::from_ref(&settings),
+            fit: fit.as_ref(),
+            shard: args.results.shard_or_whole(),
+            whole_sets: &whole,
+            groups: &[],
+            save_logits: args.results.save_logits,
+            save_features: args.results.save_features,
+            batch_size: args.run.batch_size,
+        },
+    )?;
+    drop(whole);
     let bar = progress_bar(total as u64, args.run.quiet);
     let cancel = super::interrupt_flag();
-    let run = run_scoring(&plan, &sets, args.run.batch_size, cancel, &mut |p| {
+    let schedule = DecodeSchedule::for_device(model.device);
+    let mut progress = |p: crate::score::Progress| {
         bar.set_position(p.done as u64);
         if p.skipped > 0 {
             bar.set_message(format!("{} skipped", p.skipped));
         }
-    })?;
+    };
+    let run = run_scoring_into(
+        &plan,
+        &sets,
+        args.run.batch_size,
+        schedule,
+        cancel,
+        &mut progress,
+        Keep::SCORES,
+        &mut outputs.sinks(),
+    )?;
     bar.finish_and_clear();
     report_skipped(&run, &sets);
 
     let evaluation = evaluate(&run, &sets);
+    if let Some(note) = args.results.shard_note() {
+        print!("{note}");
+    }
     print!("{}", metrics_table(&model.card.name, &settings, &evaluation));
     let images = run.images.len() + run.skipped.len();
     eprintln!(
@@ -83,12 +126,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
         rate(images, run.elapsed.as_secs_f64())
     );
 
-    if let Some(path) = &args.scores {
-        write_output(
-            path,
-            &scores_csv(&run, &sets, &model.card.classes).map_err(anyhow::Error::msg)?,
-        )?;
-    }
+    outputs.finish(&run, &sets)?;
     if let Some(path) = &args.report {
         let ctx = RunContext {
             model_path: args.input.model.display().to_string(),
@@ -187,6 +225,7 @@ pub fn headless_demo() -> Result<()> {
             threads: None,
             quiet: false,
         },
+        results: ResultsArgs::default(),
         scores: None,
         report: None,
         histogram: Some(PathBuf::from("oodscope-demo-histogram.png")),

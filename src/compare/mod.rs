@@ -20,7 +20,7 @@ use crate::detect::plan::{Plan, dims_with_fit};
 use crate::fit::Fit;
 use crate::model::Model;
 use crate::score::run::sets_with_role;
-use crate::score::{RunError, ScoreRun, run_scoring};
+use crate::score::{BatchSink, DecodeSchedule, Keep, RunError, ScoreRun, run_scoring_into};
 use crate::tune::select::{best_setting, evaluate_grid};
 use crate::tune::split::{drop_validation_scores, load_validation, split_sets, test_sets};
 use crate::tune::{Objective, ParamGrid, SetSplit, SettingResult, ValidationSplit};
@@ -119,6 +119,23 @@ pub fn compare(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(CompareProgress),
 ) -> Result<CompareResult, RunError> {
+    compare_into(model, fit, sets, options, cancel, on_progress, Keep::ALL, &mut [])
+}
+
+/// [`compare`] whose scoring pass keeps only `keep` of the outputs in the run and hands every
+/// batch to `sinks` as it finishes (with tuning, the test split's: the noise sets' validation
+/// images too, which the run then drops).
+#[allow(clippy::too_many_arguments)]
+pub fn compare_into(
+    model: &Model,
+    fit: Option<&Fit>,
+    sets: &[ImageSet],
+    options: &CompareOptions,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(CompareProgress),
+    keep: Keep,
+    sinks: &mut [&mut dyn BatchSink],
+) -> Result<CompareResult, RunError> {
     if options.settings.is_empty() {
         return Err(RunError::Invalid("no method to compare".into()));
     }
@@ -139,13 +156,24 @@ pub fn compare(
     let plan = Plan::new(model, chosen, fit)
         .map_err(RunError::Invalid)?
         .keeping_features(options.keep_features);
-    let mut run = run_scoring(&plan, &test, options.batch_size, cancel, &mut |p| {
+    let schedule = DecodeSchedule::for_device(model.device);
+    let mut progress = |p: crate::score::Progress| {
         on_progress(CompareProgress {
             stage: Stage::Scoring,
             done: p.done,
             total: p.total,
         })
-    })?;
+    };
+    let mut run = run_scoring_into(
+        &plan,
+        &test,
+        options.batch_size,
+        schedule,
+        cancel,
+        &mut progress,
+        keep,
+        sinks,
+    )?;
     if let Some(tuning) = &tuning {
         drop_validation_scores(&mut run, sets, &tuning.splits);
     }

@@ -79,6 +79,7 @@ mod tests {
             confidence: false,
             features: Some(8),
             head: true,
+            inference_only: false,
         };
         let requested = parse_methods("energy,knn,confidence").unwrap();
         let selection = select(&requested, &caps, false);

@@ -53,9 +53,14 @@ impl Method {
         self.0.params(dims)
     }
 
-    /// Why this method cannot run on a model with these capabilities (and a fit or not).
+    /// Why this method cannot run on a model with these capabilities (and a fit or not). A method
+    /// that steps its input at its defaults (ODIN) cannot run on an inference-only model; one that
+    /// steps only at some values (energy with ε > 0) is refused at those ([`ScoreSettings::needs_gradient`]).
     pub fn missing(self, caps: &Capabilities, has_fit: bool) -> Option<Missing> {
-        self.0.needs().missing(caps, has_fit)
+        self.0.needs().missing(caps, has_fit).or_else(|| {
+            (caps.inference_only && ScoreSettings::default_for(self, &Dims::default()).needs_gradient())
+                .then_some(Missing::InputGradients)
+        })
     }
 
     /// The methods a model supports, in menu order.

@@ -87,6 +87,8 @@ pub enum Missing {
     Features,
     Head,
     Fit,
+    /// Input gradients, from a model that gives none (an AOTInductor package).
+    InputGradients,
 }
 
 impl Missing {
@@ -111,6 +113,9 @@ impl Missing {
             Missing::Fit => format!(
                 "method `{method}` needs statistics of ID training images: give --train DIR (labelled ImageFolder) or --fit FILE"
             ),
+            Missing::InputGradients => format!(
+                "an AOTInductor package is inference-only: `{method}` needs input gradients; export TorchScript with scripts/export_model.py for it"
+            ),
         }
     }
 
@@ -123,6 +128,7 @@ impl Missing {
             Missing::Features => "needs features (outputs = \"logits+features\")",
             Missing::Head => "needs the head (`head` in the card)",
             Missing::Fit => "needs a fit: choose an ID training folder",
+            Missing::InputGradients => "needs input gradients (an AOTInductor package is inference-only)",
         }
     }
 }

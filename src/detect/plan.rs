@@ -72,6 +72,10 @@ impl<'a> Plan<'a> {
             if let Some(missing) = settings.method.missing(&caps, fit.is_some()) {
                 return Err(missing.message(settings.method.name(), &model.card.name));
             }
+            if caps.inference_only && settings.needs_gradient() {
+                let message = super::Missing::InputGradients.message(settings.method.name(), &model.card.name);
+                return Err(message.replacen("` needs", &format!("` with ε = {} needs", settings.epsilon()), 1));
+            }
             settings
                 .method
                 .detector()

@@ -1,5 +1,6 @@
-//! What a model file is, read from its content (never its name), and for every format that is not
-//! TorchScript the one command (scripts/export_model.py) that turns it into an oodscope model.
+//! What a model file is, read from its content (never its name), and for every format that
+//! oodscope does not run (all but TorchScript, and AOTInductor packages with their card) the one
+//! command (scripts/export_model.py) that turns it into an oodscope model.
 //!
 //! Recognised: TorchScript, torch.export programs and AOTInductor packages (`.pt2` zips with an
 //! `archive_format` entry), `torch.save` files (zip and the legacy pickle format) holding a whole
@@ -101,7 +102,9 @@ pub fn hint(path: &Path) -> Option<String> {
             "a torch.export program (.pt2), not TorchScript (oodscope runs TorchScript through libtorch); export the network it came from, with the weights read from this file: {exporter} --model {arch} --weights {file} --out {out}"
         ),
         Format::AotInductor => format!(
-            "an AOTInductor package (.pt2: code compiled for one device, which libtorch's TorchScript loader cannot run), not TorchScript; export the network it was compiled from: {exporter} --model {arch} --weights STATE_DICT --out {out}"
+            "an AOTInductor package (.pt2) without its card {}: oodscope runs packages (inference only) with a card beside them; export the network with both: {exporter} --model {arch} --weights STATE_DICT --format aoti --out {}",
+            path.with_extension("toml").display(),
+            path.with_extension("pt2").display()
         ),
         Format::PickledModule { class, legacy } => format!(
             "a whole nn.Module ({class}) pickled with torch.save(model){}, not TorchScript; export it with: {exporter} --model pickle:{file} --out {out}{}",

@@ -18,12 +18,17 @@ pub struct Head {
 }
 
 impl Head {
-    /// Reads the head the card names. `module` is the model's TorchScript module; errors are
-    /// one-line messages.
-    pub fn load(source: &HeadSource, module: &CModule, device: Device) -> Result<Head, String> {
-        let (weight, bias) = match source {
-            HeadSource::Submodule(name) => from_submodule(name, module)?,
-            HeadSource::File(path) => from_file(path)?,
+    /// Reads the head the card names. `module` is the model's TorchScript module (none for an
+    /// AOTInductor package, whose head must be a file); errors are one-line messages.
+    pub fn load(source: &HeadSource, module: Option<&CModule>, device: Device) -> Result<Head, String> {
+        let (weight, bias) = match (source, module) {
+            (HeadSource::Submodule(name), Some(module)) => from_submodule(name, module)?,
+            (HeadSource::Submodule(name), None) => {
+                return Err(format!(
+                    "head = \"{name}\" names a submodule, but an AOTInductor package has none by name: give the head as a .safetensors file (scripts/export_model.py --format aoti writes one)"
+                ));
+            }
+            (HeadSource::File(path), _) => from_file(path)?,
         };
         let to_device = |t: Tensor| {
             t.f_to_kind(Kind::Float)

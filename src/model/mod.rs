@@ -1,6 +1,7 @@
-//! TorchScript models: loading on a device, checking against the card (and the head against the
-//! logits), and the forward pass.
+//! Models: loading TorchScript files and AOTInductor packages on a device, checking them against
+//! the card (and the head against the logits), and the forward pass.
 
+pub mod aoti;
 pub mod card;
 pub mod format;
 pub mod head;
@@ -12,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
+
+use aoti::AotiModel;
+use format::Format;
 
 pub use card::{CardKind, HeadSource, ModelCard, OutputKind, ResizeMode, card_path_for};
 pub use head::Head;
@@ -112,9 +116,42 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
+/// A network in one of the forms oodscope runs.
+pub enum Net {
+    /// TorchScript: differentiable, its parameters readable by name.
+    Script(CModule),
+    /// An AOTInductor package: compiled for one device, inference only.
+    Aoti(AotiModel),
+}
+
+impl Net {
+    /// The raw output of the network on normalised input `x`; errors are one line.
+    fn forward(&self, x: &Tensor) -> Result<IValue, String> {
+        match self {
+            Net::Script(module) => module
+                .forward_is(&[IValue::Tensor(x.shallow_clone())])
+                .map_err(|e| first_line(&e.to_string())),
+            Net::Aoti(package) => package.forward(x),
+        }
+    }
+
+    /// The TorchScript module, when the network is one.
+    pub fn script(&self) -> Option<&CModule> {
+        match self {
+            Net::Script(module) => Some(module),
+            Net::Aoti(_) => None,
+        }
+    }
+
+    /// Whether the network gives no input gradients (compiled code).
+    pub fn inference_only(&self) -> bool {
+        matches!(self, Net::Aoti(_))
+    }
+}
+
 /// One member of a leave-out ensemble: its network and the classes it outputs.
 pub struct Member {
-    pub module: CModule,
+    pub module: Net,
     /// Indices into the card's classes, in the member's output order.
     pub classes: Vec<usize>,
     pub path: PathBuf,
@@ -123,7 +160,7 @@ pub struct Member {
 /// The networks behind a card.
 pub enum Network {
     Single {
-        module: CModule,
+        module: Net,
         outputs: OutputKind,
         path: PathBuf,
     },
@@ -141,6 +178,8 @@ pub struct Capabilities {
     pub features: Option<usize>,
     /// Whether the head `ℓ = W·z + b` is known (and checked).
     pub head: bool,
+    /// Whether the model gives no input gradients (an AOTInductor package).
+    pub inference_only: bool,
 }
 
 /// A loaded, checked model: the card, its network(s) on a device, the head when the card gives
@@ -173,8 +212,11 @@ impl Model {
         if !path.exists() {
             return Err(ModelError::model(path, "no such file"));
         }
-        // A file of another format says so (and how to convert it) before its missing card does.
+        // A file of another format says so (and how to convert it) before its missing card does;
+        // an AOTInductor package with its card is run as it is.
+        let package_with_card = path != card_path && is_package(path) && card_path.exists();
         if path != card_path
+            && !package_with_card
             && let Some(hint) = format::hint(path)
         {
             return Err(ModelError::model(path, hint));
@@ -186,20 +228,32 @@ impl Model {
             ));
         }
         let card = ModelCard::load(&card_path)?;
-        let device = device.resolve()?;
+        // The model file of a single model: the path given, or the card's `.pt` (else `.pt2`).
+        let single_path = if path == card_path {
+            let script = card_path.with_extension("pt");
+            let package = card_path.with_extension("pt2");
+            if !script.exists() && package.exists() {
+                package
+            } else {
+                script
+            }
+        } else {
+            path.to_path_buf()
+        };
+        let device = match &card.kind {
+            CardKind::Single { .. } if is_package(&single_path) => package_device(&single_path, device)?,
+            _ => device.resolve()?,
+        };
         let mut head = None;
         let network = match &card.kind {
             CardKind::Single {
                 outputs, head: source, ..
             } => {
-                let model_path = if path == card_path {
-                    card_path.with_extension("pt")
-                } else {
-                    path.to_path_buf()
-                };
-                let module = load_module(&model_path, device)?;
+                let model_path = single_path;
+                let module = load_net(&model_path, device)?;
                 if let Some(source) = source {
-                    head = Some(Head::load(source, &module, device).map_err(|m| ModelError::card(&card_path, m))?);
+                    head =
+                        Some(Head::load(source, module.script(), device).map_err(|m| ModelError::card(&card_path, m))?);
                 }
                 Network::Single {
                     module,
@@ -212,7 +266,7 @@ impl Model {
                     .iter()
                     .map(|m| {
                         Ok(Member {
-                            module: load_module(&m.model, device)?,
+                            module: load_net(&m.model, device)?,
                             classes: m.classes.clone(),
                             path: m.model.clone(),
                         })
@@ -242,6 +296,10 @@ impl Model {
             confidence: self.card.has_confidence_branch(),
             features: self.feature_width,
             head: self.head.is_some(),
+            inference_only: match &self.network {
+                Network::Single { module, .. } => module.inference_only(),
+                Network::Ensemble { members } => members.iter().any(|m| m.module.inference_only()),
+            },
         }
     }
 
@@ -265,8 +323,8 @@ impl Model {
         match &self.network {
             Network::Single { module, outputs, path } => {
                 let out = module
-                    .forward_is(&[IValue::Tensor(self.normalize(x)?)])
-                    .map_err(|e| ModelError::model(path, first_line(&e.to_string())))?;
+                    .forward(&self.normalize(x)?)
+                    .map_err(|m| ModelError::model(path, m))?;
                 let shape = OutputShape {
                     kind: *outputs,
                     classes: self.card.num_classes(),
@@ -317,8 +375,8 @@ impl Model {
     pub fn member_logits(&self, member: &Member, x: &Tensor) -> Result<Tensor, ModelError> {
         let out = member
             .module
-            .forward_is(&[IValue::Tensor(self.normalize(x)?)])
-            .map_err(|e| ModelError::model(&member.path, first_line(&e.to_string())))?;
+            .forward(&self.normalize(x)?)
+            .map_err(|m| ModelError::model(&member.path, m))?;
         let shape = OutputShape {
             kind: OutputKind::Logits,
             classes: member.classes.len(),
@@ -355,6 +413,60 @@ impl Model {
             CardKind::Ensemble { .. } => None,
         }
     }
+}
+
+/// Whether `path` holds an AOTInductor package (by content).
+fn is_package(path: &Path) -> bool {
+    matches!(format::detect(path), Ok(Format::AotInductor))
+}
+
+/// Loads a TorchScript file or an AOTInductor package (on the device it was compiled for).
+fn load_net(path: &Path, device: Device) -> Result<Net, ModelError> {
+    if !path.is_file() {
+        return Err(ModelError::model(path, "no such file"));
+    }
+    if !is_package(path) {
+        return load_module(path, device).map(Net::Script);
+    }
+    let compiled_for = aoti::package_device(path).map_err(|m| ModelError::model(path, first_line(&m)))?;
+    let fits = match device {
+        Device::Cpu => compiled_for == "cpu",
+        Device::Cuda(_) => compiled_for == "cuda",
+        _ => false,
+    };
+    if !fits {
+        return Err(ModelError::model(path, wrong_device(&compiled_for, device)));
+    }
+    AotiModel::load(path, device)
+        .map(Net::Aoti)
+        .map_err(|m| ModelError::model(path, m))
+}
+
+/// The device a single AOTInductor package runs on: the one it was compiled for, which the
+/// user's choice must allow.
+fn package_device(path: &Path, choice: DeviceChoice) -> Result<Device, ModelError> {
+    let compiled_for = aoti::package_device(path).map_err(|m| ModelError::model(path, first_line(&m)))?;
+    let cuda = tch::Cuda::is_available();
+    match (compiled_for.as_str(), choice) {
+        ("cpu", DeviceChoice::Auto | DeviceChoice::Cpu) => Ok(Device::Cpu),
+        ("cuda", DeviceChoice::Auto | DeviceChoice::Cuda) if cuda => Ok(Device::Cuda(0)),
+        ("cuda", DeviceChoice::Auto | DeviceChoice::Cuda) => Err(ModelError::model(
+            path,
+            "an AOTInductor package compiled for CUDA, and no CUDA device is available here; compile one for the CPU: python scripts/export_model.py --format aoti --device cpu …",
+        )),
+        (other, DeviceChoice::Cpu) => Err(ModelError::model(path, wrong_device(other, Device::Cpu))),
+        (other, _) => Err(ModelError::model(path, wrong_device(other, Device::Cuda(0)))),
+    }
+}
+
+/// The line for a package compiled for another device than the one asked for.
+fn wrong_device(compiled_for: &str, device: Device) -> String {
+    let asked = device_name(device);
+    let flag = if compiled_for == "cpu" { "cpu" } else { "cuda" };
+    format!(
+        "an AOTInductor package runs only on the device it was compiled for, {compiled_for}, not {asked}: run it with --device {flag}, or compile it for {asked} with python scripts/export_model.py --format aoti --device {}",
+        if matches!(device, Device::Cpu) { "cpu" } else { "cuda" }
+    )
 }
 
 fn load_module(path: &Path, device: Device) -> Result<CModule, ModelError> {

@@ -133,9 +133,13 @@ impl Model {
 
     /// A model whose parameters are float16 or bfloat16.
     fn refuse_half_parameters(&self) -> Result<(), ModelError> {
+        // An AOTInductor package's weights are compiled in: its outputs are checked instead.
         let modules: Vec<(&tch::CModule, &std::path::Path)> = match &self.network {
-            Network::Single { module, path, .. } => vec![(module, path)],
-            Network::Ensemble { members } => members.iter().map(|m| (&m.module, m.path.as_path())).collect(),
+            Network::Single { module, path, .. } => module.script().map(|m| (m, path.as_path())).into_iter().collect(),
+            Network::Ensemble { members } => members
+                .iter()
+                .filter_map(|m| m.module.script().map(|s| (s, m.path.as_path())))
+                .collect(),
         };
         for (module, path) in modules {
             let params = module

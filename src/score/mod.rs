@@ -5,5 +5,8 @@ pub mod run;
 pub mod stream;
 
 pub use crate::detect::{Method, ScoreSettings};
-pub use run::{ImageScore, Progress, RunError, ScoreRun, SkippedFile, StageTimes, run_scoring, run_scoring_with};
+pub use run::{
+    BatchSink, ImageScore, Keep, Progress, RunError, ScoreRun, SkippedFile, StageTimes, run_scoring, run_scoring_into,
+    run_scoring_with,
+};
 pub use stream::DecodeSchedule;

@@ -4,10 +4,12 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use super::stream::{DecodeSchedule, Stream};
+use tch::Tensor;
+
+use super::stream::{DecodeSchedule, Item, Stream};
 use crate::data::{ImageSet, Preprocess, Role};
 use crate::detect::ScoreSettings;
-use crate::detect::plan::{Plan, ScoreError};
+use crate::detect::plan::{BatchScores, Plan, ScoreError};
 use crate::model::ModelError;
 
 /// One scored image: where it is, the model's prediction and the MSP baseline.
@@ -17,6 +19,9 @@ pub struct ImageScore {
     pub set: usize,
     /// Index of the image within its set.
     pub index: usize,
+    /// The image's path (`uniform#17` for noise). Empty in a run read from a results file
+    /// ([`crate::results::open`]), which keeps each path once, in its set's listing:
+    /// [`ScoreRun::path_of`] gives it in every case.
     pub path: String,
     /// MSP baseline on the same image (single models only).
     pub baseline: Option<f32>,
@@ -87,6 +92,16 @@ pub struct StageTimes {
 }
 
 impl ScoreRun {
+    /// The path of entry `i` of `images` (`uniform#17` for noise), from the entry or its set's listing.
+    pub fn path_of(&self, i: usize, sets: &[ImageSet]) -> String {
+        let s = &self.images[i];
+        if s.path.is_empty() {
+            sets[s.set].item_name(s.index)
+        } else {
+            s.path.clone()
+        }
+    }
+
     /// The first method's scores, one per entry of `images`.
     pub fn scores(&self) -> &[f32] {
         self.columns.first().map_or(&[], Vec::as_slice)
@@ -196,6 +211,37 @@ impl From<ScoreError> for RunError {
     }
 }
 
+/// Where a run's batches go as they finish besides the run (a results file, a CSV), so that what
+/// only a file needs is never kept in memory.
+pub trait BatchSink {
+    /// One scored batch: `items[k]` (image `items[k].index` of set `items[k].set`) has the k-th
+    /// entry of every vector of `scores` (`logit_width` / `feature_width` values per image). An
+    /// error stops the run.
+    fn batch(&mut self, sets: &[ImageSet], items: &[Item], scores: &BatchScores) -> Result<(), String>;
+}
+
+/// What a run keeps of each image's outputs besides its scores and record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// The clean logits (for re-scoring without the model, and the classes of an image).
+    pub logits: bool,
+    /// The features, when the plan computes them ([`Plan::keeping_features`]).
+    pub features: bool,
+}
+
+impl Keep {
+    /// Everything the plan returns (what the window re-scores from).
+    pub const ALL: Keep = Keep {
+        logits: true,
+        features: true,
+    };
+    /// The scores and records only (the command line's evaluation needs no more).
+    pub const SCORES: Keep = Keep {
+        logits: false,
+        features: false,
+    };
+}
+
 /// Scores every image of every set with the plan's methods in batches of `batch_size`, in order,
 /// with the device's [`DecodeSchedule`].
 pub fn run_scoring(
@@ -218,6 +264,31 @@ pub fn run_scoring_with(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<ScoreRun, RunError> {
+    run_scoring_into(
+        plan,
+        sets,
+        batch_size,
+        schedule,
+        cancel,
+        on_progress,
+        Keep::ALL,
+        &mut [],
+    )
+}
+
+/// [`run_scoring_with`] that keeps only `keep` of the outputs in the run and hands every batch to
+/// each of `sinks` as it finishes (a sink's error stops the run).
+#[allow(clippy::too_many_arguments)]
+pub fn run_scoring_into(
+    plan: &Plan,
+    sets: &[ImageSet],
+    batch_size: usize,
+    schedule: DecodeSchedule,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(Progress),
+    keep: Keep,
+    sinks: &mut [&mut dyn BatchSink],
+) -> Result<ScoreRun, RunError> {
     let model = plan.model;
     let stream = Stream {
         sets,
@@ -232,19 +303,35 @@ pub fn run_scoring_with(
         ..ScoreRun::default()
     };
     let stats = stream.run(cancel, on_progress, &mut |items, x| {
-        let scores = plan.score_batch(x)?;
+        let scores = if items.len() == 1 {
+            // One image runs as two copies: libtorch's CPU kernels take another path for a single
+            // row (the fixture model's logits then differ in the last bit), and an image must score
+            // the same in any batch, so that shards merged equal the whole run bit for bit.
+            let pair =
+                Tensor::f_cat(&[x, x], 0).map_err(|e| RunError::Invalid(format!("cannot batch an image: {e}")))?;
+            first_image(plan.score_batch(&pair)?)
+        } else {
+            plan.score_batch(x)?
+        };
         if scores.pred.len() != items.len() {
             return Err(RunError::Invalid(
                 "the model returned a result of the wrong length".into(),
             ));
         }
-        for (column, batch) in run.columns.iter_mut().zip(scores.scores) {
-            column.extend(batch);
+        for sink in sinks.iter_mut() {
+            sink.batch(sets, items, &scores).map_err(RunError::Invalid)?;
         }
-        run.logit_width = scores.logit_width;
-        run.logits.extend_from_slice(&scores.logits);
-        run.feature_width = scores.feature_width;
-        run.features.extend_from_slice(&scores.features);
+        for (column, batch) in run.columns.iter_mut().zip(&scores.scores) {
+            column.extend_from_slice(batch);
+        }
+        if keep.logits {
+            run.logit_width = scores.logit_width;
+            run.logits.extend_from_slice(&scores.logits);
+        }
+        if keep.features {
+            run.feature_width = scores.feature_width;
+            run.features.extend_from_slice(&scores.features);
+        }
         for (k, item) in items.iter().enumerate() {
             run.images.push(ImageScore {
                 set: item.set,
@@ -262,6 +349,21 @@ pub fn run_scoring_with(
     run.elapsed = stats.elapsed;
     run.stages = stats.stages;
     Ok(run)
+}
+
+/// The first image's entries of a batch's results.
+fn first_image(mut s: BatchScores) -> BatchScores {
+    for column in &mut s.scores {
+        column.truncate(1);
+    }
+    if let Some(b) = &mut s.baseline {
+        b.truncate(1);
+    }
+    s.pred.truncate(1);
+    s.pred_prob.truncate(1);
+    s.logits.truncate(s.logit_width);
+    s.features.truncate(s.feature_width);
+    s
 }
 
 /// Indices of the sets with the given role.

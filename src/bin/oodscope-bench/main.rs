@@ -4,6 +4,7 @@ mod folder;
 mod interaction;
 mod knn;
 mod pipeline;
+mod results;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,10 @@ enum Command {
     /// Queries/s of the KNN bank's exact k-th-distance search (`Bank::kth_distance`) over raw
     /// float32 queries, in batches; the bank in memory if it fits the budget, else read from disk.
     Knn(KnnArgs),
+    /// Writes N synthetic rows through the results writer (as a run's batches), timed.
+    ResultsWrite(results::ResultsWriteArgs),
+    /// Opens a results file with `results::open_with`, timed, with the peak resident memory.
+    ResultsOpen(results::ResultsOpenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,6 +155,8 @@ fn main() {
         Command::MakeFolder(args) => folder::run(args),
         Command::KnnBank(args) => knn::write_bank(args),
         Command::Knn(args) => knn::run(args),
+        Command::ResultsWrite(args) => results::write(args),
+        Command::ResultsOpen(args) => results::open(args),
     };
     match result {
         Ok(json) => println!("{json}"),

@@ -1,0 +1,330 @@
+//! `merge`: shards' results files into the whole run's. Every part must come from the same run
+//! (command, model, card, methods and parameters, fit, sets, saved lists), the shards `0..n` must
+//! each be there once, and each part must hold a row or a skipped file for every image of its
+//! blocks; then the rows are copied set by set, shard by shard, row group by row group (the order
+//! a single run writes), into a file renamed into place when complete.
+
+use std::path::{Path, PathBuf};
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use arrow_schema::SchemaRef;
+
+use super::parquet_writer::TableWriter;
+use super::reader::ResultsFile;
+use super::schema::{INDEX, Metadata, SetMeta};
+use crate::data::Shard;
+
+/// Merges `parts` into `out`; returns the merged file's metadata. Nothing is written on any error.
+pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Metadata, String> {
+    if parts.is_empty() {
+        return Err("merge needs at least one part".into());
+    }
+    let files = parts
+        .iter()
+        .map(|p| ResultsFile::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = &files[0];
+    for other in &files[1..] {
+        check_same(first, other)?;
+    }
+    let order = shard_order(&files)?;
+    for file in &files {
+        check_blocks(file)?;
+    }
+    let merged = merged_metadata(&files, &order);
+    let schema = first.schema();
+    let mut writer = TableWriter::create(out, schema.clone())?;
+    for (s, set) in merged.sets.iter().enumerate() {
+        for &p in &order {
+            copy_set(&files[p], s, set, &schema, &mut writer)?;
+        }
+    }
+    writer.finish(&merged)?;
+    Ok(merged)
+}
+
+/// Parts in shard order; a shard given twice or missing is the error.
+fn shard_order(files: &[ResultsFile]) -> Result<Vec<usize>, String> {
+    let count = files[0].meta.shard.count;
+    let mut by_index: Vec<Option<usize>> = vec![None; count];
+    for (p, file) in files.iter().enumerate() {
+        let shard = file.meta.shard;
+        if let Some(q) = by_index[shard.index] {
+            return Err(format!(
+                "{}: shard {shard} again (also {}): each shard once",
+                file.path.display(),
+                files[q].path.display()
+            ));
+        }
+        by_index[shard.index] = Some(p);
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|&i| by_index[i].is_none())
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "shard {} missing: {} of {count} parts given",
+            missing.join(", "),
+            files.len()
+        ));
+    }
+    Ok(by_index.into_iter().flatten().collect())
+}
+
+/// One line naming `other` and what differs from `first`.
+fn check_same(first: &ResultsFile, other: &ResultsFile) -> Result<(), String> {
+    let (a, b) = (&first.meta, &other.meta);
+    let differs = |what: &str, x: &str, y: &str| {
+        Err(format!(
+            "{}: {what} differs from {}'s ({y} vs {x}): parts of different runs cannot be merged",
+            other.path.display(),
+            first.path.display()
+        ))
+    };
+    let short = |h: &str| h.chars().take(12).collect::<String>();
+    if a.command != b.command {
+        return differs("the command", &a.command, &b.command);
+    }
+    if a.model.sha256 != b.model.sha256 {
+        return differs("the model (sha256)", &short(&a.model.sha256), &short(&b.model.sha256));
+    }
+    if a.model.card_sha256 != b.model.card_sha256 {
+        return differs(
+            "the model card (sha256)",
+            &short(&a.model.card_sha256),
+            &short(&b.model.card_sha256),
+        );
+    }
+    let methods = |m: &Metadata| {
+        m.methods
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.describe))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if a.methods != b.methods {
+        return differs("the methods and their parameters", &methods(a), &methods(b));
+    }
+    let fit = |m: &Metadata| {
+        m.fit
+            .as_ref()
+            .map_or("no fit".to_string(), |f| short(&f.identity_sha256))
+    };
+    if fit(a) != fit(b) {
+        return differs("the fit (its statistics' sha256)", &fit(a), &fit(b));
+    }
+    let sets = |m: &Metadata| {
+        m.sets
+            .iter()
+            .map(|s| format!("{} {} of {}", s.role, s.name, s.len))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if a.sets.len() != b.sets.len() || a.sets.iter().zip(&b.sets).any(|(x, y)| !x.same_set(y)) {
+        return differs("the sets", &sets(a), &sets(b));
+    }
+    let lists = |m: &Metadata| format!("logits {:?}, features {:?}", m.logits, m.features);
+    if (a.logits, a.features, a.baseline) != (b.logits, b.features, b.baseline) {
+        return differs("the saved lists", &lists(a), &lists(b));
+    }
+    if a.shard.count != b.shard.count {
+        return differs("the shard count", &a.shard.to_string(), &b.shard.to_string());
+    }
+    if first.schema() != other.schema() {
+        let names = |f: &ResultsFile| {
+            f.schema()
+                .fields()
+                .iter()
+                .map(|c| c.name().clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return differs("the columns", &names(first), &names(other));
+    }
+    Ok(())
+}
+
+/// Each set's block is the shard's, and its rows and skipped files fill it.
+fn check_blocks(file: &ResultsFile) -> Result<(), String> {
+    let shard = file.meta.shard;
+    for set in &file.meta.sets {
+        let range = shard.range(set.len as usize);
+        if (set.start, set.end) != (range.start as u64, range.end as u64) {
+            return Err(format!(
+                "{}: set `{}` covers images {}..{}, not shard {shard}'s {}..{}",
+                file.path.display(),
+                set.name,
+                set.start,
+                set.end,
+                range.start,
+                range.end
+            ));
+        }
+        let skipped = file.meta.skipped.iter().filter(|k| k.set == set.name).count() as u64;
+        if set.rows + skipped != set.block_len() {
+            return Err(format!(
+                "{}: set `{}` has {} rows and {skipped} skipped files for {} images: a gap",
+                file.path.display(),
+                set.name,
+                set.rows,
+                set.block_len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The whole run's metadata from its parts (in shard order).
+fn merged_metadata(files: &[ResultsFile], order: &[usize]) -> Metadata {
+    let mut merged = files[order[0]].meta.clone();
+    merged.shard = Shard::WHOLE;
+    merged.skipped.clear();
+    merged.unreadable.clear();
+    for (s, set) in merged.sets.iter_mut().enumerate() {
+        set.start = 0;
+        set.end = set.len;
+        set.rows = order.iter().map(|&p| files[p].meta.sets[s].rows).sum();
+        for &p in order {
+            let part = &files[p].meta;
+            merged
+                .skipped
+                .extend(part.skipped.iter().filter(|k| k.set == set.name).cloned());
+        }
+    }
+    for &p in order {
+        merged.unreadable.extend(files[p].meta.unreadable.iter().cloned());
+    }
+    merged
+}
+
+/// Copies one part's rows of set `s`, checking every index of its block is a row or skipped, once.
+fn copy_set(
+    file: &ResultsFile,
+    s: usize,
+    set: &SetMeta,
+    schema: &SchemaRef,
+    writer: &mut TableWriter,
+) -> Result<(), String> {
+    let at = file.path.display();
+    let block = &file.meta.sets[s];
+    let mut skipped = file
+        .meta
+        .skipped
+        .iter()
+        .filter(|k| k.set == set.name)
+        .map(|k| k.index)
+        .peekable();
+    let mut next = block.start;
+    let gap = |i: u64| {
+        format!(
+            "{at}: set `{}` lacks image #{i} (neither a row nor a skipped file): a gap",
+            set.name
+        )
+    };
+    for batch in file.set_batches(s, None)? {
+        let batch = batch.map_err(|e| format!("{at}: cannot read (truncated or corrupt?): {e}"))?;
+        let index = batch
+            .column_by_name(INDEX)
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| format!("{at}: its `{INDEX}` column is missing or mistyped"))?;
+        if index.null_count() > 0 {
+            return Err(format!("{at}: its `{INDEX}` column has nulls"));
+        }
+        for &i in index.values().iter() {
+            if i < next || i >= block.end {
+                return Err(format!(
+                    "{at}: set `{}` has image #{i} twice or outside shard {}'s block: a duplicate",
+                    set.name, file.meta.shard
+                ));
+            }
+            while next < i {
+                if skipped.next_if(|&k| k == next).is_none() {
+                    return Err(gap(next));
+                }
+                next += 1;
+            }
+            next = i + 1;
+        }
+        let batch = batch
+            .with_schema(schema.clone())
+            .map_err(|e| format!("{at}: its columns differ from the first part's: {e}"))?;
+        writer.write(s, &batch)?;
+    }
+    while next < block.end {
+        if skipped.next_if(|&k| k == next).is_none() {
+            return Err(gap(next));
+        }
+        next += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ImageSet, Role};
+    use crate::detect::plan::BatchScores;
+    use crate::results::ResultsWriter;
+    use crate::results::schema::tests::sample;
+    use crate::score::run::{BatchSink, ScoreRun};
+    use crate::score::stream::Item;
+
+    /// Writes shard `shard` of a 10-image noise set with made-up scores (image i scores i / 10).
+    fn write_part(dir: &Path, name: &str, shard: Shard, temperature: f64) -> PathBuf {
+        let whole = ImageSet::open("uniform:10", Role::Id, &[]).unwrap();
+        let set = whole.shard(shard);
+        let mut meta = sample();
+        meta.shard = shard;
+        meta.logits = None;
+        meta.methods[0].params.set("temperature", temperature);
+        meta.sets = vec![SetMeta::of(&whole, shard, None)];
+        let path = dir.join(name);
+        let mut writer = ResultsWriter::create(&path, meta).unwrap();
+        let first = shard.range(10).start;
+        let items: Vec<Item> = (0..set.len()).map(|index| Item { set: 0, index }).collect();
+        let scores = BatchScores {
+            scores: vec![items.iter().map(|i| (first + i.index) as f32 / 10.0).collect()],
+            pred: vec![1; items.len()],
+            pred_prob: vec![0.5; items.len()],
+            ..BatchScores::default()
+        };
+        writer.batch(std::slice::from_ref(&set), &items, &scores).unwrap();
+        writer.finish(&ScoreRun::default(), std::slice::from_ref(&set)).unwrap();
+        path
+    }
+
+    #[test]
+    fn parts_merge_in_shard_order_and_bad_sets_of_parts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts: Vec<PathBuf> = (0..3)
+            .map(|i| write_part(dir.path(), &format!("p{i}.parquet"), Shard::new(i, 3).unwrap(), 1.0))
+            .collect();
+        let out = dir.path().join("all.parquet");
+        let meta = merge(&[parts[2].clone(), parts[0].clone(), parts[1].clone()], &out).unwrap();
+        assert_eq!(meta.shard, Shard::WHOLE);
+        assert_eq!((meta.sets[0].start, meta.sets[0].end, meta.sets[0].rows), (0, 10, 10));
+        let all = crate::results::open(&out).unwrap();
+        let expected: Vec<f32> = (0..10).map(|i| i as f32 / 10.0).collect();
+        assert_eq!(all.run.columns[0], expected);
+        assert_eq!(all.sets[0].item_name(7), "uniform#7");
+
+        let fail = |parts: &[&PathBuf]| {
+            let parts: Vec<PathBuf> = parts.iter().map(|p| (*p).clone()).collect();
+            let out = dir.path().join("refused.parquet");
+            let err = merge(&parts, &out).unwrap_err();
+            assert!(!out.exists());
+            err
+        };
+        assert!(fail(&[&parts[0], &parts[2]]).contains("shard 1/3 missing"));
+        assert!(fail(&[&parts[0], &parts[1], &parts[1], &parts[2]]).contains("shard 1/3 again"));
+        let other = write_part(dir.path(), "t2.parquet", Shard::new(1, 3).unwrap(), 2.0);
+        let err = fail(&[&parts[0], &other, &parts[2]]);
+        assert!(
+            err.contains("t2.parquet: the methods and their parameters differ"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! The per-image results table (one row per image, one score column per method, optional logits
+//! and features) as Parquet: written as a run goes (`--results`), read back by column for the
+//! window and reports ([`open`]), and shards' parts merged into the whole run's ([`merge()`]); the
+//! streamed scores CSV beside it.
+
+pub mod atomic_file;
+pub mod csv_writer;
+pub mod merge;
+pub mod parquet_writer;
+pub mod provenance;
+pub mod reader;
+pub mod schema;
+
+pub use merge::merge;
+pub use parquet_writer::{ResultsWriter, TableWriter};
+pub use provenance::{RunDescription, metadata};
+pub use reader::{Load, Results, ResultsFile, open, open_with};
+pub use schema::Metadata;

@@ -1,0 +1,391 @@
+//! Reading results files: a part's footer and metadata checked (one line naming the file for a
+//! truncated file, a file that is not Parquet or not ours, a missing column), its row groups by
+//! set, and [`open_with`]: the sets, a [`ScoreRun`] and the metadata, reading only the columns
+//! needed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::SchemaRef;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
+
+use super::schema::{FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, PRED_PROB, SetMeta, check_schema};
+use crate::data::scan::FileEntry;
+use crate::data::{ImageSet, SetSource};
+use crate::score::run::{ImageScore, ScoreRun, SkippedFile};
+
+/// Rows per record batch when reading.
+const READ_BATCH: usize = 65_536;
+
+/// An open results file: its checked metadata and where each set's rows are.
+pub struct ResultsFile {
+    pub path: PathBuf,
+    pub meta: Metadata,
+    file: File,
+    arrow: ArrowReaderMetadata,
+    /// Each set's row groups and its rows' selection within them.
+    set_rows: Vec<(Vec<usize>, RowSelection)>,
+}
+
+impl ResultsFile {
+    /// Opens `path` and checks it is a whole oodscope results file.
+    pub fn read(path: &Path) -> Result<ResultsFile, String> {
+        let at = path.display();
+        let file = File::open(path).map_err(|e| format!("{at}: cannot open: {e}"))?;
+        let arrow = ArrowReaderMetadata::load(&file, Default::default())
+            .map_err(|e| format!("{at}: not a readable Parquet file (truncated, or not Parquet): {e}"))?;
+        let text = arrow
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == KEY))
+            .and_then(|k| k.value.clone())
+            .ok_or_else(|| format!("{at}: a Parquet file, but not an oodscope results file (no `{KEY}` metadata)"))?;
+        let meta = Metadata::from_json(&text).map_err(|e| format!("{at}: {e}"))?;
+        check_schema(arrow.schema(), &meta).map_err(|e| format!("{at}: {e}"))?;
+        let rows: u64 = meta.sets.iter().map(|s| s.rows).sum();
+        let file_rows = arrow.metadata().file_metadata().num_rows() as u64;
+        if rows != file_rows {
+            return Err(format!(
+                "{at}: {file_rows} rows, but its metadata counts {rows}: not a whole oodscope results file"
+            ));
+        }
+        let set_rows = rows_by_set(&arrow, &meta.sets);
+        Ok(ResultsFile {
+            path: path.to_path_buf(),
+            meta,
+            file,
+            arrow,
+            set_rows,
+        })
+    }
+
+    /// The columns (without the file's key-value metadata, which Arrow copies into its schema).
+    pub fn schema(&self) -> SchemaRef {
+        std::sync::Arc::new(arrow_schema::Schema::new(self.arrow.schema().fields().clone()))
+    }
+
+    pub fn num_rows(&self) -> u64 {
+        self.arrow.metadata().file_metadata().num_rows() as u64
+    }
+
+    /// The rows of set `set` in order, batch by batch: the named columns (all with `None`).
+    pub fn set_batches(&self, set: usize, columns: Option<&[&str]>) -> Result<ParquetRecordBatchReader, String> {
+        let at = self.path.display();
+        let file = self.file.try_clone().map_err(|e| format!("{at}: cannot read: {e}"))?;
+        let (groups, selection) = &self.set_rows[set];
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.arrow.clone())
+            .with_row_groups(groups.clone())
+            .with_row_selection(selection.clone())
+            .with_batch_size(READ_BATCH);
+        if let Some(names) = columns {
+            let schema = self.arrow.schema();
+            let roots = names
+                .iter()
+                .map(|n| schema.index_of(n).map_err(|_| format!("{at}: it has no `{n}` column")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mask = ProjectionMask::roots(self.arrow.parquet_schema(), roots);
+            builder = builder.with_projection(mask);
+        }
+        builder.build().map_err(|e| format!("{at}: cannot read: {e}"))
+    }
+}
+
+/// Where each set's rows are (the sets' rows follow each other in set order): the row groups that
+/// hold them, and the selection of their rows within those groups. Our files keep one set per
+/// row group; a file rewritten by another tool may not, and reads the same.
+fn rows_by_set(arrow: &ArrowReaderMetadata, sets: &[SetMeta]) -> Vec<(Vec<usize>, RowSelection)> {
+    let groups = arrow.metadata().row_groups();
+    let mut starts = Vec::with_capacity(groups.len() + 1);
+    let mut total = 0u64;
+    for g in groups {
+        starts.push(total);
+        total += g.num_rows() as u64;
+    }
+    starts.push(total);
+    let mut first = 0u64;
+    sets.iter()
+        .map(|set| {
+            let (a, b) = (first, first + set.rows);
+            first = b;
+            let chosen: Vec<usize> = (0..groups.len())
+                .filter(|&g| starts[g] < b && starts[g + 1] > a)
+                .collect();
+            let Some(&g0) = chosen.first() else {
+                return (Vec::new(), RowSelection::from(Vec::<RowSelector>::new()));
+            };
+            let end = chosen.last().map_or(b, |&g| starts[g + 1]);
+            let selection = RowSelection::from(vec![
+                RowSelector::skip((a - starts[g0]) as usize),
+                RowSelector::select((b - a) as usize),
+                RowSelector::skip((end - b) as usize),
+            ]);
+            (chosen, selection)
+        })
+        .collect()
+}
+
+/// Which saved lists to load besides the scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub logits: bool,
+    pub features: bool,
+}
+
+impl Load {
+    /// Everything the file saved.
+    pub const ALL: Load = Load {
+        logits: true,
+        features: true,
+    };
+    /// The scores and records only.
+    pub const SCORES: Load = Load {
+        logits: false,
+        features: false,
+    };
+}
+
+/// A results file as the window and the reports use it.
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub path: PathBuf,
+    pub meta: Metadata,
+    /// The sets, built from the stored paths (each over its covered block: `index` 0 is the
+    /// block's first image); the skipped files keep their places.
+    pub sets: Vec<ImageSet>,
+    /// The records (their `path` empty: the set listings hold the paths), one column per method,
+    /// and the saved logits and features when loaded.
+    pub run: ScoreRun,
+}
+
+/// Opens a results file with everything it saved (see [`open_with`]).
+pub fn open(path: &Path) -> Result<Results, String> {
+    open_with(path, Load::ALL)
+}
+
+/// Opens a results file, reading only the columns needed: `index`, `label`, `pred`, `pred_prob`,
+/// the score columns, `path` for folder sets, and the saved lists `load` asks for.
+pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
+    let part = ResultsFile::read(path)?;
+    let at = path.display().to_string();
+    let meta = part.meta.clone();
+    let methods = meta
+        .methods
+        .iter()
+        .map(|m| {
+            m.settings()
+                .ok_or_else(|| format!("{at}: method `{}` is not one this oodscope has", m.name))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let logits = meta.logits.filter(|_| load.logits);
+    let features = meta.features.filter(|_| load.features);
+    let total = part.num_rows() as usize;
+    let mut run = ScoreRun {
+        images: Vec::with_capacity(total),
+        columns: vec![Vec::with_capacity(total); methods.len()],
+        methods,
+        logit_width: logits.unwrap_or(0),
+        feature_width: features.unwrap_or(0),
+        ..ScoreRun::default()
+    };
+    let mut sets = Vec::with_capacity(meta.sets.len());
+    for (s, set) in meta.sets.iter().enumerate() {
+        let mut columns = vec![INDEX, LABEL, PRED, PRED_PROB];
+        let noise = set.noise();
+        if noise.is_none() {
+            columns.push(PATH);
+        }
+        columns.extend(meta.methods.iter().map(|m| m.name.as_str()));
+        if logits.is_some() {
+            columns.push(LOGITS);
+        }
+        if features.is_some() {
+            columns.push(FEATURES);
+        }
+        let mut skipped = meta.skipped.iter().filter(|k| k.set == set.name).peekable();
+        let mut files: Vec<FileEntry> = Vec::with_capacity(if noise.is_none() { set.block_len() as usize } else { 0 });
+        let mut next = set.start;
+        let gap = |index: u64| {
+            format!(
+                "{at}: set `{}` has no row for image #{index}, and does not list it as skipped",
+                set.name
+            )
+        };
+        for batch in part.set_batches(s, Some(&columns))? {
+            let batch = batch.map_err(|e| format!("{at}: cannot read (truncated or corrupt?): {e}"))?;
+            let cols = Columns::of(&batch, &meta, logits, features).map_err(|e| format!("{at}: {e}"))?;
+            for k in 0..batch.num_rows() {
+                let index = cols.index.value(k);
+                if index < next || index >= set.end {
+                    return Err(format!(
+                        "{at}: set `{}` has image #{index} twice or out of its block",
+                        set.name
+                    ));
+                }
+                while next < index {
+                    let Some(skip) = skipped.next_if(|k| k.index == next) else {
+                        return Err(gap(next));
+                    };
+                    if noise.is_none() {
+                        files.push(FileEntry {
+                            path: PathBuf::from(&skip.path),
+                            label: None,
+                        });
+                    }
+                    next += 1;
+                }
+                next = index + 1;
+                let label = cols.label.is_valid(k).then(|| cols.label.value(k).max(0) as usize);
+                if let Some(paths) = &cols.path {
+                    files.push(FileEntry {
+                        path: PathBuf::from(paths.value(k)),
+                        label,
+                    });
+                }
+                let pred_prob = cols.pred_prob.value(k);
+                run.images.push(ImageScore {
+                    set: s,
+                    index: (index - set.start) as usize,
+                    path: String::new(),
+                    baseline: meta.baseline.then_some(pred_prob),
+                    pred: cols.pred.value(k).max(0) as usize,
+                    pred_prob,
+                    label,
+                });
+            }
+            for (column, values) in run.columns.iter_mut().zip(&cols.scores) {
+                column.extend_from_slice(values.values());
+            }
+            if let Some((values, width)) = cols.logits {
+                append_list(&mut run.logits, values, width).map_err(|e| format!("{at}: `{LOGITS}`: {e}"))?;
+            }
+            if let Some((values, width)) = cols.features {
+                append_list(&mut run.features, values, width).map_err(|e| format!("{at}: `{FEATURES}`: {e}"))?;
+            }
+        }
+        while next < set.end {
+            let Some(skip) = skipped.next_if(|k| k.index == next) else {
+                return Err(gap(next));
+            };
+            if noise.is_none() {
+                files.push(FileEntry {
+                    path: PathBuf::from(&skip.path),
+                    label: None,
+                });
+            }
+            next += 1;
+        }
+        let source = match noise {
+            Some(kind) => SetSource::Noise {
+                kind,
+                count: set.block_len() as usize,
+                first: set.start as usize,
+            },
+            None => SetSource::Folder {
+                root: PathBuf::from(&set.source),
+                files,
+            },
+        };
+        sets.push(ImageSet {
+            name: set.name.clone(),
+            role: set.role(),
+            source,
+            unreadable: meta
+                .unreadable
+                .iter()
+                .filter(|u| u.set == set.name)
+                .map(|u| (PathBuf::from(&u.path), u.reason.clone()))
+                .collect(),
+            labelled: set.labelled,
+        });
+    }
+    run.skipped = meta
+        .skipped
+        .iter()
+        .filter_map(|k| {
+            Some(SkippedFile {
+                set: meta.sets.iter().position(|s| s.name == k.set)?,
+                path: k.path.clone(),
+                reason: k.reason.clone(),
+            })
+        })
+        .collect();
+    Ok(Results {
+        path: path.to_path_buf(),
+        meta,
+        sets,
+        run,
+    })
+}
+
+/// The typed columns of one record batch.
+struct Columns<'a> {
+    index: &'a arrow_array::UInt64Array,
+    label: &'a arrow_array::Int64Array,
+    pred: &'a arrow_array::Int64Array,
+    pred_prob: &'a arrow_array::Float32Array,
+    path: Option<&'a arrow_array::StringArray>,
+    scores: Vec<&'a arrow_array::Float32Array>,
+    logits: Option<(&'a arrow_array::ListArray, usize)>,
+    features: Option<(&'a arrow_array::ListArray, usize)>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(
+        batch: &'a RecordBatch,
+        meta: &Metadata,
+        logits: Option<usize>,
+        features: Option<usize>,
+    ) -> Result<Columns<'a>, String> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("it has no `{name}` column"))
+        };
+        let bad = |name: &str| format!("its `{name}` column has the wrong type");
+        let f32s = |name: &str| column(name)?.as_primitive_opt::<Float32Type>().ok_or_else(|| bad(name));
+        let list = |name: &str| column(name)?.as_list_opt::<i32>().ok_or_else(|| bad(name));
+        Ok(Columns {
+            index: column(INDEX)?
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| bad(INDEX))?,
+            label: column(LABEL)?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| bad(LABEL))?,
+            pred: column(PRED)?.as_primitive_opt::<Int64Type>().ok_or_else(|| bad(PRED))?,
+            pred_prob: f32s(PRED_PROB)?,
+            path: match batch.column_by_name(PATH) {
+                Some(c) => Some(c.as_string_opt::<i32>().ok_or_else(|| bad(PATH))?),
+                None => None,
+            },
+            scores: meta
+                .methods
+                .iter()
+                .map(|m| f32s(&m.name))
+                .collect::<Result<Vec<_>, _>>()?,
+            logits: logits.map(|w| list(LOGITS).map(|l| (l, w))).transpose()?,
+            features: features.map(|w| list(FEATURES).map(|l| (l, w))).transpose()?,
+        })
+    }
+}
+
+/// Appends a list column whose every entry has `width` values.
+fn append_list(out: &mut Vec<f32>, list: &arrow_array::ListArray, width: usize) -> Result<(), String> {
+    let offsets = list.value_offsets();
+    let (first, last) = (offsets[0] as usize, offsets[list.len()] as usize);
+    if last - first != width * list.len() || offsets.windows(2).any(|w| (w[1] - w[0]) as usize != width) {
+        return Err(format!("an entry is not {width} wide"));
+    }
+    let values = list
+        .values()
+        .as_primitive_opt::<Float32Type>()
+        .ok_or("its values are not float32")?;
+    out.extend_from_slice(&values.values()[first..last]);
+    Ok(())
+}
