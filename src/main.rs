@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use oodscope::cli::{
-    Cli, Command, compare_command, fit_command, merge_command, methods_command, preprocess_command, score_command,
-    train_command, tune_command,
+    Cli, Command, compare_command, fit_command, fit_merge_command, merge_command, methods_command, preprocess_command,
+    score_command, train_command, tune_command,
 };
 
 fn main() {
@@ -32,6 +32,7 @@ fn main() {
         Some(Command::Train(args)) => train_command(args),
         Some(Command::Methods(args)) => methods_command(args),
         Some(Command::Fit(args)) => fit_command(args),
+        Some(Command::FitMerge(args)) => fit_merge_command(args),
         Some(Command::Merge(args)) => merge_command(args),
         Some(Command::Preprocess(args)) => preprocess_command(args),
         None if oodscope::gui::has_display() => oodscope::gui::run_gui(&cli.gui),

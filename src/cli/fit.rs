@@ -9,9 +9,10 @@ use clap::Args;
 use indicatif::ProgressBar;
 
 use super::{RunArgs, progress_bar, write_output_note};
+use crate::data::Shard;
 use crate::data::{ImageSet, Role};
 use crate::fit::cache::{bank_budget, cached_path, create_parent, obtain};
-use crate::fit::{Fit, FitInfo, FitOptions, FitProgress, FitStage, LabelSource, fit_model};
+use crate::fit::{Fit, FitInfo, FitOptions, FitProgress, FitStage, LabelSource, fit_model, fit_shard};
 use crate::model::{Model, device_name};
 use crate::score::ScoreSettings;
 
@@ -93,15 +94,24 @@ pub struct FitCommandArgs {
     /// Use at most N images, evenly spread over the folder's sorted listing.
     #[arg(long)]
     pub max_images: Option<usize>,
-    /// Where to write the fit file [default: the cache, where `score --train` finds it].
+    /// Where to write the fit file [default: the cache, where `score --train` finds it]; with
+    /// --shard, the part.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Fit only shard i of n (0-based) of the training listing, in whole batches, and write a
+    /// mergeable part to --out; `oodscope fit-merge` turns all n parts into the fit file (give
+    /// every shard the same --batch-size and --max-images).
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 /// Runs `oodscope fit`.
 pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
+    if let (Some(shard), None) = (args.shard, &args.out) {
+        bail!("fit --shard {shard} needs --out PART: where to write this shard's part for `oodscope fit-merge`");
+    }
     let model = args.run.load_model(&args.model)?;
     if model.feature_width.is_none() {
         eprintln!(
@@ -114,6 +124,9 @@ pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
         batch_size: args.run.batch_size,
         max_images: args.max_images,
     };
+    if let (Some(shard), Some(out)) = (args.shard, &args.out) {
+        return fit_shard_command(args, &model, &set, &options, shard, out);
+    }
     let out = match &args.out {
         Some(path) => path.clone(),
         None => cached_path(&model, &set, &options).map_err(anyhow::Error::msg)?,
@@ -134,21 +147,7 @@ pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
     bar.finish_and_clear();
     let info = &summary.info;
     let rate = super::score::rate(info.images as usize, summary.elapsed.as_secs_f64());
-    println!("Fit of {}: {}", model.card.name, info.describe());
-    let counts: Vec<String> = info
-        .classes
-        .iter()
-        .zip(&info.counts)
-        .map(|(c, n)| format!("{c} {n}"))
-        .collect();
-    println!("images per class: {}", counts.join(", "));
-    if let Some(d) = info.feature_width {
-        println!(
-            "features: D = {d}; KNN bank {} × {d} ({:.1} MB)",
-            info.images,
-            (info.images as f64 * d as f64 * 4.0) / 1e6
-        );
-    }
+    print_fit(&model.card.name, info);
     eprintln!("fitted in {:.2} s ({rate})", summary.elapsed.as_secs_f64());
     note_skipped(summary.skipped.len());
     note_labels(info);
@@ -163,6 +162,67 @@ pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
     Ok(())
 }
 
+/// `oodscope fit --shard i/n --out PART`.
+fn fit_shard_command(
+    args: &FitCommandArgs,
+    model: &Model,
+    set: &ImageSet,
+    options: &FitOptions,
+    shard: Shard,
+    out: &std::path::Path,
+) -> Result<()> {
+    create_parent(out)?;
+    let used = options.max_images.map_or(set.len(), |m| m.min(set.len()));
+    let range = crate::fit::part::shard_images(shard, used, options.batch_size);
+    eprintln!(
+        "oodscope: fitting shard {shard} of {} on {} (images {}..{} of {} in {}, in batches of {})",
+        model.card.name,
+        device_name(model.device),
+        range.start,
+        range.end,
+        used,
+        args.train.display(),
+        options.batch_size
+    );
+    let bar = progress_bar(range.len() as u64, args.run.quiet);
+    let cancel = super::interrupt_flag();
+    let summary = fit_shard(model, set, options, shard, out, cancel, &mut |p| show(&bar, p))?;
+    bar.finish_and_clear();
+    let info = &summary.info;
+    let rate = super::score::rate(info.fit.images as usize, summary.elapsed.as_secs_f64());
+    println!(
+        "Fit part {shard} of {}: {} images of {} (images {}..{})",
+        model.card.name, info.fit.images, info.fit.train_root, info.first, info.end
+    );
+    eprintln!("fitted in {:.2} s ({rate})", summary.elapsed.as_secs_f64());
+    note_skipped(summary.skipped.len());
+    write_output_note(out);
+    eprintln!(
+        "(`oodscope fit-merge` with every part of {} gives the fit file)",
+        shard.count
+    );
+    Ok(())
+}
+
+/// What a fit holds, on stdout (`fit` and `fit-merge`).
+pub(super) fn print_fit(name: &str, info: &FitInfo) {
+    println!("Fit of {name}: {}", info.describe());
+    let counts: Vec<String> = info
+        .classes
+        .iter()
+        .zip(&info.counts)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!("images per class: {}", counts.join(", "));
+    if let Some(d) = info.feature_width {
+        println!(
+            "features: D = {d}; KNN bank {} × {d} ({:.1} MB)",
+            info.images,
+            (info.images as f64 * d as f64 * 4.0) / 1e6
+        );
+    }
+}
+
 fn open_train(train: &std::path::Path, model: &Model) -> Result<ImageSet> {
     if !train.exists() {
         bail!("training folder {}: no such folder", train.display());
@@ -170,7 +230,7 @@ fn open_train(train: &std::path::Path, model: &Model) -> Result<ImageSet> {
     ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes).context("training folder")
 }
 
-fn show(bar: &ProgressBar, p: FitProgress) {
+pub(super) fn show(bar: &ProgressBar, p: FitProgress) {
     match p.stage {
         FitStage::Images => {
             bar.set_length(p.total as u64);
@@ -180,7 +240,7 @@ fn show(bar: &ProgressBar, p: FitProgress) {
     }
 }
 
-fn note_labels(info: &FitInfo) {
+pub(super) fn note_labels(info: &FitInfo) {
     if info.labels == LabelSource::Predicted {
         eprintln!(
             "note: {} has no class sub-folders named as the card's classes: the fit uses the model's predicted classes",
@@ -189,7 +249,7 @@ fn note_labels(info: &FitInfo) {
     }
 }
 
-fn note_skipped(skipped: usize) {
+pub(super) fn note_skipped(skipped: usize) {
     if skipped > 0 {
         eprintln!("note: {skipped} training files could not be read and were skipped");
     }

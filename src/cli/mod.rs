@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod fit;
+pub mod fit_merge;
 pub mod merge;
 pub mod methods;
 pub mod preprocess;
@@ -29,6 +30,7 @@ use crate::score::{BatchSink, Method, ScoreRun, ScoreSettings};
 
 pub use compare::{CompareArgs, compare_command};
 pub use fit::{FitArgs, FitCommandArgs, fit_command};
+pub use fit_merge::{FitMergeArgs, fit_merge_command};
 pub use merge::{MergeArgs, merge_command};
 pub use methods::{MethodsArgs, methods_command};
 pub use preprocess::{PreprocessArgs, preprocess_command};
@@ -82,6 +84,8 @@ pub enum Command {
     /// Pass ID training images once through a model and store the statistics the feature methods
     /// need (class means, covariances, ViM, ReAct, DICE, KL templates, the KNN bank).
     Fit(FitCommandArgs),
+    /// Merge the parts written by `fit --shard i/n` into the fit file a single `fit` writes.
+    FitMerge(FitMergeArgs),
     /// List the scoring methods: what each needs, its parameters, defaults and ranges.
     Methods(methods::MethodsArgs),
     /// Merge the results files of `--shard i/n` runs into the whole run's, checking that they

@@ -34,20 +34,29 @@ pub fn bank_budget() -> usize {
 
 /// Where the fit of `model` on `train` with `options` is cached.
 pub fn cached_path(model: &Model, train: &ImageSet, options: &FitOptions) -> Result<PathBuf, String> {
+    Ok(cached_path_for(
+        &model.card.name,
+        &model_hash(model)?,
+        &listing_hash(train),
+        options.max_images,
+    ))
+}
+
+/// Where the fit of a model (by card name and [`model_hash`]) on a listing (by [`listing_hash`])
+/// with `max_images` is cached: `fit-merge` puts a merged fit there from its parts' provenance.
+pub fn cached_path_for(card_name: &str, model_hash: &str, listing_hash: &str, max_images: Option<usize>) -> PathBuf {
     let mut hasher = Sha256::new();
-    hasher.update(model_hash(model)?);
-    hasher.update(listing_hash(train));
-    hasher.update(format!("{:?}|{}", options.max_images, super::store::FORMAT_VERSION));
+    hasher.update(model_hash);
+    hasher.update(listing_hash);
+    hasher.update(format!("{:?}|{}", max_images, super::store::FORMAT_VERSION));
     let key = format!("{:x}", hasher.finalize());
-    let name: String = model
-        .card
-        .name
+    let name: String = card_name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
         .collect();
-    Ok(cache_dir()
+    cache_dir()
         .join("fits")
-        .join(format!("{name}-{}.safetensors", &key[..16])))
+        .join(format!("{name}-{}.safetensors", &key[..16]))
 }
 
 /// A fit ready to use, and how it was had.

@@ -95,12 +95,14 @@ impl Writer {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(header.as_bytes())?;
+        // Empty tensors take no bytes: the first to receive data is the first non-empty one.
+        let current = entries.iter().take_while(|e| e.bytes() == 0).count();
         Ok(Writer {
             out,
             partial,
             path: path.to_path_buf(),
             entries,
-            current: 0,
+            current,
             written: 0,
         })
     }
@@ -310,6 +312,20 @@ mod tests {
         assert_eq!(r.metadata["format"], "test");
         assert_eq!(Vec::<f64>::try_from(r.tensor("mean").unwrap()).unwrap(), [0.5, -0.5]);
         assert_eq!(r.shape("bank"), Some(&[3usize, 2][..]));
+
+        // An empty tensor first (a shard with no images): the data goes to the next one.
+        let leading = dir.path().join("e.safetensors");
+        let mut w = Writer::create(
+            &leading,
+            vec![Entry::f32("rows", &[0, 2]), Entry::f64("m", &[1])],
+            &meta,
+        )
+        .unwrap();
+        w.write_f64(&[2.5]).unwrap();
+        w.finish().unwrap();
+        let r = Reader::open(&leading).unwrap();
+        assert_eq!(r.shape("rows"), Some(&[0usize, 2][..]));
+        assert_eq!(Vec::<f64>::try_from(r.tensor("m").unwrap()).unwrap(), [2.5]);
 
         let unfinished = dir.path().join("g.safetensors");
         let mut w = Writer::create(&unfinished, entries, &meta).unwrap();

@@ -6,6 +6,9 @@ pub mod accumulate;
 pub mod bank;
 pub mod cache;
 pub mod file;
+pub mod finish;
+pub mod merge;
+pub mod part;
 pub mod percentile;
 pub mod quadratic;
 pub mod store;
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{ImageSet, Preprocess};
+use crate::data::{ImageSet, Preprocess, SetSource, Shard};
 use crate::model::Model;
 use crate::score::stream::{DecodeSchedule, Stream};
 use crate::score::{Progress, RunError, SkippedFile};
@@ -138,48 +141,17 @@ pub fn fit_model(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(FitProgress),
 ) -> Result<FitSummary, RunError> {
-    if model.card.is_ensemble() {
-        return Err(RunError::Invalid(format!(
-            "a fit needs a single model; {} is a leave-out ensemble",
-            model.card.name
-        )));
-    }
     let start = Instant::now();
     let set = select_images(train, options.max_images);
-    let sets = std::slice::from_ref(&set);
-    let features_file = store::FeatureFile::create(out).map_err(io_error(out))?;
-    let mut pass = store::Pass::new(model, set.labelled, features_file).map_err(tch_error)?;
-    let stream = Stream {
-        sets,
-        pre: Preprocess::for_card(&model.card),
-        device: model.device,
-        batch_size: options.batch_size,
-        schedule: DecodeSchedule::for_device(model.device),
-    };
-    let mut report_images = |p: Progress| {
-        on_progress(FitProgress {
-            stage: FitStage::Images,
-            done: p.done,
-            total: p.total,
-            elapsed: p.elapsed,
-        })
-    };
-    let stats = stream.run(cancel, &mut report_images, &mut |items, x| {
-        let outputs = tch::no_grad(|| model.forward(x))?;
-        let labels: Option<Vec<usize>> = set
-            .labelled
-            .then(|| items.iter().map(|i| set.label(i.index).unwrap_or(0)).collect());
-        pass.add(&outputs, labels.as_deref())
-            .map_err(|e| RunError::Invalid(format!("fit: {e}")))
-    })?;
+    let (pass, skipped) = run_pass(model, &set, None, options, out, cancel, on_progress)?;
     if pass.images() == 0 {
         return Err(RunError::Invalid(format!(
             "fit: none of the {} images could be used ({} skipped)",
             set.len(),
-            stats.skipped.len()
+            skipped.len()
         )));
     }
-    let provenance = store::Provenance::of(model, train, &set, options, stats.skipped.len())
+    let provenance = store::Provenance::of(model, train, &set, options, skipped.len())
         .map_err(|e| RunError::Invalid(format!("fit: {e}")))?;
     let info = pass
         .write(out, provenance, cancel, &mut |done, total| {
@@ -190,15 +162,167 @@ pub fn fit_model(
                 elapsed: start.elapsed(),
             })
         })
-        .map_err(|e| match e {
-            store::WriteError::Cancelled => RunError::Cancelled,
-            store::WriteError::Failed(m) => RunError::Invalid(format!("fit: writing {}: {m}", out.display())),
-        })?;
+        .map_err(write_error(out))?;
     Ok(FitSummary {
         info,
-        skipped: stats.skipped,
+        skipped,
         elapsed: start.elapsed(),
     })
+}
+
+/// What a shard pass did.
+#[derive(Debug, Clone)]
+pub struct PartSummary {
+    pub info: part::PartInfo,
+    pub skipped: Vec<SkippedFile>,
+    pub elapsed: Duration,
+}
+
+/// Passes shard `shard` of `train` (whole batches of the images a single fit uses: see
+/// [`part::shard_images`]) through the model and writes its mergeable part at `out` (atomically).
+/// `fit-merge` turns all the parts into the fit file a single `fit` with the same options writes.
+pub fn fit_shard(
+    model: &Model,
+    train: &ImageSet,
+    options: &FitOptions,
+    shard: Shard,
+    out: &Path,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(FitProgress),
+) -> Result<PartSummary, RunError> {
+    let start = Instant::now();
+    let used = select_images(train, options.max_images);
+    let range = part::shard_images(shard, used.len(), options.batch_size);
+    let own = slice(&used, range.clone());
+    let shift = if range.is_empty() {
+        None
+    } else {
+        listing_shift(model, &used, range.start, options, cancel)?
+    };
+    let (pass, skipped) = run_pass(model, &own, shift, options, out, cancel, on_progress)?;
+    let provenance = store::Provenance::of(model, train, &used, options, skipped.len())
+        .map_err(|e| RunError::Invalid(format!("fit: {e}")))?;
+    let info = part::PartInfo {
+        part_format_version: part::PART_FORMAT_VERSION,
+        fit: provenance.info,
+        model_name: model.card.name.clone(),
+        shard,
+        batch_size: options.batch_size,
+        used_files: used.len(),
+        first: range.start,
+        end: range.end,
+    };
+    let info = part::write_part(pass, out, info).map_err(write_error(out))?;
+    Ok(PartSummary {
+        info,
+        skipped,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// The shift a single fit of `set` uses (the mean feature of its first batch with images), when
+/// that batch lies before image `before` (else the shard's own first batch gives it).
+fn listing_shift(
+    model: &Model,
+    set: &ImageSet,
+    before: usize,
+    options: &FitOptions,
+    cancel: &AtomicBool,
+) -> Result<Option<Tensor>, RunError> {
+    if model.feature_width.is_none() {
+        return Ok(None);
+    }
+    let batch = options.batch_size.max(1);
+    for first in (0..before).step_by(batch) {
+        let chunk = slice(set, first..(first + batch).min(before));
+        let mut shift = None;
+        stream_of(model, std::slice::from_ref(&chunk), options).run(cancel, &mut |_| {}, &mut |_, x| {
+            let outputs = tch::no_grad(|| model.forward(x))?;
+            if let Some(z) = &outputs.features {
+                shift = Some(accumulate::Accumulator::shift_of(z).map_err(tch_error)?);
+            }
+            Ok(())
+        })?;
+        if shift.is_some() {
+            return Ok(shift);
+        }
+    }
+    Ok(None)
+}
+
+/// Images `range` of `set`, as a set of their own (noise keeps each image's place).
+fn slice(set: &ImageSet, range: std::ops::Range<usize>) -> ImageSet {
+    let mut part = set.clone();
+    match &mut part.source {
+        SetSource::Folder { files, .. } => *files = files[range.clone()].to_vec(),
+        SetSource::Noise { count, first, .. } => {
+            *first += range.start;
+            *count = range.len();
+        }
+    }
+    if range.start > 0 {
+        part.unreadable.clear();
+    }
+    part
+}
+
+fn stream_of<'a>(model: &Model, sets: &'a [ImageSet], options: &FitOptions) -> Stream<'a> {
+    Stream {
+        sets,
+        pre: Preprocess::for_card(&model.card),
+        device: model.device,
+        batch_size: options.batch_size,
+        schedule: DecodeSchedule::for_device(model.device),
+    }
+}
+
+/// The streaming pass of `set` through the model into the accumulators (under `shift` when given)
+/// and a temporary features file beside `out`; the files that could not be read.
+fn run_pass<'m>(
+    model: &'m Model,
+    set: &ImageSet,
+    shift: Option<Tensor>,
+    options: &FitOptions,
+    out: &Path,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(FitProgress),
+) -> Result<(store::Pass<'m>, Vec<SkippedFile>), RunError> {
+    if model.card.is_ensemble() {
+        return Err(RunError::Invalid(format!(
+            "a fit needs a single model; {} is a leave-out ensemble",
+            model.card.name
+        )));
+    }
+    let features_file = store::FeatureFile::create(out).map_err(io_error(out))?;
+    let mut pass = store::Pass::new(model, set.labelled, features_file).map_err(tch_error)?;
+    if let Some(shift) = shift {
+        pass.accumulator.set_shift(shift).map_err(tch_error)?;
+    }
+    let mut report_images = |p: Progress| {
+        on_progress(FitProgress {
+            stage: FitStage::Images,
+            done: p.done,
+            total: p.total,
+            elapsed: p.elapsed,
+        })
+    };
+    let sets = std::slice::from_ref(set);
+    let stats = stream_of(model, sets, options).run(cancel, &mut report_images, &mut |items, x| {
+        let outputs = tch::no_grad(|| model.forward(x))?;
+        let labels: Option<Vec<usize>> = set
+            .labelled
+            .then(|| items.iter().map(|i| set.label(i.index).unwrap_or(0)).collect());
+        pass.add(&outputs, labels.as_deref())
+            .map_err(|e| RunError::Invalid(format!("fit: {e}")))
+    })?;
+    Ok((pass, stats.skipped))
+}
+
+fn write_error(out: &Path) -> impl Fn(store::WriteError) -> RunError + '_ {
+    move |e| match e {
+        store::WriteError::Cancelled => RunError::Cancelled,
+        store::WriteError::Failed(m) => RunError::Invalid(format!("fit: writing {}: {m}", out.display())),
+    }
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {

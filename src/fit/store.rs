@@ -2,19 +2,17 @@
 //! through, then the finishing passes (pseudo-inverses, ViM's eigenvectors and α, ReAct's
 //! percentiles, the normalised bank) written into the fit file with the provenance in its header.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use sha2::{Digest, Sha256};
 use tch::{Kind, Tensor};
 
-use super::accumulate::{Accumulator, Moments};
-use super::file::{Entry, Writer};
-use super::percentile::{Rereadable, percentiles};
-use super::{FitOptions, REACT_LEVELS, react_levels};
+use super::FitOptions;
+use super::accumulate::Accumulator;
+use super::finish::{FeatureBlocks, Finish, block_rows};
 use crate::data::{ImageSet, SetSource};
 use crate::model::{Model, Outputs};
 
@@ -148,7 +146,7 @@ pub fn listing_hash(set: &ImageSet) -> String {
 
 /// The provenance of a pass, before its counts are known.
 pub struct Provenance {
-    info: FitInfo,
+    pub(super) info: FitInfo,
 }
 
 impl Provenance {
@@ -230,9 +228,15 @@ impl FeatureFile {
         Ok(())
     }
 
-    /// Calls `f` on blocks of whole rows of `width` values.
+    /// Closes the file for writing (before it is read back).
+    pub fn finish_writing(&mut self) -> std::io::Result<()> {
+        self.close()
+    }
+}
+
+impl FeatureBlocks for FeatureFile {
     fn for_each_block(&self, width: usize, f: &mut dyn FnMut(&[f32])) -> std::io::Result<()> {
-        let rows = ((16 << 20) / (width.max(1) * 4)).max(1);
+        let rows = block_rows(width);
         let mut reader = std::io::BufReader::new(File::open(&self.path)?);
         let mut bytes = vec![0u8; rows * width * 4];
         let mut values = vec![0f32; rows * width];
@@ -267,15 +271,6 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize
     Ok(filled)
 }
 
-/// Every entry of the stored features, for the percentile passes.
-struct AllEntries<'a>(&'a FeatureFile, usize);
-
-impl Rereadable for AllEntries<'_> {
-    fn for_each_chunk(&mut self, f: &mut dyn FnMut(&[f32])) -> std::io::Result<()> {
-        self.0.for_each_block(self.1, f)
-    }
-}
-
 /// Why writing stopped.
 #[derive(Debug)]
 pub enum WriteError {
@@ -298,10 +293,10 @@ failed_from!(std::io::Error, tch::TchError, serde_json::Error, String);
 pub struct Pass<'a> {
     model: &'a Model,
     labelled: bool,
-    accumulator: Accumulator,
-    features: FeatureFile,
+    pub(super) accumulator: Accumulator,
+    pub(super) features: FeatureFile,
     /// The head in float64, for ViM.
-    head: Option<(Tensor, Tensor)>,
+    pub(super) head: Option<(Tensor, Tensor)>,
 }
 
 impl<'a> Pass<'a> {
@@ -347,176 +342,12 @@ impl<'a> Pass<'a> {
     ) -> Result<FitInfo, WriteError> {
         self.features.close()?;
         let moments = self.accumulator.finish()?;
-        let device = self.model.device;
-        let mut info = provenance.info;
-        info.images = moments.images;
-        info.counts = moments.counts.clone();
-        info.predicted_counts = moments.predicted_counts.clone();
-        let n = moments.images as usize;
-        let d = self.model.feature_width;
-        let derived = Derived::of(&moments, self.head.as_ref())?;
-
-        let mut entries = Vec::new();
-        if let Some(d) = d {
-            entries.push(Entry::f32("knn_bank", &[n, d]));
-        }
-        let small = derived.tensors(&moments)?;
-        for (name, t) in &small {
-            let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
-            entries.push(Entry::f64(name, &shape));
-        }
-        if let Some(d) = d {
-            if derived.vim.is_some() {
-                entries.push(Entry::f64("vim_alpha", &[d]));
-            }
-            entries.push(Entry::f64("react_percentiles", &[REACT_LEVELS]));
-        }
-        entries.push(Entry::i64("counts", &[info.counts.len()]));
-        let metadata: BTreeMap<String, String> = [
-            ("format".to_string(), FORMAT.to_string()),
-            ("oodscope".to_string(), serde_json::to_string(&info)?),
-        ]
-        .into();
-        let mut writer = Writer::create(out, entries, &metadata)?;
-        let passes = if d.is_some() { 4 } else { 1 };
-        let check_cancel = || {
-            if cancel.load(Ordering::Relaxed) {
-                Err(WriteError::Cancelled)
-            } else {
-                Ok(())
-            }
+        let finish = Finish {
+            device: self.model.device,
+            feature_width: self.model.feature_width,
+            head: self.head.as_ref(),
+            features: &self.features,
         };
-
-        // Pass 1 over the features: the normalised bank, and ViM's residual norms for every dim.
-        let mut residual_sums: Option<Tensor> = None;
-        if let Some(d) = d {
-            let mut failure = None;
-            self.features.for_each_block(d, &mut |block| {
-                if failure.is_some() {
-                    return;
-                }
-                let mut step = || -> Result<(), WriteError> {
-                    let rows = (block.len() / d) as i64;
-                    let z = Tensor::from_slice(block).f_view([rows, d as i64])?;
-                    writer.write_tensor(&super::bank::normalise(&z).map_err(|e| e.0)?)?;
-                    if let Some(vim) = &derived.vim {
-                        let x = z.f_to_device(device)?.f_to_kind(Kind::Double)?.f_sub(&vim.origin)?;
-                        let p2 = x.f_mm(&vim.eigenvectors)?.f_square()?;
-                        // Column j: Σ_{k ≥ j} p_k², the squared residual norm outside the first j.
-                        let tail = p2.f_flip([1i64])?.f_cumsum(1, Kind::Double)?.f_flip([1i64])?;
-                        let norms =
-                            tail.f_clamp_min(0.0)?
-                                .f_sqrt()?
-                                .f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?;
-                        residual_sums = Some(match residual_sums.take() {
-                            Some(s) => s.f_add(&norms)?,
-                            None => norms,
-                        });
-                    }
-                    Ok(())
-                };
-                if let Err(e) = step() {
-                    failure = Some(e);
-                }
-            })?;
-            if let Some(e) = failure {
-                return Err(e);
-            }
-            check_cancel()?;
-            on_progress(1, passes);
-        }
-        for (_, t) in &small {
-            writer.write_tensor(t)?;
-        }
-        if let Some(d) = d {
-            if let (Some(vim), Some(sums)) = (&derived.vim, &residual_sums) {
-                let mean_norms = sums.f_div_scalar(n as f64)?;
-                let alpha = mean_norms.f_reciprocal()?.f_mul_scalar(vim.mean_max_logit)?;
-                writer.write_tensor(&alpha)?;
-            }
-            // Passes 2–4: the radix select of ReAct's percentiles over all N·D entries.
-            let values = percentiles(&mut AllEntries(&self.features, d), (n * d) as u64, &react_levels())?;
-            check_cancel()?;
-            writer.write_f64(&values)?;
-            on_progress(passes, passes);
-        }
-        let counts: Vec<i64> = info.counts.iter().map(|&c| c as i64).collect();
-        writer.write_i64(&counts)?;
-        writer.finish()?;
-        info.path = out.to_path_buf();
-        Ok(info)
-    }
-}
-
-/// ViM's principal space, before α.
-struct VimSpace {
-    /// `u = −pinv(W)·b`.
-    origin: Tensor,
-    /// Columns by descending eigenvalue.
-    eigenvectors: Tensor,
-    eigenvalues: Tensor,
-    mean_max_logit: f64,
-}
-
-/// What the moments give in closed form: pseudo-inverses, ViM's space.
-struct Derived {
-    shared_pinv: Option<Tensor>,
-    global_pinv: Option<Tensor>,
-    vim: Option<VimSpace>,
-}
-
-/// `pinv(S)` of a symmetric matrix, cutting singular values below 1e-15 of the largest (numpy's
-/// default `rcond`).
-fn pinv_symmetric(s: &Tensor) -> Result<Tensor, tch::TchError> {
-    s.f_linalg_pinv_atol_rtol_float(None, 1e-15, true)
-}
-
-impl Derived {
-    fn of(m: &Moments, head: Option<&(Tensor, Tensor)>) -> Result<Derived, WriteError> {
-        let shared_pinv = m.shared_cov.as_ref().map(pinv_symmetric).transpose()?;
-        let global_pinv = m.global_cov.as_ref().map(pinv_symmetric).transpose()?;
-        let vim = match (head, &m.global_cov, &m.global_mean, m.mean_max_logit) {
-            (Some((w, b)), Some(cov), Some(mean), Some(mean_max_logit)) => {
-                let u = w.f_linalg_pinv_atol_rtol_float(None, 1e-15, false)?.f_mv(b)?.f_neg()?;
-                // (1/N) Σ (z − u)(z − u)ᵀ = Σ_global + (m − u)(m − u)ᵀ.
-                let shift = mean.f_sub(&u)?;
-                let around_u = cov.f_add(&shift.f_unsqueeze(1)?.f_mm(&shift.f_unsqueeze(0)?)?)?;
-                let (values, vectors) = around_u.f_linalg_eigh("L")?;
-                Some(VimSpace {
-                    origin: u,
-                    eigenvectors: vectors.f_flip([1i64])?,
-                    eigenvalues: values.f_flip([0i64])?,
-                    mean_max_logit,
-                })
-            }
-            _ => None,
-        };
-        Ok(Derived {
-            shared_pinv,
-            global_pinv,
-            vim,
-        })
-    }
-
-    /// The float64 tensors written after the bank, by name.
-    fn tensors(&self, m: &Moments) -> Result<Vec<(&'static str, Tensor)>, WriteError> {
-        let mut out = vec![("klm_templates", m.klm_templates.shallow_clone())];
-        let mut add = |name: &'static str, t: &Option<Tensor>| {
-            if let Some(t) = t {
-                out.push((name, t.shallow_clone()));
-            }
-        };
-        add("class_means", &m.class_means);
-        add("shared_cov", &m.shared_cov);
-        add("shared_pinv", &self.shared_pinv);
-        add("global_mean", &m.global_mean);
-        add("global_cov", &m.global_cov);
-        add("global_pinv", &self.global_pinv);
-        if let Some(vim) = &self.vim {
-            out.push(("vim_u", vim.origin.shallow_clone()));
-            out.push(("vim_eigenvectors", vim.eigenvectors.shallow_clone()));
-            out.push(("vim_eigenvalues", vim.eigenvalues.shallow_clone()));
-        }
-        Ok(out)
+        finish.write(out, provenance.info, &moments, cancel, on_progress)
     }
 }

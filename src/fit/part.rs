@@ -1,0 +1,262 @@
+//! A fit part (`fit --shard i/n --out PART`): one shard's mergeable statistics in a safetensors file
+//! — its counts and float64 sums (each with its rounding error) under the shift of the whole
+//! listing, its raw features (its block of the KNN bank), the head — and, in the header, the
+//! provenance of the whole fit (model, card, options, the whole listing's hash and length) with
+//! the shard and its block of the listing.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Tensor};
+
+use super::accumulate::Accumulator;
+use super::file::{Entry, Reader, Writer};
+use super::finish::{FeatureBlocks, block_rows};
+use super::store::{FitInfo, Pass, WriteError};
+use crate::data::Shard;
+
+/// The value of a part's header `format` field, and the version of its layout.
+pub const PART_FORMAT: &str = "oodscope-fit-part";
+pub const PART_FORMAT_VERSION: u32 = 1;
+
+/// The images of shard `shard` of a fit over `len` images in batches of `batch_size`: whole
+/// batches (shard `i` of the `⌈len/batch⌉` batches, as [`Shard::range`] splits them), so every image
+/// is in the same batch as in a single fit. A model's outputs can depend on their batch-mates in
+/// the last bits (the blocking of its matrix products), and the merged fit then equals the single
+/// one exactly.
+pub fn shard_images(shard: Shard, len: usize, batch_size: usize) -> Range<usize> {
+    let batch_size = batch_size.max(1);
+    let batches = shard.range(len.div_ceil(batch_size));
+    (batches.start * batch_size).min(len)..(batches.end * batch_size).min(len)
+}
+
+/// What a part says about itself (its header's `oodscope` value).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PartInfo {
+    pub part_format_version: u32,
+    /// The whole fit's provenance, with this part's images, skipped files and counts.
+    pub fit: FitInfo,
+    /// The card's name (the fit cache's file name).
+    pub model_name: String,
+    pub shard: Shard,
+    pub batch_size: usize,
+    /// Images the whole fit uses (the listing after `--max-images`), and this part's block of them.
+    pub used_files: usize,
+    pub first: usize,
+    pub end: usize,
+}
+
+/// Writes the part of a finished shard pass at `out` (atomically).
+pub fn write_part(mut pass: Pass, out: &Path, mut info: PartInfo) -> Result<PartInfo, WriteError> {
+    pass.features.finish_writing()?;
+    let accumulator = &pass.accumulator;
+    let (counts, predicted) = accumulator.counts();
+    info.fit.images = accumulator.images();
+    info.fit.counts = counts.to_vec();
+    info.fit.predicted_counts = predicted.to_vec();
+    let rows = info.fit.images as usize;
+    let mut tensors: Vec<(String, Tensor)> = accumulator
+        .named_sums()
+        .into_iter()
+        .map(|(name, t)| (name, t.shallow_clone()))
+        .collect();
+    if let Some((w, b)) = &pass.head {
+        tensors.push(("head_weight".into(), w.shallow_clone()));
+        tensors.push(("head_bias".into(), b.shallow_clone()));
+    }
+    let mut entries = Vec::new();
+    if let Some(d) = info.fit.feature_width {
+        entries.push(Entry::f32("features", &[rows, d]));
+    }
+    for (name, t) in &tensors {
+        let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+        entries.push(Entry::f64(name, &shape));
+    }
+    let metadata: BTreeMap<String, String> = [
+        ("format".to_string(), PART_FORMAT.to_string()),
+        ("oodscope".to_string(), serde_json::to_string(&info)?),
+    ]
+    .into();
+    let mut writer = Writer::create(out, entries, &metadata)?;
+    if let Some(d) = info.fit.feature_width {
+        let mut failure = None;
+        pass.features.for_each_block(d, &mut |block| {
+            if failure.is_none()
+                && let Err(e) = writer.write_f32(block)
+            {
+                failure = Some(e);
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+    }
+    for (_, t) in &tensors {
+        writer.write_tensor(t)?;
+    }
+    writer.finish()?;
+    Ok(info)
+}
+
+/// A part opened for merging: its header read and checked; its tensors read on demand.
+pub struct Part {
+    pub path: PathBuf,
+    pub info: PartInfo,
+    reader: Reader,
+}
+
+impl Part {
+    /// Opens a part; a file that is truncated, not a part, or inconsistent in itself is refused
+    /// with the reason (the caller names the file).
+    pub fn open(path: &Path) -> Result<Part, String> {
+        let reader = Reader::open(path).map_err(|e| {
+            if e.starts_with("not a safetensors") {
+                "truncated, or not a fit part (its safetensors header does not match its length)".into()
+            } else {
+                e
+            }
+        })?;
+        if reader.metadata.get("format").map(String::as_str) != Some(PART_FORMAT) {
+            return Err(match reader.metadata.get("format").map(String::as_str) {
+                Some(super::store::FORMAT) => {
+                    "this is a fit file, not a part of one (`fit --shard` writes parts)".into()
+                }
+                _ => "not an oodscope fit part (its header has no `format = oodscope-fit-part`)".into(),
+            });
+        }
+        let text = reader
+            .metadata
+            .get("oodscope")
+            .ok_or("the header has no `oodscope` provenance")?;
+        let info: PartInfo = serde_json::from_str(text).map_err(|e| format!("unreadable provenance: {e}"))?;
+        if info.part_format_version != PART_FORMAT_VERSION || info.fit.format_version != super::store::FORMAT_VERSION {
+            return Err(format!(
+                "made by oodscope {} in part format {}; this oodscope reads part format {PART_FORMAT_VERSION}: redo this shard",
+                info.fit.oodscope_version, info.part_format_version
+            ));
+        }
+        let expected = shard_images(info.shard, info.used_files, info.batch_size);
+        if expected != (info.first..info.end) || info.fit.images + info.fit.skipped as u64 != expected.len() as u64 {
+            return Err(format!(
+                "its header is inconsistent: shard {} of {} images should hold images {}..{}, it says {}..{} ({} used, {} skipped)",
+                info.shard,
+                info.used_files,
+                expected.start,
+                expected.end,
+                info.first,
+                info.end,
+                info.fit.images,
+                info.fit.skipped
+            ));
+        }
+        if let Some(d) = info.fit.feature_width {
+            let (_, shape, dtype) = reader.location("features").ok_or("it has no `features`")?;
+            if dtype != safetensors::tensor::Dtype::F32 || shape != [info.fit.images as usize, d] {
+                return Err(format!(
+                    "its features are {dtype:?} {shape:?}, expected F32 [{}, {d}]",
+                    info.fit.images
+                ));
+            }
+        }
+        Ok(Part {
+            path: path.to_path_buf(),
+            info,
+            reader,
+        })
+    }
+
+    fn tensor(&self, name: &str) -> Result<Option<Tensor>, String> {
+        if self.reader.has(name) {
+            self.reader.tensor(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The part's accumulators on `device`.
+    pub fn accumulator(&self, device: Device) -> Result<Accumulator, String> {
+        let fit = &self.info.fit;
+        Accumulator::from_named(
+            fit.classes.len(),
+            device,
+            fit.images,
+            fit.counts.clone(),
+            fit.predicted_counts.clone(),
+            &mut |name| self.tensor(name),
+        )
+    }
+
+    /// The head `(W, b)` in float64, when the model has one.
+    pub fn head(&self) -> Result<Option<(Tensor, Tensor)>, String> {
+        Ok(match (self.tensor("head_weight")?, self.tensor("head_bias")?) {
+            (Some(w), Some(b)) => Some((w, b)),
+            _ => None,
+        })
+    }
+}
+
+/// The features of several parts, in order, as one stream of blocks (the blocks a single pass's
+/// feature file gives).
+pub struct PartFeatures<'a>(pub &'a [Part]);
+
+impl FeatureBlocks for PartFeatures<'_> {
+    fn for_each_block(&self, width: usize, f: &mut dyn FnMut(&[f32])) -> std::io::Result<()> {
+        let capacity = block_rows(width) * width;
+        let mut block: Vec<f32> = Vec::with_capacity(capacity);
+        let mut bytes = Vec::new();
+        for part in self.0 {
+            let Some((offset, shape, _)) = part.reader.location("features") else {
+                continue;
+            };
+            let total = shape.iter().product::<usize>();
+            let mut done = 0;
+            while done < total {
+                let take = (total - done).min(capacity - block.len());
+                bytes.resize(take * 4, 0);
+                part.reader.read_at(&mut bytes, offset + (done * 4) as u64)?;
+                block.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+                done += take;
+                if block.len() == capacity {
+                    f(&block);
+                    block.clear();
+                }
+            }
+        }
+        if !block.is_empty() {
+            f(&block);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_of_a_fit_are_whole_batches_covering_the_listing_once() {
+        for len in [0, 1, 7, 64, 120, 1000] {
+            for batch in [1, 16, 64] {
+                for count in [1, 2, 3, 8] {
+                    let mut next = 0;
+                    for index in 0..count {
+                        let r = shard_images(Shard::new(index, count).unwrap(), len, batch);
+                        assert_eq!(r.start, next);
+                        assert!(r.start.is_multiple_of(batch) || r.start == len);
+                        next = r.end;
+                    }
+                    assert_eq!(next, len);
+                }
+            }
+        }
+        let r: Vec<_> = (0..3)
+            .map(|i| shard_images(Shard::new(i, 3).unwrap(), 120, 16))
+            .collect();
+        assert_eq!(r, [0..32, 32..80, 80..120]);
+    }
+}
