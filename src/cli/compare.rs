@@ -155,7 +155,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         })
         .unzip();
     let whole = open_sets(&args.id, &specs, &model.card.classes)?;
-    let sets = args.results.shard_sets(&whole);
+    let sets = args.results.shard_sets(&whole, args.run.batch_size);
     // Groups per set: none for the ID sets, which come first.
     let groups: Vec<Option<String>> = std::iter::repeat_n(None, args.id.len()).chain(groups).collect();
 

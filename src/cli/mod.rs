@@ -202,9 +202,17 @@ impl ResultsArgs {
     }
 
     /// The shard of each set to score (the sets themselves without --shard).
-    pub fn shard_sets(&self, sets: &[ImageSet]) -> Vec<ImageSet> {
+    /// The shard's blocks of the sets, as whole batches of size `batch_size` ([`Shard::blocks`]).
+    pub fn shard_sets(&self, sets: &[ImageSet], batch_size: usize) -> Vec<ImageSet> {
         match self.shard {
-            Some(shard) => sets.iter().map(|s| s.shard(shard)).collect(),
+            Some(shard) => {
+                let lens: Vec<usize> = sets.iter().map(ImageSet::len).collect();
+                let blocks = shard.blocks(&lens, batch_size);
+                sets.iter()
+                    .zip(blocks)
+                    .map(|(s, b)| s.block(b, shard.index == 0))
+                    .collect()
+            }
             None => sets.to_vec(),
         }
     }

@@ -63,7 +63,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)?
         .keeping_features(args.results.save_features);
     let whole = open_sets(&args.input.id, &args.input.ood, &model.card.classes)?;
-    let sets = args.results.shard_sets(&whole);
+    let sets = args.results.shard_sets(&whole, args.run.batch_size);
     let total: usize = sets.iter().map(ImageSet::len).sum();
     let shard = args.results.shard.map(|s| format!(", shard {s}")).unwrap_or_default();
     eprintln!(

@@ -141,10 +141,15 @@ impl ImageSet {
         }
     }
 
-    /// Shard `shard` of this set: a contiguous block of its sorted listing (see [`Shard`]).
-    /// Image names and noise images keep their place in the whole set.
+    /// Shard `shard` of this set alone: a contiguous block of its sorted listing (see [`Shard`]).
     pub fn shard(&self, shard: Shard) -> ImageSet {
-        let range = shard.range(self.len());
+        self.block(shard.range(self.len()), shard.index == 0)
+    }
+
+    /// The images `range` of this set's sorted listing (a shard's block, [`Shard::blocks`]). Image
+    /// names and noise images keep their place in the whole set; the scan's unreadable entries go
+    /// with the `first` block only.
+    pub fn block(&self, range: std::ops::Range<usize>, first: bool) -> ImageSet {
         let source = match &self.source {
             SetSource::Folder { root, files } => SetSource::Folder {
                 root: root.clone(),
@@ -160,11 +165,7 @@ impl ImageSet {
             name: self.name.clone(),
             role: self.role,
             source,
-            unreadable: if shard.index == 0 {
-                self.unreadable.clone()
-            } else {
-                Vec::new()
-            },
+            unreadable: if first { self.unreadable.clone() } else { Vec::new() },
             labelled: self.labelled,
         }
     }

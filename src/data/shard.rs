@@ -37,6 +37,26 @@ impl Shard {
         bound(self.index)..bound(self.index + 1)
     }
 
+    /// This shard's block of each of several listings that are streamed one after another in
+    /// batches of `batch` (the sets of one run): shard `i` of the joined listing's `⌈total/batch⌉`
+    /// batches, cut back into per-listing ranges. Every image then meets the same batch-mates as in
+    /// a single run: a model's outputs can change in the last bits with them (the blocking of its
+    /// matrix products), and merged shards equal the single run bit for bit.
+    pub fn blocks(self, lens: &[usize], batch: usize) -> Vec<Range<usize>> {
+        let total: usize = lens.iter().sum();
+        let batch = batch.max(1);
+        let batches = self.range(total.div_ceil(batch));
+        let (lo, hi) = ((batches.start * batch).min(total), (batches.end * batch).min(total));
+        let mut offset = 0;
+        lens.iter()
+            .map(|&len| {
+                let block = lo.clamp(offset, offset + len) - offset..hi.clamp(offset, offset + len) - offset;
+                offset += len;
+                block
+            })
+            .collect()
+    }
+
     pub fn is_whole(self) -> bool {
         self.count == 1
     }
@@ -76,6 +96,35 @@ mod tests {
                     next = r.end;
                 }
                 assert_eq!(next, len);
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_are_whole_batches_of_the_joined_listings() {
+        let lens = [5, 0, 8, 3];
+        let total: usize = lens.iter().sum();
+        for batch in [1, 2, 4, 7, 64] {
+            for count in [1, 2, 3, 5] {
+                let mut next = vec![0; lens.len()];
+                let mut covered = 0;
+                for index in 0..count {
+                    let blocks = Shard::new(index, count).unwrap().blocks(&lens, batch);
+                    let mut joined_start = None;
+                    for (s, block) in blocks.iter().enumerate() {
+                        assert_eq!(block.start, next[s], "blocks follow each other");
+                        next[s] = block.end;
+                        covered += block.len();
+                        if !block.is_empty() && joined_start.is_none() {
+                            joined_start = Some(lens[..s].iter().sum::<usize>() + block.start);
+                        }
+                    }
+                    if let Some(start) = joined_start {
+                        assert_eq!(start % batch, 0, "a shard starts on a batch boundary");
+                    }
+                }
+                assert_eq!(next, lens.to_vec());
+                assert_eq!(covered, total);
             }
         }
     }

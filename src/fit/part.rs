@@ -26,9 +26,7 @@ pub const PART_FORMAT_VERSION: u32 = 1;
 /// the last bits (the blocking of its matrix products), and the merged fit then equals the single
 /// one exactly.
 pub fn shard_images(shard: Shard, len: usize, batch_size: usize) -> Range<usize> {
-    let batch_size = batch_size.max(1);
-    let batches = shard.range(len.div_ceil(batch_size));
-    (batches.start * batch_size).min(len)..(batches.end * batch_size).min(len)
+    shard.blocks(&[len], batch_size).remove(0)
 }
 
 /// What a part says about itself (its header's `oodscope` value).

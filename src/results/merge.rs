@@ -130,6 +130,9 @@ fn check_same(first: &ResultsFile, other: &ResultsFile) -> Result<(), String> {
     if (a.logits, a.features, a.baseline) != (b.logits, b.features, b.baseline) {
         return differs("the saved lists", &lists(a), &lists(b));
     }
+    if a.batch_size != b.batch_size {
+        return differs("the batch size", &a.batch_size.to_string(), &b.batch_size.to_string());
+    }
     if a.shard.count != b.shard.count {
         return differs("the shard count", &a.shard.to_string(), &b.shard.to_string());
     }
@@ -147,11 +150,12 @@ fn check_same(first: &ResultsFile, other: &ResultsFile) -> Result<(), String> {
     Ok(())
 }
 
-/// Each set's block is the shard's, and its rows and skipped files fill it.
+/// Each set's block is the shard's (whole batches, [`Shard::blocks`]), and its rows and skipped
+/// files fill it.
 fn check_blocks(file: &ResultsFile) -> Result<(), String> {
     let shard = file.meta.shard;
-    for set in &file.meta.sets {
-        let range = shard.range(set.len as usize);
+    let lens: Vec<usize> = file.meta.sets.iter().map(|s| s.len as usize).collect();
+    for (set, range) in file.meta.sets.iter().zip(shard.blocks(&lens, file.meta.batch_size)) {
         if (set.start, set.end) != (range.start as u64, range.end as u64) {
             return Err(format!(
                 "{}: set `{}` covers images {}..{}, not shard {shard}'s {}..{}",
@@ -275,15 +279,16 @@ mod tests {
     /// Writes shard `shard` of a 10-image noise set with made-up scores (image i scores i / 10).
     fn write_part(dir: &Path, name: &str, shard: Shard, temperature: f64) -> PathBuf {
         let whole = ImageSet::open("uniform:10", Role::Id, &[]).unwrap();
-        let set = whole.shard(shard);
         let mut meta = sample();
+        let block = shard.blocks(&[10], meta.batch_size).remove(0);
+        let set = whole.block(block.clone(), shard.index == 0);
         meta.shard = shard;
         meta.logits = None;
         meta.methods[0].params.set("temperature", temperature);
-        meta.sets = vec![SetMeta::of(&whole, shard, None)];
+        meta.sets = vec![SetMeta::of(&whole, block, None)];
         let path = dir.join(name);
         let mut writer = ResultsWriter::create(&path, meta).unwrap();
-        let first = shard.range(10).start;
+        let first = shard.blocks(&[10], 2).remove(0).start;
         let items: Vec<Item> = (0..set.len()).map(|index| Item { set: 0, index }).collect();
         let scores = BatchScores {
             scores: vec![items.iter().map(|i| (first + i.index) as f32 / 10.0).collect()],

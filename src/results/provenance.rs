@@ -32,6 +32,7 @@ pub fn metadata(run: &RunDescription) -> Result<Metadata, String> {
     let model = run.model;
     let card =
         std::fs::read(&model.card.path).map_err(|e| format!("cannot read {}: {e}", model.card.path.display()))?;
+    let lens: Vec<usize> = run.whole_sets.iter().map(ImageSet::len).collect();
     Ok(Metadata {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
@@ -52,7 +53,8 @@ pub fn metadata(run: &RunDescription) -> Result<Metadata, String> {
             .whole_sets
             .iter()
             .enumerate()
-            .map(|(i, s)| SetMeta::of(s, run.shard, run.groups.get(i).cloned().flatten()))
+            .zip(run.shard.blocks(&lens, run.batch_size))
+            .map(|((i, s), block)| SetMeta::of(s, block, run.groups.get(i).cloned().flatten()))
             .collect(),
         skipped: Vec::new(),
         unreadable: Vec::new(),

@@ -144,9 +144,8 @@ pub struct SetMeta {
 }
 
 impl SetMeta {
-    /// A set of a run: `whole` is the set's whole listing, `set` the shard of it that was scored.
-    pub fn of(whole: &ImageSet, shard: Shard, group: Option<String>) -> SetMeta {
-        let range = shard.range(whole.len());
+    /// A set of a run: `whole` is the set's whole listing, `range` the block of it that was scored.
+    pub fn of(whole: &ImageSet, range: std::ops::Range<usize>, group: Option<String>) -> SetMeta {
         let (kind, source) = match &whole.source {
             SetSource::Folder { root, .. } => ("folder".to_string(), root.display().to_string()),
             SetSource::Noise { kind, count, .. } => (kind.name().to_string(), format!("{kind}:{count}")),

@@ -103,7 +103,7 @@ pub fn write(args: &ResultsWriteArgs) -> Report {
         baseline: true,
         fit: None,
         shard: Shard::WHOLE,
-        sets: sets.iter().map(|s| SetMeta::of(s, Shard::WHOLE, None)).collect(),
+        sets: sets.iter().map(|s| SetMeta::of(s, 0..s.len(), None)).collect(),
         skipped: Vec::new(),
         unreadable: Vec::new(),
         logits: None,
