@@ -9,7 +9,7 @@
 # and the venv's real folder, so nothing else on the machine notices; where namespaces are not
 # allowed (or with OODSCOPE_TEST_RENAME=1), target/ and .venv are renamed for the installed runs
 # and put back on every exit.
-# Usage: scripts/test_install.sh   (about a minute on 2 quiet cores)
+# Usage: scripts/test_install.sh   (45 s on 2 quiet cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
