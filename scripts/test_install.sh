@@ -37,6 +37,11 @@ ASSETS="$PREFIX/share/oodscope"
 [ -x "$PREFIX/bin/oodscope" ] || fail "no $PREFIX/bin/oodscope"
 grep -qx "Exec=$PREFIX/bin/oodscope" "$PREFIX/share/applications/oodscope.desktop" || fail "no .desktop entry with Exec"
 [ -f "$PREFIX/share/icons/hicolor/256x256/apps/oodscope.png" ] || fail "no icon"
+if command -v readelf >/dev/null; then
+  runpath=$(readelf -d "$PREFIX/bin/oodscope" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p')
+  [ "$runpath" = '$ORIGIN/../lib/oodscope' ] || fail "installed RUNPATH is '$runpath'"
+  if readelf -d "$PREFIX/bin/oodscope" | grep -q 'NEEDED.*libtorch_cuda'; then fail "the binary links libtorch_cuda"; fi
+fi
 echo "test_install: installed in $((SECONDS - t0)) s: $(du -sh "$PREFIX" | cut -f1) in $PREFIX"
 
 # The score, run by the checkout's build (reference) and by the installed binary; then, installed
