@@ -24,7 +24,7 @@ pub fn build_shim(lib_dir: &str) {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("cpp/aoti_shim.cpp")
         .compile("oodscope_aoti");
-    // A package's compiled library needs libtorch.so (by name, with no search path of its own):
-    // it must be loaded already, and the linker drops it as unneeded otherwise.
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch,--as-needed");
+    // A package's compiled library needs libtorch.so by name; it is not linked (it pulls
+    // libtorch_cuda, which an install with the CPU libraries lacks) but loaded before the first
+    // package (src/torch_libs.rs::load_libtorch).
 }

@@ -16,3 +16,4 @@ python tests/fixtures/make_aoti_models.py "$OODSCOPE_FIXTURES"
 
 cargo fmt --all -- --check
 cargo test --release --all-targets
+bash scripts/test_install.sh

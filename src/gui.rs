@@ -41,6 +41,12 @@ pub fn startup_settings(args: &GuiArgs) -> Option<Settings> {
 
 /// Opens the window and runs until it closes.
 pub fn run_gui(args: &GuiArgs) -> Result<()> {
+    if let Err(missing) = crate::assets::find() {
+        if args.demo || args.screenshots.is_some() {
+            return Err(missing.into());
+        }
+        eprintln!("oodscope: {missing}");
+    }
     let startup = startup_settings(args);
     let tour_dir = args.screenshots.clone();
     let options = eframe::NativeOptions {

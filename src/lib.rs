@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod app;
+pub mod assets;
 pub mod cli;
 pub mod compare;
 pub mod data;
@@ -18,18 +19,11 @@ pub mod report;
 pub mod results;
 pub mod rng;
 pub mod score;
+pub mod torch_libs;
 pub mod train;
 pub mod ui;
 pub mod worker;
 
-/// Where the bundled models and demo assets are: beside the executable's crate when run from a
-/// checkout (`cargo run`, `target/release/oodscope`), else the current folder.
-pub fn assets_root() -> std::path::PathBuf {
-    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if manifest.join("models").is_dir() {
-        manifest
-    } else {
-        std::path::PathBuf::from(".")
-    }
-}
+/// Where the bundled models and demo assets are (see [`assets`]).
+pub use assets::assets_root;
 pub mod tune;

@@ -25,6 +25,8 @@ fn main() {
         eprintln!("{} (see oodscope --help)", first.trim());
         std::process::exit(2);
     });
+    // Before any tch call: libtorch decides once whether CUDA exists.
+    oodscope::torch_libs::load_cuda_or_warn();
     let result = match &cli.command {
         Some(Command::Score(args)) => score_command(args),
         Some(Command::Tune(args)) => tune_command(args),

@@ -199,7 +199,7 @@ pub fn histogram_of_run(
 /// The headless demo report: the bundled model on the demo sets, the table and a histogram PNG
 /// (`oodscope-demo-histogram.png`), for machines without a display.
 pub fn headless_demo() -> Result<()> {
-    let root = crate::assets_root();
+    let root = crate::assets::find()?;
     let path = |p: &str| root.join(p).display().to_string();
     let args = ScoreArgs {
         input: InputArgs {

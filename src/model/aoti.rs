@@ -210,6 +210,7 @@ impl AotiModel {
     /// the caller checks with [`package_device`]).
     pub fn load(path: &Path, device: Device) -> Result<AotiModel, String> {
         enable_input_checks();
+        crate::torch_libs::load_libtorch()?;
         let unpacked = Unpacked::new(path)?;
         let c = c_path(&unpacked.0)?;
         let index: c_int = match device {

@@ -174,6 +174,7 @@ pub struct KnnArgs {
 
 fn main() {
     let cli = Cli::parse();
+    oodscope::torch_libs::load_cuda_or_warn();
     let glibc_defaults = matches!(&cli.command, Command::Pipeline(args) if args.malloc_defaults);
     if !glibc_defaults {
         oodscope::alloc::keep_tensor_buffers_in_the_heap();
