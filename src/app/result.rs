@@ -56,7 +56,7 @@ impl ScoredResult {
     /// Whether `wanted` can be shown without running the model: it is what was computed, or its
     /// scores follow from the cached outputs (no input step).
     pub fn can_show(&self, wanted: &ScoreSettings) -> bool {
-        self.computed == *wanted || can_rescore(wanted, &self.cache)
+        self.computed == *wanted || (self.cache.logit_width > 0 && can_rescore(wanted, &self.cache))
     }
 
     /// Shows the computed scores again (when `wanted` is what was computed).

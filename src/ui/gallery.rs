@@ -134,7 +134,7 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
                             });
                         let response = response.response.interact(egui::Sense::click()).on_hover_text(format!(
                             "{}\nset {} ({})\nscore {score}\ncalled {}",
-                            entry.path,
+                            result.run.path_of(i, &result.sets),
                             set.name,
                             set.role.name().to_uppercase(),
                             if called_id { "ID" } else { "OOD" }
@@ -220,18 +220,34 @@ pub(crate) fn thumbnail(
     card: Option<&crate::model::ModelCard>,
 ) -> TextureHandle {
     let image = match &set.source {
-        SetSource::Folder { files, .. } => image::open(&files[index].path)
-            .map(|i| {
-                let t = i.thumbnail(size, size).to_rgba8();
-                ColorImage::from_rgba_unmultiplied([t.width() as usize, t.height() as usize], t.as_raw())
-            })
-            .unwrap_or_else(|_| ColorImage::filled([size as usize, size as usize], Color32::DARK_RED)),
+        // A file that no longer exists (a results file's image moved): a grey placeholder, quietly.
+        SetSource::Folder { files, .. } => match files.get(index).map(|f| f.path.as_path()) {
+            Some(path) if path.exists() => image::open(path)
+                .map(|i| {
+                    let t = i.thumbnail(size, size).to_rgba8();
+                    ColorImage::from_rgba_unmultiplied([t.width() as usize, t.height() as usize], t.as_raw())
+                })
+                .unwrap_or_else(|_| ColorImage::filled([size as usize, size as usize], Color32::DARK_RED)),
+            _ => placeholder(size),
+        },
         SetSource::Noise { kind, first, .. } => {
             let (c, h, w) = card.map_or((1, 28, 28), |c| (c.channels, c.height, c.width));
             planes_to_image(&noise_image(*kind, first + index, c * h * w), c, h, w)
         }
     };
     ctx.load_texture(format!("thumb-{}-{index}", set.name), image, TextureOptions::NEAREST)
+}
+
+/// The thumbnail of an image whose file is gone: grey with a darker cross.
+pub fn placeholder(size: u32) -> ColorImage {
+    let n = size as usize;
+    let mut image = ColorImage::filled([n, n], Color32::from_gray(70));
+    for k in 0..n {
+        for (x, y) in [(k, k), (n - 1 - k, k)] {
+            image.pixels[y * n + x] = Color32::from_gray(40);
+        }
+    }
+    image
 }
 
 /// Planar values in [0, 1] (1 or 3 channels) → an egui image.
@@ -272,7 +288,7 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if let Some(t) = &thumbnail {
         ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(224.0)));
     }
-    ui.label(RichText::new(&entry.path).small());
+    ui.label(RichText::new(result.run.path_of(i, &result.sets)).small());
     ui.label(format!("set {} ({})", set.name, set.role.name().to_uppercase()));
     let score = result.scores[i];
     let verdict = match app.threshold {
