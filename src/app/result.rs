@@ -19,6 +19,8 @@ pub struct ScoredResult {
     pub cache: Arc<CachedOutputs>,
     /// One per entry of `run.images`.
     pub scores: Vec<f32>,
+    /// The ID images' classification accuracy (computed once: a pass over every image).
+    pub id_accuracy: Option<f64>,
     /// When set, `scores` are a first-order estimate for these settings (ε differs from `shown`),
     /// displayed until the exact scores arrive.
     pub estimate: Option<ScoreSettings>,
@@ -36,7 +38,9 @@ impl ScoredResult {
             member_widths,
             rows: run.images.len(),
         };
+        let id_accuracy = run.accuracy(&crate::score::run::sets_with_role(&sets, Role::Id));
         ScoredResult {
+            id_accuracy,
             computed: settings.clone(),
             shown: settings,
             sets,

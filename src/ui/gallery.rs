@@ -41,6 +41,60 @@ pub struct GalleryState {
     thumbnails: HashMap<(usize, usize), TextureHandle>,
     /// The result the thumbnails were made for (`OodscopeApp::result_serial`).
     serial: u64,
+    /// The images in the set filter and sort order, made once per result, scores and filter
+    /// (sorting 10⁶ scores each frame would take far longer than a frame).
+    order: Option<(OrderKey, Arc<Vec<usize>>)>,
+}
+
+/// What the cached order depends on: the result, its displayed scores (their buffer and length),
+/// the set filter and the sort.
+type OrderKey = (u64, usize, usize, Option<usize>, SortOrder);
+
+/// The images of `sets_of` (each image's set) in `set` (or all), in `sort` order of `scores`.
+pub fn ordered(scores: &[f32], sets_of: &[usize], set: Option<usize>, sort: SortOrder) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len())
+        .filter(|&i| set.is_none_or(|s| sets_of.get(i) == Some(&s)))
+        .collect();
+    match sort {
+        SortOrder::ScoreDescending => order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b))),
+        SortOrder::ScoreAscending => order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b))),
+        SortOrder::FileOrder => {}
+    }
+    order
+}
+
+/// The images of `order` (from [`ordered`]) that the verdict at δ keeps (called ID: `score > δ`):
+/// in a score order a binary search for the cut, in file order one pass.
+pub fn at_threshold<'a>(
+    order: &'a [usize],
+    scores: &[f32],
+    sort: SortOrder,
+    verdict: VerdictFilter,
+    threshold: f32,
+) -> std::borrow::Cow<'a, [usize]> {
+    use std::borrow::Cow;
+    let called_id = |i: &usize| scores[*i] > threshold;
+    match (verdict, sort) {
+        (VerdictFilter::All, _) => Cow::Borrowed(order),
+        (VerdictFilter::CalledId, SortOrder::ScoreDescending) => {
+            Cow::Borrowed(&order[..order.partition_point(called_id)])
+        }
+        (VerdictFilter::CalledOod, SortOrder::ScoreDescending) => {
+            Cow::Borrowed(&order[order.partition_point(called_id)..])
+        }
+        (VerdictFilter::CalledOod, SortOrder::ScoreAscending) => {
+            Cow::Borrowed(&order[..order.partition_point(|i| !called_id(i))])
+        }
+        (VerdictFilter::CalledId, SortOrder::ScoreAscending) => {
+            Cow::Borrowed(&order[order.partition_point(|i| !called_id(i))..])
+        }
+        (VerdictFilter::CalledId, SortOrder::FileOrder) => {
+            Cow::Owned(order.iter().copied().filter(called_id).collect())
+        }
+        (VerdictFilter::CalledOod, SortOrder::FileOrder) => {
+            Cow::Owned(order.iter().copied().filter(|i| !called_id(i)).collect())
+        }
+    }
 }
 
 type SharedState = Arc<Mutex<GalleryState>>;
@@ -71,20 +125,23 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
     controls_ui(app, ui);
     let shared = state(ui.ctx(), app.result_serial);
     let mut gallery = lock(&shared);
-    let g = &*gallery;
-    let mut order: Vec<usize> = (0..result.run.images.len())
-        .filter(|&i| g.set_filter.is_none_or(|s| result.run.images[i].set == s))
-        .filter(|&i| match g.verdict {
-            VerdictFilter::All => true,
-            VerdictFilter::CalledId => result.scores[i] > threshold,
-            VerdictFilter::CalledOod => result.scores[i] <= threshold,
-        })
-        .collect();
-    match g.sort {
-        SortOrder::ScoreDescending => order.sort_by(|&a, &b| result.scores[b].total_cmp(&result.scores[a])),
-        SortOrder::ScoreAscending => order.sort_by(|&a, &b| result.scores[a].total_cmp(&result.scores[b])),
-        SortOrder::FileOrder => {}
-    }
+    let key: OrderKey = (
+        app.result_serial,
+        result.scores.as_ptr() as usize,
+        result.scores.len(),
+        gallery.set_filter,
+        gallery.sort,
+    );
+    let sorted = match &gallery.order {
+        Some((k, order)) if *k == key => order.clone(),
+        _ => {
+            let sets_of: Vec<usize> = result.run.images.iter().map(|e| e.set).collect();
+            let order = Arc::new(ordered(&result.scores, &sets_of, gallery.set_filter, gallery.sort));
+            gallery.order = Some((key, order.clone()));
+            order
+        }
+    };
+    let order = at_threshold(&sorted, &result.scores, gallery.sort, gallery.verdict, threshold);
     ui.label(format!("{} images", order.len()));
     let thumbnails = &mut gallery.thumbnails;
     let per_row = ((ui.available_width() / (CELL + 22.0)).floor() as usize).max(1);
