@@ -239,4 +239,12 @@ mod tests {
         );
         assert_eq!(problems.len(), 1);
     }
+
+    #[test]
+    fn a_dropped_parquet_file_opens_as_results_and_is_not_scored() {
+        let results = std::path::PathBuf::from("/data/run.PARQUET");
+        let (commands, problems) = commands_for_drop(std::slice::from_ref(&results));
+        assert_eq!(commands, vec![Command::OpenResults(results)]);
+        assert!(problems.is_empty());
+    }
 }

@@ -410,3 +410,48 @@ fn perturbation_ui(app: &OodscopeApp, ui: &mut egui::Ui, key: (usize, usize), sh
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary-search cut equals filtering every image at δ, then sorting (what the gallery
+    /// did before), for every verdict, sort and set filter, at δ between and on the scores.
+    #[test]
+    fn the_cut_at_delta_equals_filtering_then_sorting() {
+        let scores: Vec<f32> = (0..500).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 3.0).collect();
+        let sets_of: Vec<usize> = (0..500).map(|i| i % 3).collect();
+        for set in [None, Some(1)] {
+            for sort in [
+                SortOrder::ScoreDescending,
+                SortOrder::ScoreAscending,
+                SortOrder::FileOrder,
+            ] {
+                let order = ordered(&scores, &sets_of, set, sort);
+                for threshold in [-5.0, -3.0, 0.0, 1.3, 2.05, 7.0, 9.0] {
+                    for verdict in [VerdictFilter::All, VerdictFilter::CalledId, VerdictFilter::CalledOod] {
+                        let mut expected: Vec<usize> = (0..scores.len())
+                            .filter(|&i| set.is_none_or(|s| sets_of[i] == s))
+                            .filter(|&i| match verdict {
+                                VerdictFilter::All => true,
+                                VerdictFilter::CalledId => scores[i] > threshold,
+                                VerdictFilter::CalledOod => scores[i] <= threshold,
+                            })
+                            .collect();
+                        match sort {
+                            SortOrder::ScoreDescending => expected.sort_by(|&a, &b| scores[b].total_cmp(&scores[a])),
+                            SortOrder::ScoreAscending => expected.sort_by(|&a, &b| scores[a].total_cmp(&scores[b])),
+                            SortOrder::FileOrder => {}
+                        }
+                        let got = at_threshold(&order, &scores, sort, verdict, threshold);
+                        assert_eq!(
+                            &*got,
+                            expected.as_slice(),
+                            "{set:?} {sort:?} {verdict:?} δ = {threshold}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
