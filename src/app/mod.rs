@@ -177,6 +177,8 @@ pub struct OodscopeApp {
     pub opening: Option<(u64, PathBuf)>,
     /// The results file on display (its stored columns are methods shown without the model).
     pub opened: Option<opened::OpenedResults>,
+    /// Settings whose re-score of the open file's saved outputs failed (not asked for again).
+    stored_failure: Option<ScoreSettings>,
     next_generation: u64,
     loading_model: bool,
     worker: Worker,
@@ -222,6 +224,7 @@ impl OodscopeApp {
             tour: None,
             opening: None,
             opened: None,
+            stored_failure: None,
             next_generation: 1,
             loading_model: false,
             worker,
@@ -743,6 +746,11 @@ impl OodscopeApp {
             }
             Event::Error(message) => {
                 self.loading_model = false;
+                if self.model.is_none()
+                    && let Some((_, settings)) = self.rescoring.take()
+                {
+                    self.stored_failure = Some(settings);
+                }
                 if message.contains("no images found") || message.contains("no such folder") {
                     self.sets.retain(|s| s.set.is_some());
                 }
@@ -853,6 +861,9 @@ impl OodscopeApp {
             self.rescoring = None;
             self.install_opened(column);
             return;
+        }
+        if self.stored_failure.as_ref() == Some(&wanted) {
+            return; // it failed, and said why
         }
         match opened.missing(&wanted) {
             None => {
