@@ -232,7 +232,7 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             ui.label(if app.is_busy() {
                 "Scoring…"
             } else {
-                "Load a model and add an ID and an OOD set."
+                "Load a model and add an ID and an OOD set, or open a results file."
             });
         });
         return;
