@@ -20,9 +20,12 @@ pub fn startup_settings(args: &GuiArgs) -> Option<Settings> {
     if args.demo || args.screenshots.is_some() {
         return Some(Settings::demo(&root));
     }
-    let model = args.model.as_ref()?;
+    if args.model.is_none() && args.results.is_none() {
+        return None;
+    }
     let mut settings = Settings {
-        model: Some(model.display().to_string()),
+        model: args.model.as_ref().map(|m| m.display().to_string()),
+        results: args.results.as_ref().map(|r| r.display().to_string()),
         ..Settings::default()
     };
     let set = |spec: &String, ood: bool| SavedSet {
@@ -37,6 +40,20 @@ pub fn startup_settings(args: &GuiArgs) -> Option<Settings> {
         .chain(args.ood.iter().map(|s| set(s, true)))
         .collect();
     Some(settings)
+}
+
+/// The headless report of a results file (no display): each stored method's metrics table.
+pub fn headless_results(path: &std::path::Path) -> Result<()> {
+    let results = crate::results::open_with(path, crate::results::Load::SCORES).map_err(anyhow::Error::msg)?;
+    let (run, sets) = (&results.run, &results.sets);
+    for (column, settings) in run.methods.iter().enumerate() {
+        let evaluation = crate::evaluate::evaluate_column(run, sets, column);
+        print!(
+            "{}",
+            crate::report::table::metrics_table(&results.meta.model.name, settings, &evaluation)
+        );
+    }
+    Ok(())
 }
 
 /// Opens the window and runs until it closes.

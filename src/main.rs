@@ -38,6 +38,13 @@ fn main() {
         Some(Command::Merge(args)) => merge_command(args),
         Some(Command::Preprocess(args)) => preprocess_command(args),
         None if oodscope::gui::has_display() => oodscope::gui::run_gui(&cli.gui),
+        None if cli.gui.results.is_some() => {
+            eprintln!("oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): printing the results file's metrics");
+            cli.gui
+                .results
+                .as_deref()
+                .map_or(Ok(()), oodscope::gui::headless_results)
+        }
         None => {
             eprintln!(
                 "oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): running the headless demo report instead"

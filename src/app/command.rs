@@ -31,6 +31,8 @@ impl ExportKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     LoadModel(PathBuf),
+    /// Open a results file (`oodscope score --results`): read on the worker, shown without a model.
+    OpenResults(PathBuf),
     AddSet {
         spec: String,
         role: Role,

@@ -15,10 +15,25 @@ use crate::score::ScoreRun;
 
 pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
     let result = app.result.as_ref().ok_or_else(|| anyhow!("nothing scored yet"))?;
-    let model = app.model.as_ref().ok_or_else(|| anyhow!("no model loaded"))?;
+    // The model's name and classes: the loaded model's, else the open results file's.
+    let (model_name, model_path, classes, device) = match (&app.model, &app.opened) {
+        (Some(m), _) => (
+            m.card.name.clone(),
+            m.path.display().to_string(),
+            m.card.classes.clone(),
+            m.device.clone(),
+        ),
+        (None, Some(o)) => (
+            o.meta.model.name.clone(),
+            o.meta.model.path.clone(),
+            o.meta.model.classes.clone(),
+            o.meta.device.clone(),
+        ),
+        (None, None) => return Err(anyhow!("no model loaded")),
+    };
     // The run as displayed: scores re-derived for the shown settings where that happened.
     let run: ScoreRun = result.displayed_run();
-    let title = format!("{}: {}", model.card.name, result.shown.describe());
+    let title = format!("{model_name}: {}", result.shown.describe());
     let bytes = match kind {
         ExportKind::HistogramPng => {
             let sets = result.set_scores();
@@ -58,14 +73,14 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
                 .collect();
             roc_png(&title, &curves, 1200, 1000).map_err(anyhow::Error::msg)?
         }
-        ExportKind::ScoresCsv => scores_csv(&run, &result.sets, &model.card.classes).map_err(anyhow::Error::msg)?,
+        ExportKind::ScoresCsv => scores_csv(&run, &result.sets, &classes).map_err(anyhow::Error::msg)?,
         ExportKind::ReportJson => {
             let evaluation = evaluate(&run, &result.sets);
             let ctx = RunContext {
-                model_path: model.path.display().to_string(),
-                model_name: &model.card.name,
+                model_path,
+                model_name: &model_name,
                 settings: &result.shown,
-                device: model.device.clone(),
+                device,
                 batch_size: app.settings.batch_size,
                 fit: None,
             };

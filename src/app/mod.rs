@@ -5,6 +5,7 @@
 pub mod command;
 pub mod comparison;
 pub mod export;
+pub mod opened;
 pub mod result;
 pub mod settings;
 pub mod tour;
@@ -172,6 +173,12 @@ pub struct OodscopeApp {
     pub perturbation: Option<Perturbation>,
     /// The screenshot tour, when asked for on the command line.
     pub tour: Option<tour::Tour>,
+    /// The results file being read by the worker: its generation and path.
+    pub opening: Option<(u64, PathBuf)>,
+    /// The results file on display (its stored columns are methods shown without the model).
+    pub opened: Option<opened::OpenedResults>,
+    /// Settings whose re-score of the open file's saved outputs failed (not asked for again).
+    stored_failure: Option<ScoreSettings>,
     next_generation: u64,
     loading_model: bool,
     worker: Worker,
@@ -215,6 +222,9 @@ impl OodscopeApp {
             comparing: None,
             comparison: None,
             tour: None,
+            opening: None,
+            opened: None,
+            stored_failure: None,
             next_generation: 1,
             loading_model: false,
             worker,
@@ -222,6 +232,9 @@ impl OodscopeApp {
         };
         if let Some(model) = app.settings.model.clone() {
             app.load_model(PathBuf::from(model));
+        }
+        if let Some(results) = app.settings.results.clone() {
+            app.open_results(PathBuf::from(results));
         }
         app
     }
@@ -233,7 +246,7 @@ impl OodscopeApp {
                 cc.storage
                     .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
             })
-            .filter(|s| s.model.is_some())
+            .filter(|s| s.model.is_some() || s.results.is_some())
             .unwrap_or_else(|| Settings::demo(&crate::assets_root()));
         Self::new(&cc.egui_ctx, settings)
     }
@@ -249,6 +262,7 @@ impl OodscopeApp {
 
     pub fn is_busy(&self) -> bool {
         self.job.is_some()
+            || self.opening.is_some()
             || self.rescoring.is_some()
             || self.loading_model
             || self.sets.iter().any(|s| s.set.is_none())
@@ -281,7 +295,9 @@ impl OodscopeApp {
 
     /// The model's dimensions, with the fit's bank size (KNN's k is at most that).
     pub fn dims(&self) -> Option<crate::detect::Dims> {
-        let model = self.model.as_ref()?;
+        let Some(model) = self.model.as_ref() else {
+            return self.opened.as_ref().map(opened::OpenedResults::dims);
+        };
         let bank = match &self.fit {
             Some(FitState::Ready { bank, .. }) => *bank,
             _ => None,
@@ -354,6 +370,10 @@ impl OodscopeApp {
     /// Brings the display in line with the sliders: the computed scores, a re-score of the cached
     /// outputs (no model pass), or a new scoring job.
     fn refresh(&mut self) {
+        if self.model.is_none() {
+            self.refresh_opened();
+            return;
+        }
         let Some(wanted) = self.current_settings() else {
             return;
         };
@@ -377,6 +397,16 @@ impl OodscopeApp {
                 .result
                 .as_ref()
                 .is_some_and(|r| r.shown == wanted && r.estimate.is_none());
+        if !on_display
+            && let Some(opened) = self.opened.as_ref().filter(|o| self::same_sets(&o.sets, &sets))
+            && let Some(column) = opened.column_of(&wanted)
+        {
+            // A stored column of the results file on display: at once.
+            self.cancel_job();
+            self.rescoring = None;
+            self.install_opened(column);
+            return;
+        }
         if !on_display
             && let Some(comparison) = self.comparison.as_ref().filter(|c| self::same_sets(&c.sets, &sets))
             && let Some(column) = comparison.column_of(&wanted)
@@ -548,6 +578,12 @@ impl OodscopeApp {
                     }
                 }
                 self.model = Some(info);
+                if self.opened.is_some() {
+                    // The results file's sets and scores stay; the model re-scores what they lack.
+                    self.start_fit();
+                    self.refresh();
+                    return;
+                }
                 self.result = None;
                 self.derived = None;
                 self.start_fit();
@@ -576,6 +612,18 @@ impl OodscopeApp {
                 }
             }
             Event::FilesScored { id, set, run, .. } => self.on_files_scored(id, &set, &run),
+            Event::ResultsOpened { generation, results } => {
+                if self.opening.as_ref().is_some_and(|(g, _)| *g == generation) {
+                    self.opening = None;
+                    self.on_results_opened(*results);
+                }
+            }
+            Event::ResultsFailed { generation, message } => {
+                if self.opening.as_ref().is_some_and(|(g, _)| *g == generation) {
+                    self.opening = None;
+                    self.messages.push(message);
+                }
+            }
             Event::DropFailed { id, message } => {
                 for card in self.drops.iter_mut().filter(|c| c.drop == id) {
                     if matches!(card.outcome, DropOutcome::Scoring) {
@@ -698,6 +746,11 @@ impl OodscopeApp {
             }
             Event::Error(message) => {
                 self.loading_model = false;
+                if self.model.is_none()
+                    && let Some((_, settings)) = self.rescoring.take()
+                {
+                    self.stored_failure = Some(settings);
+                }
                 if message.contains("no images found") || message.contains("no such folder") {
                     self.sets.retain(|s| s.set.is_some());
                 }
@@ -718,6 +771,118 @@ impl OodscopeApp {
         }
         self.install_result(settings, sets, run);
         self.refresh(); // the sliders may have moved on meanwhile
+    }
+
+    /// Asks the worker to read a results file (the view on display stays until it has).
+    fn open_results(&mut self, path: PathBuf) {
+        let generation = self.next_generation();
+        self.worker.send(Job::OpenResults {
+            generation,
+            path: path.clone(),
+        });
+        self.opening = Some((generation, path));
+    }
+
+    /// Shows a results file that the worker read: its sets replace the panel's, its first stored
+    /// column becomes the result.
+    fn on_results_opened(&mut self, results: crate::results::Results) {
+        let missing = missing_images(&results.sets);
+        let opened = opened::OpenedResults::new(results);
+        let Some(first) = opened.run.methods.first().cloned() else {
+            self.messages
+                .push(format!("{}: no score column", opened.path.display()));
+            return;
+        };
+        if let Some((missing, checked)) = missing.filter(|(m, _)| *m > 0) {
+            self.messages.push(format!(
+                "{}: {missing} of {checked} image paths no longer exist (moved?): the gallery shows placeholders",
+                opened.path.display()
+            ));
+        }
+        self.cancel_job();
+        self.rescoring = None;
+        self.sets = opened
+            .meta
+            .sets
+            .iter()
+            .zip(&opened.sets)
+            .map(|(meta, set)| SetEntry {
+                spec: meta.source.clone(),
+                role: set.role,
+                enabled: true,
+                set: Some(set.clone()),
+            })
+            .collect();
+        self.settings.method = first.method;
+        self.settings
+            .params
+            .insert(first.method.name().to_string(), first.params.clone());
+        self.threshold = None;
+        self.opened = Some(opened);
+        self.install_opened(0);
+    }
+
+    /// Switching to a method the open results file stores: its stored parameters.
+    fn adopt_stored_params(&mut self, method: crate::score::Method) {
+        if let Some(opened) = &self.opened
+            && let Some(column) = opened.column_of_method(method)
+        {
+            let params = opened.run.methods[column].params.clone();
+            self.settings.params.insert(method.name().to_string(), params);
+        }
+    }
+
+    /// Shows stored column `column` of the open results file.
+    fn install_opened(&mut self, column: usize) {
+        let Some(opened) = &self.opened else { return };
+        let (settings, sets, run) = (
+            opened.run.methods[column].clone(),
+            opened.sets.clone(),
+            opened.run_of(column),
+        );
+        let cache = opened.cache.clone();
+        self.install_result(settings, sets, run);
+        if let Some(result) = &mut self.result {
+            result.cache = cache;
+        }
+    }
+
+    /// Brings the display in line with the sliders when a results file is open without a model:
+    /// a stored column, a re-score of the saved logits / features, or a line saying what it needs.
+    fn refresh_opened(&mut self) {
+        let (Some(wanted), Some(opened)) = (self.current_settings(), &self.opened) else {
+            return;
+        };
+        if self.result.as_ref().is_some_and(|r| r.shown == wanted) {
+            self.rescoring = None;
+            return;
+        }
+        if let Some(column) = opened.column_of(&wanted) {
+            self.rescoring = None;
+            self.install_opened(column);
+            return;
+        }
+        if self.stored_failure.as_ref() == Some(&wanted) {
+            return; // it failed, and said why
+        }
+        match opened.missing(&wanted) {
+            None => {
+                if self.rescoring.as_ref().is_none_or(|(_, s)| *s != wanted) {
+                    let cache = opened.cache.clone();
+                    let generation = self.next_generation();
+                    self.worker.send(Job::Rescore {
+                        generation,
+                        cache,
+                        settings: wanted.clone(),
+                    });
+                    self.rescoring = Some((generation, wanted));
+                }
+            }
+            Some(why) => {
+                self.rescoring = None;
+                self.note(why);
+            }
+        }
     }
 
     /// Shows a run of one method as the current result.
@@ -787,6 +952,7 @@ impl OodscopeApp {
     fn apply(&mut self, command: Command, ctx: &egui::Context) {
         match command {
             Command::LoadModel(path) => self.load_model(path),
+            Command::OpenResults(path) => self.open_results(path),
             Command::AddSet { spec, role } => {
                 // The same folder (however written) or the same noise spec is refused: it would
                 // show twice in the metrics and once in the legend.
@@ -822,6 +988,7 @@ impl OodscopeApp {
             }
             Command::SetMethod(m) => {
                 self.settings.method = m;
+                self.adopt_stored_params(m);
                 self.threshold = None;
                 self.refresh();
             }
@@ -1070,6 +1237,27 @@ fn sets_key(sets: &[ImageSet]) -> u64 {
         (&s.name, s.role.name(), s.len()).hash(&mut hasher);
     }
     hasher.finish()
+}
+
+/// How many of the folder sets' image paths no longer exist, of how many checked (at most
+/// `MAX_CHECKED`, spread evenly); `None` when there is no folder set.
+fn missing_images(sets: &[ImageSet]) -> Option<(usize, usize)> {
+    const MAX_CHECKED: usize = 20_000;
+    let files: Vec<&Path> = sets
+        .iter()
+        .filter_map(|s| match &s.source {
+            crate::data::SetSource::Folder { files, .. } => Some(files.iter().map(|f| f.path.as_path())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if files.is_empty() {
+        return None;
+    }
+    let step = files.len().div_ceil(MAX_CHECKED).max(1);
+    let checked: Vec<&&Path> = files.iter().step_by(step).collect();
+    let missing = checked.iter().filter(|p| !p.exists()).count();
+    Some((missing, checked.len()))
 }
 
 fn same_sets(a: &[ImageSet], b: &[ImageSet]) -> bool {

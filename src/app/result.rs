@@ -19,6 +19,8 @@ pub struct ScoredResult {
     pub cache: Arc<CachedOutputs>,
     /// One per entry of `run.images`.
     pub scores: Vec<f32>,
+    /// The ID images' classification accuracy (computed once: a pass over every image).
+    pub id_accuracy: Option<f64>,
     /// When set, `scores` are a first-order estimate for these settings (ε differs from `shown`),
     /// displayed until the exact scores arrive.
     pub estimate: Option<ScoreSettings>,
@@ -36,7 +38,9 @@ impl ScoredResult {
             member_widths,
             rows: run.images.len(),
         };
+        let id_accuracy = run.accuracy(&crate::score::run::sets_with_role(&sets, Role::Id));
         ScoredResult {
+            id_accuracy,
             computed: settings.clone(),
             shown: settings,
             sets,
@@ -56,7 +60,7 @@ impl ScoredResult {
     /// Whether `wanted` can be shown without running the model: it is what was computed, or its
     /// scores follow from the cached outputs (no input step).
     pub fn can_show(&self, wanted: &ScoreSettings) -> bool {
-        self.computed == *wanted || can_rescore(wanted, &self.cache)
+        self.computed == *wanted || (self.cache.logit_width > 0 && can_rescore(wanted, &self.cache))
     }
 
     /// Shows the computed scores again (when `wanted` is what was computed).

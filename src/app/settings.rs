@@ -51,6 +51,9 @@ pub struct Settings {
     pub tab: Tab,
     pub batch_size: usize,
     pub export_dir: String,
+    /// A results file to open at start (`oodscope --results FILE`; not kept between sessions).
+    #[serde(skip)]
+    pub results: Option<String>,
 }
 
 impl Default for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             tab: Tab::Histogram,
             batch_size: 64,
             export_dir: "oodscope-export".into(),
+            results: None,
         }
     }
 }

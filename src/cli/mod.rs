@@ -70,6 +70,10 @@ pub struct GuiArgs {
     /// Take screenshots of each view into this folder, then quit (for scripts/screenshots.sh).
     #[arg(long)]
     pub screenshots: Option<PathBuf>,
+    /// Open a results file (`oodscope score --results FILE`): shown without a model; with no
+    /// display, its metrics are printed.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -349,7 +349,7 @@ fn disagreement_ui(
                             .interact(egui::Sense::click())
                             .on_hover_text(format!(
                                 "{}\nset {} ({})\n{}: {}\n{}: {}",
-                                entry.path,
+                                comparison.run.path_of(i, &comparison.sets),
                                 set.name,
                                 set.role.name().to_uppercase(),
                                 title(a),

@@ -13,6 +13,8 @@ use crate::data::scan::is_image_path;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DropKind {
     Model,
+    /// A results file (`.parquet`): opened, not scored.
+    Results,
     Folder,
     Image,
     Other,
@@ -23,6 +25,8 @@ pub fn classify(path: &Path) -> DropKind {
         DropKind::Folder
     } else if path.extension().is_some_and(|e| e == "pt" || e == "toml") {
         DropKind::Model
+    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+        DropKind::Results
     } else if is_image_path(path) {
         DropKind::Image
     } else {
@@ -38,10 +42,11 @@ pub fn commands_for_drop(paths: &[PathBuf]) -> (Vec<Command>, Vec<String>) {
     for path in paths {
         match classify(path) {
             DropKind::Model => commands.push(Command::LoadModel(path.clone())),
+            DropKind::Results => commands.push(Command::OpenResults(path.clone())),
             DropKind::Folder => commands.push(Command::AskFolderRole(path.clone())),
             DropKind::Image => images.push(path.clone()),
             DropKind::Other => problems.push(format!(
-                "{}: not an image, folder or model (.pt / .toml)",
+                "{}: not an image, folder, model (.pt / .toml) or results file (.parquet)",
                 path.display()
             )),
         }
@@ -117,12 +122,14 @@ pub fn drop_ui(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
 
 fn describe_drop(paths: &[PathBuf]) -> String {
     if paths.is_empty() {
-        return "Drop images to score them, a folder to add a set, or a model to load it".into();
+        return "Drop images to score them, a folder to add a set, a model to load it, or a results file to open it"
+            .into();
     }
-    let (mut models, mut folders, mut images) = (0, 0, 0);
+    let (mut models, mut folders, mut images, mut results) = (0, 0, 0, 0);
     for p in paths {
         match classify(p) {
             DropKind::Model => models += 1,
+            DropKind::Results => results += 1,
             DropKind::Folder => folders += 1,
             DropKind::Image => images += 1,
             DropKind::Other => {}
@@ -140,6 +147,9 @@ fn describe_drop(paths: &[PathBuf]) -> String {
     }
     if models > 0 {
         parts.push("load the model".to_string());
+    }
+    if results > 0 {
+        parts.push("open the results file".to_string());
     }
     if parts.is_empty() {
         "Nothing here oodscope can use".into()
@@ -228,5 +238,13 @@ mod tests {
             ]
         );
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn a_dropped_parquet_file_opens_as_results_and_is_not_scored() {
+        let results = std::path::PathBuf::from("/data/run.PARQUET");
+        let (commands, problems) = commands_for_drop(std::slice::from_ref(&results));
+        assert_eq!(commands, vec![Command::OpenResults(results)]);
+        assert!(problems.is_empty());
     }
 }

@@ -41,6 +41,60 @@ pub struct GalleryState {
     thumbnails: HashMap<(usize, usize), TextureHandle>,
     /// The result the thumbnails were made for (`OodscopeApp::result_serial`).
     serial: u64,
+    /// The images in the set filter and sort order, made once per result, scores and filter
+    /// (sorting 10⁶ scores each frame would take far longer than a frame).
+    order: Option<(OrderKey, Arc<Vec<usize>>)>,
+}
+
+/// What the cached order depends on: the result, its displayed scores (their buffer and length),
+/// the set filter and the sort.
+type OrderKey = (u64, usize, usize, Option<usize>, SortOrder);
+
+/// The images of `sets_of` (each image's set) in `set` (or all), in `sort` order of `scores`.
+pub fn ordered(scores: &[f32], sets_of: &[usize], set: Option<usize>, sort: SortOrder) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len())
+        .filter(|&i| set.is_none_or(|s| sets_of.get(i) == Some(&s)))
+        .collect();
+    match sort {
+        SortOrder::ScoreDescending => order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b))),
+        SortOrder::ScoreAscending => order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b))),
+        SortOrder::FileOrder => {}
+    }
+    order
+}
+
+/// The images of `order` (from [`ordered`]) that the verdict at δ keeps (called ID: `score > δ`):
+/// in a score order a binary search for the cut, in file order one pass.
+pub fn at_threshold<'a>(
+    order: &'a [usize],
+    scores: &[f32],
+    sort: SortOrder,
+    verdict: VerdictFilter,
+    threshold: f32,
+) -> std::borrow::Cow<'a, [usize]> {
+    use std::borrow::Cow;
+    let called_id = |i: &usize| scores[*i] > threshold;
+    match (verdict, sort) {
+        (VerdictFilter::All, _) => Cow::Borrowed(order),
+        (VerdictFilter::CalledId, SortOrder::ScoreDescending) => {
+            Cow::Borrowed(&order[..order.partition_point(called_id)])
+        }
+        (VerdictFilter::CalledOod, SortOrder::ScoreDescending) => {
+            Cow::Borrowed(&order[order.partition_point(called_id)..])
+        }
+        (VerdictFilter::CalledOod, SortOrder::ScoreAscending) => {
+            Cow::Borrowed(&order[..order.partition_point(|i| !called_id(i))])
+        }
+        (VerdictFilter::CalledId, SortOrder::ScoreAscending) => {
+            Cow::Borrowed(&order[order.partition_point(|i| !called_id(i))..])
+        }
+        (VerdictFilter::CalledId, SortOrder::FileOrder) => {
+            Cow::Owned(order.iter().copied().filter(called_id).collect())
+        }
+        (VerdictFilter::CalledOod, SortOrder::FileOrder) => {
+            Cow::Owned(order.iter().copied().filter(|i| !called_id(i)).collect())
+        }
+    }
 }
 
 type SharedState = Arc<Mutex<GalleryState>>;
@@ -71,20 +125,23 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
     controls_ui(app, ui);
     let shared = state(ui.ctx(), app.result_serial);
     let mut gallery = lock(&shared);
-    let g = &*gallery;
-    let mut order: Vec<usize> = (0..result.run.images.len())
-        .filter(|&i| g.set_filter.is_none_or(|s| result.run.images[i].set == s))
-        .filter(|&i| match g.verdict {
-            VerdictFilter::All => true,
-            VerdictFilter::CalledId => result.scores[i] > threshold,
-            VerdictFilter::CalledOod => result.scores[i] <= threshold,
-        })
-        .collect();
-    match g.sort {
-        SortOrder::ScoreDescending => order.sort_by(|&a, &b| result.scores[b].total_cmp(&result.scores[a])),
-        SortOrder::ScoreAscending => order.sort_by(|&a, &b| result.scores[a].total_cmp(&result.scores[b])),
-        SortOrder::FileOrder => {}
-    }
+    let key: OrderKey = (
+        app.result_serial,
+        result.scores.as_ptr() as usize,
+        result.scores.len(),
+        gallery.set_filter,
+        gallery.sort,
+    );
+    let sorted = match &gallery.order {
+        Some((k, order)) if *k == key => order.clone(),
+        _ => {
+            let sets_of: Vec<usize> = result.run.images.iter().map(|e| e.set).collect();
+            let order = Arc::new(ordered(&result.scores, &sets_of, gallery.set_filter, gallery.sort));
+            gallery.order = Some((key, order.clone()));
+            order
+        }
+    };
+    let order = at_threshold(&sorted, &result.scores, gallery.sort, gallery.verdict, threshold);
     ui.label(format!("{} images", order.len()));
     let thumbnails = &mut gallery.thumbnails;
     let per_row = ((ui.available_width() / (CELL + 22.0)).floor() as usize).max(1);
@@ -134,7 +191,7 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
                             });
                         let response = response.response.interact(egui::Sense::click()).on_hover_text(format!(
                             "{}\nset {} ({})\nscore {score}\ncalled {}",
-                            entry.path,
+                            result.run.path_of(i, &result.sets),
                             set.name,
                             set.role.name().to_uppercase(),
                             if called_id { "ID" } else { "OOD" }
@@ -220,18 +277,34 @@ pub(crate) fn thumbnail(
     card: Option<&crate::model::ModelCard>,
 ) -> TextureHandle {
     let image = match &set.source {
-        SetSource::Folder { files, .. } => image::open(&files[index].path)
-            .map(|i| {
-                let t = i.thumbnail(size, size).to_rgba8();
-                ColorImage::from_rgba_unmultiplied([t.width() as usize, t.height() as usize], t.as_raw())
-            })
-            .unwrap_or_else(|_| ColorImage::filled([size as usize, size as usize], Color32::DARK_RED)),
+        // A file that no longer exists (a results file's image moved): a grey placeholder, quietly.
+        SetSource::Folder { files, .. } => match files.get(index).map(|f| f.path.as_path()) {
+            Some(path) if path.exists() => image::open(path)
+                .map(|i| {
+                    let t = i.thumbnail(size, size).to_rgba8();
+                    ColorImage::from_rgba_unmultiplied([t.width() as usize, t.height() as usize], t.as_raw())
+                })
+                .unwrap_or_else(|_| ColorImage::filled([size as usize, size as usize], Color32::DARK_RED)),
+            _ => placeholder(size),
+        },
         SetSource::Noise { kind, first, .. } => {
             let (c, h, w) = card.map_or((1, 28, 28), |c| (c.channels, c.height, c.width));
             planes_to_image(&noise_image(*kind, first + index, c * h * w), c, h, w)
         }
     };
     ctx.load_texture(format!("thumb-{}-{index}", set.name), image, TextureOptions::NEAREST)
+}
+
+/// The thumbnail of an image whose file is gone: grey with a darker cross.
+pub fn placeholder(size: u32) -> ColorImage {
+    let n = size as usize;
+    let mut image = ColorImage::filled([n, n], Color32::from_gray(70));
+    for k in 0..n {
+        for (x, y) in [(k, k), (n - 1 - k, k)] {
+            image.pixels[y * n + x] = Color32::from_gray(40);
+        }
+    }
+    image
 }
 
 /// Planar values in [0, 1] (1 or 3 channels) → an egui image.
@@ -272,7 +345,7 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if let Some(t) = &thumbnail {
         ui.add(egui::Image::new(t).fit_to_exact_size(Vec2::splat(224.0)));
     }
-    ui.label(RichText::new(&entry.path).small());
+    ui.label(RichText::new(result.run.path_of(i, &result.sets)).small());
     ui.label(format!("set {} ({})", set.name, set.role.name().to_uppercase()));
     let score = result.scores[i];
     let verdict = match app.threshold {
@@ -334,6 +407,51 @@ fn perturbation_ui(app: &OodscopeApp, ui: &mut egui::Ui, key: (usize, usize), sh
                 ui.spinner();
                 ui.label("computing the perturbation…");
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary-search cut equals filtering every image at δ, then sorting (what the gallery
+    /// did before), for every verdict, sort and set filter, at δ between and on the scores.
+    #[test]
+    fn the_cut_at_delta_equals_filtering_then_sorting() {
+        let scores: Vec<f32> = (0..500).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 3.0).collect();
+        let sets_of: Vec<usize> = (0..500).map(|i| i % 3).collect();
+        for set in [None, Some(1)] {
+            for sort in [
+                SortOrder::ScoreDescending,
+                SortOrder::ScoreAscending,
+                SortOrder::FileOrder,
+            ] {
+                let order = ordered(&scores, &sets_of, set, sort);
+                for threshold in [-5.0, -3.0, 0.0, 1.3, 2.05, 7.0, 9.0] {
+                    for verdict in [VerdictFilter::All, VerdictFilter::CalledId, VerdictFilter::CalledOod] {
+                        let mut expected: Vec<usize> = (0..scores.len())
+                            .filter(|&i| set.is_none_or(|s| sets_of[i] == s))
+                            .filter(|&i| match verdict {
+                                VerdictFilter::All => true,
+                                VerdictFilter::CalledId => scores[i] > threshold,
+                                VerdictFilter::CalledOod => scores[i] <= threshold,
+                            })
+                            .collect();
+                        match sort {
+                            SortOrder::ScoreDescending => expected.sort_by(|&a, &b| scores[b].total_cmp(&scores[a])),
+                            SortOrder::ScoreAscending => expected.sort_by(|&a, &b| scores[a].total_cmp(&scores[b])),
+                            SortOrder::FileOrder => {}
+                        }
+                        let got = at_threshold(&order, &scores, sort, verdict, threshold);
+                        assert_eq!(
+                            &*got,
+                            expected.as_slice(),
+                            "{set:?} {sort:?} {verdict:?} δ = {threshold}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

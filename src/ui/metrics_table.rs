@@ -6,10 +6,7 @@ use crate::app::OodscopeApp;
 
 pub fn metrics_table_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
     let Some(derived) = &app.derived else { return };
-    let accuracy = app.result.as_ref().and_then(|r| {
-        r.run
-            .accuracy(&crate::score::run::sets_with_role(&r.sets, crate::data::Role::Id))
-    });
+    let accuracy = app.result.as_ref().and_then(|r| r.id_accuracy);
     ui.horizontal(|ui| {
         ui.label(RichText::new(format!("ID images: {}", derived.id_scores.len())).strong());
         if let Some(a) = accuracy {

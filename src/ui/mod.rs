@@ -101,11 +101,16 @@ fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
 
 /// The method `step` places before or after the current one among those the model can run.
 fn next_method(app: &OodscopeApp, step: isize) -> Option<crate::score::Method> {
-    let model = app.model.as_ref()?;
     let has_fit = app.has_fit() || app.is_fitting();
-    let usable: Vec<crate::score::Method> = crate::score::Method::all()
-        .filter(|m| model.missing(*m, has_fit).is_none())
-        .collect();
+    let usable: Vec<crate::score::Method> = match (&app.model, &app.opened) {
+        (Some(model), _) => crate::score::Method::all()
+            .filter(|m| model.missing(*m, has_fit).is_none())
+            .collect(),
+        (None, Some(opened)) => crate::score::Method::all()
+            .filter(|m| opened.method_missing(*m).is_none())
+            .collect(),
+        (None, None) => return None,
+    };
     let Some(at) = usable.iter().position(|m| *m == app.settings.method) else {
         return usable.first().copied();
     };
@@ -118,6 +123,11 @@ fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         ui.heading("oodscope");
         if let Some(model) = &app.model {
             ui.label(format!("{} on {}", model.card.name, model.device));
+        } else if let Some(opened) = &app.opened {
+            ui.label(format!("results of {} (no model loaded)", opened.meta.model.name));
+        } else if app.opening.is_some() {
+            ui.spinner();
+            ui.label("opening results…");
         } else {
             ui.label("loading model…");
         }
@@ -222,7 +232,7 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             ui.label(if app.is_busy() {
                 "Scoring…"
             } else {
-                "Load a model and add an ID and an OOD set."
+                "Load a model and add an ID and an OOD set, or open a results file."
             });
         });
         return;

@@ -10,6 +10,8 @@ use crate::score::Method;
 pub fn side_panel_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     model_ui(app, out, ui);
     ui.separator();
+    results_ui(app, out, ui);
+    ui.separator();
     sets_ui(app, out, ui);
     ui.separator();
     fit_ui(app, out, ui);
@@ -61,6 +63,74 @@ fn model_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             ));
         }
     }
+}
+
+/// The results file on display (or being read), and opening one: the file dialog, or a typed path
+/// where there is none.
+fn results_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    ui.heading("Results file");
+    if let Some((_, path)) = &app.opening {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("opening {}…", path.display()));
+        });
+    }
+    match &app.opened {
+        Some(opened) => {
+            let rows = opened.run.images.len();
+            let methods: Vec<String> = opened.run.methods.iter().map(|m| m.describe()).collect();
+            let saved = match (opened.cache.logit_width > 0, opened.cache.feature_width > 0) {
+                (true, true) => "logits and features saved",
+                (true, false) => "logits saved",
+                (false, true) => "features saved",
+                (false, false) => "scores only",
+            };
+            ui.label(RichText::new(opened.path.display().to_string()).small())
+                .on_hover_text(format!(
+                    "{}\nmodel {} ({})",
+                    methods.join("\n"),
+                    opened.meta.model.name,
+                    opened.meta.model.path
+                ));
+            ui.label(
+                RichText::new(format!("{rows} images · {} methods · {saved}", methods.len()))
+                    .small()
+                    .weak(),
+            );
+        }
+        None => {
+            ui.label(
+                RichText::new("none: open one written by oodscope score --results")
+                    .small()
+                    .weak(),
+            );
+        }
+    }
+    let typed_id = egui::Id::unique("oodscope-results-path");
+    let mut typed: String = ui.data_mut(|d| d.get_temp::<String>(typed_id).unwrap_or_default());
+    ui.horizontal(|ui| {
+        if ui
+            .button("Open results…")
+            .on_hover_text("A .parquet results file (oodscope score --results); or drop one on the window")
+            .clicked()
+        {
+            match rfd::FileDialog::new().add_filter("results", &["parquet"]).pick_file() {
+                Some(path) => out.push(Command::OpenResults(path)),
+                None => out.push(Command::Message(
+                    "no file dialog here: type the results file's path below, or drop it on the window".into(),
+                )),
+            }
+        }
+        let label = ui.label("or path");
+        let edit = ui
+            .add(egui::TextEdit::singleline(&mut typed).hint_text("results.parquet"))
+            .labelled_by(label.id);
+        let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if (ui.small_button("Open").clicked() || entered) && !typed.trim().is_empty() {
+            out.push(Command::OpenResults(typed.trim().into()));
+        }
+    });
+    ui.data_mut(|d| d.insert_temp(typed_id, typed));
 }
 
 fn sets_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -213,7 +283,15 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
 fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Method");
     let has_fit = app.has_fit() || app.is_fitting();
-    let missing = |m: Method| app.model.as_ref().and_then(|model| model.missing(m, has_fit));
+    // Why a method cannot be chosen: the model's reason, or without one the results file's.
+    let missing = |m: Method| -> Option<String> {
+        match (&app.model, &app.opened) {
+            (Some(model), _) => model.missing(m, has_fit).map(|why| why.short().to_string()),
+            (None, Some(opened)) => opened.method_missing(m),
+            (None, None) => None,
+        }
+    };
+    let usable = app.model.is_some() || app.opened.is_some();
     let current = app.settings.method;
     egui::ComboBox::from_id_salt("method")
         .selected_text(current.title())
@@ -228,12 +306,12 @@ fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 ui.label(RichText::new(group.title()).small().weak());
                 for method in methods {
                     let why = missing(method);
-                    let text = match why {
-                        Some(m) => format!("{} — {}", method.title(), m.short()),
+                    let text = match &why {
+                        Some(why) => format!("{} — {why}", method.title()),
                         None => method.title().to_string(),
                     };
                     let response = ui.add_enabled(
-                        app.model.is_some() && why.is_none(),
+                        usable && why.is_none(),
                         egui::Button::selectable(method == current, text),
                     );
                     if response.clicked() && method != current {
@@ -258,7 +336,7 @@ fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         .weak(),
     );
     let unavailable: Vec<String> = Method::all()
-        .filter_map(|m| missing(m).map(|why| format!("{}: {}", m.title(), why.short())))
+        .filter_map(|m| missing(m).map(|why| format!("{}: {why}", m.title())))
         .collect();
     if !unavailable.is_empty() {
         ui.collapsing(format!("Unavailable here ({})", unavailable.len()), |ui| {
@@ -278,7 +356,21 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if specs.is_empty() {
         ui.label(RichText::new(format!("{} has no parameters", method.title())).weak());
     }
+    // Without the model, a parameter moves only where the results file's saved outputs re-score it.
+    let needs_model = |name: &str| -> Option<String> {
+        if app.model.is_some() {
+            return None;
+        }
+        let opened = app.opened.as_ref()?;
+        if name == "epsilon" {
+            return Some("ε > 0 needs the model's gradients — open the model to re-score".into());
+        }
+        let settings = settings.as_ref()?;
+        crate::worker::stored::stored_missing(settings, &opened.cache)
+    };
+    let mut reasons: Vec<String> = Vec::new();
     for spec in &specs {
+        let why = needs_model(spec.name);
         let mut value = settings.as_ref().map_or(spec.default, |s| s.get(spec.name));
         let [lo, hi] = spec.slider;
         let mut slider = Slider::new(&mut value, lo..=hi.max(lo))
@@ -292,15 +384,23 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         } else if spec.slider_step > 0.0 {
             slider = slider.max_decimals(decimals(spec.slider_step));
         }
-        let response = ui.add(slider);
-        let response = if spec.help.is_empty() {
-            response
-        } else {
-            response.on_hover_text(spec.help)
+        let response = ui.add_enabled(why.is_none(), slider);
+        let response = match &why {
+            Some(why) => {
+                if !reasons.contains(why) {
+                    reasons.push(why.clone());
+                }
+                response.on_disabled_hover_text(why)
+            }
+            None if spec.help.is_empty() => response,
+            None => response.on_hover_text(spec.help),
         };
         if response.changed() {
             out.push(Command::SetParam(spec.name.to_string(), value));
         }
+    }
+    for why in &reasons {
+        ui.label(RichText::new(why).small().color(super::OOD_COLOUR));
     }
     if let (Some(derived), Some(mut threshold)) = (&app.derived, app.threshold) {
         let (lo, hi) = derived.range;
@@ -316,7 +416,7 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             out.push(Command::ThresholdAt95Tpr);
         }
     }
-    let tunable = !specs.is_empty() && app.tuning.is_none() && app.derived.is_some();
+    let tunable = !specs.is_empty() && app.tuning.is_none() && app.derived.is_some() && app.model.is_some();
     if ui
         .add_enabled(tunable, egui::Button::new("Tune parameters"))
         .on_hover_text("Search the method's parameter grid on the first quarter of every set, report on the rest")
@@ -347,9 +447,9 @@ fn decimals(step: f64) -> usize {
 fn export_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Export");
     ui.horizontal(|ui| {
-        ui.label("Folder");
+        let label = ui.label("Folder");
         let mut dir = app.settings.export_dir.clone();
-        if ui.text_edit_singleline(&mut dir).changed() {
+        if ui.text_edit_singleline(&mut dir).labelled_by(label.id).changed() {
             out.push(Command::SetExportDir(dir));
         }
     });

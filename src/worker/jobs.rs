@@ -160,9 +160,13 @@ pub(super) fn run_worker(jobs: Receiver<Job>, mut lane: Lane, events: Sender<Eve
                 cache,
                 settings,
             } => {
-                let Some(m) = &state.model else { continue };
-                let plan = Plan::single(m, &settings, state.fit.as_ref());
-                match plan.and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)) {
+                let scored = match &state.model {
+                    Some(m) => Plan::single(m, &settings, state.fit.as_ref())
+                        .and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)),
+                    // A results file's saved outputs, without the model.
+                    None => super::stored::rescore_stored(&cache, &settings),
+                };
+                match scored {
                     Ok(scores) => send(Event::Rescored {
                         generation,
                         settings,
@@ -249,6 +253,13 @@ pub(super) fn run_worker(jobs: Receiver<Job>, mut lane: Lane, events: Sender<Eve
                     Err(e) => send(Event::Error(format!("perturbation: {e}"))),
                 }
             }
+            Job::OpenResults { generation, path } => match crate::results::open(&path) {
+                Ok(results) => send(Event::ResultsOpened {
+                    generation,
+                    results: Box::new(results),
+                }),
+                Err(message) => send(Event::ResultsFailed { generation, message }),
+            },
             Job::ServeDrops => {} // served at the top of the loop
         }
     }

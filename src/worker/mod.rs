@@ -5,6 +5,7 @@
 
 pub mod jobs;
 pub mod lane;
+pub mod stored;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +56,11 @@ pub enum Job {
         generation: u64,
         cache: Arc<CachedOutputs>,
         settings: ScoreSettings,
+    },
+    /// A results file (`oodscope score --results`) read with everything it saved.
+    OpenResults {
+        generation: u64,
+        path: PathBuf,
     },
     /// The honest parameter search of `crate::tune` on the enabled sets.
     Tune {
@@ -115,6 +121,16 @@ pub enum Event {
         generation: u64,
         settings: ScoreSettings,
         scores: Vec<f32>,
+    },
+    /// A results file read (`Job::OpenResults`).
+    ResultsOpened {
+        generation: u64,
+        results: Box<crate::results::Results>,
+    },
+    /// A results file that could not be read: one line naming it.
+    ResultsFailed {
+        generation: u64,
+        message: String,
     },
     Estimated {
         generation: u64,

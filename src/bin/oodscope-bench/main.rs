@@ -1,5 +1,6 @@
 //! `oodscope-bench`: the measurements behind `scripts/bench.sh` (one JSON line per run on stdout).
 
+mod delta;
 mod drop_latency;
 mod folder;
 mod interaction;
@@ -45,6 +46,9 @@ enum Command {
     ResultsWrite(results::ResultsWriteArgs),
     /// Opens a results file with `results::open_with`, timed, with the peak resident memory.
     ResultsOpen(results::ResultsOpenArgs),
+    /// Milliseconds per δ move in the window on a results file (operating points, verdict counts,
+    /// the gallery's verdict filter), after opening it as the window does.
+    ResultsDelta(delta::DeltaArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -188,6 +192,7 @@ fn main() {
         Command::Knn(args) => knn::run(args),
         Command::ResultsWrite(args) => results::write(args),
         Command::ResultsOpen(args) => results::open(args),
+        Command::ResultsDelta(args) => delta::run(args),
     };
     match result {
         Ok(json) => println!("{json}"),

@@ -1,0 +1,65 @@
+//! Re-scoring a results file's saved logits and features without the model: a stand-in card with
+//! the logits' width stands for the model (methods that need its head, a fit or gradients cannot).
+
+use std::path::Path;
+
+use tch::Device;
+
+use crate::detect::Context;
+use crate::detect::cache::{CachedOutputs, rescore};
+use crate::model::ModelCard;
+use crate::score::ScoreSettings;
+
+/// Why `settings` cannot be scored from saved outputs without the model, if it cannot.
+pub fn stored_missing(settings: &ScoreSettings, cache: &CachedOutputs) -> Option<String> {
+    let needs = settings.method.detector().needs();
+    let title = settings.method.title();
+    if settings.needs_gradient() {
+        Some(format!(
+            "{title} with ε > 0 needs the model's gradients — open the model to re-score"
+        ))
+    } else if needs.fit {
+        Some(format!("{title} needs the model and a fit — open them to re-score"))
+    } else if needs.head || needs.confidence || needs.ensemble || !cache.member_widths.is_empty() {
+        Some(format!("{title} needs the model — open it to re-score"))
+    } else if cache.logit_width == 0 {
+        Some("needs the model — open it to re-score (or write the file with --save-logits)".into())
+    } else if needs.features && cache.feature_width == 0 {
+        Some(format!(
+            "{title} needs the features — open the model, or write the file with --save-features"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Every saved row's score under `settings`, on the CPU, without the model.
+pub fn rescore_stored(cache: &CachedOutputs, settings: &ScoreSettings) -> Result<Vec<f32>, String> {
+    if let Some(why) = stored_missing(settings, cache) {
+        return Err(why);
+    }
+    let card = stand_in_card(cache.logit_width, cache.feature_width)?;
+    let ctx = Context {
+        card: &card,
+        head: None,
+        fit: None,
+        device: Device::Cpu,
+    };
+    rescore(&ctx, cache, settings).map_err(|e| e.0)
+}
+
+/// A card with `classes` unnamed classes (and `features` wide features, when saved).
+fn stand_in_card(classes: usize, features: usize) -> Result<ModelCard, String> {
+    let names: Vec<String> = (0..classes).map(|c| format!("\"{c}\"")).collect();
+    let outputs = if features > 0 { "logits+features" } else { "logits" };
+    let features = if features > 0 {
+        format!("features = {features}\n")
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "name = \"results\"\ninput = [1, 1, 1]\nmean = [0.0]\nstd = [1.0]\nclasses = [{}]\noutputs = \"{outputs}\"\n{features}",
+        names.join(", ")
+    );
+    ModelCard::parse(&text, Path::new("results file")).map_err(|e| e.to_string())
+}
