@@ -15,6 +15,8 @@ pub enum CudaLibrary {
     Loaded(PathBuf),
     /// The libtorch in use has no CUDA part (a CPU build, or the CPU libraries installed alone).
     Absent,
+    /// It has one, but this machine has no NVIDIA driver: not loaded.
+    NoDriver,
     /// It is there but could not be loaded (a missing CUDA library, say): the reason.
     Failed(PathBuf, String),
 }
@@ -34,14 +36,34 @@ pub fn libtorch_dir_in(maps: &str) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Loads `libtorch_cuda.so` beside the loaded libtorch, once (later calls return the first answer).
+/// Loads `libtorch_cuda.so` beside the loaded libtorch, once (later calls return the first answer),
+/// where an NVIDIA driver is present (or `OODSCOPE_LOAD_CUDA=1` asks for it): on a machine with no
+/// driver CUDA cannot run, and loading its libraries would cost ~400 MB of memory and ~0.25 s.
 pub fn load_cuda() -> CudaLibrary {
     static ONCE: std::sync::OnceLock<CudaLibrary> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| match libtorch_dir() {
-        Some(dir) if dir.join("libtorch_cuda.so").is_file() => open_global(&dir.join("libtorch_cuda.so")),
+        Some(dir) if dir.join("libtorch_cuda.so").is_file() => {
+            if nvidia_driver_present() || std::env::var_os("OODSCOPE_LOAD_CUDA").is_some_and(|v| v == "1") {
+                open_global(&dir.join("libtorch_cuda.so"))
+            } else {
+                CudaLibrary::NoDriver
+            }
+        }
         _ => CudaLibrary::Absent,
     })
     .clone()
+}
+
+/// Whether this machine has an NVIDIA driver (its control device or proc entry; WSL's GPU device).
+fn nvidia_driver_present() -> bool {
+    [
+        "/proc/driver/nvidia/version",
+        "/dev/nvidiactl",
+        "/dev/nvidia0",
+        "/dev/dxg",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
 }
 
 /// Loads `libtorch.so` beside the loaded libtorch, once: an AOTInductor package's library needs it

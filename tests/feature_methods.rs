@@ -128,7 +128,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
             let run = run_scoring(&plan, &sets, batch, &AtomicBool::new(false), &mut |_| {}).unwrap();
             assert_eq!(run.images.len(), expected.len(), "{case}");
             for (image, &score) in run.images.iter().zip(run.scores()) {
-                let rel = Path::new(&image.path).strip_prefix(fx()).unwrap().to_str().unwrap();
+                let rel = Path::new(&*image.path).strip_prefix(fx()).unwrap().to_str().unwrap();
                 let want = expected[rel];
                 assert!(
                     close(score as f64, want, scale),

@@ -77,7 +77,7 @@ fn scores_match_pytorch_for_every_method_and_setting() {
             );
             assert_eq!(run.images.len(), expected.len(), "{case}");
             for (s, &score) in run.images.iter().zip(run.scores()) {
-                let rel = std::path::Path::new(&s.path)
+                let rel = std::path::Path::new(&*s.path)
                     .strip_prefix(&fx)
                     .unwrap()
                     .to_str()
@@ -93,7 +93,7 @@ fn scores_match_pytorch_for_every_method_and_setting() {
                     "{what}: score {score} vs PyTorch {}",
                     want.score
                 );
-                assert_eq!(s.pred, want.pred, "{what}: predicted class");
+                assert_eq!(s.pred as usize, want.pred, "{what}: predicted class");
                 assert!(
                     close(s.pred_prob as f64, want.pred_prob),
                     "{what}: pred_prob {} vs {}",

@@ -570,7 +570,7 @@ fn results_open_gives_back_the_run() {
             (b.set, b.index, b.pred, b.label, b.baseline)
         );
         assert_eq!(a.pred_prob.to_bits(), b.pred_prob.to_bits());
-        assert_eq!(loaded.run.path_of(i, &loaded.sets), b.path);
+        assert_eq!(loaded.run.path_of(i, &loaded.sets), &*b.path);
     }
     for (a, b) in loaded.sets.iter().zip(&sets) {
         assert_eq!(

@@ -24,7 +24,8 @@ fn oodscope(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 fn the_binary_dlopens_libtorch_cuda_where_libtorch_has_it() {
     let _ = tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
     let dir = oodscope::torch_libs::libtorch_dir().expect("this test links libtorch_cpu");
-    let (code, _, trace) = oodscope(&["methods"], &[("LD_DEBUG", "files")]);
+    // Asked for: this machine may have no NVIDIA driver, where the binary skips it (below).
+    let (code, _, trace) = oodscope(&["methods"], &[("LD_DEBUG", "files"), ("OODSCOPE_LOAD_CUDA", "1")]);
     assert_eq!(code, 0, "{trace}");
     let cuda_lines: Vec<&str> = trace.lines().filter(|l| l.contains("libtorch_cuda.so")).collect();
     if dir.join("libtorch_cuda.so").is_file() {
@@ -49,6 +50,21 @@ fn the_binary_dlopens_libtorch_cuda_where_libtorch_has_it() {
     // And never a warning: this libtorch's CUDA part (where there is one) loads.
     let (_, _, stderr) = oodscope(&["methods"], &[]);
     assert!(!stderr.contains("CUDA disabled"), "{stderr}");
+    let driver = [
+        "/proc/driver/nvidia/version",
+        "/dev/nvidiactl",
+        "/dev/nvidia0",
+        "/dev/dxg",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists());
+    if !driver {
+        let (_, _, trace) = oodscope(&["methods"], &[("LD_DEBUG", "files")]);
+        assert!(
+            !trace.contains("libtorch_cuda.so"),
+            "with no NVIDIA driver libtorch_cuda.so is not loaded"
+        );
+    }
 }
 
 /// `--device auto` picks CUDA in the binary exactly when this process, linked to libtorch_cuda,

@@ -917,7 +917,7 @@ impl OodscopeApp {
                     );
                     DropOutcome::Scored(DropScore {
                         score: run.scores()[i],
-                        pred: s.pred,
+                        pred: s.pred as usize,
                         pred_prob: s.pred_prob,
                         top5: crate::score::classes::top_classes(&probabilities, 5),
                     })

@@ -71,9 +71,9 @@ impl<W: Write> CsvWriter<W> {
                 &sets[s.set],
                 &path,
                 run.columns.iter().map(|c| c[i]),
-                s.pred,
+                s.pred as usize,
                 s.pred_prob,
-                s.label,
+                s.label.map(|l| l as usize),
             )?;
         }
         Ok(())

@@ -241,20 +241,20 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                     next += 1;
                 }
                 next = index + 1;
-                let label = cols.label.is_valid(k).then(|| cols.label.value(k).max(0) as usize);
+                let label = cols.label.is_valid(k).then(|| cols.label.value(k).max(0) as u32);
                 if let Some(paths) = &cols.path {
                     files.push(FileEntry {
                         path: PathBuf::from(paths.value(k)),
-                        label,
+                        label: label.map(|l| l as usize),
                     });
                 }
                 let pred_prob = cols.pred_prob.value(k);
                 run.images.push(ImageScore {
                     set: s,
                     index: (index - set.start) as usize,
-                    path: String::new(),
+                    path: Box::default(),
                     baseline: meta.baseline.then_some(pred_prob),
-                    pred: cols.pred.value(k).max(0) as usize,
+                    pred: cols.pred.value(k).max(0) as u32,
                     pred_prob,
                     label,
                 });

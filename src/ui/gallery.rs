@@ -169,7 +169,7 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
                         let class = app
                             .model
                             .as_ref()
-                            .and_then(|m| m.card.classes.get(entry.pred))
+                            .and_then(|m| m.card.classes.get(entry.pred as usize))
                             .cloned()
                             .unwrap_or_default();
                         let response = egui::Frame::new()
@@ -360,7 +360,7 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if let Some(label) = entry.label {
         ui.label(format!(
             "label: {}",
-            model.card.classes.get(label).cloned().unwrap_or_default()
+            model.card.classes.get(label as usize).cloned().unwrap_or_default()
         ));
     }
     perturbation_ui(app, ui, key, &result.shown);
