@@ -16,4 +16,5 @@ python tests/fixtures/make_aoti_models.py "$OODSCOPE_FIXTURES"
 
 cargo fmt --all -- --check
 cargo test --release --all-targets
+cargo clippy --release --all-targets -- -D warnings
 bash scripts/test_install.sh
