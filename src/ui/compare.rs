@@ -107,22 +107,16 @@ pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
         ui.label(RichText::new(format!("Not run: {}", text.join("; "))).small().weak());
     }
     let table_height = (ui.available_height() * 0.45).max(160.0);
-    egui::ScrollArea::vertical()
+    // Both ways: with many OOD sets the per-set AUROC columns run past a 1440-pixel window.
+    egui::ScrollArea::both()
         .id_salt("leaderboard")
         .max_height(table_height)
         .show(ui, |ui| leaderboard_ui(app, comparison, &mut state, out, ui));
     ui.separator();
-    let half = (ui.available_width() / 2.0 - 8.0).max(220.0);
-    ui.horizontal_top(|ui| {
-        ui.vertical(|ui| {
-            ui.set_width(half);
-            roc_overlay_ui(app, comparison, ui);
-        });
-        ui.separator();
-        ui.vertical(|ui| {
-            ui.set_width(half);
-            disagreement_ui(app, comparison, &mut state, out, ui);
-        });
+    // Two columns that share the width exactly (the plot and the gallery stay inside the window).
+    ui.columns(2, |columns| {
+        roc_overlay_ui(app, comparison, &mut columns[0]);
+        disagreement_ui(app, comparison, &mut state, out, &mut columns[1]);
     });
 }
 
@@ -291,7 +285,7 @@ fn disagreement_ui(
     };
     let (mut a, mut b) = state.pair.unwrap_or((rows[0].column, default_b));
     let title = |c: usize| comparison.run.methods[c].method.title();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.label("Where");
         for (salt, chosen) in [("disagree-a", &mut a), ("disagree-b", &mut b)] {
             egui::ComboBox::from_id_salt(salt)
