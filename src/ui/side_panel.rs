@@ -123,7 +123,12 @@ fn results_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
         let label = ui.label("or path");
         let edit = ui
-            .add(egui::TextEdit::singleline(&mut typed).hint_text("results.parquet"))
+            .add(
+                // As wide as the export folder's field, so the side panel keeps its width.
+                egui::TextEdit::singleline(&mut typed)
+                    .hint_text("results.parquet")
+                    .desired_width(150.0),
+            )
             .labelled_by(label.id);
         let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if (ui.small_button("Open").clicked() || entered) && !typed.trim().is_empty() {
