@@ -18,5 +18,9 @@ cargo build --release
 mkdir -p screenshots
 # A screen larger than the window, which sits at (0, 0): Xvfb parks the pointer at the screen's
 # centre, and a pointer over a plot would draw a hover crosshair.
-timeout 600 xvfb-run -a -s "-screen 0 3200x2000x24" target/release/oodscope --screenshots screenshots
+# A private data folder: the tour starts from no saved window state (panel widths, last session),
+# so the pictures are the same on every machine.
+data_home=$(mktemp -d)
+trap 'rm -rf "$data_home"' EXIT
+XDG_DATA_HOME="$data_home" timeout 600 xvfb-run -a -s "-screen 0 3200x2000x24" target/release/oodscope --screenshots screenshots
 ls -l screenshots/*.png
