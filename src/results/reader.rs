@@ -211,11 +211,25 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
         let mut skipped = meta.skipped.iter().filter(|k| k.set == set.name).peekable();
         let mut files: Vec<FileEntry> = Vec::with_capacity(if noise.is_none() { set.block_len() as usize } else { 0 });
         let mut next = set.start;
-        let gap = |index: u64| {
-            format!(
-                "{at}: set `{}` has no row for image #{index}, and does not list it as skipped",
-                set.name
-            )
+        // Places `*next..until` of the block have no row: each must be a listed skipped file, whose
+        // listing entry (folders only) keeps its place.
+        let mut skip_to = |next: &mut u64, until: u64, files: &mut Vec<FileEntry>| -> Result<(), String> {
+            while *next < until {
+                let Some(skip) = skipped.next_if(|k| k.index == *next) else {
+                    return Err(format!(
+                        "{at}: set `{}` has no row for image #{next}, and does not list it as skipped",
+                        set.name
+                    ));
+                };
+                if noise.is_none() {
+                    files.push(FileEntry {
+                        path: PathBuf::from(&skip.path),
+                        label: None,
+                    });
+                }
+                *next += 1;
+            }
+            Ok(())
         };
         for batch in part.set_batches(s, Some(&columns))? {
             let batch = batch.map_err(|e| format!("{at}: cannot read (truncated or corrupt?): {e}"))?;
@@ -228,18 +242,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                         set.name
                     ));
                 }
-                while next < index {
-                    let Some(skip) = skipped.next_if(|k| k.index == next) else {
-                        return Err(gap(next));
-                    };
-                    if noise.is_none() {
-                        files.push(FileEntry {
-                            path: PathBuf::from(&skip.path),
-                            label: None,
-                        });
-                    }
-                    next += 1;
-                }
+                skip_to(&mut next, index, &mut files)?;
                 next = index + 1;
                 let label = cols.label.is_valid(k).then(|| cols.label.value(k).max(0) as u32);
                 if let Some(paths) = &cols.path {
@@ -269,18 +272,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 append_list(&mut run.features, values, width).map_err(|e| format!("{at}: `{FEATURES}`: {e}"))?;
             }
         }
-        while next < set.end {
-            let Some(skip) = skipped.next_if(|k| k.index == next) else {
-                return Err(gap(next));
-            };
-            if noise.is_none() {
-                files.push(FileEntry {
-                    path: PathBuf::from(&skip.path),
-                    label: None,
-                });
-            }
-            next += 1;
-        }
+        skip_to(&mut next, set.end, &mut files)?;
         let source = match noise {
             Some(kind) => SetSource::Noise {
                 kind,
