@@ -16,13 +16,7 @@ const TOLERANCE: f64 = 1e-4;
 
 /// The AOTInductor fixtures (scripts/test.sh makes them).
 fn aoti() -> PathBuf {
-    let dir = common::fixtures().join("aoti");
-    assert!(
-        dir.join("references.json").is_file(),
-        "AOTInductor fixtures missing in {}: run python tests/fixtures/make_aoti_models.py \"$OODSCOPE_FIXTURES\"",
-        dir.display()
-    );
-    dir
+    common::fixture_folder("aoti", "make_aoti_models.py")
 }
 
 fn path(rel: &str) -> String {
@@ -30,7 +24,7 @@ fn path(rel: &str) -> String {
 }
 
 fn references() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(aoti().join("references.json")).unwrap()).unwrap()
+    common::references(&aoti())
 }
 
 /// Runs oodscope with a private fit cache and a private temporary folder, which must be empty

@@ -22,13 +22,7 @@ const ODIN_TOLERANCE: f64 = 3e-4;
 
 /// The own-model fixtures (scripts/test.sh makes them).
 fn own() -> PathBuf {
-    let dir = common::fixtures().join("own");
-    assert!(
-        dir.join("references.json").is_file(),
-        "own-model fixtures missing in {}: run scripts/test.sh (tests/fixtures/make_own_models.py makes them)",
-        dir.display()
-    );
-    dir
+    common::fixture_folder("own", "make_own_models.py")
 }
 
 fn path(rel: &str) -> String {
@@ -36,7 +30,7 @@ fn path(rel: &str) -> String {
 }
 
 fn references() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(own().join("references.json")).unwrap()).unwrap()
+    common::references(&own())
 }
 
 use common::oodscope_with_cache as oodscope;

@@ -16,6 +16,23 @@ pub fn fixtures() -> PathBuf {
     dir
 }
 
+/// The fixture folder `name`, made by `tests/fixtures/{script}` (scripts/test.sh runs it), with
+/// its `references.json` read by [`references`].
+pub fn fixture_folder(name: &str, script: &str) -> PathBuf {
+    let dir = fixtures().join(name);
+    assert!(
+        dir.join("references.json").is_file(),
+        "{name} fixtures missing in {}: run python tests/fixtures/{script} \"$OODSCOPE_FIXTURES\"",
+        dir.display()
+    );
+    dir
+}
+
+/// The `references.json` of a [`fixture_folder`].
+pub fn references(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("references.json")).unwrap()).unwrap()
+}
+
 /// A method's settings for `model` from name=value pairs (the rest at their defaults).
 pub fn settings(
     model: &oodscope::model::Model,
