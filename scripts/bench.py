@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs every benchmark of oodscope in one go (called by scripts/bench.sh after the release build),
-prints the figures and writes them into BENCHMARKS.md between its bench markers.
+prints the figures and writes them into docs/benchmarks.md between its bench markers.
 
 Two sections: the scoring pipeline against PyTorch, the interaction budget and memory (`--only main`;
 its block is `bench` on the CPU, `bench-cuda` with --device cuda), and the detectors (`--only
@@ -32,7 +32,7 @@ OODSCOPE_DEFAULT = ROOT / "target" / "release" / "oodscope"
 MODEL = "models/fmnist-resnet.pt"
 ID_DIR, OOD_DIR = "assets/demo/fmnist-test", "assets/demo/mnist"
 DETECTORS_JSON = ROOT / "target" / "bench-detectors.json"  # the detectors section's figures, to re-render
-MARKERS = {  # the block of BENCHMARKS.md each device's run rewrites
+MARKERS = {  # the block of docs/benchmarks.md each device's run rewrites
     "cpu": ("<!-- bench:begin -->", "<!-- bench:end -->"),
     "cuda": ("<!-- bench-cuda:begin -->", "<!-- bench-cuda:end -->"),
     "detectors": ("<!-- bench-detectors:begin -->", "<!-- bench-detectors:end -->"),
@@ -106,7 +106,7 @@ def main():
     ap.add_argument("--memory-images", type=int, default=100_000, help="images in the generated folder (0: skip)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader num_workers of the Python runs")
-    ap.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--output", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both sides run the model")
     ap.add_argument("--bench-binary", default=str(BENCH_DEFAULT), help="oodscope-bench to run (e.g. one built elsewhere)")
     ap.add_argument("--oodscope-binary", default=str(OODSCOPE_DEFAULT))

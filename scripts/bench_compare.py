@@ -8,7 +8,7 @@ For each size (the demo, and a ResNet-18 at 224×224 on JPEG photos) it times, m
   3. scripts/bench_pytorch_ood.py: the same detectors with pytorch-ood, one after another, each
      fitting and predicting with its own forward passes (median of --pytorch-ood-repeats runs),
 and prints a markdown table with the ratios compare/msp (target ≤ 1.3×) and pytorch-ood/compare
-(target ≥ 5×), which it also writes into BENCHMARKS.md between the bench-compare markers.
+(target ≥ 5×), which it also writes into docs/benchmarks.md between the bench-compare markers.
 
 The real-size images are made from the photos in assets/internet/ (random crops and rescales,
 150–900 px sides, JPEG quality 85–95, seed 0) under target/bench-compare/ (never committed), with the
@@ -219,7 +219,7 @@ def main():
     ap.add_argument("--real-train", type=int, default=60, help="≥ 50: pytorch-ood's KNN needs k = 50 samples")
     ap.add_argument("--note", default="other processes were using the CPU; the ratios within one run are what counts",
                     help="said after the load averages")
-    ap.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--output", default=str(ROOT / "docs/benchmarks.md"))
     ap.add_argument("--render", metavar="JSON", help=f"only rewrite the block from saved figures ({RESULTS_JSON})")
     args = ap.parse_args()
     if args.render:

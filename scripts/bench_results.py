@@ -10,7 +10,7 @@
   3. baseline, same session and file: pyarrow `read_table` of the same columns, and pandas
      `read_parquet` of the whole file, each in a fresh Python process (time, peak RSS).
 Each measurement is the median of --repeats runs. Prints a markdown table; with --write-benchmarks
-it replaces the section between the bench-results markers in BENCHMARKS.md.
+it replaces the section between the bench-results markers in docs/benchmarks.md.
 
     python scripts/bench_results.py [--rows 10000000] [--repeats 3] [--write-benchmarks]
 """
@@ -91,7 +91,7 @@ def main():
     text = "\n".join(table) + "\n"
     print(text)
     if args.write_benchmarks:
-        bench = os.path.join(ROOT, "BENCHMARKS.md")
+        bench = os.path.join(ROOT, "docs/benchmarks.md")
         doc = open(bench).read()
         begin, end = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
         if begin in doc and end in doc:
@@ -99,7 +99,7 @@ def main():
             open(bench, "w").write(doc)
             print(f"wrote {bench}")
         else:
-            print(f"BENCHMARKS.md has no {begin} … {end} section: not written", file=sys.stderr)
+            print(f"docs/benchmarks.md has no {begin} … {end} section: not written", file=sys.stderr)
 
 
 if __name__ == "__main__":

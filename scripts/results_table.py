@@ -1,4 +1,4 @@
-"""Scores the demo sets with every bundled model and applicable method, and writes the README's
+"""Scores the demo sets with every bundled model and applicable method, and writes docs/demo.md's
 results tables (between the `results:begin` / `results:end` markers):
 
 * every method of the registry that the plain ResNet supports, at its defaults (the fit methods on
@@ -129,15 +129,15 @@ def table():
 
 
 def main():
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "demo.md"
     text = readme.read_text()
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
     if begin not in text or end not in text:
-        sys.exit("README.md has no results markers")
+        sys.exit("docs/demo.md has no results markers")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(head + begin + "\n" + table() + end + tail)
-    print("README.md results table updated")
+    print("docs/demo.md results table updated")
 
 
 if __name__ == "__main__":

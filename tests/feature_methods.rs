@@ -1,5 +1,5 @@
 //! The methods on logits and penultimate features against an independent float64 NumPy / PyTorch
-//! reference written from SCORING.md (`tests/fixtures/make_feature_refs.py`): every method's
+//! reference written from docs/methods.md (`tests/fixtures/make_feature_refs.py`): every method's
 //! per-image scores to 1e-4 (relative) at batch sizes 1 and 64, the fit statistics, and AUROC within
 //! 1e-3 of pytorch-ood 0.4's detectors on the same features.
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::rng::SplitMix64;
 
-/// Which noise a synthetic set holds (SCORING.md: "Synthetic OOD sets").
+/// Which noise a synthetic set holds (docs/methods.md: "Synthetic OOD sets").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoiseKind {
     /// Every pixel i.i.d. U[0, 1].

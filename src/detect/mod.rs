@@ -199,7 +199,7 @@ impl From<String> for DetectError {
 
 pub type DetectResult<T> = Result<T, DetectError>;
 
-/// A scoring method. Scores are oriented as SCORING.md says: higher means more in-distribution.
+/// A scoring method. Scores are oriented as docs/methods.md says: higher means more in-distribution.
 pub trait Detector: Send + Sync {
     /// The name on the command line (`--method`).
     fn name(&self) -> &'static str;

@@ -10,7 +10,7 @@ pub fn max_softmax(logits: &Tensor, t: f64) -> DetectResult<Tensor> {
     Ok(logits.f_div_scalar(t)?.f_softmax(1, Kind::Float)?.f_amax([1], false)?)
 }
 
-/// `T·logsumexp(ℓ/T)`, per row (the energy score; `T = 1` is `E(ℓ)` of SCORING.md).
+/// `T·logsumexp(ℓ/T)`, per row (the energy score; `T = 1` is `E(ℓ)` of docs/methods.md).
 pub fn energy(logits: &Tensor, t: f64) -> DetectResult<Tensor> {
     Ok(logits.f_div_scalar(t)?.f_logsumexp([1], false)?.f_mul_scalar(t)?)
 }

@@ -1,4 +1,4 @@
-//! Statistics of ID training images (the "fit" of SCORING.md's feature methods): one streaming pass
+//! Statistics of ID training images (the "fit" of docs/methods.md's feature methods): one streaming pass
 //! of a labelled folder through the model, accumulated in float64, stored in one safetensors file
 //! whose header records where they came from; and the fit loaded back onto the model's device.
 
