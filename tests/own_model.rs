@@ -1,6 +1,8 @@
 //! Your own model, end to end: real architectures exported by scripts/export_model.py (made by
 //! tests/fixtures/make_own_models.py) score like the eager PyTorch model with the same
-//! preprocessing (MSP and KNN to 1e-4 relative, ODIN at T = 10, ε = 0.002 to 3e-4); every other
+//! preprocessing (MSP and KNN to 1e-4 relative; ODIN at T = 10, ε = 0.002 in two parts that no
+//! CPU's kernels can move: its step's signs against float64's, and its score of the same stepped
+//! input to 1e-4; see `odin_matches_eager_pytorch`); every other
 //! model format gets one line naming it and the command that converts it; models that are wrong in
 //! subtle ways (no derivative, training mode, float16, batch size frozen at 1) get one line that
 //! says so, and what still works, works.
@@ -14,11 +16,12 @@ use std::process::Command;
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-4;
-/// ODIN's step takes sign(∇ₓL) of every input element: on a 224×224 photo a few elements with a
-/// gradient at float noise level take the other sign in another kernel order (batch of 64 against
-/// eager PyTorch's), which moves the score by a few 1e-5. The step itself moves scores by more than
-/// 1e-3 (the fixture checks), so 3e-4 still catches a wrong step.
-const ODIN_TOLERANCE: f64 = 3e-4;
+/// The share of ODIN's determined gradient signs (|∇| above float32's measured noise, see
+/// make_own_models.py) that may differ from float64's: a max-pool or ReLU switching between two
+/// nearly equal inputs on another CPU moves a small region's signs (0.06% here for the ONNX graph,
+/// whose converted operators round otherwise); a wrong step (another loss, class or sign) differs on
+/// a large share (a wrong class's loss: tens of percent; the opposite sign: all).
+const ODIN_SIGNS_OFF: f64 = 1e-2;
 
 /// The own-model fixtures (scripts/test.sh makes them).
 fn own() -> PathBuf {
@@ -85,15 +88,9 @@ fn matches_eager_pytorch(name: &str) -> Vec<(String, f64)> {
     let case = &refs["models"][name];
     assert!(case.is_object(), "no reference for {name}");
     let model = path(case["model"].as_str().unwrap());
-    let t = refs["odin"]["temperature"].as_f64().unwrap().to_string();
-    let eps = refs["odin"]["epsilon"].as_f64().unwrap().to_string();
     let k = format!("k={}", refs["knn"]["k"].as_u64().unwrap());
     let train = path("images/train");
-    let runs: [(&str, Vec<&str>); 3] = [
-        ("msp", vec![]),
-        ("odin", vec!["--temperature", &t, "--epsilon", &eps]),
-        ("knn", vec!["--train", &train, "--param", &k]),
-    ];
+    let runs: [(&str, Vec<&str>); 2] = [("msp", vec![]), ("knn", vec!["--train", &train, "--param", &k])];
     let mut worst = Vec::new();
     for (method, extra) in runs {
         let got = scores(&model, method, &extra);
@@ -110,9 +107,8 @@ fn matches_eager_pytorch(name: &str) -> Vec<(String, f64)> {
             let expected = expected.as_f64().unwrap();
             let score = got[image];
             let relative = (score - expected).abs() / expected.abs().max(1e-6);
-            let tolerance = if method == "odin" { ODIN_TOLERANCE } else { TOLERANCE };
             assert!(
-                relative <= tolerance,
+                relative <= TOLERANCE,
                 "{name} {method} {image}: oodscope {score}, eager PyTorch {expected} (relative {relative:.1e})"
             );
             largest = largest.max(relative);
@@ -120,7 +116,138 @@ fn matches_eager_pytorch(name: &str) -> Vec<(String, f64)> {
         eprintln!("{name} {method}: max relative difference to eager PyTorch {largest:.1e}");
         worst.push((method.to_string(), largest));
     }
+    worst.push(("odin".to_string(), odin_matches_eager_pytorch(name, &refs, &model)));
     worst
+}
+
+/// ODIN, `max softmax(ℓ(x̃)/T)` with `x̃ = x − ε·sign(∇ₓL)`, checked in parts that do not depend on
+/// which kernels libtorch picks on this CPU (elements of ∇ₓL near zero, or in a region where a
+/// max-pool switches, can take either sign, and move the score by more than 1e-4):
+/// 1. the step: oodscope's signs (the engine's `perturbation`, on the batch `score` makes) equal
+///    float64's wherever the reference found |∇| above float32's noise, but for a share of
+///    `ODIN_SIGNS_OFF`;
+/// 2. the score of a stepped input: oodscope given the reference's x̃ (stepped with float64's
+///    signs; ODIN at ε = 0 scores x̃ as it is) equals eager PyTorch's score of it, to 1e-4;
+/// 3. `oodscope score --method odin` is that score of oodscope's own x̃ (the two compose).
+///
+/// Returns the largest relative difference of part 2.
+fn odin_matches_eager_pytorch(name: &str, refs: &Value, model_path: &str) -> f64 {
+    use oodscope::data::{Preprocess, decode_file};
+    use oodscope::model::{DeviceChoice, Model};
+    let case = &refs["models"][name];
+    let t = refs["odin"]["temperature"].as_f64().unwrap();
+    let eps = refs["odin"]["epsilon"].as_f64().unwrap();
+    let model = Model::load(Path::new(model_path), DeviceChoice::Cpu).unwrap();
+    let stepping = common::settings(&model, "odin", &[("temperature", t), ("epsilon", eps)]);
+    let at_input = common::settings(&model, "odin", &[("temperature", t), ("epsilon", 0.0)]);
+    // The images in the reference's order: the ID folder's, then the OOD folder's, as `score` batches them.
+    let order: Vec<&str> = case["odin_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let pre = Preprocess::for_card(&model.card);
+    let mut pixels = Vec::new();
+    for image in &order {
+        let folder = if image.starts_with("id_") {
+            "images/id"
+        } else {
+            "images/ood"
+        };
+        pixels.extend(decode_file(&own().join(folder).join(image), &pre).unwrap());
+    }
+    let [c, h, w] = model.card.input_shape();
+    let batch = |values: &[f32]| tch::Tensor::from_slice(values).view([order.len() as i64, c, h, w]);
+    let x = batch(&pixels);
+
+    // 1. The step's signs against float64's.
+    let signs: ndarray::Array4<i8> =
+        ndarray_npy::read_npy(own().join("models").join(case["odin_signs"].as_str().unwrap())).unwrap();
+    let reference: Vec<i8> = signs.iter().copied().collect();
+    assert_eq!(
+        reference.len(),
+        pixels.len(),
+        "{name}: the reference's signs have another shape"
+    );
+    let step = oodscope::detect::plan::perturbation(&model, &x, &stepping, None).unwrap();
+    assert!(
+        step.iter()
+            .all(|s| *s == 0.0 || (f64::from(s.abs()) - eps).abs() <= 1e-9),
+        "{name} odin: a step element is not ±ε in pixel units"
+    );
+    let ours = |s: f32| -> i8 {
+        if s < 0.0 {
+            1
+        } else if s > 0.0 {
+            -1
+        } else {
+            0
+        }
+    }; // step = −ε·sign(∇)
+    let determined = reference.iter().filter(|r| r.abs() == 2).count();
+    let differing = reference
+        .iter()
+        .zip(&step)
+        .filter(|(r, s)| r.abs() == 2 && r.signum() != ours(**s))
+        .count();
+    eprintln!(
+        "{name} odin: {differing} of {determined} determined gradient signs differ from float64's ({:.3}% of all below float32's noise)",
+        100.0 * case["odin_undetermined"].as_f64().unwrap()
+    );
+    assert!(
+        determined > reference.len() / 20,
+        "{name}: too few determined signs to check the step"
+    );
+    assert!(
+        differing as f64 <= ODIN_SIGNS_OFF * determined as f64,
+        "{name} odin: {differing} of {determined} determined gradient signs differ from float64's: a wrong step"
+    );
+
+    // 2. The score of the reference's stepped input.
+    let stepped: Vec<f32> = pixels
+        .iter()
+        .zip(&reference)
+        .map(|(x, r)| x - eps as f32 * f32::from(r.signum()))
+        .collect();
+    let plan = oodscope::detect::plan::Plan::single(&model, &at_input, None).unwrap();
+    let given = plan.score_batch(&batch(&stepped)).unwrap().scores.remove(0);
+    let mut largest = 0.0f64;
+    for (image, score) in order.iter().zip(&given) {
+        let expected = case["scores"]["odin"][*image].as_f64().unwrap();
+        let relative = (f64::from(*score) - expected).abs() / expected.abs().max(1e-6);
+        assert!(
+            relative <= TOLERANCE,
+            "{name} odin {image}: oodscope {score} on the reference's stepped input, eager PyTorch {expected} (relative {relative:.1e})"
+        );
+        largest = largest.max(relative);
+    }
+    eprintln!("{name} odin: max relative difference to eager PyTorch on the same stepped input {largest:.1e}");
+
+    // 3. The command's scores are those of oodscope's own stepped input.
+    let own_step: Vec<f32> = pixels.iter().zip(&step).map(|(x, s)| x + s).collect();
+    let composed = plan.score_batch(&batch(&own_step)).unwrap().scores.remove(0);
+    let command = scores(
+        model_path,
+        "odin",
+        &["--temperature", &t.to_string(), "--epsilon", &eps.to_string()],
+    );
+    let mut end_to_end = 0.0f64;
+    for (image, score) in order.iter().zip(&composed) {
+        let expected = case["scores"]["odin"][*image].as_f64().unwrap();
+        end_to_end = end_to_end.max((command[*image] - expected).abs() / expected.abs().max(1e-6));
+        let relative = (command[*image] - f64::from(*score)).abs() / f64::from(*score).abs().max(1e-6);
+        assert!(
+            relative <= 1e-5,
+            "{name} odin {image}: `score` gives {}, the engine's step and score {score}",
+            command[*image]
+        );
+    }
+    // Not asserted: where the signs near zero went another way, the whole-command score moves.
+    eprintln!(
+        "{name} odin: `score` against the reference stepped with float64's signs: {end_to_end:.1e} (not compared)"
+    );
+    largest
 }
 
 #[test]
