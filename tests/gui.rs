@@ -70,16 +70,38 @@ fn harness(export_dir: &Path) -> Harness<'static, OodscopeApp> {
     harness_with(settings(export_dir))
 }
 
-/// Steps the app until `done` holds (background jobs finish on their own thread).
+/// Steps the app until `done` holds. Background jobs finish on the worker's thread, so this waits
+/// for completion, not for a clock a loaded machine can miss: it fails as soon as nothing is left
+/// in flight (every job sent has finished and its events are applied, for several frames) while
+/// `done` still does not hold. Only a hang meets the last-resort bound, `HANG_AFTER` times
+/// `OODSCOPE_TEST_TIME_SCALE` (default 1).
 fn step_until(h: &mut Harness<'static, OodscopeApp>, what: &str, done: impl Fn(&OodscopeApp) -> bool) {
+    const HANG_AFTER: Duration = Duration::from_secs(900);
+    const QUIET_FRAMES: usize = 5;
+    let scale: f64 = std::env::var("OODSCOPE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
     let start = Instant::now();
+    let mut quiet_frames = 0;
     while !done(h.state()) {
         assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "timed out waiting for {what}; messages: {:?}",
+            start.elapsed().as_secs_f64() < HANG_AFTER.as_secs_f64() * scale,
+            "hung waiting for {what}; messages: {:?}",
             h.state().messages
         );
+        let quiet_before = h.state().is_quiet();
         h.step();
+        quiet_frames = if quiet_before && h.state().is_quiet() {
+            quiet_frames + 1
+        } else {
+            0
+        };
+        assert!(
+            quiet_frames < QUIET_FRAMES || done(h.state()),
+            "nothing is left in flight, and still no {what}; messages: {:?}",
+            h.state().messages
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     h.step();

@@ -260,6 +260,13 @@ impl OodscopeApp {
         self.drops.iter().any(|c| matches!(c.outcome, DropOutcome::Scoring))
     }
 
+    /// Whether nothing is left in flight: every job sent to the worker has finished and its events
+    /// are applied (as of the last frame), and no dropped image waits for its score. Tests wait for
+    /// this, not for a clock.
+    pub fn is_quiet(&self) -> bool {
+        self.worker.pending() == 0 && !self.drops_pending()
+    }
+
     pub fn is_busy(&self) -> bool {
         self.job.is_some()
             || self.opening.is_some()

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
 use tch::Tensor;
@@ -62,206 +63,225 @@ struct State {
     norms: HashMap<(u64, String), Vec<f32>>,
 }
 
-pub(super) fn run_worker(jobs: Receiver<Job>, mut lane: Lane, events: Sender<Event>, waker: Waker) {
+pub(super) fn run_worker(
+    jobs: Receiver<Job>,
+    mut lane: Lane,
+    events: Sender<Event>,
+    waker: Waker,
+    pending: Arc<AtomicUsize>,
+) {
     let mut state = State::default();
     let send = |event: Event| {
         let _ = events.send(event);
         waker();
     };
     for job in jobs {
-        // Drops first: a drop is answered before any queued job starts.
-        lane.serve(state.model.as_ref(), state.fit.as_ref(), false, &send);
-        match job {
-            Job::Shutdown => break,
-            Job::LoadModel { path, device } => match Model::load(&path, device) {
-                Ok(loaded) => {
-                    set_model_threads(None, loaded.device);
-                    send(Event::ModelLoaded(model_info(&path, &loaded)));
-                    state = State {
-                        model: Some(loaded),
-                        ..State::default()
-                    };
-                }
-                Err(e) => send(Event::Error(e.to_string())),
-            },
-            Job::OpenSet { spec, role, classes } => match ImageSet::open(&spec, role, &classes) {
-                Ok(set) => send(Event::SetOpened { spec, set }),
-                Err(e) => send(Event::Error(format!("{} set: {e}", role.name().to_uppercase()))),
-            },
-            Job::Score {
-                generation,
-                sets,
-                settings,
-                batch_size,
-                cancel,
-            } => {
-                let Some(m) = &state.model else {
-                    send(Event::Error("no model loaded".into()));
-                    continue;
+        let shutdown = matches!(job, Job::Shutdown);
+        if !shutdown {
+            // Drops first: a drop is answered before any queued job starts.
+            lane.serve(state.model.as_ref(), state.fit.as_ref(), false, &send);
+            run_job(job, &mut state, &mut lane, &send);
+        }
+        // After the job's events are sent: a caller that sees no job pending has them all.
+        pending.fetch_sub(1, Ordering::SeqCst);
+        if shutdown {
+            break;
+        }
+    }
+}
+
+/// Runs one job with the worker's state and reports its events.
+fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
+    match job {
+        Job::Shutdown => {}
+        Job::LoadModel { path, device } => match Model::load(&path, device) {
+            Ok(loaded) => {
+                set_model_threads(None, loaded.device);
+                send(Event::ModelLoaded(model_info(&path, &loaded)));
+                *state = State {
+                    model: Some(loaded),
+                    ..State::default()
                 };
-                let plan = match Plan::single(m, &settings, state.fit.as_ref()) {
-                    Ok(plan) => plan.keeping_features(true),
-                    Err(e) => {
-                        send(Event::Error(e));
-                        continue;
-                    }
-                };
-                let fit = state.fit.as_ref();
-                let mut on_progress = |progress| {
-                    send(Event::Progress { generation, progress });
-                    lane.serve(Some(m), fit, false, &send);
-                };
-                match run_scoring(&plan, &sets, batch_size, &cancel, &mut on_progress) {
-                    Ok(run) => send(Event::Scored {
-                        generation,
-                        settings,
-                        run,
-                    }),
-                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
-                    Err(e) => send(Event::Error(e.to_string())),
-                }
             }
-            Job::Fit {
-                generation,
-                train,
-                cancel,
-            } => {
-                let Some(m) = &state.model else { continue };
-                state.fit = None;
-                state.norms.clear();
-                let mut on_progress = |progress| {
-                    send(Event::FitProgress { generation, progress });
-                    lane.serve(Some(m), None, true, &send);
-                };
-                match fit_on(m, &train, &cancel, &mut on_progress) {
-                    Ok(fit) => {
-                        send(Event::Fitted {
-                            generation,
-                            info: fit.info.clone(),
-                            bank: fit.bank.as_ref().map(|b| b.len),
-                        });
-                        state.fit = Some(fit);
-                    }
-                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
-                    Err(e) => send(Event::FitFailed {
-                        generation,
-                        message: format!("fit on {}: {e}", train.display()),
-                    }),
+            Err(e) => send(Event::Error(e.to_string())),
+        },
+        Job::OpenSet { spec, role, classes } => match ImageSet::open(&spec, role, &classes) {
+            Ok(set) => send(Event::SetOpened { spec, set }),
+            Err(e) => send(Event::Error(format!("{} set: {e}", role.name().to_uppercase()))),
+        },
+        Job::Score {
+            generation,
+            sets,
+            settings,
+            batch_size,
+            cancel,
+        } => {
+            let Some(m) = &state.model else {
+                send(Event::Error("no model loaded".into()));
+                return;
+            };
+            let plan = match Plan::single(m, &settings, state.fit.as_ref()) {
+                Ok(plan) => plan.keeping_features(true),
+                Err(e) => {
+                    send(Event::Error(e));
+                    return;
                 }
-                // The drops held for the fit: scored with it now (or told why not).
-                lane.serve(state.model.as_ref(), state.fit.as_ref(), false, &send);
-            }
-            Job::DropFit => {
-                state.fit = None;
-                state.norms.clear();
-            }
-            Job::Rescore {
-                generation,
-                cache,
-                settings,
-            } => {
-                let scored = match &state.model {
-                    Some(m) => Plan::single(m, &settings, state.fit.as_ref())
-                        .and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)),
-                    // A results file's saved outputs, without the model.
-                    None => super::stored::rescore_stored(&cache, &settings),
-                };
-                match scored {
-                    Ok(scores) => send(Event::Rescored {
-                        generation,
-                        settings,
-                        scores,
-                    }),
-                    Err(e) => send(Event::Error(format!("re-scoring {}: {e}", settings.describe()))),
-                }
-            }
-            Job::Tune {
-                generation,
-                sets,
-                options,
-                cancel,
-            } => {
-                let Some(m) = &state.model else { continue };
-                let fit = state.fit.as_ref();
-                let mut on_progress = |progress| {
-                    send(Event::TuneProgress { generation, progress });
-                    lane.serve(Some(m), fit, false, &send);
-                };
-                match crate::tune::tune(m, fit, &sets, &options, &cancel, &mut on_progress) {
-                    Ok(result) => send(Event::Tuned {
-                        generation,
-                        result: Box::new(result),
-                    }),
-                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
-                    Err(e) => send(Event::Error(format!("tuning: {e}"))),
-                }
-            }
-            Job::Compare {
-                generation,
-                sets,
-                settings,
-                unsupported,
-                batch_size,
-                cancel,
-            } => {
-                let Some(m) = &state.model else { continue };
-                let options = crate::compare::CompareOptions {
+            };
+            let fit = state.fit.as_ref();
+            let mut on_progress = |progress| {
+                send(Event::Progress { generation, progress });
+                lane.serve(Some(m), fit, false, &send);
+            };
+            match run_scoring(&plan, &sets, batch_size, &cancel, &mut on_progress) {
+                Ok(run) => send(Event::Scored {
+                    generation,
                     settings,
-                    tune: None,
-                    batch_size,
-                    keep_features: true,
-                };
-                let fit = state.fit.as_ref();
-                let mut on_progress = |progress| {
-                    send(Event::CompareProgress { generation, progress });
-                    lane.serve(Some(m), fit, false, &send);
-                };
-                match crate::compare::compare(m, fit, &sets, &options, &cancel, &mut on_progress) {
-                    Ok(result) => send(Event::Compared {
-                        generation,
-                        result: Box::new(result),
-                        unsupported,
-                    }),
-                    Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
-                    Err(e) => send(Event::Error(format!("comparing: {e}"))),
-                }
+                    run,
+                }),
+                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(e) => send(Event::Error(e.to_string())),
             }
-            Job::Estimate {
-                generation,
-                images,
-                sets,
-                items,
-                cache,
-                settings,
-            } => match estimate(&mut state, images, &sets, &items, &cache, &settings) {
-                Ok(scores) => send(Event::Estimated {
+        }
+        Job::Fit {
+            generation,
+            train,
+            cancel,
+        } => {
+            let Some(m) = &state.model else { return };
+            state.fit = None;
+            state.norms.clear();
+            let mut on_progress = |progress| {
+                send(Event::FitProgress { generation, progress });
+                lane.serve(Some(m), None, true, &send);
+            };
+            match fit_on(m, &train, &cancel, &mut on_progress) {
+                Ok(fit) => {
+                    send(Event::Fitted {
+                        generation,
+                        info: fit.info.clone(),
+                        bank: fit.bank.as_ref().map(|b| b.len),
+                    });
+                    state.fit = Some(fit);
+                }
+                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(e) => send(Event::FitFailed {
+                    generation,
+                    message: format!("fit on {}: {e}", train.display()),
+                }),
+            }
+            // The drops held for the fit: scored with it now (or told why not).
+            lane.serve(state.model.as_ref(), state.fit.as_ref(), false, &send);
+        }
+        Job::DropFit => {
+            state.fit = None;
+            state.norms.clear();
+        }
+        Job::Rescore {
+            generation,
+            cache,
+            settings,
+        } => {
+            let scored = match &state.model {
+                Some(m) => Plan::single(m, &settings, state.fit.as_ref())
+                    .and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)),
+                // A results file's saved outputs, without the model.
+                None => super::stored::rescore_stored(&cache, &settings),
+            };
+            match scored {
+                Ok(scores) => send(Event::Rescored {
                     generation,
                     settings,
                     scores,
                 }),
-                Err(e) => send(Event::Error(format!("first-order estimate: {e}"))),
-            },
-            Job::Perturbation { key, source, settings } => {
-                let Some(m) = &state.model else { continue };
-                match perturbation_of(m, state.fit.as_ref(), &source, &settings) {
-                    Ok((values, shape)) => send(Event::Perturbation {
-                        key,
-                        settings,
-                        values,
-                        shape,
-                    }),
-                    Err(e) => send(Event::Error(format!("perturbation: {e}"))),
-                }
+                Err(e) => send(Event::Error(format!("re-scoring {}: {e}", settings.describe()))),
             }
-            Job::OpenResults { generation, path } => match crate::results::open(&path) {
-                Ok(results) => send(Event::ResultsOpened {
-                    generation,
-                    results: Box::new(results),
-                }),
-                Err(message) => send(Event::ResultsFailed { generation, message }),
-            },
-            Job::ServeDrops => {} // served at the top of the loop
         }
+        Job::Tune {
+            generation,
+            sets,
+            options,
+            cancel,
+        } => {
+            let Some(m) = &state.model else { return };
+            let fit = state.fit.as_ref();
+            let mut on_progress = |progress| {
+                send(Event::TuneProgress { generation, progress });
+                lane.serve(Some(m), fit, false, &send);
+            };
+            match crate::tune::tune(m, fit, &sets, &options, &cancel, &mut on_progress) {
+                Ok(result) => send(Event::Tuned {
+                    generation,
+                    result: Box::new(result),
+                }),
+                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(e) => send(Event::Error(format!("tuning: {e}"))),
+            }
+        }
+        Job::Compare {
+            generation,
+            sets,
+            settings,
+            unsupported,
+            batch_size,
+            cancel,
+        } => {
+            let Some(m) = &state.model else { return };
+            let options = crate::compare::CompareOptions {
+                settings,
+                tune: None,
+                batch_size,
+                keep_features: true,
+            };
+            let fit = state.fit.as_ref();
+            let mut on_progress = |progress| {
+                send(Event::CompareProgress { generation, progress });
+                lane.serve(Some(m), fit, false, &send);
+            };
+            match crate::compare::compare(m, fit, &sets, &options, &cancel, &mut on_progress) {
+                Ok(result) => send(Event::Compared {
+                    generation,
+                    result: Box::new(result),
+                    unsupported,
+                }),
+                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(e) => send(Event::Error(format!("comparing: {e}"))),
+            }
+        }
+        Job::Estimate {
+            generation,
+            images,
+            sets,
+            items,
+            cache,
+            settings,
+        } => match estimate(state, images, &sets, &items, &cache, &settings) {
+            Ok(scores) => send(Event::Estimated {
+                generation,
+                settings,
+                scores,
+            }),
+            Err(e) => send(Event::Error(format!("first-order estimate: {e}"))),
+        },
+        Job::Perturbation { key, source, settings } => {
+            let Some(m) = &state.model else { return };
+            match perturbation_of(m, state.fit.as_ref(), &source, &settings) {
+                Ok((values, shape)) => send(Event::Perturbation {
+                    key,
+                    settings,
+                    values,
+                    shape,
+                }),
+                Err(e) => send(Event::Error(format!("perturbation: {e}"))),
+            }
+        }
+        Job::OpenResults { generation, path } => match crate::results::open(&path) {
+            Ok(results) => send(Event::ResultsOpened {
+                generation,
+                results: Box::new(results),
+            }),
+            Err(message) => send(Event::ResultsFailed { generation, message }),
+        },
+        Job::ServeDrops => {} // served at the top of the loop
     }
 }
 

@@ -9,7 +9,7 @@ pub mod stored;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use crate::data::{ImageSet, Role};
@@ -203,6 +203,8 @@ pub struct Worker {
     jobs: Sender<Job>,
     drops: Sender<DropJob>,
     pub events: Receiver<Event>,
+    /// Jobs sent and not yet finished (their events all sent once it drops).
+    pending: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -214,34 +216,46 @@ impl Worker {
         let (jobs, job_rx) = channel::<Job>();
         let (drops, drop_rx) = channel::<DropJob>();
         let (event_tx, events) = channel::<Event>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let counter = pending.clone();
         let thread = std::thread::Builder::new()
             .name("oodscope-worker".into())
-            .spawn(move || jobs::run_worker(job_rx, lane::Lane::new(drop_rx), event_tx, waker))
+            .spawn(move || jobs::run_worker(job_rx, lane::Lane::new(drop_rx), event_tx, waker, counter))
             .ok();
         Worker {
             jobs,
             drops,
             events,
+            pending,
             thread,
         }
+    }
+
+    /// How many jobs were sent and have not finished; when it reads 0, every event of the jobs
+    /// sent so far is in `events`.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// Sends dropped images on the priority lane: the worker scores them before its next job, or
     /// between the batches of the job it runs.
     pub fn score_drop(&self, job: DropJob) {
         let _ = self.drops.send(job);
-        let _ = self.jobs.send(Job::ServeDrops);
+        self.send(Job::ServeDrops);
     }
 
     /// Queues a job; if the worker is gone the job is dropped (its absence shows as no result).
     pub fn send(&self, job: Job) {
-        let _ = self.jobs.send(job);
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.jobs.send(job).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.jobs.send(Job::Shutdown);
+        self.send(Job::Shutdown);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
