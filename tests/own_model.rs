@@ -132,7 +132,7 @@ fn matches_eager_pytorch(name: &str) -> Vec<(String, f64)> {
 ///
 /// Returns the largest relative difference of part 2.
 fn odin_matches_eager_pytorch(name: &str, refs: &Value, model_path: &str) -> f64 {
-    use oodscope::data::{Preprocess, decode_file};
+    use oodscope::data::decode_file;
     use oodscope::model::{DeviceChoice, Model};
     let case = &refs["models"][name];
     let t = refs["odin"]["temperature"].as_f64().unwrap();
@@ -147,7 +147,7 @@ fn odin_matches_eager_pytorch(name: &str, refs: &Value, model_path: &str) -> f64
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let mut pixels = Vec::new();
     for image in &order {
         let folder = if image.starts_with("id_") {

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
+use oodscope::data::{ImageSet, Role, SetSource, decode_file};
 use oodscope::detect::plan::{Plan, dims_of};
 use oodscope::model::{DeviceChoice, Model};
 use oodscope::score::{Method, RunError};
@@ -20,7 +20,7 @@ const TOLERANCE: f32 = 1e-6;
 /// Every fixture image (ID then OOD) decoded for the model, as one batch.
 fn fixture_batch(model: &Model) -> Tensor {
     let fx = common::fixtures();
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let mut pixels = Vec::new();
     let mut n = 0;
     for folder in ["images/id", "images/ood"] {
@@ -98,7 +98,7 @@ fn batching_the_validation_split_does_not_change_scores() {
         ImageSet::open(fx.join("images/ood").to_str().unwrap(), Role::Ood, &model.card.classes).unwrap(),
     ];
     let splits = split_sets(&sets, ValidationSplit::Count(17)).unwrap();
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let data = load_validation(&sets, &splits, &pre, 4, &AtomicBool::new(false), &mut |_, _| {}).unwrap();
     assert_eq!(data.len(), 34);
     let grid = grid(&model, "odin", &[1.0, 1000.0], &[0.0, 0.002]);

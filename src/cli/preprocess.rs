@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use ndarray::Array4;
 
-use crate::data::{Preprocess, decode_file};
+use crate::data::decode_file;
 use crate::model::{ModelCard, card_path_for};
 
 #[derive(Debug, Args)]
@@ -33,7 +33,7 @@ pub struct PreprocessArgs {
 
 pub fn preprocess_command(args: &PreprocessArgs) -> Result<()> {
     let card = ModelCard::load(&card_path_for(&args.model))?;
-    let pre = Preprocess::for_card(&card);
+    let pre = card.preprocess();
     let mut pixels = Vec::with_capacity(args.images.len() * pre.len());
     for image in &args.images {
         let mut one = decode_file(image, &pre).map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;

@@ -14,7 +14,7 @@ use std::time::Instant;
 pub use leaderboard::{Leaderboard, MeanMetrics, MethodRow};
 pub use selection::{BASELINE, Selection, Unsupported, parse_methods, select};
 
-use crate::data::{ImageSet, Preprocess, Role};
+use crate::data::{ImageSet, Role};
 use crate::detect::ScoreSettings;
 use crate::detect::plan::{Plan, dims_with_fit};
 use crate::fit::Fit;
@@ -231,7 +231,7 @@ fn search_all(
         ranges.push(first..all_settings.len());
     }
     let splits = split_sets(sets, spec.validation)?;
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let data = load_validation(sets, &splits, &pre, options.batch_size, cancel, &mut |done, total| {
         on_progress(CompareProgress {
             stage: Stage::Decoding,

@@ -11,39 +11,11 @@ use super::jpeg::decode_jpeg;
 use super::pil::{self, PilFilter};
 use super::pil_convert::pil_planes;
 use super::resize::{Planes, center_crop, resize_bicubic, resize_bilinear, resize_nearest};
-use crate::model::card::{Backend, Interpolation};
-use crate::model::{ModelCard, ResizeMode};
+pub use super::limits::{DecodeLimits, SkipReason};
+use super::preprocessing::{Backend, Interpolation, ResizeMode};
 
 /// Luminance weights for RGB → one channel (ITU-R BT.601, as torchvision's `rgb_to_grayscale`).
 pub const LUMA_WEIGHTS: [f32; 3] = [0.2989, 0.587, 0.114];
-
-/// Why a file was skipped; the run goes on without it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkipReason(pub String);
-
-impl std::fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Bounds on what a decoder may take on: guards against decompression bombs and huge files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodeLimits {
-    pub max_file_bytes: u64,
-    pub max_side: u32,
-    pub max_alloc_bytes: u64,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_file_bytes: 256 << 20,
-            max_side: 16_384,
-            max_alloc_bytes: 1 << 30,
-        }
-    }
-}
 
 /// What the model wants: its input size and channels, and how images get there (from the card).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,17 +43,6 @@ impl Preprocess {
             interpolation: Interpolation::Bilinear,
             backend: Backend::Tensor,
             limits: DecodeLimits::default(),
-        }
-    }
-
-    pub fn for_card(card: &ModelCard) -> Self {
-        let p = card.preprocessing;
-        Preprocess {
-            resize: p.resize,
-            crop: p.crop,
-            interpolation: p.interpolation,
-            backend: p.backend,
-            ..Preprocess::new(card.channels, card.height, card.width)
         }
     }
 

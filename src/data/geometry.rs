@@ -1,7 +1,7 @@
 //! The sizes an image passes through on its way to the model: the resize target for its size and
 //! the centre crop after it, from the card's `resize` and `crop`.
 
-use crate::model::ResizeMode;
+use super::preprocessing::ResizeMode;
 
 /// Resize to `resize` (H, W), then cut out the centre `crop` (H, W) if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::{DynamicImage, GrayImage, RgbImage};
 
-use super::decode::{DecodeLimits, SkipReason};
+use super::limits::{DecodeLimits, SkipReason};
 
 /// Decodes a JPEG, or says why not. CMYK JPEGs return `Ok(None)`: the caller falls back.
 pub fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<Option<DynamicImage>, SkipReason> {

@@ -3,9 +3,11 @@
 pub mod decode;
 pub mod geometry;
 pub mod jpeg;
+pub mod limits;
 pub mod noise;
 pub mod pil;
 pub mod pil_convert;
+pub mod preprocessing;
 pub mod resize;
 pub mod scan;
 pub mod set;

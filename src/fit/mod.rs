@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{ImageSet, Preprocess, SetSource, Shard};
+use crate::data::{ImageSet, SetSource, Shard};
 use crate::model::Model;
 use crate::score::stream::{DecodeSchedule, Stream};
 use crate::score::{Progress, RunError, SkippedFile};
@@ -269,7 +269,7 @@ fn slice(set: &ImageSet, range: std::ops::Range<usize>) -> ImageSet {
 fn stream_of<'a>(model: &Model, sets: &'a [ImageSet], options: &FitOptions) -> Stream<'a> {
     Stream {
         sets,
-        pre: Preprocess::for_card(&model.card),
+        pre: model.card.preprocess(),
         device: model.device,
         batch_size: options.batch_size,
         schedule: DecodeSchedule::for_device(model.device),

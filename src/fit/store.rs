@@ -162,7 +162,7 @@ impl Provenance {
             SetSource::Noise { kind, count, .. } => format!("{kind}:{count}"),
         };
         let card = std::fs::read_to_string(&model.card.path).unwrap_or_default();
-        let pre = crate::data::Preprocess::for_card(&model.card);
+        let pre = model.card.preprocess();
         Ok(Provenance {
             info: FitInfo {
                 path: PathBuf::new(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tch::Tensor;
 
 use super::stream::{DecodeSchedule, Item, Stream};
-use crate::data::{ImageSet, Preprocess, Role};
+use crate::data::{ImageSet, Role};
 use crate::detect::ScoreSettings;
 use crate::detect::plan::{BatchScores, Plan, ScoreError};
 use crate::model::ModelError;
@@ -294,7 +294,7 @@ pub fn run_scoring_into(
     let model = plan.model;
     let stream = Stream {
         sets,
-        pre: Preprocess::for_card(&model.card),
+        pre: model.card.preprocess(),
         device: model.device,
         batch_size,
         schedule,

@@ -19,7 +19,7 @@ pub use grid::{Objective, ParamGrid, ValidationSplit};
 pub use select::{SetMetrics, SettingResult};
 pub use split::SetSplit;
 
-use crate::data::{ImageSet, Preprocess, Role};
+use crate::data::{ImageSet, Role};
 use crate::detect::plan::Plan;
 use crate::evaluate::{Evaluation, evaluate};
 use crate::fit::Fit;
@@ -131,7 +131,7 @@ pub fn tune(
     let splits = split::split_sets(sets, options.validation)?;
 
     let start = Instant::now();
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let data = split::load_validation(sets, &splits, &pre, options.batch_size, cancel, &mut |done, total| {
         on_progress(TuneProgress {
             stage: Stage::Decoding,

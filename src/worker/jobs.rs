@@ -12,7 +12,7 @@ use tch::Tensor;
 use super::lane::Lane;
 use super::{Event, Job, PixelSource, Waker};
 use crate::data::noise::noise_image;
-use crate::data::{ImageSet, Preprocess, Role, decode_file};
+use crate::data::{ImageSet, Role, decode_file};
 use crate::detect::cache::{CachedOutputs, rescore};
 use crate::detect::plan::{Plan, dims_of, gradient_l1};
 use crate::detect::{Dims, Missing};
@@ -344,7 +344,7 @@ fn gradient_norms(
     items: &[(usize, usize)],
     settings: &ScoreSettings,
 ) -> Result<Vec<f32>, String> {
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let [c, h, w] = model.card.input_shape();
     let mut norms = Vec::with_capacity(items.len());
     for chunk in items.chunks(64) {
@@ -374,7 +374,7 @@ fn perturbation_of(
     source: &PixelSource,
     settings: &ScoreSettings,
 ) -> Result<(Vec<f32>, [usize; 3]), String> {
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let pixels = match source {
         PixelSource::File(path) => decode_file(path, &pre).map_err(|e| e.0)?,
         PixelSource::Noise(kind, index) => noise_image(*kind, *index, pre.len()),

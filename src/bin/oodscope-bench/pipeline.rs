@@ -10,7 +10,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use super::{PipelineArgs, Report};
-use oodscope::data::{ImageSet, Preprocess, Role, SetSource, decode_file};
+use oodscope::data::{ImageSet, Role, SetSource, decode_file};
 use oodscope::detect::plan::{Plan, dims_of, dims_with_fit};
 use oodscope::fit::Fit;
 use oodscope::fit::cache::bank_budget;
@@ -155,7 +155,7 @@ pub fn warm_up(plan: &Plan, batch_size: usize) -> Result<()> {
 
 /// Every image of every set decoded and preprocessed (rayon), concatenated in run order.
 pub fn decode_all(model: &Model, sets: &[ImageSet]) -> Result<Vec<f32>> {
-    let pre = Preprocess::for_card(&model.card);
+    let pre = model.card.preprocess();
     let mut pixels = Vec::new();
     for set in sets {
         let SetSource::Folder { files, .. } = &set.source else {
