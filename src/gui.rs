@@ -4,8 +4,26 @@
 
 use anyhow::Result;
 
+use std::path::PathBuf;
+
 use crate::app::{OodscopeApp, SavedSet, Settings};
-use crate::cli::GuiArgs;
+
+/// What the window is asked to open with (the command line's flags, or a caller's own).
+#[derive(Debug, Clone, Default)]
+pub struct StartupOptions {
+    /// A model to open (.pt with its card, or a .toml card).
+    pub model: Option<PathBuf>,
+    /// ID set specs (folders).
+    pub id: Vec<String>,
+    /// OOD set specs (folders, `uniform:N`, `gaussian:N`).
+    pub ood: Vec<String>,
+    /// Start with the bundled demo, ignoring the saved settings.
+    pub demo: bool,
+    /// Take screenshots of each view into this folder, then quit.
+    pub screenshots: Option<PathBuf>,
+    /// A results file to open.
+    pub results: Option<PathBuf>,
+}
 
 /// Whether a window can be opened here (an X11 or Wayland display).
 pub fn has_display() -> bool {
@@ -15,7 +33,7 @@ pub fn has_display() -> bool {
 }
 
 /// The settings the command line asks for, if it asks for any.
-pub fn startup_settings(args: &GuiArgs) -> Option<Settings> {
+pub fn startup_settings(args: &StartupOptions) -> Option<Settings> {
     let root = crate::assets_root();
     if args.demo || args.screenshots.is_some() {
         return Some(Settings::demo(&root));
@@ -57,7 +75,7 @@ pub fn headless_results(path: &std::path::Path) -> Result<()> {
 }
 
 /// Opens the window and runs until it closes.
-pub fn run_gui(args: &GuiArgs) -> Result<()> {
+pub fn run_gui(args: &StartupOptions) -> Result<()> {
     if let Err(missing) = crate::assets::find() {
         if args.demo || args.screenshots.is_some() {
             return Err(missing.into());

@@ -37,7 +37,7 @@ fn main() {
         Some(Command::FitMerge(args)) => fit_merge_command(args),
         Some(Command::Merge(args)) => merge_command(args),
         Some(Command::Preprocess(args)) => preprocess_command(args),
-        None if oodscope::gui::has_display() => oodscope::gui::run_gui(&cli.gui),
+        None if oodscope::gui::has_display() => oodscope::gui::run_gui(&cli.gui.startup_options()),
         None if cli.gui.results.is_some() => {
             eprintln!("oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): printing the results file's metrics");
             cli.gui

@@ -76,6 +76,20 @@ pub struct GuiArgs {
     pub results: Option<PathBuf>,
 }
 
+impl GuiArgs {
+    /// The window's startup options from these flags.
+    pub fn startup_options(&self) -> crate::gui::StartupOptions {
+        crate::gui::StartupOptions {
+            model: self.model.clone(),
+            id: self.id.clone(),
+            ood: self.ood.clone(),
+            demo: self.demo,
+            screenshots: self.screenshots.clone(),
+            results: self.results.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Score ID and OOD image sets with a model and print the detection metrics.
