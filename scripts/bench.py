@@ -37,7 +37,7 @@ MARKERS = {  # the block of docs/benchmarks.md each device's run rewrites
     "cuda": ("<!-- bench-cuda:begin -->", "<!-- bench-cuda:end -->"),
     "detectors": ("<!-- bench-detectors:begin -->", "<!-- bench-detectors:end -->"),
 }
-# glibc's malloc with the settings oodscope applies to itself (src/alloc.rs), for the Python runs that
+# glibc's malloc with the settings oodscope applies to itself (crates/engine/src/alloc.rs), for the Python runs that
 # show how much of the difference is the allocator.
 HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
@@ -264,7 +264,7 @@ def render(r, memory, args, cores, model_threads, load_before, load_after):
         f"CUDA) and `torch.set_num_threads({model_threads})` in Python; {schedule}; "
         f"Python decodes in a DataLoader with num_workers = {args.workers} (the ODIN code's setting) or 0, "
         f"and oodscope is compared with the faster of the two.",
-        "- Memory allocator: oodscope sets glibc's malloc to keep tensor buffers in the heap (`src/alloc.rs`; "
+        "- Memory allocator: oodscope sets glibc's malloc to keep tensor buffers in the heap (`crates/engine/src/alloc.rs`; "
         "mmap threshold 32 MiB, trim threshold 256 MiB); Python runs with glibc's defaults, as a plain script "
         "does. Rows 1c and 2b swap that, to show the allocator's share of the difference.",
         f"- Throughput: median of {args.repeats} runs (each run's figure in brackets), timed after model load "

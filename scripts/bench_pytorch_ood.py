@@ -171,7 +171,7 @@ def main():
         return F.linear(z.flatten(1), w, b)
 
     d = w.shape[1]
-    vim_dim = 1000 if d >= 2048 else max(d // 2, 1)  # oodscope's default (src/detect/features/vim.rs)
+    vim_dim = 1000 if d >= 2048 else max(d // 2, 1)  # oodscope's default (crates/engine/src/detect/features/vim.rs)
     makers = {  # oodscope's method → (pytorch-ood detector, whether it is fitted); oodscope's defaults
         "msp": (lambda: MaxSoftmax(logits_of), False),
         "energy": (lambda: EnergyBased(logits_of), False),

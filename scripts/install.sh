@@ -75,7 +75,7 @@ put() {
   printf '%s\n' "$2" >>"$STAGE_LIST"
 }
 
-# The binary, its rpath cut to the relative entry alone (build.rs writes
+# The binary, its rpath cut to the relative entry alone (build/libtorch_link.rs writes
 # "$ORIGIN/../lib/oodscope:<build libtorch>"): the installed binary never reaches the checkout.
 if [ "$SYSTEM_TORCH" = 1 ]; then
   BIN_REL=libexec/oodscope
@@ -115,7 +115,7 @@ else
     fi
   done < <(ldd "$BUILT" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}')
   # The CUDA part is not copied: the binary loads lib/oodscope/libtorch_cuda.so only where it
-  # exists (src/torch_libs.rs), and --system-torch gives CUDA from the user's PyTorch.
+  # exists (crates/engine/src/torch_libs.rs), and --system-torch gives CUDA from the user's PyTorch.
 fi
 
 # The bundled models and the demo (and the screenshot tour's photos, the fonts): one copy, listed.

@@ -6,7 +6,7 @@ Usage (from the repository root):
     .venv/bin/python scripts/reexport_bundled.py [--dry-run]
 
 `models/fmnist-resnet.pt` and `models/fmnist-resnet-confidence.pt` were traced from Rust (tch
-`CModule::create_by_tracing`, src/train/export.rs): their weights are constants of the traced
+`CModule::create_by_tracing`, crates/oodscope/src/train/export.rs): their weights are constants of the traced
 graph and they return one tensor ([N, 10] logits, or [N, 11] with a confidence logit last). This
 script rewrites them, WITHOUT retraining, so that they also expose the penultimate features z
 (the 64-d globally pooled activations) and the linear head as a submodule:
@@ -21,7 +21,7 @@ every other line is kept (a sentence is appended to `notes`).
 
 How: the old file is loaded with torch.jit.load; its inlined graph is walked in order and the
 constant inputs of every aten::_convolution, aten::batch_norm and aten::linear node are mapped
-onto the layers of `OodscopeNet` below (the Python twin of src/train/resnet.rs). Strides,
+onto the layers of `OodscopeNet` below (the Python twin of crates/oodscope/src/train/resnet.rs). Strides,
 paddings, shapes, BN eps and the exact op sequence are checked against that architecture. The
 new module is put in eval mode with every parameter frozen, traced on a [2, 1, 28, 28] example,
 serialised to memory, re-loaded from those bytes and compared with the old file on every image
@@ -83,7 +83,7 @@ def conv3x3(c_in: int, c_out: int, stride: int) -> nn.Conv2d:
 
 
 class BasicBlock(nn.Module):
-    """src/train/resnet.rs BasicBlock: relu(bn2(conv2(relu(bn1(conv1 x)))) + skip)."""
+    """crates/oodscope/src/train/resnet.rs BasicBlock: relu(bn2(conv2(relu(bn1(conv1 x)))) + skip)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
@@ -109,7 +109,7 @@ class BasicBlock(nn.Module):
 
 
 class OodscopeNet(nn.Module):
-    """src/train/resnet.rs ResNet, returning the pooled features beside the logits."""
+    """crates/oodscope/src/train/resnet.rs ResNet, returning the pooled features beside the logits."""
 
     def __init__(self, confidence: bool):
         super().__init__()
@@ -182,7 +182,7 @@ def load_weights(old: torch.jit.ScriptModule, net: OodscopeNet) -> dict:
     ops = graph_ops(old)
     kinds = [k for k, _ in ops]
     if kinds != expected_ops():
-        raise Failure(f"graph op sequence differs from the ResNet in src/train/resnet.rs: {kinds}")
+        raise Failure(f"graph op sequence differs from the ResNet in crates/oodscope/src/train/resnet.rs: {kinds}")
     convs = [a for k, a in ops if k == "aten::_convolution"]
     bns = [a for k, a in ops if k == "aten::batch_norm"]
     (linear,) = [a for k, a in ops if k == "aten::linear"]

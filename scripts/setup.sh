@@ -9,9 +9,9 @@ TORCH_VERSION=2.13.0
 VENV=.venv
 # Test references: scikit-learn (metrics), scipy and pytorch-ood (feature methods; it needs
 # torchvision, pinned to the torch release), safetensors (fixture heads); timm, onnx and onnx2torch
-# (scripts/export_model.py builds timm models and converts ONNX graphs; tests/own_model.rs);
+# (scripts/export_model.py builds timm models and converts ONNX graphs; crates/oodscope/tests/own_model.rs);
 # pyarrow, pandas and polars read our Parquet results as users do; ray runs scripts/ray_score.py on a
-# local cluster (tests/scale_out.rs).
+# local cluster (crates/oodscope/tests/scale_out.rs).
 PY_PACKAGES=(numpy scikit-learn pillow scipy safetensors "torchvision==0.28.0" "pytorch-ood==0.4.0"
   "timm==1.0.31" "onnx==1.23.2" "onnx2torch==1.5.15" "pyarrow==26.0.1" "pandas==3.1.1"
   "polars==2.1.0" "ray==2.60.0")

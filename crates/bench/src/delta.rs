@@ -13,11 +13,11 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::Report;
-use oodscope::app::result::ScoredResult;
-use oodscope::app::view::Derived;
-use oodscope::results::{Load, open_with};
-use oodscope::score::ScoreRun;
-use oodscope::ui::gallery::{SortOrder, VerdictFilter, at_threshold, ordered};
+use oodscope_engine::results::{Load, open_with};
+use oodscope_engine::score::ScoreRun;
+use oodscope_gui::app::result::ScoredResult;
+use oodscope_gui::app::view::Derived;
+use oodscope_gui::ui::gallery::{SortOrder, VerdictFilter, at_threshold, ordered};
 
 #[derive(Debug, clap::Args)]
 pub struct DeltaArgs {
@@ -55,7 +55,7 @@ pub fn run(args: &DeltaArgs) -> Report {
     let order = ordered(&result.scores, &sets_of, None, SortOrder::ScoreDescending);
     let gallery_sort_ms = start.elapsed().as_secs_f64() * 1e3;
     let (lo, hi) = derived.range;
-    let id_sets = oodscope::score::run::sets_with_role(&result.sets, oodscope::data::Role::Id);
+    let id_sets = oodscope_engine::score::run::sets_with_role(&result.sets, oodscope_data::Role::Id);
 
     let mut delta_ms = Vec::with_capacity(args.repeats);
     let mut accuracy_ms = Vec::with_capacity(args.repeats);

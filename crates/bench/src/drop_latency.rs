@@ -10,8 +10,8 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{DropArgs, Report};
-use oodscope::app::{Command, OodscopeApp, SavedSet, Settings};
-use oodscope::detect::Params;
+use oodscope_engine::detect::Params;
+use oodscope_gui::app::{Command, OodscopeApp, SavedSet, Settings};
 
 /// Gives up on any wait after this long.
 const PATIENCE: Duration = Duration::from_secs(900);
@@ -29,7 +29,7 @@ pub fn run(args: &DropArgs) -> Report {
     let settings = Settings {
         model: Some(args.model.display().to_string()),
         sets: vec![set(args.id.clone(), false), set(args.ood.clone(), true)],
-        method: oodscope::score::Method::named("odin"),
+        method: oodscope_engine::score::Method::named("odin"),
         params: [(
             "odin".to_string(),
             Params::new().with("temperature", 1000.0).with("epsilon", args.epsilon),

@@ -1,7 +1,7 @@
 //! Milliseconds per GUI interaction on synthetic scores: a threshold move, a change of T with ε = 0
 //! (re-scoring cached logits, as the worker does) and a ROC/PR recompute; medians over repetitions.
 
-use oodscope::rng::SplitMix64;
+use oodscope_data::rng::SplitMix64;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -9,11 +9,11 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{InteractionArgs, Report};
-use oodscope::detect::Context;
-use oodscope::detect::cache::{CachedOutputs, rescore};
-use oodscope::metrics::{SortedScores, histogram, shared_range};
-use oodscope::model::ModelCard;
-use oodscope::score::{Method, ScoreSettings};
+use oodscope_engine::detect::Context;
+use oodscope_engine::detect::cache::{CachedOutputs, rescore};
+use oodscope_engine::model::ModelCard;
+use oodscope_engine::score::{Method, ScoreSettings};
+use oodscope_metrics::{SortedScores, histogram, shared_range};
 
 /// Histogram bins, as the GUI's default.
 const BINS: usize = 60;

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use oodscope::model::DeviceChoice;
-use oodscope::score::Method;
+use oodscope_engine::model::DeviceChoice;
+use oodscope_engine::score::Method;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,7 +84,7 @@ pub struct PipelineArgs {
     /// (in turn on the CPU, overlapped on a GPU)].
     #[arg(long, value_parser = ["in-turn", "overlapped"])]
     pub schedule: Option<String>,
-    /// Leave glibc's malloc at its defaults (oodscope keeps tensor buffers in the heap; see src/alloc.rs).
+    /// Leave glibc's malloc at its defaults (oodscope keeps tensor buffers in the heap; see crates/engine/src/alloc.rs).
     #[arg(long)]
     pub malloc_defaults: bool,
 }
@@ -178,10 +178,10 @@ pub struct KnnArgs {
 
 fn main() {
     let cli = Cli::parse();
-    oodscope::torch_libs::load_cuda_or_warn();
+    oodscope_engine::torch_libs::load_cuda_or_warn();
     let glibc_defaults = matches!(&cli.command, Command::Pipeline(args) if args.malloc_defaults);
     if !glibc_defaults {
-        oodscope::alloc::keep_tensor_buffers_in_the_heap();
+        oodscope_engine::alloc::keep_tensor_buffers_in_the_heap();
     }
     let result = match &cli.command {
         Command::Pipeline(args) => pipeline::run(args),

@@ -10,12 +10,12 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use super::{PipelineArgs, Report};
-use oodscope::data::{ImageSet, Role, SetSource, decode_file};
-use oodscope::detect::plan::{Plan, dims_of, dims_with_fit};
-use oodscope::fit::Fit;
-use oodscope::fit::cache::bank_budget;
-use oodscope::model::{Model, device_name, set_model_threads};
-use oodscope::score::{DecodeSchedule, Method, ScoreSettings, StageTimes, run_scoring_with};
+use oodscope_data::{ImageSet, Role, SetSource, decode_file};
+use oodscope_engine::detect::plan::{Plan, dims_of, dims_with_fit};
+use oodscope_engine::fit::Fit;
+use oodscope_engine::fit::cache::bank_budget;
+use oodscope_engine::model::{Model, device_name, set_model_threads};
+use oodscope_engine::score::{DecodeSchedule, Method, ScoreSettings, StageTimes, run_scoring_with};
 
 /// The settings of a benchmarked method at its defaults (ODIN: T = 1000, ε = 0.0014).
 pub fn settings_for(method: Method, model: &Model) -> ScoreSettings {
@@ -113,7 +113,7 @@ pub fn run(args: &PipelineArgs) -> Report {
         "methods": methods.iter().map(|s| s.method.name()).collect::<Vec<_>>(),
         "settings": methods.iter().map(ScoreSettings::describe).collect::<Vec<_>>().join("; "),
         "fit": args.fit.as_ref().map(|p| p.display().to_string()),
-        "bank_on_disk": fit.as_ref().and_then(|f| f.bank.as_ref()).map(|b| b.on_disk()),
+        "bank_on_disk": fit.as_ref().and_then(|f| f.bank.as_ref()).map(oodscope_engine::fit::Bank::on_disk),
         "images": images,
         "batch_size": args.batch_size,
         "seconds": seconds,
@@ -192,12 +192,12 @@ pub fn score_preloaded(plan: &Plan, pixels: &[f32], batch_size: usize) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oodscope::model::DeviceChoice;
+    use oodscope_engine::model::DeviceChoice;
 
     /// The preloaded path scores exactly what the streaming pipeline scores.
     #[test]
     fn preloaded_scores_equal_run_scoring() {
-        let root = oodscope::assets_root();
+        let root = oodscope_engine::assets_root();
         let model = Model::load(&root.join("models/fmnist-resnet.pt"), DeviceChoice::Cpu).unwrap();
         let files = |dir: &str| {
             let mut paths: Vec<_> = std::fs::read_dir(root.join(dir))
@@ -216,7 +216,8 @@ mod tests {
         for method in ["msp", "odin"] {
             let settings = settings_for(Method::named(method), &model);
             let plan = Plan::single(&model, &settings, None).unwrap();
-            let run = oodscope::score::run_scoring(&plan, &sets, 32, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            let run =
+                oodscope_engine::score::run_scoring(&plan, &sets, 32, &AtomicBool::new(false), &mut |_| {}).unwrap();
             let streamed = run.scores().to_vec();
             let preloaded = score_preloaded(&plan, &pixels, 32).unwrap();
             assert_eq!(streamed.len(), 140);

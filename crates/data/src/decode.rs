@@ -8,11 +8,11 @@ use image::{DynamicImage, ImageReader, Limits};
 
 use super::geometry::Geometry;
 use super::jpeg::decode_jpeg;
+pub use super::limits::{DecodeLimits, SkipReason};
 use super::pil::{self, PilFilter};
 use super::pil_convert::pil_planes;
-use super::resize::{Planes, center_crop, resize_bicubic, resize_bilinear, resize_nearest};
-pub use super::limits::{DecodeLimits, SkipReason};
 use super::preprocessing::{Backend, Interpolation, ResizeMode};
+use super::resize::{Planes, center_crop, resize_bicubic, resize_bilinear, resize_nearest};
 
 /// Luminance weights for RGB → one channel (ITU-R BT.601, as torchvision's `rgb_to_grayscale`).
 pub const LUMA_WEIGHTS: [f32; 3] = [0.2989, 0.587, 0.114];

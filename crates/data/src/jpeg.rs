@@ -22,7 +22,7 @@ pub fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<Option<Dynamic
             let message = panic
                 .downcast_ref::<String>()
                 .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
                 .unwrap_or_else(|| "unknown libjpeg error".into());
             Err(SkipReason(format!("cannot decode JPEG: {}", message.trim())))
         }
@@ -76,7 +76,7 @@ mod tests {
     use super::*;
 
     fn jpeg_bytes() -> Vec<u8> {
-        let img = image::RgbImage::from_fn(32, 24, |x, y| image::Rgb([(x * 7) as u8, (y * 9) as u8, 100]));
+        let img = RgbImage::from_fn(32, 24, |x, y| image::Rgb([(x * 7) as u8, (y * 9) as u8, 100]));
         let mut out = Vec::new();
         DynamicImage::ImageRgb8(img)
             .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Jpeg)

@@ -9,6 +9,7 @@ pub mod pil;
 pub mod pil_convert;
 pub mod preprocessing;
 pub mod resize;
+pub mod rng;
 pub mod scan;
 pub mod set;
 pub mod shard;

@@ -1,5 +1,5 @@
 //! A decoded image as Pillow's `convert("RGB")` or `convert("L")` gives it: 8-bit planes, checked
-//! against Pillow 13 (`tests/preprocess.rs`, and the unit tests below for what they pin down).
+//! against Pillow 13 (`crates/oodscope/tests/preprocess.rs`, and the unit tests below for what they pin down).
 //!
 //! - Alpha is dropped, never composited; grey is replicated to three channels.
 //! - RGB → L is ITU-R 601-2 in integers: `(R·19595 + G·38470 + B·7471 + 0x8000) >> 16`.

@@ -1,4 +1,4 @@
-//! Compiles cpp/aoti_shim.cpp (the bridge to libtorch's AOTInductor package loader) against the
+//! Compiles crates/engine/cpp/aoti_shim.cpp (the bridge to libtorch's AOTInductor package loader) against the
 //! headers of the libtorch that torch-sys links, with the flags torch-sys uses for its own wrapper.
 
 use std::path::{Path, PathBuf};
@@ -26,5 +26,5 @@ pub fn build_shim(lib_dir: &str) {
         .compile("oodscope_aoti");
     // A package's compiled library needs libtorch.so by name; it is not linked (it pulls
     // libtorch_cuda, which an install with the CPU libraries lacks) but loaded before the first
-    // package (src/torch_libs.rs::load_libtorch).
+    // package (crates/engine/src/torch_libs.rs::load_libtorch).
 }

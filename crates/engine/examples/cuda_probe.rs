@@ -1,4 +1,4 @@
-//! Checks the run-time loading of libtorch_cuda (src/torch_libs.rs) against libtorch itself:
+//! Checks the run-time loading of libtorch_cuda (crates/engine/src/torch_libs.rs) against libtorch itself:
 //! `cargo run --release --example cuda_probe -- load` loads it first, as `main` does: on a GPU
 //! machine CUDA is available and a CUDA tensor is made; without a GPU, libtorch answers "Found no
 //! NVIDIA driver" (its CUDA part is registered). Controls: `none` (never loaded: no 'CUDA' backend)
@@ -9,7 +9,7 @@ fn main() {
         println!("before loading: CUDA available {}", tch::Cuda::is_available());
     }
     if mode == "load" || mode == "late" {
-        println!("{:?}", oodscope::torch_libs::load_cuda());
+        println!("{:?}", oodscope_engine::torch_libs::load_cuda());
     }
     println!(
         "CUDA available {}, devices {}, cuDNN {}",

@@ -72,14 +72,18 @@ fn normalise(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
+/// The checkout this crate was built in (the workspace's folder, two above the engine's).
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
 /// The assets folder for this process: `OODSCOPE_ASSETS`, the installed copy, or the checkout.
 pub fn find() -> Result<PathBuf, NotFound> {
     let exe = std::env::current_exe().ok();
-    find_in(places(
-        std::env::var_os(ENV),
-        exe.as_deref(),
-        Path::new(env!("CARGO_MANIFEST_DIR")),
-    ))
+    find_in(places(std::env::var_os(ENV), exe.as_deref(), &checkout()))
 }
 
 /// The assets folder, or where it would be expected when there is none (the first place looked

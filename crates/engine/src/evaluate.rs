@@ -1,9 +1,9 @@
 //! Metrics of a scoring run: each OOD set against the pooled ID sets, for the method and the MSP baseline.
 
-use crate::data::{ImageSet, Role};
-use crate::metrics::{DetectionMetrics, detection_metrics};
 use crate::score::ScoreRun;
 use crate::score::run::sets_with_role;
+use oodscope_data::{ImageSet, Role};
+use oodscope_metrics::{DetectionMetrics, detection_metrics};
 
 /// The metrics of one OOD set, or why they could not be computed.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,29 +1,22 @@
-//! oodscope: out-of-distribution detection inspector for TorchScript image classifiers.
+//! oodscope's engine: everything between image files and scores, metrics and reports, with no
+//! window and no command line (the serve and Python crates build on it too).
 //!
-//! Layers point one way: `ui → app → worker → (score, tune, fit) → detect → model/data → metrics`;
-//! `cli` and `report` sit beside `app`.
+//! Modules point one way (docs/architecture.md draws them):
+//! `report → (compare, tune) → results → score → detect → model`, with `fit` producing what
+//! `detect` reads, `evaluate` joining scores and `oodscope_metrics`, and `oodscope_data` under all.
 
 pub mod alloc;
-pub mod app;
 pub mod assets;
-pub mod cli;
 pub mod compare;
-pub mod data;
 pub mod detect;
 pub mod evaluate;
 pub mod fit;
-pub mod gui;
-pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod results;
-pub mod rng;
 pub mod score;
 pub mod torch_libs;
-pub mod train;
-pub mod ui;
-pub mod worker;
+pub mod tune;
 
 /// Where the bundled models and demo assets are (see [`assets`]).
 pub use assets::assets_root;
-pub mod tune;

@@ -2,7 +2,7 @@
 //! an install with the CPU libraries alone runs without the CUDA libraries, and a CUDA libtorch
 //! still gives CUDA.
 //!
-//! The binaries link `libtorch_cpu` only (build.rs). `libtorch_cuda.so` registers the CUDA hooks
+//! The binaries link `libtorch_cpu` only (build/libtorch_link.rs). `libtorch_cuda.so` registers the CUDA hooks
 //! and kernels in its static initialisers, and libtorch asks for the hooks once and keeps the
 //! answer: [`load_cuda`] must run before any tch call (first thing in `main`).
 

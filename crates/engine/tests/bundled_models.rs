@@ -2,15 +2,15 @@
 //! and a checked head), its accuracy on the committed demo sample is what its card claims (within a
 //! point), and each file opens in Python's `torch.jit.load` with the outputs its card says.
 
-mod common;
+use crate::support;
 
-use oodscope::data::{ImageSet, Role};
-use oodscope::model::{DeviceChoice, Model};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::model::{DeviceChoice, Model};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    support::repo_root()
 }
 
 const MODELS: [(&str, &str); 3] = [
@@ -32,8 +32,8 @@ fn demo_accuracy(model: &Model, method: &str) -> f64 {
         sets[0].labelled,
         "the demo folder's class folders must match the card's classes"
     );
-    let settings = common::t_eps(model, method, 1.0, 0.0);
-    let run = common::run_one(model, &sets, &settings, 256);
+    let settings = support::t_eps(model, method, 1.0, 0.0);
+    let run = oodscope_engine::score::score_sets(model, None, &sets, &settings, 256).unwrap();
     assert_eq!(run.images.len(), 2000);
     run.accuracy(&[0]).unwrap()
 }

@@ -3,27 +3,27 @@
 //! per-image scores to 1e-4 (relative) at batch sizes 1 and 64, the fit statistics, and AUROC within
 //! 1e-3 of pytorch-ood 0.4's detectors on the same features.
 
-mod common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use oodscope::data::{ImageSet, Role};
-use oodscope::detect::Params;
-use oodscope::detect::plan::{Plan, dims_with_fit};
-use oodscope::fit::file::Reader;
-use oodscope::fit::{Fit, FitOptions, fit_model};
-use oodscope::metrics::detection_metrics;
-use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, ScoreSettings, run_scoring};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::Params;
+use oodscope_engine::detect::plan::{Plan, dims_with_fit};
+use oodscope_engine::fit::file::Reader;
+use oodscope_engine::fit::{Fit, FitOptions, fit_model};
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
+use oodscope_metrics::detection_metrics;
 use serde_json::Value;
 use tch::Tensor;
 
 const TOLERANCE: f64 = 1e-4;
 
 fn fx() -> PathBuf {
-    common::fixtures()
+    support::fixtures()
 }
 
 fn read_json(rel: &str) -> Value {
@@ -235,9 +235,9 @@ fn fit_statistics_equal_numpys() {
         assert_eq!(
             fit.info.labels,
             if name == "fit" {
-                oodscope::fit::LabelSource::Folders
+                oodscope_engine::fit::LabelSource::Folders
             } else {
-                oodscope::fit::LabelSource::Predicted
+                oodscope_engine::fit::LabelSource::Predicted
             }
         );
         // Relative to each statistic's largest entry. The features themselves differ in their

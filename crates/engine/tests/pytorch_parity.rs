@@ -2,15 +2,15 @@
 //! for every method and (T, ε) in the manifest, at batch size 1 and 64, with decoding in turn with the
 //! model (the CPU's schedule) and overlapped (a GPU's).
 
-mod common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
-use oodscope::data::{ImageSet, Role};
-use oodscope::detect::plan::Plan;
-use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{DecodeSchedule, run_scoring_with};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::plan::Plan;
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::{DecodeSchedule, run_scoring_with};
 
 #[derive(Debug)]
 struct Expected {
@@ -43,7 +43,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn scores_match_pytorch_for_every_method_and_setting() {
-    let fx = common::fixtures();
+    let fx = support::fixtures();
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fx.join("reference/manifest.json")).unwrap()).unwrap();
     let cases = manifest.as_array().unwrap();
@@ -54,7 +54,7 @@ fn scores_match_pytorch_for_every_method_and_setting() {
         let model = Model::load(&fx.join(case["model"].as_str().unwrap()), DeviceChoice::Cpu).unwrap();
         let method = case["method"].as_str().unwrap();
         let (t, eps) = (case["temperature"].as_f64().unwrap(), case["epsilon"].as_f64().unwrap());
-        let settings = common::t_eps(&model, method, t, eps);
+        let settings = support::t_eps(&model, method, t, eps);
         let plan = Plan::single(&model, &settings, None).unwrap();
         let expected = read_reference(&fx.join(case["file"].as_str().unwrap()));
         let sets = vec![

@@ -2,16 +2,16 @@
 //! every (T, ε) from scratch): same split sizes, every grid objective to 1e-6, the same best setting,
 //! and the same test-split metrics at it, for ODIN, energy, the ensemble and the confidence branch.
 
-mod common;
+use crate::support;
 
 use std::sync::atomic::AtomicBool;
 
-use oodscope::data::{ImageSet, Role};
-use oodscope::detect::plan::dims_of;
-use oodscope::metrics::DetectionMetrics;
-use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::Method;
-use oodscope::tune::{Objective, ParamGrid, TuneOptions, tune};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::plan::dims_of;
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::Method;
+use oodscope_engine::tune::{Objective, ParamGrid, TuneOptions, tune};
+use oodscope_metrics::DetectionMetrics;
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-6;
@@ -57,7 +57,7 @@ fn assert_metrics(what: &str, actual: &DetectionMetrics, expected: &Value) {
 
 #[test]
 fn tune_matches_an_exhaustive_pytorch_search() {
-    let fx = common::fixtures();
+    let fx = support::fixtures();
     let path = fx.join("tune_refs.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
@@ -122,7 +122,7 @@ fn tune_matches_an_exhaustive_pytorch_search() {
         let grid = case["grid"].as_array().unwrap();
         assert_eq!(result.results.len(), grid.len(), "{name}: grid size");
         // T where the method has one (the reference writes T = 1 for the confidence branch).
-        let t_of = |p: &oodscope::detect::Params| {
+        let t_of = |p: &oodscope_engine::detect::Params| {
             if p.contains("temperature") {
                 p.get("temperature")
             } else {
@@ -174,7 +174,7 @@ fn tune_matches_an_exhaustive_pytorch_search() {
         assert_metrics(&format!("{name} test"), test.method.as_ref().unwrap(), &case["test"]);
         match (&test.baseline, &case["test_baseline"]) {
             (Some(ours), theirs) if !theirs.is_null() => {
-                assert_metrics(&format!("{name} test baseline"), ours.as_ref().unwrap(), theirs)
+                assert_metrics(&format!("{name} test baseline"), ours.as_ref().unwrap(), theirs);
             }
             (None, Value::Null) => {}
             (ours, theirs) => panic!("{name}: baseline {ours:?} vs reference {theirs}"),

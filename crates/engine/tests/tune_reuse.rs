@@ -2,24 +2,24 @@
 //! of one setting computes from scratch at each (T, ε) (to 1e-6), for every tunable method, in one
 //! batch and in batches of 5; and a tuning run stops on cancel.
 
-mod common;
+use crate::support;
 
 use std::sync::atomic::AtomicBool;
 
-use oodscope::data::{ImageSet, Role, SetSource, decode_file};
-use oodscope::detect::plan::{Plan, dims_of};
-use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, RunError};
-use oodscope::tune::search::{batch_grid_scores, grid_scores};
-use oodscope::tune::split::{load_validation, split_sets};
-use oodscope::tune::{Objective, ParamGrid, TuneOptions, ValidationSplit, tune};
+use oodscope_data::{ImageSet, Role, SetSource, decode_file};
+use oodscope_engine::detect::plan::{Plan, dims_of};
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::{Method, RunError};
+use oodscope_engine::tune::search::{batch_grid_scores, grid_scores};
+use oodscope_engine::tune::split::{load_validation, split_sets};
+use oodscope_engine::tune::{Objective, ParamGrid, TuneOptions, ValidationSplit, tune};
 use tch::{Kind, Tensor};
 
 const TOLERANCE: f32 = 1e-6;
 
 /// Every fixture image (ID then OOD) decoded for the model, as one batch.
 fn fixture_batch(model: &Model) -> Tensor {
-    let fx = common::fixtures();
+    let fx = support::fixtures();
     let pre = model.card.preprocess();
     let mut pixels = Vec::new();
     let mut n = 0;
@@ -66,7 +66,7 @@ fn grid(model: &Model, method: &str, temperatures: &[f64], epsilons: &[f64]) -> 
 
 #[test]
 fn reused_signs_give_the_from_scratch_scores() {
-    let fx = common::fixtures();
+    let fx = support::fixtures();
     let cases = [
         ("models/plain.pt", "odin"),
         ("models/plain.pt", "energy"),
@@ -91,7 +91,7 @@ fn reused_signs_give_the_from_scratch_scores() {
 
 #[test]
 fn batching_the_validation_split_does_not_change_scores() {
-    let fx = common::fixtures();
+    let fx = support::fixtures();
     let model = Model::load(&fx.join("models/plain.pt"), DeviceChoice::Cpu).unwrap();
     let sets = vec![
         ImageSet::open(fx.join("images/id").to_str().unwrap(), Role::Id, &model.card.classes).unwrap(),
@@ -132,7 +132,7 @@ fn batching_the_validation_split_does_not_change_scores() {
 
 #[test]
 fn tuning_stops_on_cancel() {
-    let fx = common::fixtures();
+    let fx = support::fixtures();
     let model = Model::load(&fx.join("models/plain.pt"), DeviceChoice::Cpu).unwrap();
     let sets = vec![
         ImageSet::open(fx.join("images/id").to_str().unwrap(), Role::Id, &model.card.classes).unwrap(),
@@ -149,7 +149,7 @@ fn tuning_stops_on_cancel() {
     let mut calls = 0;
     let result = tune(&model, None, &sets, &options, &cancel, &mut |p| {
         calls += 1;
-        if p.stage == oodscope::tune::Stage::Searching {
+        if p.stage == oodscope_engine::tune::Stage::Searching {
             cancel.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });

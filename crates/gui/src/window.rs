@@ -2,10 +2,9 @@
 //! one-line fallback to the headless demo report where there is no display), and its frame, which
 //! joins the app's state (`app`) and the panels that draw it (`ui`).
 
-use anyhow::Result;
-
 use std::path::PathBuf;
 
+use crate::Error;
 use crate::app::{OodscopeApp, SavedSet, Settings};
 
 /// What the window is asked to open with (the command line's flags, or a caller's own).
@@ -34,7 +33,7 @@ pub fn has_display() -> bool {
 
 /// The settings the command line asks for, if it asks for any.
 pub fn startup_settings(args: &StartupOptions) -> Option<Settings> {
-    let root = crate::assets_root();
+    let root = oodscope_engine::assets_root();
     if args.demo || args.screenshots.is_some() {
         return Some(Settings::demo(&root));
     }
@@ -60,23 +59,9 @@ pub fn startup_settings(args: &StartupOptions) -> Option<Settings> {
     Some(settings)
 }
 
-/// The headless report of a results file (no display): each stored method's metrics table.
-pub fn headless_results(path: &std::path::Path) -> Result<()> {
-    let results = crate::results::open_with(path, crate::results::Load::SCORES).map_err(anyhow::Error::msg)?;
-    let (run, sets) = (&results.run, &results.sets);
-    for (column, settings) in run.methods.iter().enumerate() {
-        let evaluation = crate::evaluate::evaluate_column(run, sets, column);
-        print!(
-            "{}",
-            crate::report::table::metrics_table(&results.meta.model.name, settings, &evaluation)
-        );
-    }
-    Ok(())
-}
-
 /// Opens the window and runs until it closes.
-pub fn run_gui(args: &StartupOptions) -> Result<()> {
-    if let Err(missing) = crate::assets::find() {
+pub fn run_gui(args: &StartupOptions) -> Result<(), Error> {
+    if let Err(missing) = oodscope_engine::assets::find() {
         if args.demo || args.screenshots.is_some() {
             return Err(missing.into());
         }
@@ -100,7 +85,7 @@ pub fn run_gui(args: &StartupOptions) -> Result<()> {
             let mut app = OodscopeApp::from_creation_context(cc, startup);
             if let Some(dir) = tour_dir {
                 let _ = std::fs::create_dir_all(&dir);
-                let internet = crate::assets_root().join("assets/internet");
+                let internet = oodscope_engine::assets_root().join("assets/internet");
                 let mut files: Vec<_> = std::fs::read_dir(&internet)
                     .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
                     .unwrap_or_default();
@@ -110,7 +95,7 @@ pub fn run_gui(args: &StartupOptions) -> Result<()> {
             Ok(Box::new(app))
         }),
     )
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    .map_err(|e| Error::Window(e.to_string()))
 }
 
 /// What the window sets up in egui once: fallback fonts for any file name, and focus that a press

@@ -4,120 +4,17 @@
 //! a press anywhere gives the keys back to the app, file names in any script have glyphs, and an
 //! export writes a valid PNG with δ drawn in amber.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
-use egui_kittest::{Harness, HarnessBuilder};
-use oodscope::app::{OodscopeApp, SavedSet, Settings, Tab};
-use oodscope::detect::Params;
-use oodscope::score::Method;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A small demo: the bundled model, Fashion-MNIST ID, MNIST and uniform noise as OOD, ODIN with
-/// ε = 0 (so that T re-scores from cached logits).
-fn settings(export_dir: &Path) -> Settings {
-    let set = |spec: String, ood: bool| SavedSet {
-        spec,
-        ood,
-        enabled: true,
-    };
-    Settings {
-        model: Some(root().join("models/fmnist-resnet.pt").display().to_string()),
-        sets: vec![
-            set(root().join("assets/demo/fmnist-test").display().to_string(), false),
-            set(root().join("assets/demo/mnist").display().to_string(), true),
-            set("uniform:300".into(), true),
-        ],
-        method: Method::named("odin"),
-        params: [(
-            "odin".to_string(),
-            Params::new().with("temperature", 1000.0).with("epsilon", 0.0),
-        )]
-        .into(),
-        export_dir: export_dir.display().to_string(),
-        ..Settings::default()
-    }
-}
-
-/// Fits made by the GUI tests go to a cache folder of their own, not the user's.
-fn private_fit_cache() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let dir = root().join("target/gui-test-fit-cache");
-        // SAFETY: set once, before any app (and its worker threads) of this test binary starts.
-        unsafe { std::env::set_var("OODSCOPE_CACHE_DIR", dir) };
-    });
-}
-
-/// The app as the window opens it (fonts and focus options included).
-fn harness_with(settings: Settings) -> Harness<'static, OodscopeApp> {
-    private_fit_cache();
-    HarnessBuilder::default()
-        .with_size([1440.0, 900.0])
-        .build_eframe(move |cc| {
-            oodscope::gui::prepare_context(&cc.egui_ctx);
-            OodscopeApp::new(&cc.egui_ctx, settings)
-        })
-}
-
-fn harness(export_dir: &Path) -> Harness<'static, OodscopeApp> {
-    harness_with(settings(export_dir))
-}
-
-/// Steps the app until `done` holds. Background jobs finish on the worker's thread, so this waits
-/// for completion, not for a clock a loaded machine can miss: it fails as soon as nothing is left
-/// in flight (every job sent has finished and its events are applied, for several frames) while
-/// `done` still does not hold. Only a hang meets the last-resort bound, `HANG_AFTER` times
-/// `OODSCOPE_TEST_TIME_SCALE` (default 1).
-fn step_until(h: &mut Harness<'static, OodscopeApp>, what: &str, done: impl Fn(&OodscopeApp) -> bool) {
-    const HANG_AFTER: Duration = Duration::from_secs(900);
-    const QUIET_FRAMES: usize = 5;
-    let scale: f64 = std::env::var("OODSCOPE_TEST_TIME_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    let start = Instant::now();
-    let mut quiet_frames = 0;
-    while !done(h.state()) {
-        assert!(
-            start.elapsed().as_secs_f64() < HANG_AFTER.as_secs_f64() * scale,
-            "hung waiting for {what}; messages: {:?}",
-            h.state().messages
-        );
-        let quiet_before = h.state().is_quiet();
-        h.step();
-        quiet_frames = if quiet_before && h.state().is_quiet() {
-            quiet_frames + 1
-        } else {
-            0
-        };
-        assert!(
-            quiet_frames < QUIET_FRAMES || done(h.state()),
-            "nothing is left in flight, and still no {what}; messages: {:?}",
-            h.state().messages
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
-}
-
-fn scored(app: &OodscopeApp) -> bool {
-    app.derived.is_some() && app.job.is_none() && !app.result_is_stale()
-}
-
-fn auroc_of_first_ood(app: &OodscopeApp) -> f64 {
-    app.derived.as_ref().unwrap().ood[0].metrics.unwrap().auroc
-}
-
-fn shows_text(h: &Harness<'static, OodscopeApp>, text: &str) -> bool {
-    h.query_all_by_label(text).next().is_some()
-}
+use oodscope_engine::detect::Params;
+use oodscope_engine::score::Method;
+use oodscope_gui::app::{OodscopeApp, SavedSet, Tab};
+use oodscope_gui::testing::{
+    DroppedPath, auroc_of_first_ood, demo_settings as settings, harness, harness_with, root, scored, shows_text,
+    step_until,
+};
 
 #[test]
 fn demo_loads_and_the_temperature_slider_changes_the_metrics_shown() {
@@ -207,18 +104,6 @@ fn moving_the_threshold_changes_the_verdict_counts_in_the_same_frame() {
     assert!(p.tpr >= 0.95 && p.tpr < 0.951, "δ at 95% TPR gives TPR {}", p.tpr);
 }
 
-#[derive(Debug)]
-struct DroppedPath(PathBuf);
-
-impl egui::DroppedFile for DroppedPath {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
 #[test]
 fn dropping_images_adds_result_cards_and_bad_files_say_why() {
     let out = tempfile::tempdir().unwrap();
@@ -270,7 +155,7 @@ fn selecting_an_image_with_epsilon_shows_its_perturbation() {
     settings.set_param("epsilon", 0.002);
     let mut h = harness_with(settings);
     step_until(&mut h, "the demo to be scored", scored);
-    h.state_mut().push(oodscope::app::Command::Select(Some(0)));
+    h.state_mut().push(oodscope_gui::app::Command::Select(Some(0)));
     h.step();
     step_until(&mut h, "the perturbation", |app| app.perturbation.is_some());
     let p = h.state().perturbation.as_ref().unwrap();
@@ -317,7 +202,7 @@ fn tune_runs_in_the_background_and_its_choice_can_be_applied() {
         "the choice `{chosen}` is shown"
     );
     h.state_mut()
-        .push(oodscope::app::Command::SetParams(best.params.clone()));
+        .push(oodscope_gui::app::Command::SetParams(best.params.clone()));
     h.step();
     assert_eq!(h.state().settings.current_params(), best.params);
 }
@@ -378,7 +263,7 @@ fn feature_methods_fit_in_the_background_and_k_rescores_cached_features() {
     let app = h.state();
     assert_eq!(app.result.as_ref().unwrap().shown.method, Method::named("knn"));
     match &app.fit {
-        Some(oodscope::app::FitState::Ready { info, bank }) => {
+        Some(oodscope_gui::app::FitState::Ready { info, bank }) => {
             assert_eq!((info.images, *bank), (6000, Some(6000)));
         }
         _ => panic!("no fit"),
@@ -398,7 +283,7 @@ fn feature_methods_fit_in_the_background_and_k_rescores_cached_features() {
     assert_ne!(auroc_of_first_ood(app), before);
     // Switching to another feature method re-scores the same cached features too.
     h.state_mut()
-        .push(oodscope::app::Command::SetMethod(Method::named("vim")));
+        .push(oodscope_gui::app::Command::SetMethod(Method::named("vim")));
     h.step();
     assert!(
         h.state().job.is_none(),
@@ -470,11 +355,11 @@ fn a_folder_that_is_already_a_set_is_refused_with_a_message() {
     // The MNIST folder again, written another way, as OOD and as ID; and the noise set again.
     let again = format!("{}/", root().join("assets/demo/../demo/mnist").display());
     for (spec, role) in [
-        (again.clone(), oodscope::data::Role::Ood),
-        (again, oodscope::data::Role::Id),
-        ("uniform:300".to_string(), oodscope::data::Role::Ood),
+        (again.clone(), oodscope_data::Role::Ood),
+        (again, oodscope_data::Role::Id),
+        ("uniform:300".to_string(), oodscope_data::Role::Ood),
     ] {
-        h.state_mut().push(oodscope::app::Command::AddSet { spec, role });
+        h.state_mut().push(oodscope_gui::app::Command::AddSet { spec, role });
         h.step();
     }
     let app = h.state();
@@ -489,9 +374,9 @@ fn a_folder_that_is_already_a_set_is_refused_with_a_message() {
         app.messages
     );
     // A new folder is still added.
-    h.state_mut().push(oodscope::app::Command::AddSet {
+    h.state_mut().push(oodscope_gui::app::Command::AddSet {
         spec: root().join("assets/demo/photo-crops").display().to_string(),
-        role: oodscope::data::Role::Ood,
+        role: oodscope_data::Role::Ood,
     });
     h.step();
     assert_eq!(h.state().sets.len(), before + 1);
@@ -555,7 +440,7 @@ fn a_drop_during_a_long_job_shows_its_cards_at_once_and_is_scored_before_the_job
         card.outcome
     );
     assert!(h.query_by_label_contains("could not score: not an image").is_some());
-    h.state_mut().push(oodscope::app::Command::Cancel);
+    h.state_mut().push(oodscope_gui::app::Command::Cancel);
     h.step();
 }
 
@@ -631,7 +516,7 @@ fn file_names_with_cjk_and_symbols_have_glyphs_in_the_window_fonts() {
     for c in ['猫', '☕'] {
         assert!(faces_with(None, c).is_empty(), "egui's own fonts lack {c}");
     }
-    let fonts = || Some(oodscope::ui::fonts::definitions());
+    let fonts = || Some(oodscope_gui::ui::fonts::definitions());
     assert!(faces_with(fonts(), '☕').contains(&"DejaVuSans".to_string()));
     // Chinese, Japanese (kana and kanji) and Korean names, from the bundled subset.
     for c in "猫咖啡ねこ写真고양이貓".chars() {
@@ -652,7 +537,7 @@ fn file_names_with_cjk_and_symbols_have_glyphs_in_the_window_fonts() {
 /// plot's height), and the line's width.
 fn amber_column(png: &[u8]) -> (f64, usize) {
     let image = image::load_from_memory(png).unwrap().to_rgb8();
-    let amber = oodscope::report::histogram::THRESHOLD_COLOUR;
+    let amber = oodscope_engine::report::histogram::THRESHOLD_COLOUR;
     let columns: Vec<u32> = (0..image.width())
         .filter(|&x| {
             let n = (0..image.height())
@@ -673,7 +558,7 @@ fn amber_column(png: &[u8]) -> (f64, usize) {
 
 #[test]
 fn the_exported_histogram_draws_delta_as_a_thick_amber_line_where_it_is() {
-    use oodscope::report::histogram::{HistogramPlot, Series, histogram_png};
+    use oodscope_engine::report::histogram::{HistogramPlot, Series, histogram_png};
     let id: Vec<f32> = (0..500).map(|i| 0.5 + 0.5 * (i as f32 / 500.0)).collect();
     let ood: Vec<f32> = (0..500).map(|i| 0.5 * (i as f32 / 500.0)).collect();
     let png_at = |t: f32| {
@@ -704,275 +589,4 @@ fn the_exported_histogram_draws_delta_as_a_thick_amber_line_where_it_is() {
     assert!(x1 < x2 && x2 < x3, "{x1} {x2} {x3}");
     // The line sits at δ on the axis: equal steps of δ, equal steps on the image.
     assert!((x2 - x1 - (x3 - x2)).abs() <= 1.0, "{x1} {x2} {x3}");
-}
-
-/// Runs the oodscope binary (its fit cache in `dir`); panics with its stderr when it fails.
-fn oodscope_cli(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oodscope"))
-        .args(args)
-        .env("OODSCOPE_CACHE_DIR", dir.join("cache"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "oodscope {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into()
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-/// The demo sets as `score` / `compare` arguments (the ID set, then `ood`, then uniform noise).
-fn demo_set_args(ood: &Path) -> Vec<String> {
-    let s = |p: PathBuf| p.display().to_string();
-    vec![
-        "--model".into(),
-        s(root().join("models/fmnist-resnet.pt")),
-        "--id".into(),
-        s(root().join("assets/demo/fmnist-test")),
-        "--ood".into(),
-        ood.display().to_string(),
-        "--ood".into(),
-        "uniform:300".into(),
-        "--device".into(),
-        "cpu".into(),
-        "--quiet".into(),
-    ]
-}
-
-/// The app with no model, opening nothing yet (or `results` at start, as `oodscope --results`).
-fn results_harness(results: Option<&Path>, export_dir: &Path) -> Harness<'static, OodscopeApp> {
-    harness_with(Settings {
-        results: results.map(|p| p.display().to_string()),
-        export_dir: export_dir.display().to_string(),
-        ..Settings::default()
-    })
-}
-
-fn opened(app: &OodscopeApp) -> bool {
-    app.opened.is_some() && app.opening.is_none() && app.derived.is_some() && app.rescoring.is_none()
-}
-
-/// The window's metrics for each OOD set against a report's (`metrics` of one method, by set).
-fn assert_metrics_equal(app: &OodscopeApp, reference: &serde_json::Value, what: &str) {
-    let derived = app.derived.as_ref().unwrap();
-    assert_eq!(derived.ood.len(), 2, "{what}");
-    for ood in &derived.ood {
-        let m = ood.metrics.unwrap();
-        let r = &reference[&ood.name];
-        let close = |a: f64, key: &str| (a - r[key].as_f64().unwrap()).abs() < 1e-6;
-        assert!(
-            close(m.auroc, "auroc") && close(m.fpr_at_95_tpr, "fpr_at_95_tpr") && close(m.aupr_in, "aupr_in"),
-            "{what}, {}: window {m:?} vs report {r}",
-            ood.name
-        );
-    }
-}
-
-#[test]
-fn a_results_file_opens_without_a_model_switches_methods_moves_delta_and_rescores_t_from_saved_logits() {
-    let dir = tempfile::tempdir().unwrap();
-    let (parquet, report, report_t10) = (
-        dir.path().join("c.parquet"),
-        dir.path().join("c.json"),
-        dir.path().join("t10.json"),
-    );
-    let mut args: Vec<String> = vec!["compare".into()];
-    args.extend(demo_set_args(&root().join("assets/demo/mnist")));
-    args.extend(
-        [
-            "--methods",
-            "msp,energy,odin",
-            "--param",
-            "odin.temperature=1000",
-            "--param",
-            "odin.epsilon=0",
-            "--results",
-            parquet.to_str().unwrap(),
-            "--save-logits",
-            "--report",
-            report.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    oodscope_cli(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut args: Vec<String> = vec!["score".into()];
-    args.extend(demo_set_args(&root().join("assets/demo/mnist")));
-    args.extend(
-        [
-            "--method",
-            "odin",
-            "--param",
-            "temperature=10",
-            "--param",
-            "epsilon=0",
-            "--report",
-            report_t10.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    oodscope_cli(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let report = read_json(&report);
-
-    // `oodscope --results FILE`: a fresh app, no model.
-    let mut h = results_harness(Some(&parquet), dir.path());
-    step_until(&mut h, "the results file to open", opened);
-    let app = h.state();
-    assert!(app.model.is_none());
-    assert_eq!(app.result.as_ref().unwrap().run.images.len(), 2000 + 2000 + 300);
-    let first = app.settings.method;
-    assert_metrics_equal(app, &report["methods"][first.name()]["metrics"], first.name());
-    let auroc = auroc_of_first_ood(app);
-    assert!(
-        shows_text(&h, &format!("{:.1}%", 100.0 * auroc)),
-        "AUROC {auroc} not shown"
-    );
-
-    // Each stored column is a method, shown from its column (no model, no job).
-    let mut seen = vec![auroc];
-    for name in ["msp", "energy", "odin"] {
-        h.state_mut()
-            .push(oodscope::app::Command::SetMethod(Method::named(name)));
-        h.step();
-        h.step();
-        let app = h.state();
-        assert!(app.job.is_none() && app.rescoring.is_none(), "{name} from its column");
-        assert_eq!(app.result.as_ref().unwrap().shown.method, Method::named(name));
-        assert_metrics_equal(app, &report["methods"][name]["metrics"], name);
-        seen.push(auroc_of_first_ood(app));
-    }
-    assert!(
-        seen.iter().any(|a| (a - seen[0]).abs() > 1e-3),
-        "switching methods changed nothing: {seen:?}"
-    );
-
-    // δ moves: the operating point follows in the same frame.
-    let before = h.state().threshold.unwrap();
-    let (lo, hi) = h.state().derived.as_ref().unwrap().range;
-    let moved = lo + 0.25 * (hi - lo);
-    h.get_by_role_and_label(Role::Slider, "Threshold δ")
-        .set_value_accesskit(moved as f64);
-    h.step();
-    let app = h.state();
-    let now = app.threshold.unwrap();
-    assert!(
-        (now - moved).abs() < 1e-3 * (hi - lo) && (now - before).abs() > 1e-6,
-        "δ {before} → {now}"
-    );
-
-    // ODIN with ε = 0 and saved logits: T re-scores without the model and equals `score` at T = 10.
-    h.get_by_role_and_label(Role::Slider, "Temperature T")
-        .set_value_accesskit(10.0);
-    h.step();
-    step_until(&mut h, "T re-scored from the saved logits", |app| {
-        opened(app) && app.result.as_ref().unwrap().shown.get("temperature") == 10.0
-    });
-    let app = h.state();
-    assert!(app.model.is_none() && app.job.is_none());
-    assert_metrics_equal(
-        app,
-        &read_json(&report_t10)["metrics"],
-        "ODIN at T = 10 from the saved logits",
-    );
-    // ε > 0 needs the gradients: its slider is disabled and says so.
-    use egui_kittest::kittest::NodeT;
-    assert!(
-        h.get_by_role_and_label(Role::Slider, "Perturbation ε")
-            .accesskit_node()
-            .is_disabled()
-    );
-}
-
-#[test]
-fn a_dropped_results_file_without_logits_disables_t_shows_placeholders_and_bad_files_say_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    // The OOD images copied away, scored, then removed: the file's paths no longer exist.
-    let moved = dir.path().join("mnist-moved");
-    std::fs::create_dir_all(&moved).unwrap();
-    for entry in std::fs::read_dir(root().join("assets/demo/mnist")).unwrap().take(200) {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, moved.join(path.file_name().unwrap())).unwrap();
-    }
-    let (parquet, report) = (dir.path().join("r.parquet"), dir.path().join("r.json"));
-    let mut args: Vec<String> = vec!["score".into()];
-    args.extend(demo_set_args(&moved));
-    args.extend(
-        [
-            "--method",
-            "odin",
-            "--param",
-            "temperature=1000",
-            "--param",
-            "epsilon=0",
-            "--results",
-            parquet.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
-    oodscope_cli(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
-    std::fs::remove_dir_all(&moved).unwrap();
-
-    let mut h = results_harness(None, dir.path());
-    h.step();
-    h.input_mut().dropped_files.push(Arc::new(DroppedPath(parquet.clone())));
-    h.step();
-    let app = h.state();
-    assert!(
-        app.opening.is_some() || app.opened.is_some(),
-        "a .parquet drop opens the results, not scored: {:?}",
-        app.messages
-    );
-    assert!(h.state().drops.is_empty());
-    step_until(&mut h, "the dropped results file to open", opened);
-    let app = h.state();
-    assert!(app.model.is_none());
-    assert_metrics_equal(app, &read_json(&report)["metrics"], "the dropped file");
-    let missing: Vec<&String> = app.messages.iter().filter(|m| m.contains("no longer exist")).collect();
-    assert_eq!(missing.len(), 1, "{:?}", app.messages);
-    assert!(missing[0].contains("200 of"), "{}", missing[0]);
-
-    // No saved logits: T needs the model, and the slider says so.
-    use egui_kittest::kittest::NodeT;
-    assert!(
-        h.get_by_role_and_label(Role::Slider, "Temperature T")
-            .accesskit_node()
-            .is_disabled()
-    );
-    assert!(
-        h.query_by_label_contains("needs the model — open it to re-score")
-            .is_some()
-    );
-
-    // The gallery draws the moved images as placeholders, quietly.
-    let messages = h.state().messages.len();
-    h.state_mut().settings.tab = Tab::Gallery;
-    for _ in 0..10 {
-        h.step();
-    }
-    assert_eq!(h.state().messages.len(), messages, "{:?}", h.state().messages);
-
-    // Bad files: one line each, naming the file; the view stays.
-    let serial = h.state().result_serial;
-    let truncated = dir.path().join("truncated.parquet");
-    let bytes = std::fs::read(&parquet).unwrap();
-    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let foreign = dir.path().join("foreign.parquet");
-    std::fs::write(&foreign, "not parquet at all").unwrap();
-    for bad in [&truncated, &foreign] {
-        let before = h.state().messages.len();
-        h.input_mut().dropped_files.push(Arc::new(DroppedPath(bad.clone())));
-        h.step();
-        step_until(&mut h, "the bad file's message", |app| app.opening.is_none());
-        let app = h.state();
-        assert_eq!(app.messages.len(), before + 1, "{:?}", app.messages);
-        let line = app.messages.last().unwrap();
-        assert!(line.contains(bad.to_str().unwrap()) && !line.contains('\n'), "{line}");
-        assert_eq!(app.result_serial, serial, "the view on display stays");
-        assert_eq!(app.opened.as_ref().unwrap().path, parquet);
-    }
 }

@@ -1,20 +1,18 @@
-//! Checks `oodscope::metrics` against reference values computed with scikit-learn.
+//! Checks `oodscope_metrics` against reference values computed with scikit-learn.
 //!
 //! The references come from `tests/fixtures/make_metric_refs.py`, written to
 //! `$OODSCOPE_FIXTURES/metric_refs.json` by `scripts/test.sh`.
 
-mod common;
-
 use std::path::PathBuf;
 
-use oodscope::metrics::detection_metrics;
+use oodscope_metrics::detection_metrics;
 use serde_json::Value;
 
 /// Absolute tolerance against scikit-learn.
 const TOLERANCE: f64 = 1e-6;
 
 fn fixtures_file() -> PathBuf {
-    let path = common::fixtures().join("metric_refs.json");
+    let path = oodscope_testkit::fixtures().join("metric_refs.json");
     assert!(
         path.is_file(),
         "fixtures missing: run scripts/test.sh (no file {})",

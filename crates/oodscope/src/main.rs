@@ -1,13 +1,16 @@
 //! oodscope binary: parses the command line and runs the command; errors end in one line and exit 1.
 
+mod cli;
+mod train;
+
 use clap::Parser;
-use oodscope::cli::{
+use cli::{
     Cli, Command, compare_command, fit_command, fit_merge_command, merge_command, methods_command, preprocess_command,
     score_command, train_command, tune_command,
 };
 
 fn main() {
-    oodscope::alloc::keep_tensor_buffers_in_the_heap();
+    oodscope_engine::alloc::keep_tensor_buffers_in_the_heap();
     let cli = Cli::try_parse().unwrap_or_else(|err| {
         use clap::error::ErrorKind;
         if matches!(
@@ -26,7 +29,7 @@ fn main() {
         std::process::exit(2);
     });
     // Before any tch call: libtorch decides once whether CUDA exists.
-    oodscope::torch_libs::load_cuda_or_warn();
+    oodscope_engine::torch_libs::load_cuda_or_warn();
     let result = match &cli.command {
         Some(Command::Score(args)) => score_command(args),
         Some(Command::Tune(args)) => tune_command(args),
@@ -37,19 +40,16 @@ fn main() {
         Some(Command::FitMerge(args)) => fit_merge_command(args),
         Some(Command::Merge(args)) => merge_command(args),
         Some(Command::Preprocess(args)) => preprocess_command(args),
-        None if oodscope::gui::has_display() => oodscope::gui::run_gui(&cli.gui.startup_options()),
+        None if oodscope_gui::has_display() => oodscope_gui::run_gui(&cli.gui.startup_options()).map_err(Into::into),
         None if cli.gui.results.is_some() => {
             eprintln!("oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): printing the results file's metrics");
-            cli.gui
-                .results
-                .as_deref()
-                .map_or(Ok(()), oodscope::gui::headless_results)
+            cli.gui.results.as_deref().map_or(Ok(()), cli::headless_results)
         }
         None => {
             eprintln!(
                 "oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): running the headless demo report instead"
             );
-            oodscope::cli::headless_demo()
+            cli::headless_demo()
         }
     };
     if let Err(err) = result {

@@ -5,7 +5,7 @@
 //! gradients are refused in one line, as are broken packages and a package on the wrong device,
 //! and nothing is left in the temporary folder.
 
-mod common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ const TOLERANCE: f64 = 1e-4;
 
 /// The AOTInductor fixtures (scripts/test.sh makes them).
 fn aoti() -> PathBuf {
-    common::fixture_folder("aoti", "make_aoti_models.py")
+    support::fixture_folder("aoti", "make_aoti_models.py")
 }
 
 fn path(rel: &str) -> String {
@@ -24,7 +24,7 @@ fn path(rel: &str) -> String {
 }
 
 fn references() -> Value {
-    common::references(&aoti())
+    support::references(&aoti())
 }
 
 /// Runs oodscope with a private fit cache and a private temporary folder, which must be empty

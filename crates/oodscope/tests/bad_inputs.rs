@@ -2,15 +2,15 @@
 //! rest is scored; broken models, empty folders and wrong settings stop with one clear line; a
 //! cancelled run stops early.
 
-mod common;
+use crate::support;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use oodscope::data::{ImageSet, Role};
-use oodscope::detect::plan::Plan;
-use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{DecodeSchedule, RunError, run_scoring_with};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::plan::Plan;
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::{DecodeSchedule, RunError, run_scoring_with};
 
 fn oodscope(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
@@ -25,7 +25,7 @@ fn oodscope(args: &[&str]) -> (i32, String, String) {
 }
 
 fn fx(rel: &str) -> String {
-    common::fixtures().join(rel).to_str().unwrap().to_string()
+    support::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
 /// Runs `score` with the given model on good sets; returns exit code and stderr.
@@ -219,7 +219,7 @@ fn a_cancelled_run_stops_early() {
         ImageSet::open(&fx("images/id"), Role::Id, &model.card.classes).unwrap(),
         ImageSet::open("uniform:5000", Role::Ood, &[]).unwrap(),
     ];
-    let settings = common::t_eps(&model, "odin", 1000.0, 0.0014);
+    let settings = support::settings(&model, "odin", &[("temperature", 1000.0), ("epsilon", 0.0014)]);
     let plan = Plan::single(&model, &settings, None).unwrap();
     for schedule in [DecodeSchedule::InTurn, DecodeSchedule::Overlapped] {
         let cancel = AtomicBool::new(false);

@@ -1,11 +1,11 @@
 //! `oodscope score` end to end: the table on stdout, and the CSV, JSON and PNG it writes.
 
-mod common;
+use crate::support;
 
 use std::process::Command;
 
 fn fx(rel: &str) -> String {
-    common::fixtures().join(rel).to_str().unwrap().to_string()
+    support::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn score_writes_table_csv_report_and_histogram() {
     };
     let id = scores_of(&|r| r[1] == "id");
     let uniform = scores_of(&|r| r[0] == "uniform");
-    let expected = oodscope::metrics::detection_metrics(&id, &uniform).unwrap();
+    let expected = oodscope_metrics::detection_metrics(&id, &uniform).unwrap();
     assert!((report["metrics"]["uniform"]["auroc"].as_f64().unwrap() - expected.auroc).abs() < 1e-12);
 
     // Histogram: a real PNG of the promised size with coloured content.
@@ -201,7 +201,7 @@ fn methods_lists_every_registered_method_and_what_a_model_lacks() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    for method in oodscope::score::Method::all() {
+    for method in oodscope_engine::score::Method::all() {
         assert!(
             text.lines()
                 .any(|l| l.trim_start().starts_with(&format!("{} ", method.name()))),

@@ -3,28 +3,28 @@
 //! the validation choice on the test split (also where the test split would prefer another), and a
 //! cancelled comparison writes nothing.
 
-mod common;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use oodscope::compare::{CompareOptions, Leaderboard, Stage, TuneSpec, compare};
-use oodscope::data::{ImageSet, Role};
-use oodscope::detect::plan::{Plan, dims_with_fit};
-use oodscope::evaluate::evaluate_column;
-use oodscope::fit::{Fit, FitOptions, fit_model};
-use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, RunError, ScoreSettings, run_scoring};
-use oodscope::tune::split::drop_validation_scores;
-use oodscope::tune::{Objective, ValidationSplit};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::compare::{CompareOptions, Leaderboard, Stage, TuneSpec, compare};
+use oodscope_engine::detect::plan::{Plan, dims_with_fit};
+use oodscope_engine::evaluate::evaluate_column;
+use oodscope_engine::fit::{Fit, FitOptions, fit_model};
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::{Method, RunError, ScoreSettings, run_scoring};
+use oodscope_engine::tune::split::drop_validation_scores;
+use oodscope_engine::tune::{Objective, ValidationSplit};
 use serde_json::Value;
 
 fn fx(rel: &str) -> String {
-    common::fixtures().join(rel).to_str().unwrap().to_string()
+    support::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
-use common::oodscope_with_cache as oodscope;
+use support::oodscope_with_cache as oodscope;
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -319,7 +319,7 @@ fn tuning_reports_the_validation_choice_on_the_test_split() {
         }
         // The choice is the validation split's best (first in grid order among equals).
         let objectives: Vec<f64> = search.results.iter().map(|r| r.objective.unwrap()).collect();
-        let best = objectives.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let best = objectives.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         assert_eq!(
             search.best.unwrap(),
             objectives.iter().position(|&o| o == best).unwrap()

@@ -3,23 +3,23 @@
 //! the scores of the bank in memory, cancel leaves nothing behind, and every bad input of the
 //! features contract is one line with nothing else lost.
 
-mod common;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use oodscope::data::{ImageSet, Role};
-use oodscope::detect::plan::{Plan, dims_with_fit};
-use oodscope::fit::{Fit, FitOptions, fit_model};
-use oodscope::model::{DeviceChoice, Model};
-use oodscope::score::{Method, RunError, ScoreSettings, run_scoring};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::plan::{Plan, dims_with_fit};
+use oodscope_engine::fit::{Fit, FitOptions, fit_model};
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::{Method, RunError, ScoreSettings, run_scoring};
 
 fn fx(rel: &str) -> String {
-    common::fixtures().join(rel).to_str().unwrap().to_string()
+    support::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
-use common::oodscope_with_cache as oodscope;
+use support::oodscope_with_cache as oodscope;
 
 fn score_args<'a>(model: &'a str, method: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -133,7 +133,7 @@ fn fit_command_writes_a_file_that_score_fit_reads_and_unlabelled_folders_say_so(
     assert!(stdout.contains("120 images"), "{stdout}");
     assert!(err.contains("the fit uses the model's predicted classes"), "{err}");
     // Python's safetensors reads the file, header and all.
-    let python = common::python();
+    let python = support::python();
     let check = Command::new(python)
         .args([
             "-c",
@@ -183,7 +183,7 @@ fn a_bank_read_from_disk_scores_what_the_bank_in_memory_scores() {
         for k in [1.0, 10.0, 120.0] {
             let settings = ScoreSettings::new(
                 Method::named("knn"),
-                &oodscope::detect::Params::new().with("k", k),
+                &oodscope_engine::detect::Params::new().with("k", k),
                 &dims_with_fit(&model, Some(&fit)),
             )
             .unwrap();

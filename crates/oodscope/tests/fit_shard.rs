@@ -4,16 +4,16 @@
 //! missing or given twice, another model, another batch size, a truncated part, a fit file, a shard
 //! out of range) are one line each, with nothing written.
 
-mod common;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
-use common::oodscope_with_cache as oodscope;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
+use support::oodscope_with_cache as oodscope;
 
 fn fx(rel: &str) -> String {
-    common::fixtures().join(rel).to_str().unwrap().to_string()
+    support::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
 fn s(p: &Path) -> &str {

@@ -7,7 +7,7 @@
 //! subtle ways (no derivative, training mode, float16, batch size frozen at 1) get one line that
 //! says so, and what still works, works.
 
-mod common;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ const ODIN_SIGNS_OFF: f64 = 1e-2;
 
 /// The own-model fixtures (scripts/test.sh makes them).
 fn own() -> PathBuf {
-    common::fixture_folder("own", "make_own_models.py")
+    support::fixture_folder("own", "make_own_models.py")
 }
 
 fn path(rel: &str) -> String {
@@ -33,10 +33,10 @@ fn path(rel: &str) -> String {
 }
 
 fn references() -> Value {
-    common::references(&own())
+    support::references(&own())
 }
 
-use common::oodscope_with_cache as oodscope;
+use support::oodscope_with_cache as oodscope;
 
 /// `oodscope score` of the fixture images with one method; the per-image scores by file name.
 fn scores(model: &str, method: &str, extra: &[&str]) -> HashMap<String, f64> {
@@ -132,14 +132,14 @@ fn matches_eager_pytorch(name: &str) -> Vec<(String, f64)> {
 ///
 /// Returns the largest relative difference of part 2.
 fn odin_matches_eager_pytorch(name: &str, refs: &Value, model_path: &str) -> f64 {
-    use oodscope::data::decode_file;
-    use oodscope::model::{DeviceChoice, Model};
+    use oodscope_data::decode_file;
+    use oodscope_engine::model::{DeviceChoice, Model};
     let case = &refs["models"][name];
     let t = refs["odin"]["temperature"].as_f64().unwrap();
     let eps = refs["odin"]["epsilon"].as_f64().unwrap();
     let model = Model::load(Path::new(model_path), DeviceChoice::Cpu).unwrap();
-    let stepping = common::settings(&model, "odin", &[("temperature", t), ("epsilon", eps)]);
-    let at_input = common::settings(&model, "odin", &[("temperature", t), ("epsilon", 0.0)]);
+    let stepping = support::settings(&model, "odin", &[("temperature", t), ("epsilon", eps)]);
+    let at_input = support::settings(&model, "odin", &[("temperature", t), ("epsilon", 0.0)]);
     // The images in the reference's order: the ID folder's, then the OOD folder's, as `score` batches them.
     let order: Vec<&str> = case["odin_order"]
         .as_array()
@@ -170,7 +170,7 @@ fn odin_matches_eager_pytorch(name: &str, refs: &Value, model_path: &str) -> f64
         pixels.len(),
         "{name}: the reference's signs have another shape"
     );
-    let step = oodscope::detect::plan::perturbation(&model, &x, &stepping, None).unwrap();
+    let step = oodscope_engine::detect::plan::perturbation(&model, &x, &stepping, None).unwrap();
     assert!(
         step.iter()
             .all(|s| *s == 0.0 || (f64::from(s.abs()) - eps).abs() <= 1e-9),
@@ -210,7 +210,7 @@ fn odin_matches_eager_pytorch(name: &str, refs: &Value, model_path: &str) -> f64
         .zip(&reference)
         .map(|(x, r)| x - eps as f32 * f32::from(r.signum()))
         .collect();
-    let plan = oodscope::detect::plan::Plan::single(&model, &at_input, None).unwrap();
+    let plan = oodscope_engine::detect::plan::Plan::single(&model, &at_input, None).unwrap();
     let given = plan.score_batch(&batch(&stepped)).unwrap().scores.remove(0);
     let mut largest = 0.0f64;
     for (image, score) in order.iter().zip(&given) {
@@ -452,10 +452,10 @@ fn half_precision_and_batch_one_models_are_named_for_what_they_are() {
 fn the_exporter_checks_its_file_with_oodscope_itself() {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("net.pt");
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fixtures = support::repo_root().join("tests/fixtures");
     let run = |extra: &[&str]| {
-        let done = Command::new(common::python())
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/export_model.py"))
+        let done = Command::new(support::python())
+            .arg(support::repo_root().join("scripts/export_model.py"))
             .args([
                 "--model",
                 "own_custom_net:build",
@@ -481,8 +481,8 @@ fn the_exporter_checks_its_file_with_oodscope_itself() {
     assert!(card.contains("head = \"model.out\""), "{card}");
     assert!(card.contains("outputs = \"logits+features\""), "{card}");
     // Without --head the custom layer name cannot be guessed: one line saying how to name it.
-    let (code, text) = Command::new(common::python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/export_model.py"))
+    let (code, text) = Command::new(support::python())
+        .arg(support::repo_root().join("scripts/export_model.py"))
         .args([
             "--model",
             "own_custom_net:build",

@@ -6,7 +6,7 @@
 //! model file. Measured (this machine, Pillow 13.0, torchvision 0.28): every PIL pipeline 0 on every
 //! file, JPEGs included (libjpeg-turbo's decoder, as Pillow's); tensor pipelines ≤ 2.2e-6.
 
-mod common;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ fn oodscope() -> Command {
 }
 
 fn refs() -> PathBuf {
-    let dir = common::fixtures().join("preprocess");
+    let dir = support::fixtures().join("preprocess");
     assert!(
         dir.join("manifest.json").is_file(),
         "preprocess references missing in {}: run scripts/test.sh (make_preprocess_refs.py makes them)",

@@ -3,7 +3,7 @@
 //! its logits and features equal PyTorch's on the same input tensors; shards 0..3 merged equal the
 //! whole run bit for bit (score and compare); every bad input is one line and leaves no file.
 
-mod common;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,12 +11,12 @@ use std::process::Command;
 use serde_json::Value;
 
 fn fx(rel: &str) -> String {
-    common::fixtures().join(rel).to_str().unwrap().to_string()
+    support::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
 fn oodscope(args: &[&str]) -> (i32, String, String) {
     let cache = tempfile::tempdir().unwrap();
-    common::oodscope_with_cache(cache.path(), args)
+    support::oodscope_with_cache(cache.path(), args)
 }
 
 fn s(p: &Path) -> String {
@@ -25,7 +25,7 @@ fn s(p: &Path) -> String {
 
 /// Runs a Python snippet with the venv's interpreter; returns its stdout as JSON.
 fn python(code: &str, args: &[String]) -> Value {
-    let out = Command::new(common::python())
+    let out = Command::new(support::python())
         .arg("-c")
         .arg(code)
         .args(args)
@@ -378,7 +378,7 @@ fn assert_refused(args: &[&str], out: &Path, needles: &[&str]) {
     let dir = out.parent().unwrap();
     let temporaries: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
-        .filter_map(|e| e.ok())
+        .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
         .collect();
     assert!(temporaries.is_empty(), "temporaries left: {temporaries:?}");
@@ -523,8 +523,8 @@ print(json.dumps({"ok": True}))
 
 #[test]
 fn results_open_gives_back_the_run() {
-    use oodscope::data::{ImageSet, Role};
-    use oodscope::model::{DeviceChoice, Model};
+    use oodscope_data::{ImageSet, Role};
+    use oodscope_engine::model::{DeviceChoice, Model};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("r.parquet");
     let (model_path, id, bad) = (fx("models/plain.pt"), fx("images/id"), fx("images_bad"));
@@ -555,9 +555,9 @@ fn results_open_gives_back_the_run() {
         ImageSet::open(&bad, Role::Ood, &model.card.classes).unwrap(),
         ImageSet::open("uniform:9", Role::Ood, &[]).unwrap(),
     ];
-    let settings = common::settings(&model, "energy", &[]);
-    let run = common::run_one(&model, &sets, &settings, 64);
-    let loaded = oodscope::results::open(&file).unwrap();
+    let settings = support::settings(&model, "energy", &[]);
+    let run = oodscope_engine::score::score_sets(&model, None, &sets, &settings, 64).unwrap();
+    let loaded = oodscope_engine::results::open(&file).unwrap();
     assert_eq!(loaded.run.methods, run.methods);
     assert_eq!(loaded.run.columns, run.columns, "scores bit for bit");
     assert_eq!(loaded.run.logits, run.logits);
@@ -582,11 +582,11 @@ fn results_open_gives_back_the_run() {
             assert_eq!(a.label(k), b.label(k));
         }
     }
-    let scores_only = oodscope::results::open_with(&file, oodscope::results::Load::SCORES).unwrap();
+    let scores_only = oodscope_engine::results::open_with(&file, oodscope_engine::results::Load::SCORES).unwrap();
     assert!(scores_only.run.logits.is_empty() && scores_only.run.logit_width == 0);
     // The same metrics as the run's.
     assert_eq!(
-        oodscope::evaluate::evaluate(&loaded.run, &loaded.sets),
-        oodscope::evaluate::evaluate(&run, &sets)
+        oodscope_engine::evaluate::evaluate(&loaded.run, &loaded.sets),
+        oodscope_engine::evaluate::evaluate(&run, &sets)
     );
 }

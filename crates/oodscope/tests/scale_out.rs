@@ -5,7 +5,7 @@
 //! on purpose to exercise the retries. `scripts/slurm_score.sbatch`: `bash -n`, its `#SBATCH`
 //! lines, and its array tasks run by hand (no Slurm here) merged into the same results.
 
-mod common;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +14,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    support::repo_root()
 }
 
 fn abs(rel: &str) -> String {
@@ -93,7 +93,7 @@ for name in a.column_names:
         assert list(x) == list(y), name
 print(a.num_rows, "rows,", len(a.column_names), "columns:", ",".join(a.column_names))
 "#;
-    let out = Command::new(common::python())
+    let out = Command::new(support::python())
         .args(["-c", check, s(single), s(merged)])
         .output()
         .unwrap();
@@ -107,7 +107,7 @@ print(a.num_rows, "rows,", len(a.column_names), "columns:", ",".join(a.column_na
 }
 
 fn oodscope(cache: &Path, args: &[&str]) -> String {
-    let (code, stdout, err) = common::oodscope_with_cache(cache, args);
+    let (code, stdout, err) = support::oodscope_with_cache(cache, args);
     assert_eq!(code, 0, "oodscope {args:?}: {err}");
     stdout
 }
@@ -192,7 +192,7 @@ fn ray_shards_fit_and_score_as_one_machine_despite_failures() {
     // shard 2 fail on their first attempt.
     let parts = work.path().join("ray");
     let merged = work.path().join("merged.parquet");
-    let out = Command::new(common::python())
+    let out = Command::new(support::python())
         .arg(root().join("scripts/ray_score.py"))
         .args(["--oodscope", BIN, "--model", &model, "--train", &train])
         .args(["--max-fit-images", MAX_FIT_IMAGES, "--fit-batch-size", "64"])

@@ -1,9 +1,11 @@
-//! The binary loads libtorch_cuda at run time (src/torch_libs.rs) instead of linking it: checked
+//! The binary loads libtorch_cuda at run time (crates/engine/src/torch_libs.rs) instead of linking it: checked
 //! with the dynamic loader's own trace, and against this test process, which links it directly
-//! (build.rs), as the checked way to see CUDA.
+//! (build/libtorch_link.rs), as the checked way to see CUDA.
 
 use std::path::Path;
 use std::process::Command;
+
+use crate::support;
 
 fn oodscope(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
@@ -23,7 +25,7 @@ fn oodscope(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 #[test]
 fn the_binary_dlopens_libtorch_cuda_where_libtorch_has_it() {
     let _ = tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu));
-    let dir = oodscope::torch_libs::libtorch_dir().expect("this test links libtorch_cpu");
+    let dir = oodscope_engine::torch_libs::libtorch_dir().expect("this test links libtorch_cpu");
     // Asked for: this machine may have no NVIDIA driver, where the binary skips it (below).
     let (code, _, trace) = oodscope(&["methods"], &[("LD_DEBUG", "files"), ("OODSCOPE_LOAD_CUDA", "1")]);
     assert_eq!(code, 0, "{trace}");
@@ -71,7 +73,7 @@ fn the_binary_dlopens_libtorch_cuda_where_libtorch_has_it() {
 /// sees CUDA: the run-time loading loses nothing on a GPU machine and finds nothing on a CPU one.
 #[test]
 fn the_binary_sees_cuda_exactly_when_linked_libtorch_does() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = support::repo_root();
     let model = root.join("models/fmnist-resnet.pt");
     let id = root.join("assets/demo/fmnist-test/bag");
     let (code, _, stderr) = oodscope(

@@ -2,16 +2,15 @@
 //! safetensors beside them: a quick run on the demo sample loads through the engine with a checked
 //! head and scores a feature method.
 
-mod common;
+use crate::support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use oodscope::model::{DeviceChoice, Model};
+use oodscope_engine::model::{DeviceChoice, Model};
 
 #[test]
 fn a_trained_model_exports_features_and_a_head_the_engine_checks() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = support::repo_root();
     let data = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(root.join("assets/demo/fmnist-train"), data.path().join("train")).unwrap();
     std::os::unix::fs::symlink(root.join("assets/demo/fmnist-test"), data.path().join("test")).unwrap();

@@ -1,12 +1,12 @@
 //! `oodscope tune` end to end: the summary naming each number's split, the grid CSV, the heatmap PNG,
 //! and one-line errors for bad tuning arguments.
 
-mod common;
+use crate::support;
 
 use std::process::{Command, Output};
 
 fn fx(rel: &str) -> String {
-    common::fixtures().join(rel).to_str().unwrap().to_string()
+    support::fixtures().join(rel).to_str().unwrap().to_string()
 }
 
 fn oodscope(args: &[&str]) -> Output {

@@ -1,13 +1,24 @@
-//! Shared helpers for the integration tests: where the generated fixtures are.
-#![allow(dead_code)]
+//! What oodscope's tests share: the checkout's root, the fixtures that `scripts/test.sh` makes with
+//! the venv's PyTorch (`tests/fixtures/*.py`), their references, and the venv's Python. No engine:
+//! the metrics crate's tests use it without linking libtorch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// The fixtures folder made by `tests/fixtures/make_fixtures.py` (scripts/test.sh makes it).
+/// The checkout's root (the workspace's folder).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The fixtures folder made by `tests/fixtures/make_fixtures.py` (scripts/test.sh makes it):
+/// `$OODSCOPE_FIXTURES`, else `target/fixtures`.
 pub fn fixtures() -> PathBuf {
     let dir = std::env::var_os("OODSCOPE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fixtures"));
+        .unwrap_or_else(|| repo_root().join("target/fixtures"));
     assert!(
         dir.join("reference/manifest.json").is_file(),
         "fixtures missing in {}: run scripts/test.sh (it makes them with the venv's PyTorch)",
@@ -29,76 +40,18 @@ pub fn fixture_folder(name: &str, script: &str) -> PathBuf {
 }
 
 /// The `references.json` of a [`fixture_folder`].
-pub fn references(dir: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("references.json")).unwrap()).unwrap()
+pub fn references(dir: &Path) -> serde_json::Value {
+    read_json(&dir.join("references.json"))
 }
 
-/// A method's settings for `model` from name=value pairs (the rest at their defaults).
-pub fn settings(
-    model: &oodscope::model::Model,
-    method: &str,
-    params: &[(&str, f64)],
-) -> oodscope::score::ScoreSettings {
-    let mut given = oodscope::detect::Params::new();
-    for (name, value) in params {
-        given.set(name, *value);
-    }
-    let method = oodscope::score::Method::find(method).unwrap_or_else(|| panic!("no method {method}"));
-    oodscope::score::ScoreSettings::new(method, &given, &oodscope::detect::plan::dims_of(model)).unwrap()
-}
-
-/// ODIN-style settings: T and ε where the method has them.
-pub fn t_eps(model: &oodscope::model::Model, method: &str, t: f64, eps: f64) -> oodscope::score::ScoreSettings {
-    let m = oodscope::score::Method::find(method).unwrap();
-    let names: Vec<&str> = m
-        .params(&oodscope::detect::plan::dims_of(model))
-        .iter()
-        .map(|s| s.name)
-        .collect();
-    let mut given = Vec::new();
-    if names.contains(&"temperature") {
-        given.push(("temperature", t));
-    }
-    if names.contains(&"epsilon") {
-        given.push(("epsilon", eps));
-    }
-    settings(model, method, &given)
-}
-
-/// Scores every image of `sets` with one method (a plan of one).
-pub fn run_one(
-    model: &oodscope::model::Model,
-    sets: &[oodscope::data::ImageSet],
-    settings: &oodscope::score::ScoreSettings,
-    batch_size: usize,
-) -> oodscope::score::ScoreRun {
-    let plan = oodscope::detect::plan::Plan::single(model, settings, None).unwrap();
-    oodscope::score::run_scoring(
-        &plan,
-        sets,
-        batch_size,
-        &std::sync::atomic::AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap()
+/// A JSON file, parsed (a test's panic names the file).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The venv's Python (scripts/setup.sh makes it), else `python3`.
 pub fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let venv = repo_root().join(".venv/bin/python");
     if venv.exists() { venv } else { PathBuf::from("python3") }
-}
-
-/// Runs the oodscope binary with its fit cache in `cache`; returns (exit code, stdout, stderr).
-pub fn oodscope_with_cache(cache: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oodscope"))
-        .args(args)
-        .env("OODSCOPE_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }

@@ -1,12 +1,12 @@
 //! The leaderboard of a comparison: every method's metrics per OOD set, per group (the mean over
 //! its sets, as OpenOOD averages near-OOD and far-OOD) and over all OOD sets, ranked by mean AUROC.
 
-use crate::data::{ImageSet, Role};
 use crate::detect::ScoreSettings;
 use crate::evaluate::evaluate_column;
-use crate::metrics::DetectionMetrics;
 use crate::score::ScoreRun;
 use crate::score::run::sets_with_role;
+use oodscope_data::{ImageSet, Role};
+use oodscope_metrics::DetectionMetrics;
 
 use super::selection::BASELINE;
 

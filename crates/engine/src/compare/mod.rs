@@ -14,7 +14,6 @@ use std::time::Instant;
 pub use leaderboard::{Leaderboard, MeanMetrics, MethodRow};
 pub use selection::{BASELINE, Selection, Unsupported, parse_methods, select};
 
-use crate::data::{ImageSet, Role};
 use crate::detect::ScoreSettings;
 use crate::detect::plan::{Plan, dims_with_fit};
 use crate::fit::Fit;
@@ -24,6 +23,7 @@ use crate::score::{BatchSink, DecodeSchedule, Keep, RunError, ScoreRun, run_scor
 use crate::tune::select::{best_setting, evaluate_grid};
 use crate::tune::split::{drop_validation_scores, load_validation, split_sets, test_sets};
 use crate::tune::{Objective, ParamGrid, SetSplit, SettingResult, ValidationSplit};
+use oodscope_data::{ImageSet, Role};
 
 /// How to search each method's parameters before comparing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,7 +162,7 @@ pub fn compare_into(
             stage: Stage::Scoring,
             done: p.done,
             total: p.total,
-        })
+        });
     };
     let mut run = run_scoring_into(
         &plan,
@@ -237,7 +237,7 @@ fn search_all(
             stage: Stage::Decoding,
             done,
             total,
-        })
+        });
     })?;
     let scores = crate::tune::search::grid_scores(
         model,
@@ -251,7 +251,7 @@ fn search_all(
                 stage: Stage::Searching,
                 done,
                 total,
-            })
+            });
         },
     )?;
     let mut searches = Vec::with_capacity(grids.len());

@@ -127,6 +127,17 @@ pub struct ScoreSettings {
 }
 
 impl ScoreSettings {
+    /// The method called `name` with `name=value` parameters (the rest at their defaults), checked
+    /// against `dims`.
+    pub fn named(name: &str, params: &[(&str, f64)], dims: &Dims) -> Result<Self, String> {
+        let method = Method::find(name).ok_or_else(|| format!("unknown method `{name}`"))?;
+        let mut given = Params::new();
+        for (param, value) in params {
+            given.set(param, *value);
+        }
+        Self::new(method, &given, dims)
+    }
+
     /// Checks `given` against the method's parameters for a model of these dimensions and fills
     /// in the defaults.
     pub fn new(method: Method, given: &Params, dims: &Dims) -> Result<Self, String> {

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::store::{listing_hash, model_hash};
 use super::{Fit, FitOptions, FitProgress, FitSummary, fit_model};
-use crate::data::ImageSet;
 use crate::model::Model;
 use crate::score::RunError;
+use oodscope_data::ImageSet;
 
 /// The folder that holds cached fits.
 pub fn cache_dir() -> PathBuf {

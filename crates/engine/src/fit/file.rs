@@ -109,15 +109,15 @@ impl Writer {
 
     /// Appends values of the current tensor (moving to the next once it is full).
     pub fn write_f32(&mut self, values: &[f32]) -> std::io::Result<()> {
-        self.write_values(Dtype::F32, values, |v| v.to_le_bytes())
+        self.write_values(Dtype::F32, values, f32::to_le_bytes)
     }
 
     pub fn write_f64(&mut self, values: &[f64]) -> std::io::Result<()> {
-        self.write_values(Dtype::F64, values, |v| v.to_le_bytes())
+        self.write_values(Dtype::F64, values, f64::to_le_bytes)
     }
 
     pub fn write_i64(&mut self, values: &[i64]) -> std::io::Result<()> {
-        self.write_values(Dtype::I64, values, |v| v.to_le_bytes())
+        self.write_values(Dtype::I64, values, i64::to_le_bytes)
     }
 
     /// Values of `dtype` as little-endian bytes (safetensors' byte order).
@@ -208,7 +208,7 @@ impl Drop for Writer {
 }
 
 fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
     name.push(".partial");
     path.with_file_name(name)
 }

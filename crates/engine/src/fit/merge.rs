@@ -170,7 +170,7 @@ pub fn merge_parts(
                 done,
                 total,
                 elapsed: start.elapsed(),
-            })
+            });
         })
         .map_err(|e| match e {
             WriteError::Cancelled => RunError::Cancelled,

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{ImageSet, SetSource, Shard};
 use crate::model::Model;
 use crate::score::stream::{DecodeSchedule, Stream};
 use crate::score::{Progress, RunError, SkippedFile};
 pub use bank::Bank;
+use oodscope_data::{ImageSet, SetSource, Shard};
 pub use quadratic::Quadratic;
 pub use store::{FitInfo, LabelSource};
 
@@ -122,7 +122,7 @@ pub struct FitSummary {
 /// (every class keeps its share).
 pub fn select_images(set: &ImageSet, max: Option<usize>) -> ImageSet {
     let mut chosen = set.clone();
-    if let (Some(max), crate::data::SetSource::Folder { files, .. }) = (max, &mut chosen.source)
+    if let (Some(max), SetSource::Folder { files, .. }) = (max, &mut chosen.source)
         && max < files.len()
     {
         let n = files.len();
@@ -160,7 +160,7 @@ pub fn fit_model(
                 done,
                 total,
                 elapsed: start.elapsed(),
-            })
+            });
         })
         .map_err(write_error(out))?;
     Ok(FitSummary {
@@ -304,7 +304,7 @@ fn run_pass<'m>(
             done: p.done,
             total: p.total,
             elapsed: p.elapsed,
-        })
+        });
     };
     let sets = std::slice::from_ref(set);
     let stats = stream_of(model, sets, options).run(cancel, &mut report_images, &mut |items, x| {

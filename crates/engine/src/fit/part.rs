@@ -14,7 +14,7 @@ use super::accumulate::Accumulator;
 use super::file::{Entry, Reader, Writer};
 use super::finish::{FeatureBlocks, block_rows};
 use super::store::{FitInfo, Pass, WriteError};
-use crate::data::Shard;
+use oodscope_data::Shard;
 
 /// The value of a part's header `format` field, and the version of its layout.
 pub const PART_FORMAT: &str = "oodscope-fit-part";

@@ -13,8 +13,8 @@ use tch::{Kind, Tensor};
 use super::FitOptions;
 use super::accumulate::Accumulator;
 use super::finish::{FeatureBlocks, Finish, block_rows};
-use crate::data::{ImageSet, SetSource};
 use crate::model::{Model, Outputs};
+use oodscope_data::{ImageSet, SetSource};
 
 /// The value of the header's `format` field, and the version of its layout.
 pub const FORMAT: &str = "oodscope-fit";
@@ -133,7 +133,7 @@ pub fn listing_hash(set: &ImageSet) -> String {
         for f in files {
             let rel = f.path.strip_prefix(root).unwrap_or(&f.path);
             let meta = std::fs::metadata(&f.path).ok();
-            let size = meta.as_ref().map_or(0, |m| m.len());
+            let size = meta.as_ref().map_or(0, std::fs::Metadata::len);
             let mtime = meta
                 .and_then(|m| m.modified().ok())
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -205,7 +205,10 @@ pub struct FeatureFile {
 
 impl FeatureFile {
     pub fn create(fit_path: &Path) -> std::io::Result<FeatureFile> {
-        let mut name = fit_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = fit_path
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+            .unwrap_or_default();
         name.push(".features.tmp");
         let path = fit_path.with_file_name(name);
         let out = BufWriter::with_capacity(1 << 20, File::create(&path)?);

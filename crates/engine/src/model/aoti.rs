@@ -1,5 +1,5 @@
 //! AOTInductor packages (`.pt2` from `torch._inductor.aoti_compile_and_package`): loaded and run
-//! through libtorch's `AOTIModelPackageLoader` by the C++ shim in cpp/aoti_shim.cpp. Inference only
+//! through libtorch's `AOTIModelPackageLoader` by the C++ shim in crates/engine/cpp/aoti_shim.cpp. Inference only
 //! (compiled code has no autograd), on the one device the package was compiled for.
 //!
 //! The batch sizes a package accepts are those its compiler proved it correct for: a dynamic batch
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tch::{Device, IValue, Kind, Tensor};
 
-/// Raw C entry points of cpp/aoti_shim.cpp.
+/// Raw C entry points of crates/engine/cpp/aoti_shim.cpp.
 mod ffi {
     use std::ffi::{c_char, c_int, c_longlong, c_void};
 

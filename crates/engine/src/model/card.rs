@@ -4,7 +4,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 use super::ModelError;
-pub use crate::data::preprocessing::{Backend, Interpolation, Preprocessing, ResizeMode};
+pub use oodscope_data::preprocessing::{Backend, Interpolation, Preprocessing, ResizeMode};
 
 /// What a single model returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -70,7 +70,6 @@ impl HeadSource {
         }
     }
 }
-
 
 /// One member of a leave-out ensemble, as written in the card.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -250,14 +249,14 @@ impl ModelCard {
     }
 
     /// What decoding needs to bring any image to this model's input.
-    pub fn preprocess(&self) -> crate::data::Preprocess {
+    pub fn preprocess(&self) -> oodscope_data::Preprocess {
         let p = self.preprocessing;
-        crate::data::Preprocess {
+        oodscope_data::Preprocess {
             resize: p.resize,
             crop: p.crop,
             interpolation: p.interpolation,
             backend: p.backend,
-            ..crate::data::Preprocess::new(self.channels, self.height, self.width)
+            ..oodscope_data::Preprocess::new(self.channels, self.height, self.width)
         }
     }
 

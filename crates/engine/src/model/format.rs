@@ -226,12 +226,9 @@ fn scan_pickle(bytes: &[u8], nth: usize) -> PickleScan {
         if wanted && scan.first_op.is_none() && op != 0x80 && op != 0x95 {
             scan.first_op = Some(op);
         }
-        let arg = match pickle_arg(op, &bytes[pos..]) {
-            Some(arg) => arg,
-            None => {
-                scan.truncated = true;
-                return scan;
-            }
+        let Some(arg) = pickle_arg(op, &bytes[pos..]) else {
+            scan.truncated = true;
+            return scan;
         };
         let body = &bytes[pos..pos + arg.len];
         pos += arg.len;

@@ -95,7 +95,7 @@ impl DeviceChoice {
 ///   52 000 images/s with one thread against 6 600 to 11 000 with sixteen.
 pub fn default_model_threads(device: Device) -> usize {
     match device {
-        Device::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Device::Cpu => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         _ => 1,
     }
 }

@@ -20,7 +20,7 @@ pub struct Outputs {
 impl Outputs {
     /// The same outputs cut from the autograd graph.
     pub fn detach(&self) -> Outputs {
-        self.map(|t| t.detach())
+        self.map(Tensor::detach)
     }
 
     /// The same tensors, shared (no copy).

@@ -2,8 +2,8 @@
 //! score column per method (named after it) for a comparison. Written with the `csv` crate by
 //! `results::csv_writer`, which also streams it as a run goes.
 
-use crate::data::ImageSet;
 use crate::score::ScoreRun;
+use oodscope_data::ImageSet;
 
 pub use crate::results::csv_writer::HEADER;
 

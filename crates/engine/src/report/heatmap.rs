@@ -5,7 +5,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSans.ttf");
 static REGISTER_FONT: Once = Once::new();
 
 /// Viridis at nine evenly spaced points (matplotlib's values), interpolated linearly between them.

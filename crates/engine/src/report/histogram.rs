@@ -4,10 +4,10 @@ use std::sync::Once;
 
 use plotters::prelude::*;
 
-use crate::metrics::{histogram, shared_range};
+use oodscope_metrics::{histogram, shared_range};
 
 /// DejaVu Sans, embedded: the charts' font, and a fallback of the window's (`crate::ui::fonts`).
-pub static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+pub static FONT: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSans.ttf");
 static REGISTER_FONT: Once = Once::new();
 
 /// Registers the embedded font with plotters (once).

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::data::{ImageSet, SetSource};
 use crate::evaluate::Evaluation;
-use crate::metrics::DetectionMetrics;
 use crate::score::{ScoreRun, ScoreSettings};
+use oodscope_data::{ImageSet, SetSource};
+use oodscope_metrics::DetectionMetrics;
 
 #[derive(Debug, Serialize)]
 pub struct Report {

@@ -9,9 +9,9 @@ use serde::Serialize;
 use super::json::{MetricsEntry, SetCounts, SkippedEntry, set_counts, skipped_entries};
 use super::roc::{RocCurve, roc_png};
 use crate::compare::{CompareResult, Leaderboard, MeanMetrics, MethodRow, Unsupported};
-use crate::data::Role;
 use crate::detect::{Params, ScoreSettings};
-use crate::metrics::{Curves, curves};
+use oodscope_data::Role;
+use oodscope_metrics::{Curves, curves};
 
 /// What the outputs say about the run beyond its scores.
 pub struct CompareContext<'a> {
@@ -264,7 +264,7 @@ pub fn leaderboard_csv(board: &Leaderboard) -> Result<Vec<u8>, String> {
                             m.aupr_out,
                         ]
                         .iter()
-                        .map(|v| v.to_string()),
+                        .map(ToString::to_string),
                     );
                     record.push(String::new());
                 }

@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use crate::evaluate::{Evaluation, OodEvaluation};
-use crate::metrics::DetectionMetrics;
 use crate::score::ScoreSettings;
+use oodscope_metrics::DetectionMetrics;
 
 /// The baseline every table shows beside the method.
 pub const MSP: &str = "msp";

@@ -4,12 +4,12 @@ use std::fmt::Write;
 
 use super::heatmap::{HeatmapPlot, heatmap_png};
 use super::table::metrics_table;
-use crate::data::ImageSet;
 use crate::detect::Params;
 use crate::evaluate::{Evaluation, OodEvaluation};
-use crate::metrics::DetectionMetrics;
 use crate::tune::grid::label;
 use crate::tune::{Objective, TuneResult};
+use oodscope_data::ImageSet;
+use oodscope_metrics::DetectionMetrics;
 
 /// The columns after the parameters'.
 pub const GRID_METRIC_COLUMNS: &str = "split,set,fpr_at_95_tpr,detection_error,auroc,aupr_in,aupr_out";

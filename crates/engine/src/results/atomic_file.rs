@@ -37,7 +37,7 @@ impl AtomicFile {
         let Some(writer) = self.file.take() else {
             return Err(io::Error::other("already committed"));
         };
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        let file = writer.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&self.tmp, &self.target)

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::atomic_file::AtomicFile;
-use crate::data::ImageSet;
 use crate::detect::ScoreSettings;
 use crate::detect::plan::BatchScores;
 use crate::score::run::{BatchSink, ScoreRun};
 use crate::score::stream::Item;
+use oodscope_data::ImageSet;
 
 /// The header of a one-method run.
 pub const HEADER: &str = "set,role,path,score,pred,pred_prob,label";

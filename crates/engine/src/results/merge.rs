@@ -14,7 +14,7 @@ use arrow_schema::SchemaRef;
 use super::parquet_writer::TableWriter;
 use super::reader::ResultsFile;
 use super::schema::{INDEX, Metadata, SetMeta};
-use crate::data::Shard;
+use oodscope_data::Shard;
 
 /// Merges `parts` into `out`; returns the merged file's metadata. Nothing is written on any error.
 pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Metadata, String> {
@@ -237,7 +237,7 @@ fn copy_set(
         if index.null_count() > 0 {
             return Err(format!("{at}: its `{INDEX}` column has nulls"));
         }
-        for &i in index.values().iter() {
+        for &i in index.values() {
             if i < next || i >= block.end {
                 return Err(format!(
                     "{at}: set `{}` has image #{i} twice or outside shard {}'s block: a duplicate",
@@ -269,12 +269,12 @@ fn copy_set(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{ImageSet, Role};
     use crate::detect::plan::BatchScores;
     use crate::results::ResultsWriter;
     use crate::results::schema::tests::sample;
     use crate::score::run::{BatchSink, ScoreRun};
     use crate::score::stream::Item;
+    use oodscope_data::{ImageSet, Role};
 
     /// Writes shard `shard` of a 10-image noise set with made-up scores (image i scores i / 10).
     fn write_part(dir: &Path, name: &str, shard: Shard, temperature: f64) -> PathBuf {

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use super::schema::{FORMAT, FORMAT_VERSION, FitMeta, Metadata, MethodMeta, ModelMeta, SetMeta, sha256_hex};
-use crate::data::{ImageSet, Shard};
 use crate::detect::ScoreSettings;
 use crate::fit::Fit;
 use crate::model::{Model, device_name};
+use oodscope_data::{ImageSet, Shard};
 
 /// What a run's results file records besides its rows.
 pub struct RunDescription<'a> {

@@ -16,9 +16,9 @@ use parquet::arrow::arrow_reader::{
 };
 
 use super::schema::{FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, PRED_PROB, SetMeta, check_schema};
-use crate::data::scan::FileEntry;
-use crate::data::{ImageSet, SetSource};
 use crate::score::run::{ImageScore, ScoreRun, SkippedFile};
+use oodscope_data::scan::FileEntry;
+use oodscope_data::{ImageSet, SetSource};
 
 /// Rows per record batch when reading.
 const READ_BATCH: usize = 65_536;

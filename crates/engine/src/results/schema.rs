@@ -6,8 +6,8 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{ImageSet, NoiseKind, Role, SetSource, Shard};
 use crate::detect::{Method, Params, ScoreSettings};
+use oodscope_data::{ImageSet, NoiseKind, Role, SetSource, Shard};
 
 /// The key of the file's key-value metadata that holds [`Metadata`] as JSON.
 pub const KEY: &str = "oodscope";
@@ -227,7 +227,10 @@ impl Metadata {
                 "not an oodscope results file (its `{KEY}` metadata has no format = {FORMAT})"
             ));
         }
-        let version = value.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0);
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
         if version != u64::from(FORMAT_VERSION) {
             return Err(format!(
                 "results format {version}; this oodscope reads format {FORMAT_VERSION}"

@@ -7,6 +7,6 @@ pub mod stream;
 pub use crate::detect::{Method, ScoreSettings};
 pub use run::{
     BatchSink, ImageScore, Keep, Progress, RunError, ScoreRun, SkippedFile, StageTimes, run_scoring, run_scoring_into,
-    run_scoring_with,
+    run_scoring_with, score_sets,
 };
 pub use stream::DecodeSchedule;

@@ -7,10 +7,11 @@ use std::time::Duration;
 use tch::Tensor;
 
 use super::stream::{DecodeSchedule, Item, Stream};
-use crate::data::{ImageSet, Role};
 use crate::detect::ScoreSettings;
 use crate::detect::plan::{BatchScores, Plan, ScoreError};
-use crate::model::ModelError;
+use crate::fit::Fit;
+use crate::model::{Model, ModelError};
+use oodscope_data::{ImageSet, Role};
 
 /// One scored image: where it is, the model's prediction and the MSP baseline.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -255,6 +256,18 @@ pub fn run_scoring(
 ) -> Result<ScoreRun, RunError> {
     let schedule = DecodeSchedule::for_device(plan.model.device);
     run_scoring_with(plan, sets, batch_size, schedule, cancel, on_progress)
+}
+
+/// Every image of `sets` scored by one method (a plan of one), with no progress and no cancel.
+pub fn score_sets(
+    model: &Model,
+    fit: Option<&Fit>,
+    sets: &[ImageSet],
+    settings: &ScoreSettings,
+    batch_size: usize,
+) -> Result<ScoreRun, RunError> {
+    let plan = Plan::single(model, settings, fit).map_err(RunError::Invalid)?;
+    run_scoring(&plan, sets, batch_size, &AtomicBool::new(false), &mut |_| {})
 }
 
 /// [`run_scoring`] with a chosen [`DecodeSchedule`] (both give the same results).

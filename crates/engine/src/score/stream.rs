@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use super::run::{Progress, RunError, SkippedFile, StageTimes};
-use crate::data::noise::noise_image;
-use crate::data::{ImageSet, Preprocess, SetSource, decode_file};
+use oodscope_data::noise::noise_image;
+use oodscope_data::{ImageSet, Preprocess, SetSource, decode_file};
 
 /// One image: which set, which index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +194,7 @@ impl Stream<'_> {
 fn decode_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         rayon::ThreadPoolBuilder::new()
             .num_threads(cores.saturating_sub(1).max(1))
             .thread_name(|i| format!("oodscope-decode-{i}"))

@@ -5,8 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::detect::params::{Dims, ParamSpec, Params, fmt_value};
-use crate::metrics::DetectionMetrics;
 use crate::score::{Method, ScoreSettings};
+use oodscope_metrics::DetectionMetrics;
 
 /// The reference protocol holds out the first 1000 images of every set.
 pub const DEFAULT_VALIDATION: ValidationSplit = ValidationSplit::Count(1000);

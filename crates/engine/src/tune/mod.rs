@@ -19,13 +19,13 @@ pub use grid::{Objective, ParamGrid, ValidationSplit};
 pub use select::{SetMetrics, SettingResult};
 pub use split::SetSplit;
 
-use crate::data::{ImageSet, Role};
 use crate::detect::plan::Plan;
 use crate::evaluate::{Evaluation, evaluate};
 use crate::fit::Fit;
 use crate::model::Model;
 use crate::score::run::sets_with_role;
 use crate::score::{RunError, ScoreRun, ScoreSettings, SkippedFile, run_scoring};
+use oodscope_data::{ImageSet, Role};
 
 /// What to search and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +137,7 @@ pub fn tune(
             stage: Stage::Decoding,
             done,
             total,
-        })
+        });
     })?;
     let scores = search::grid_scores(
         model,
@@ -151,7 +151,7 @@ pub fn tune(
                 stage: Stage::Searching,
                 done,
                 total,
-            })
+            });
         },
     )?;
     let results = select::evaluate_grid(&grid, &scores, &data, sets, &tuned, options.objective);
@@ -166,7 +166,7 @@ pub fn tune(
             stage: Stage::Testing,
             done: p.done,
             total: p.total,
-        })
+        });
     })?;
     split::drop_validation_scores(&mut test_run, sets, &splits);
     let test_evaluation = evaluate(&test_run, &test_sets);

@@ -6,7 +6,7 @@
 //! so the plan takes one backward pass per setting of the other parameters and one forward pass per
 //! ε. For the default ODIN grid of 10 T × 21 ε that is 1 + 10·20 forward and 10 backward passes per
 //! image, instead of 10·21 forward and 10·20 backward one setting at a time. The scores are the
-//! numbers `score` gives at each setting (tests/tune_reuse.rs checks it).
+//! numbers `score` gives at each setting (crates/engine/tests/tune_reuse.rs checks it).
 
 use std::sync::atomic::AtomicBool;
 

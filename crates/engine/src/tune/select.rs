@@ -2,10 +2,10 @@
 
 use super::grid::{Objective, ParamGrid};
 use super::split::ValidationData;
-use crate::data::{ImageSet, Role};
 use crate::detect::Params;
-use crate::metrics::{DetectionMetrics, detection_metrics};
 use crate::score::run::sets_with_role;
+use oodscope_data::{ImageSet, Role};
+use oodscope_metrics::{DetectionMetrics, detection_metrics};
 
 /// One OOD set's validation metrics at one setting, or why there are none.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use super::grid::ValidationSplit;
-use crate::data::noise::noise_image;
-use crate::data::{ImageSet, Preprocess, SetSource, decode_file};
 use crate::score::{RunError, ScoreRun, SkippedFile};
+use oodscope_data::noise::noise_image;
+use oodscope_data::{ImageSet, Preprocess, SetSource, decode_file};
 
 /// How one set is cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -152,7 +152,7 @@ pub fn drop_validation_scores(run: &mut ScoreRun, sets: &[ImageSet], splits: &[S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Role;
+    use oodscope_data::Role;
 
     #[test]
     fn splits_need_test_images() {
@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(data.len(), 2);
         assert_eq!(
             data.images(1, 2),
-            noise_image(crate::data::NoiseKind::Uniform, 1, 4).as_slice()
+            noise_image(oodscope_data::NoiseKind::Uniform, 1, 4).as_slice()
         );
         let cancelled = load_validation(&sets, &splits, &pre, 1, &AtomicBool::new(true), &mut |_, _| {});
         assert!(matches!(cancelled, Err(RunError::Cancelled)));

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::data::Role;
-use crate::detect::Params;
-use crate::score::Method;
+use oodscope_data::Role;
+use oodscope_engine::detect::Params;
+use oodscope_engine::score::Method;
 
 use super::settings::Tab;
 

@@ -3,18 +3,17 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
-
 use super::{ExportKind, OodscopeApp};
-use crate::evaluate::evaluate;
-use crate::report::histogram::{HistogramPlot, Series, histogram_png};
-use crate::report::json::{RunContext, build_report};
-use crate::report::roc::{RocCurve, roc_png};
-use crate::report::{csv::scores_csv, write_atomically};
-use crate::score::ScoreRun;
+use crate::Error;
+use oodscope_engine::evaluate::evaluate;
+use oodscope_engine::report::histogram::{HistogramPlot, Series, histogram_png};
+use oodscope_engine::report::json::{RunContext, build_report};
+use oodscope_engine::report::roc::{RocCurve, roc_png};
+use oodscope_engine::report::{csv::scores_csv, write_atomically};
+use oodscope_engine::score::ScoreRun;
 
-pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
-    let result = app.result.as_ref().ok_or_else(|| anyhow!("nothing scored yet"))?;
+pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<(), Error> {
+    let result = app.result.as_ref().ok_or(Error::NothingScored)?;
     // The model's name and classes: the loaded model's, else the open results file's.
     let (model_name, model_path, classes, device) = match (&app.model, &app.opened) {
         (Some(m), _) => (
@@ -29,7 +28,7 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
             o.meta.model.classes.clone(),
             o.meta.device.clone(),
         ),
-        (None, None) => return Err(anyhow!("no model loaded")),
+        (None, None) => return Err(Error::NoModel),
     };
     // The run as displayed: scores re-derived for the shown settings where that happened.
     let run: ScoreRun = result.displayed_run();
@@ -53,10 +52,10 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
                 width: 1600,
                 height: 960,
             })
-            .map_err(anyhow::Error::msg)?
+            .map_err(Error::Render)?
         }
         ExportKind::RocPng => {
-            let derived = app.derived.as_ref().ok_or_else(|| anyhow!("nothing scored yet"))?;
+            let derived = app.derived.as_ref().ok_or(Error::NothingScored)?;
             let curves: Vec<RocCurve> = derived
                 .ood
                 .iter()
@@ -71,9 +70,9 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
                     })
                 })
                 .collect();
-            roc_png(&title, &curves, 1200, 1000).map_err(anyhow::Error::msg)?
+            roc_png(&title, &curves, 1200, 1000).map_err(Error::Render)?
         }
-        ExportKind::ScoresCsv => scores_csv(&run, &result.sets, &classes).map_err(anyhow::Error::msg)?,
+        ExportKind::ScoresCsv => scores_csv(&run, &result.sets, &classes).map_err(Error::Render)?,
         ExportKind::ReportJson => {
             let evaluation = evaluate(&run, &result.sets);
             let ctx = RunContext {
@@ -88,8 +87,14 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<()> {
         }
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|source| Error::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    write_atomically(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    write_atomically(path, &bytes).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The app's state, the commands panels emit, and the logic that applies them and the worker's
 //! events. Drawing lives in `crate::ui` (which reads this state), the frame that joins them in
-//! `crate::gui`; nothing here touches a tensor or imports `ui`.
+//! `crate::window`; nothing here touches a tensor or imports `ui`.
 
 pub mod command;
 pub mod comparison;
@@ -14,10 +14,10 @@ pub mod view;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::data::{ImageSet, Role};
-use crate::model::DeviceChoice;
-use crate::score::{Progress, ScoreRun, ScoreSettings};
 use crate::worker::{CancelToken, Event, Job, ModelInfo, Worker};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::model::DeviceChoice;
+use oodscope_engine::score::{Progress, ScoreRun, ScoreSettings};
 
 pub use command::{Command, ExportKind};
 use result::ScoredResult;
@@ -49,12 +49,12 @@ pub enum FitState {
     /// The worker reads it from the cache or computes it.
     Fitting {
         generation: u64,
-        progress: Option<crate::fit::FitProgress>,
+        progress: Option<oodscope_engine::fit::FitProgress>,
         cancel: CancelToken,
     },
     /// Loaded in the worker; `bank` is the KNN bank's size.
     Ready {
-        info: Box<crate::fit::FitInfo>,
+        info: Box<oodscope_engine::fit::FitInfo>,
         bank: Option<usize>,
     },
     Failed(String),
@@ -63,27 +63,30 @@ pub enum FitState {
 /// The T / ε search in flight.
 pub struct TuningJob {
     pub generation: u64,
-    pub progress: Option<crate::tune::TuneProgress>,
+    pub progress: Option<oodscope_engine::tune::TuneProgress>,
     pub cancel: CancelToken,
 }
 
 /// The grid the window searches: each parameter's default grid (the CLI's), but ε in steps of
 /// 0.0004 up to 0.004, on the first quarter of every set (the rest is the test split).
 pub fn gui_tune_options(
-    method: crate::score::Method,
-    dims: &crate::detect::Dims,
+    method: oodscope_engine::score::Method,
+    dims: &oodscope_engine::detect::Dims,
     batch_size: usize,
-) -> Result<crate::tune::TuneOptions, String> {
+) -> Result<oodscope_engine::tune::TuneOptions, String> {
     let has_epsilon = method.params(dims).iter().any(|s| s.name == "epsilon");
     let overrides = if has_epsilon {
-        vec![("epsilon".to_string(), crate::detect::params::evenly_spaced(0.004, 11))]
+        vec![(
+            "epsilon".to_string(),
+            oodscope_engine::detect::params::evenly_spaced(0.004, 11),
+        )]
     } else {
         Vec::new()
     };
-    Ok(crate::tune::TuneOptions {
-        grid: crate::tune::ParamGrid::for_method(method, dims, &overrides)?,
-        objective: crate::tune::Objective::Fpr95,
-        validation: crate::tune::ValidationSplit::Fraction(0.25),
+    Ok(oodscope_engine::tune::TuneOptions {
+        grid: oodscope_engine::tune::ParamGrid::for_method(method, dims, &overrides)?,
+        objective: oodscope_engine::tune::Objective::Fpr95,
+        validation: oodscope_engine::tune::ValidationSplit::Fraction(0.25),
         tune_on: None,
         batch_size,
     })
@@ -165,7 +168,7 @@ pub struct OodscopeApp {
     pub fit: Option<FitState>,
     /// The tuning job in flight, and the last tuning result.
     pub tuning: Option<TuningJob>,
-    pub tune_result: Option<Box<crate::tune::TuneResult>>,
+    pub tune_result: Option<Box<oodscope_engine::tune::TuneResult>>,
     /// The comparison in flight, and the last one (every method's scores, kept).
     pub comparing: Option<comparison::CompareJob>,
     pub comparison: Option<comparison::Comparison>,
@@ -247,7 +250,7 @@ impl OodscopeApp {
                     .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
             })
             .filter(|s| s.model.is_some() || s.results.is_some())
-            .unwrap_or_else(|| Settings::demo(&crate::assets_root()));
+            .unwrap_or_else(|| Settings::demo(&oodscope_engine::assets_root()));
         Self::new(&cc.egui_ctx, settings)
     }
 
@@ -301,7 +304,7 @@ impl OodscopeApp {
     }
 
     /// The model's dimensions, with the fit's bank size (KNN's k is at most that).
-    pub fn dims(&self) -> Option<crate::detect::Dims> {
+    pub fn dims(&self) -> Option<oodscope_engine::detect::Dims> {
         let Some(model) = self.model.as_ref() else {
             return self.opened.as_ref().map(opened::OpenedResults::dims);
         };
@@ -309,7 +312,7 @@ impl OodscopeApp {
             Some(FitState::Ready { bank, .. }) => *bank,
             _ => None,
         };
-        Some(crate::detect::Dims { bank, ..model.dims })
+        Some(oodscope_engine::detect::Dims { bank, ..model.dims })
     }
 
     /// Starts the fit on the training folder in the settings (or forgets the fit if there is none).
@@ -579,7 +582,7 @@ impl OodscopeApp {
                 // fit waits for it when a training folder is set).
                 let will_fit = self.settings.train.is_some();
                 if info.missing(self.settings.method, will_fit).is_some() {
-                    let usable = crate::score::Method::all().find(|m| info.missing(*m, false).is_none());
+                    let usable = oodscope_engine::score::Method::all().find(|m| info.missing(*m, false).is_none());
                     if let Some(method) = usable {
                         self.settings.method = method;
                     }
@@ -792,7 +795,7 @@ impl OodscopeApp {
 
     /// Shows a results file that the worker read: its sets replace the panel's, its first stored
     /// column becomes the result.
-    fn on_results_opened(&mut self, results: crate::results::Results) {
+    fn on_results_opened(&mut self, results: oodscope_engine::results::Results) {
         let missing = missing_images(&results.sets);
         let opened = opened::OpenedResults::new(results);
         let Some(first) = opened.run.methods.first().cloned() else {
@@ -830,7 +833,7 @@ impl OodscopeApp {
     }
 
     /// Switching to a method the open results file stores: its stored parameters.
-    fn adopt_stored_params(&mut self, method: crate::score::Method) {
+    fn adopt_stored_params(&mut self, method: oodscope_engine::score::Method) {
         if let Some(opened) = &self.opened
             && let Some(column) = opened.column_of_method(method)
         {
@@ -894,7 +897,7 @@ impl OodscopeApp {
 
     /// Shows a run of one method as the current result.
     fn install_result(&mut self, settings: ScoreSettings, sets: Vec<ImageSet>, run: ScoreRun) {
-        let widths = self.model.as_ref().map(|m| m.member_widths()).unwrap_or_default();
+        let widths = self.model.as_ref().map(ModelInfo::member_widths).unwrap_or_default();
         self.result = Some(ScoredResult::new(settings, sets, run, widths));
         self.selected = None;
         self.result_serial += 1;
@@ -904,7 +907,7 @@ impl OodscopeApp {
     /// Fills in the cards of drop `id` from the worker's run over its images.
     fn on_files_scored(&mut self, id: u64, set: &ImageSet, run: &ScoreRun) {
         let Some(model) = &self.model else { return };
-        let crate::data::SetSource::Folder { files, .. } = &set.source else {
+        let oodscope_data::SetSource::Folder { files, .. } = &set.source else {
             return;
         };
         let mut results: Vec<Option<usize>> = vec![None; files.len()];
@@ -917,7 +920,7 @@ impl OodscopeApp {
             let outcome = match found {
                 Some(i) => {
                     let s = &run.images[i];
-                    let probabilities = crate::score::classes::class_probabilities(
+                    let probabilities = oodscope_engine::score::classes::class_probabilities(
                         run.logits_of(i),
                         &model.layout,
                         model.card.num_classes(),
@@ -926,7 +929,7 @@ impl OodscopeApp {
                         score: run.scores()[i],
                         pred: s.pred as usize,
                         pred_prob: s.pred_prob,
-                        top5: crate::score::classes::top_classes(&probabilities, 5),
+                        top5: oodscope_engine::score::classes::top_classes(&probabilities, 5),
                     })
                 }
                 None => DropOutcome::Failed(
@@ -1005,7 +1008,7 @@ impl OodscopeApp {
             }
             Command::SetThreshold(t) => self.threshold = Some(t),
             Command::ThresholdAt95Tpr => {
-                self.threshold = self.derived.as_ref().and_then(|d| d.threshold_95).or(self.threshold)
+                self.threshold = self.derived.as_ref().and_then(|d| d.threshold_95).or(self.threshold);
             }
             Command::SetBins(b) => {
                 self.settings.bins = b.clamp(5, 400);
@@ -1162,8 +1165,8 @@ impl OodscopeApp {
             self.messages.push("enable at least one ID and one OOD set".into());
             return;
         }
-        let requested: Vec<crate::score::Method> = crate::score::Method::all().collect();
-        let selection = crate::compare::select(&requested, &model.capabilities, self.has_fit());
+        let requested: Vec<oodscope_engine::score::Method> = oodscope_engine::score::Method::all().collect();
+        let selection = oodscope_engine::compare::select(&requested, &model.capabilities, self.has_fit());
         let settings: Vec<ScoreSettings> = selection
             .supported
             .iter()
@@ -1210,10 +1213,10 @@ impl OodscopeApp {
             return;
         }
         let source = match &result.sets[entry.set].source {
-            crate::data::SetSource::Folder { files, .. } => {
+            oodscope_data::SetSource::Folder { files, .. } => {
                 crate::worker::PixelSource::File(files[entry.index].path.clone())
             }
-            crate::data::SetSource::Noise { kind, first, .. } => {
+            oodscope_data::SetSource::Noise { kind, first, .. } => {
                 crate::worker::PixelSource::Noise(*kind, first + entry.index)
             }
         };
@@ -1253,7 +1256,7 @@ fn missing_images(sets: &[ImageSet]) -> Option<(usize, usize)> {
     let files: Vec<&Path> = sets
         .iter()
         .filter_map(|s| match &s.source {
-            crate::data::SetSource::Folder { files, .. } => Some(files.iter().map(|f| f.path.as_path())),
+            oodscope_data::SetSource::Folder { files, .. } => Some(files.iter().map(|f| f.path.as_path())),
             _ => None,
         })
         .flatten()

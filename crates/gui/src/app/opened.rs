@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::data::ImageSet;
-use crate::detect::Dims;
-use crate::detect::cache::CachedOutputs;
-use crate::results::{Metadata, Results};
-use crate::score::{Method, ScoreRun, ScoreSettings};
+use oodscope_data::ImageSet;
+use oodscope_engine::detect::Dims;
+use oodscope_engine::detect::cache::CachedOutputs;
+use oodscope_engine::results::{Metadata, Results};
+use oodscope_engine::score::{Method, ScoreRun, ScoreSettings};
 
 pub struct OpenedResults {
     pub path: PathBuf,

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::data::{ImageSet, Role};
-use crate::detect::cache::{CachedOutputs, can_rescore};
-use crate::score::{ScoreRun, ScoreSettings};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::cache::{CachedOutputs, can_rescore};
+use oodscope_engine::score::{ScoreRun, ScoreSettings};
 
 pub struct ScoredResult {
     /// The settings the model ran with.
@@ -38,7 +38,7 @@ impl ScoredResult {
             member_widths,
             rows: run.images.len(),
         };
-        let id_accuracy = run.accuracy(&crate::score::run::sets_with_role(&sets, Role::Id));
+        let id_accuracy = run.accuracy(&oodscope_engine::score::run::sets_with_role(&sets, Role::Id));
         ScoredResult {
             id_accuracy,
             computed: settings.clone(),

@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::data::Role;
-use crate::detect::Params;
-use crate::score::Method;
+use oodscope_data::Role;
+use oodscope_engine::detect::Params;
+use oodscope_engine::score::Method;
 
 /// One image set as remembered between runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

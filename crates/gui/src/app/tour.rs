@@ -29,7 +29,7 @@ pub struct Tour {
     drop_sent: bool,
     compare_sent: bool,
     /// The method the tour started with, restored after the features step.
-    first_method: Option<crate::score::Method>,
+    first_method: Option<oodscope_engine::score::Method>,
 }
 
 /// Frames to let the layout and thumbnails settle before a screenshot.
@@ -102,7 +102,7 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
         Step::Main => app.settings.tab = Tab::Histogram,
         Step::Features => {
             // KNN on the demo's fit (the window fits the demo's training sample at start).
-            let knn = crate::score::Method::named("knn");
+            let knn = oodscope_engine::score::Method::named("knn");
             if !app.has_fit() {
                 return;
             }
@@ -117,7 +117,7 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
                 app.push(Command::SetMethod(method));
                 return;
             }
-            app.settings.tab = Tab::Gallery
+            app.settings.tab = Tab::Gallery;
         }
         Step::Detail => {
             app.settings.tab = Tab::Gallery;
@@ -170,6 +170,6 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
 fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), String> {
     let [w, h] = image.size;
     let bytes: Vec<u8> = image.pixels.iter().flat_map(|p| [p.r(), p.g(), p.b()]).collect();
-    let png = crate::report::png::encode_rgb(w as u32, h as u32, bytes)?;
-    crate::report::write_atomically(path, &png).map_err(|e| e.to_string())
+    let png = oodscope_engine::report::png::encode_rgb(w as u32, h as u32, bytes)?;
+    oodscope_engine::report::write_atomically(path, &png).map_err(|e| e.to_string())
 }

@@ -1,8 +1,8 @@
 //! What the views draw, derived once from a result (not every frame): scores per set, sorted
 //! scores, metrics and curves per OOD set, the histogram's bins. Moving δ needs none of it again.
 
-use crate::data::Role;
-use crate::metrics::{Curves, DetectionMetrics, OperatingPoint, SortedScores, histogram, shared_range};
+use oodscope_data::Role;
+use oodscope_metrics::{Curves, DetectionMetrics, OperatingPoint, SortedScores, histogram, shared_range};
 
 /// One OOD set against the pooled ID scores.
 pub struct OodView {

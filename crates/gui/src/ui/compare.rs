@@ -10,7 +10,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use crate::app::comparison::{Comparison, Disagreement};
 use crate::app::{Command, OodscopeApp};
-use crate::compare::{MeanMetrics, MethodRow};
+use oodscope_engine::compare::{MeanMetrics, MethodRow};
 
 const THUMB: u32 = 56;
 const SHOWN_PER_SIDE: usize = 60;
@@ -91,7 +91,7 @@ pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
         return;
     };
     let shared = state(ui.ctx(), comparison.generation);
-    let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let mut state = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     ui.label(format!(
         "{} methods on {} ID images and {} OOD sets, each at its sliders' values. Click a row to show that method.",
         comparison.board.rows.len(),
@@ -329,7 +329,7 @@ fn disagreement_ui(
                             .thumbnails
                             .entry(key)
                             .or_insert_with(|| super::gallery::thumbnail(ui.ctx(), set, entry.index, THUMB, card));
-                        let colour = if set.role == crate::data::Role::Id {
+                        let colour = if set.role == oodscope_data::Role::Id {
                             super::ID_COLOUR
                         } else {
                             super::OOD_COLOUR

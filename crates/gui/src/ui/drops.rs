@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use egui::{Align2, Color32, FontId, RichText};
 
 use crate::app::{Command, DropOutcome, OodscopeApp};
-use crate::data::Role;
-use crate::data::scan::is_image_path;
+use oodscope_data::Role;
+use oodscope_data::scan::is_image_path;
 
 /// What a dropped path is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_dropped_parquet_file_opens_as_results_and_is_not_scored() {
-        let results = std::path::PathBuf::from("/data/run.PARQUET");
+        let results = PathBuf::from("/data/run.PARQUET");
         let (commands, problems) = commands_for_drop(std::slice::from_ref(&results));
         assert_eq!(commands, vec![Command::OpenResults(results)]);
         assert!(problems.is_empty());

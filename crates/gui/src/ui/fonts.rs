@@ -8,10 +8,10 @@ use egui::{FontData, FontDefinitions, FontFamily};
 
 /// The bundled fallbacks, by name, in the order they are tried.
 pub const BUNDLED: [(&str, &[u8]); 2] = [
-    ("DejaVuSans", crate::report::histogram::FONT),
+    ("DejaVuSans", oodscope_engine::report::histogram::FONT),
     (
         "WenQuanYiMicroHei-subset",
-        include_bytes!("../../assets/fonts/WenQuanYiMicroHei-subset.ttf"),
+        include_bytes!("../../../../assets/fonts/WenQuanYiMicroHei-subset.ttf"),
     ),
 ];
 

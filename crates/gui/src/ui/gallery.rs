@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Vec2};
 
 use crate::app::{Command, OodscopeApp};
-use crate::data::noise::noise_image;
-use crate::data::{ImageSet, Role, SetSource};
+use oodscope_data::noise::noise_image;
+use oodscope_data::{ImageSet, Role, SetSource};
 
 const CELL: f32 = 96.0;
 const THUMB: u32 = 64;
@@ -116,7 +116,7 @@ fn state(ctx: &egui::Context, serial: u64) -> SharedState {
 
 /// Locks the state (a poisoned lock still gives its data: no panic in the UI).
 fn lock(state: &SharedState) -> MutexGuard<'_, GalleryState> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -274,7 +274,7 @@ pub(crate) fn thumbnail(
     set: &ImageSet,
     index: usize,
     size: u32,
-    card: Option<&crate::model::ModelCard>,
+    card: Option<&oodscope_engine::model::ModelCard>,
 ) -> TextureHandle {
     let image = match &set.source {
         // A file that no longer exists (a results file's image moved): a grey placeholder, quietly.
@@ -366,9 +366,12 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     perturbation_ui(app, ui, key, &result.shown);
     ui.separator();
     ui.label(RichText::new("Top-5 classes").strong());
-    let probabilities =
-        crate::score::classes::class_probabilities(result.logits_of(i), &model.layout, model.card.num_classes());
-    for (class, p) in crate::score::classes::top_classes(&probabilities, 5) {
+    let probabilities = oodscope_engine::score::classes::class_probabilities(
+        result.logits_of(i),
+        &model.layout,
+        model.card.num_classes(),
+    );
+    for (class, p) in oodscope_engine::score::classes::top_classes(&probabilities, 5) {
         ui.horizontal(|ui| {
             ui.add(
                 egui::ProgressBar::new(p as f32)
@@ -381,7 +384,12 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
 }
 
 /// The perturbation `x̃ − x` as an image: grey = 0, white = +ε, black = −ε.
-fn perturbation_ui(app: &OodscopeApp, ui: &mut egui::Ui, key: (usize, usize), shown: &crate::score::ScoreSettings) {
+fn perturbation_ui(
+    app: &OodscopeApp,
+    ui: &mut egui::Ui,
+    key: (usize, usize),
+    shown: &oodscope_engine::score::ScoreSettings,
+) {
     let eps = shown.epsilon();
     if eps == 0.0 {
         return;

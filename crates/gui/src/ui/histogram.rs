@@ -57,7 +57,7 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
                 plot_ui.vline(
                     VLine::new(format!("δ = {t:.6}"), t as f64)
                         .color({
-                            let c = crate::report::histogram::THRESHOLD_COLOUR;
+                            let c = oodscope_engine::report::histogram::THRESHOLD_COLOUR;
                             egui::Color32::from_rgb(c.0, c.1, c.2)
                         })
                         .width(2.5),

@@ -17,7 +17,7 @@ use crate::app::{Command, OodscopeApp, Tab};
 
 /// Colours of the sets: ID first, then the OOD sets (the same as the PNG exports).
 pub fn set_colour(k: usize) -> Color32 {
-    let c = crate::report::histogram::SET_COLOURS[k % crate::report::histogram::SET_COLOURS.len()];
+    let c = oodscope_engine::report::histogram::SET_COLOURS[k % oodscope_engine::report::histogram::SET_COLOURS.len()];
     Color32::from_rgb(c.0, c.1, c.2)
 }
 
@@ -100,13 +100,13 @@ fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
 }
 
 /// The method `step` places before or after the current one among those the model can run.
-fn next_method(app: &OodscopeApp, step: isize) -> Option<crate::score::Method> {
+fn next_method(app: &OodscopeApp, step: isize) -> Option<oodscope_engine::score::Method> {
     let has_fit = app.has_fit() || app.is_fitting();
-    let usable: Vec<crate::score::Method> = match (&app.model, &app.opened) {
-        (Some(model), _) => crate::score::Method::all()
+    let usable: Vec<oodscope_engine::score::Method> = match (&app.model, &app.opened) {
+        (Some(model), _) => oodscope_engine::score::Method::all()
             .filter(|m| model.missing(*m, has_fit).is_none())
             .collect(),
-        (None, Some(opened)) => crate::score::Method::all()
+        (None, Some(opened)) => oodscope_engine::score::Method::all()
             .filter(|m| opened.method_missing(*m).is_none())
             .collect(),
         (None, None) => return None,

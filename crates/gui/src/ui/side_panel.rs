@@ -3,9 +3,9 @@
 use egui::{RichText, Slider};
 
 use crate::app::{Command, ExportKind, FitState, OodscopeApp};
-use crate::data::Role;
-use crate::detect::Group;
-use crate::score::Method;
+use oodscope_data::Role;
+use oodscope_engine::detect::Group;
+use oodscope_engine::score::Method;
 
 pub fn side_panel_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     model_ui(app, out, ui);
@@ -78,7 +78,12 @@ fn results_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     match &app.opened {
         Some(opened) => {
             let rows = opened.run.images.len();
-            let methods: Vec<String> = opened.run.methods.iter().map(|m| m.describe()).collect();
+            let methods: Vec<String> = opened
+                .run
+                .methods
+                .iter()
+                .map(oodscope_engine::detect::ScoreSettings::describe)
+                .collect();
             let saved = match (opened.cache.logit_width > 0, opened.cache.feature_width > 0) {
                 (true, true) => "logits and features saved",
                 (true, false) => "logits saved",
@@ -246,7 +251,7 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             ui.horizontal(|ui| {
                 ui.spinner();
                 let text = match progress {
-                    Some(p) if p.stage == crate::fit::FitStage::Images => {
+                    Some(p) if p.stage == oodscope_engine::fit::FitStage::Images => {
                         format!("fitting: {}/{} images", p.done, p.total)
                     }
                     Some(_) => "fitting: statistics…".to_string(),

@@ -5,8 +5,8 @@
 use egui::{Color32, Pos2, Rect, RichText, Sense, Stroke, Vec2};
 
 use crate::app::{Command, OodscopeApp};
-use crate::tune::grid::{Axis, label};
-use crate::tune::{Objective, TuneResult};
+use oodscope_engine::tune::grid::{Axis, label};
+use oodscope_engine::tune::{Objective, TuneResult};
 
 /// A perceptual-ish ramp from dark blue (worst) to yellow (best).
 fn ramp(strength: f32) -> Color32 {
@@ -82,7 +82,12 @@ fn axes(result: &TuneResult) -> Option<(Option<&Axis>, &Axis)> {
     }
 }
 
-fn heatmap_ui(result: &TuneResult, current: Option<&crate::detect::Params>, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+fn heatmap_ui(
+    result: &TuneResult,
+    current: Option<&oodscope_engine::detect::Params>,
+    out: &mut Vec<Command>,
+    ui: &mut egui::Ui,
+) {
     let Some((row_axis, col_axis)) = axes(result) else {
         ui.label("(no heatmap for a grid of more than two parameters)");
         return;

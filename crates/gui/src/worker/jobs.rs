@@ -11,15 +11,15 @@ use tch::Tensor;
 
 use super::lane::Lane;
 use super::{Event, Job, PixelSource, Waker};
-use crate::data::noise::noise_image;
-use crate::data::{ImageSet, Role, decode_file};
-use crate::detect::cache::{CachedOutputs, rescore};
-use crate::detect::plan::{Plan, dims_of, gradient_l1};
-use crate::detect::{Dims, Missing};
-use crate::fit::Fit;
-use crate::model::{Capabilities, Model, ModelCard, Network, device_name, set_model_threads};
-use crate::score::classes::LogitLayout;
-use crate::score::{Method, RunError, ScoreSettings, run_scoring};
+use oodscope_data::noise::noise_image;
+use oodscope_data::{ImageSet, Role, decode_file};
+use oodscope_engine::detect::cache::{CachedOutputs, rescore};
+use oodscope_engine::detect::plan::{Plan, dims_of, gradient_l1};
+use oodscope_engine::detect::{Dims, Missing};
+use oodscope_engine::fit::Fit;
+use oodscope_engine::model::{Capabilities, Model, ModelCard, Network, device_name, set_model_threads};
+use oodscope_engine::score::classes::LogitLayout;
+use oodscope_engine::score::{Method, RunError, ScoreSettings, run_scoring};
 
 /// What the UI shows about a loaded model (no tensors).
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                 send(Event::TuneProgress { generation, progress });
                 lane.serve(Some(m), fit, false, &send);
             };
-            match crate::tune::tune(m, fit, &sets, &options, &cancel, &mut on_progress) {
+            match oodscope_engine::tune::tune(m, fit, &sets, &options, &cancel, &mut on_progress) {
                 Ok(result) => send(Event::Tuned {
                     generation,
                     result: Box::new(result),
@@ -226,7 +226,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
             cancel,
         } => {
             let Some(m) = &state.model else { return };
-            let options = crate::compare::CompareOptions {
+            let options = oodscope_engine::compare::CompareOptions {
                 settings,
                 tune: None,
                 batch_size,
@@ -237,7 +237,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                 send(Event::CompareProgress { generation, progress });
                 lane.serve(Some(m), fit, false, &send);
             };
-            match crate::compare::compare(m, fit, &sets, &options, &cancel, &mut on_progress) {
+            match oodscope_engine::compare::compare(m, fit, &sets, &options, &cancel, &mut on_progress) {
                 Ok(result) => send(Event::Compared {
                     generation,
                     result: Box::new(result),
@@ -274,7 +274,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                 Err(e) => send(Event::Error(format!("perturbation: {e}"))),
             }
         }
-        Job::OpenResults { generation, path } => match crate::results::open(&path) {
+        Job::OpenResults { generation, path } => match oodscope_engine::results::open(&path) {
             Ok(results) => send(Event::ResultsOpened {
                 generation,
                 results: Box::new(results),
@@ -290,15 +290,15 @@ fn fit_on(
     model: &Model,
     train: &std::path::Path,
     cancel: &AtomicBool,
-    on_progress: &mut dyn FnMut(crate::fit::FitProgress),
+    on_progress: &mut dyn FnMut(oodscope_engine::fit::FitProgress),
 ) -> Result<Fit, RunError> {
     let set = ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes)
         .map_err(|e| RunError::Invalid(e.to_string()))?;
-    let options = crate::fit::FitOptions {
+    let options = oodscope_engine::fit::FitOptions {
         batch_size: 64,
         max_images: None,
     };
-    Ok(crate::fit::cache::obtain(model, &set, &options, cancel, on_progress)?.fit)
+    Ok(oodscope_engine::fit::cache::obtain(model, &set, &options, cancel, on_progress)?.fit)
 }
 
 /// The first-order estimate at `settings`: each image's clean score at ε = 0 (from the cache) moved
@@ -351,10 +351,10 @@ fn gradient_norms(
         let pixels: Vec<f32> = chunk
             .iter()
             .flat_map(|&(set, index)| match &sets[set].source {
-                crate::data::SetSource::Folder { files, .. } => {
+                oodscope_data::SetSource::Folder { files, .. } => {
                     decode_file(&files[index].path, &pre).unwrap_or_else(|_| vec![f32::NAN; pre.len()])
                 }
-                crate::data::SetSource::Noise { kind, first, .. } => noise_image(*kind, first + index, pre.len()),
+                oodscope_data::SetSource::Noise { kind, first, .. } => noise_image(*kind, first + index, pre.len()),
             })
             .collect();
         let x = Tensor::from_slice(&pixels)
@@ -384,7 +384,7 @@ fn perturbation_of(
         .f_view([1, c, h, w])
         .and_then(|x| x.f_to_device(model.device))
         .map_err(|e| e.to_string())?;
-    let values = crate::detect::plan::perturbation(model, &x, settings, fit).map_err(|e| e.to_string())?;
+    let values = oodscope_engine::detect::plan::perturbation(model, &x, settings, fit).map_err(|e| e.to_string())?;
     Ok((values, [c as usize, h as usize, w as usize]))
 }
 

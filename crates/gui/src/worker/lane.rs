@@ -8,11 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Receiver;
 
 use super::Event;
-use crate::data::{ImageSet, Role};
-use crate::detect::plan::Plan;
-use crate::fit::Fit;
-use crate::model::Model;
-use crate::score::{RunError, ScoreSettings, run_scoring};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::plan::Plan;
+use oodscope_engine::fit::Fit;
+use oodscope_engine::model::Model;
+use oodscope_engine::score::{RunError, ScoreSettings, run_scoring};
 
 /// Dropped images to score, and the drop they came in (`id`, for the app's cards).
 #[derive(Debug)]

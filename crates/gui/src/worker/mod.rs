@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use crate::data::{ImageSet, Role};
-use crate::detect::cache::CachedOutputs;
-use crate::model::DeviceChoice;
-use crate::score::{Progress, ScoreRun, ScoreSettings};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::cache::CachedOutputs;
+use oodscope_engine::model::DeviceChoice;
+use oodscope_engine::score::{Progress, ScoreRun, ScoreSettings};
 
 pub use jobs::ModelInfo;
 pub use lane::DropJob;
@@ -62,20 +62,20 @@ pub enum Job {
         generation: u64,
         path: PathBuf,
     },
-    /// The honest parameter search of `crate::tune` on the enabled sets.
+    /// The honest parameter search of `oodscope_engine::tune` on the enabled sets.
     Tune {
         generation: u64,
         sets: Vec<ImageSet>,
-        options: crate::tune::TuneOptions,
+        options: oodscope_engine::tune::TuneOptions,
         cancel: Arc<AtomicBool>,
     },
-    /// Every given method on the enabled sets in one pass (`crate::compare`), features kept.
+    /// Every given method on the enabled sets in one pass (`oodscope_engine::compare`), features kept.
     Compare {
         generation: u64,
         sets: Vec<ImageSet>,
         settings: Vec<ScoreSettings>,
         /// The methods left out, passed back with the result.
-        unsupported: Vec<crate::compare::Unsupported>,
+        unsupported: Vec<oodscope_engine::compare::Unsupported>,
         batch_size: usize,
         cancel: Arc<AtomicBool>,
     },
@@ -105,11 +105,11 @@ pub enum Event {
     ModelLoaded(ModelInfo),
     FitProgress {
         generation: u64,
-        progress: crate::fit::FitProgress,
+        progress: oodscope_engine::fit::FitProgress,
     },
     Fitted {
         generation: u64,
-        info: crate::fit::FitInfo,
+        info: oodscope_engine::fit::FitInfo,
         /// The bank's size (for KNN's k), when the model has features.
         bank: Option<usize>,
     },
@@ -125,7 +125,7 @@ pub enum Event {
     /// A results file read (`Job::OpenResults`).
     ResultsOpened {
         generation: u64,
-        results: Box<crate::results::Results>,
+        results: Box<oodscope_engine::results::Results>,
     },
     /// A results file that could not be read: one line naming it.
     ResultsFailed {
@@ -139,20 +139,20 @@ pub enum Event {
     },
     CompareProgress {
         generation: u64,
-        progress: crate::compare::CompareProgress,
+        progress: oodscope_engine::compare::CompareProgress,
     },
     Compared {
         generation: u64,
-        result: Box<crate::compare::CompareResult>,
-        unsupported: Vec<crate::compare::Unsupported>,
+        result: Box<oodscope_engine::compare::CompareResult>,
+        unsupported: Vec<oodscope_engine::compare::Unsupported>,
     },
     TuneProgress {
         generation: u64,
-        progress: crate::tune::TuneProgress,
+        progress: oodscope_engine::tune::TuneProgress,
     },
     Tuned {
         generation: u64,
-        result: Box<crate::tune::TuneResult>,
+        result: Box<oodscope_engine::tune::TuneResult>,
     },
     Perturbation {
         key: (usize, usize),
@@ -195,7 +195,7 @@ pub enum Event {
 #[derive(Debug, Clone)]
 pub enum PixelSource {
     File(PathBuf),
-    Noise(crate::data::NoiseKind, usize),
+    Noise(oodscope_data::NoiseKind, usize),
 }
 
 /// The app's handle on the worker thread.

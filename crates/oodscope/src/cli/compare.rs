@@ -10,17 +10,17 @@ use super::{
     FitArgs, ResultsArgs, RunArgs, StreamedOutputs, interrupt_flag, open_sets, progress_bar, report_skipped,
     write_output,
 };
-use crate::compare::groups::split_group;
-use crate::compare::{CompareOptions, Leaderboard, TuneSpec, compare_into, parse_methods, select};
-use crate::detect::plan::dims_of;
-use crate::detect::{Method, Params, ScoreSettings};
-use crate::model::device_name;
-use crate::report::leaderboard::{
+use oodscope_engine::compare::groups::split_group;
+use oodscope_engine::compare::{CompareOptions, Leaderboard, TuneSpec, compare_into, parse_methods, select};
+use oodscope_engine::detect::plan::dims_of;
+use oodscope_engine::detect::{Method, Params, ScoreSettings};
+use oodscope_engine::model::device_name;
+use oodscope_engine::report::leaderboard::{
     CompareContext, compare_report, leaderboard_csv, leaderboard_markdown, roc_overlay_png,
 };
-use crate::results::RunDescription;
-use crate::score::{Keep, RunError};
-use crate::tune::{Objective, ValidationSplit};
+use oodscope_engine::results::RunDescription;
+use oodscope_engine::score::{Keep, RunError};
+use oodscope_engine::tune::{Objective, ValidationSplit};
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -132,7 +132,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         .map(|&m| ScoreSettings::default_for(m, &dims))
         .collect();
     let fit = args.fit.obtain(&model, &defaults, &args.run)?;
-    let dims = crate::detect::plan::dims_with_fit(&model, fit.as_ref());
+    let dims = oodscope_engine::detect::plan::dims_with_fit(&model, fit.as_ref());
     let settings = selection
         .supported
         .iter()
@@ -159,7 +159,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     // Groups per set: none for the ID sets, which come first.
     let groups: Vec<Option<String>> = std::iter::repeat_n(None, args.id.len()).chain(groups).collect();
 
-    let total: usize = sets.iter().map(|s| s.len()).sum();
+    let total: usize = sets.iter().map(oodscope_data::ImageSet::len).sum();
     let names: Vec<&str> = settings.iter().map(|s| s.method.name()).collect();
     eprintln!(
         "oodscope: comparing {} methods on {} ({}), {total} images in {} sets{}{}: {}",
@@ -210,7 +210,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     let bar = progress_bar(0, args.run.quiet);
     let mut stage = None;
     let cancel = interrupt_flag();
-    let mut progress = |p: crate::compare::CompareProgress| {
+    let mut progress = |p: oodscope_engine::compare::CompareProgress| {
         if stage != Some(p.stage) {
             stage = Some(p.stage);
             bar.reset();
@@ -257,7 +257,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     }
     outputs.finish(&result.run, &result.sets)?;
     if let (Some(path), None) = (&args.scores, streamed_scores) {
-        let bytes = crate::report::csv::scores_csv(&result.run, &result.sets, &model.card.classes)
+        let bytes = oodscope_engine::report::csv::scores_csv(&result.run, &result.sets, &model.card.classes)
             .map_err(anyhow::Error::msg)?;
         write_output(path, &bytes)?;
     }

@@ -9,12 +9,12 @@ use clap::Args;
 use indicatif::ProgressBar;
 
 use super::{RunArgs, progress_bar, write_output_note};
-use crate::data::Shard;
-use crate::data::{ImageSet, Role};
-use crate::fit::cache::{bank_budget, cached_path, create_parent, obtain};
-use crate::fit::{Fit, FitInfo, FitOptions, FitProgress, FitStage, LabelSource, fit_model, fit_shard};
-use crate::model::{Model, device_name};
-use crate::score::ScoreSettings;
+use oodscope_data::Shard;
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::fit::cache::{bank_budget, cached_path, create_parent, obtain};
+use oodscope_engine::fit::{Fit, FitInfo, FitOptions, FitProgress, FitStage, LabelSource, fit_model, fit_shard};
+use oodscope_engine::model::{Model, device_name};
+use oodscope_engine::score::ScoreSettings;
 
 /// Where the fit comes from, for `score` and `tune`.
 #[derive(Debug, Args, Default)]
@@ -173,7 +173,7 @@ fn fit_shard_command(
 ) -> Result<()> {
     create_parent(out)?;
     let used = options.max_images.map_or(set.len(), |m| m.min(set.len()));
-    let range = crate::fit::part::shard_images(shard, used, options.batch_size);
+    let range = oodscope_engine::fit::part::shard_images(shard, used, options.batch_size);
     eprintln!(
         "oodscope: fitting shard {shard} of {} on {} (images {}..{} of {} in {}, in batches of {})",
         model.card.name,

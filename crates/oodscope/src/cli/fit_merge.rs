@@ -8,8 +8,8 @@ use clap::Args;
 
 use super::fit::{note_labels, print_fit, show};
 use super::{interrupt_flag, progress_bar, write_output_note};
-use crate::fit::cache::{cached_path_for, create_parent};
-use crate::fit::merge::{merge_parts, open_parts};
+use oodscope_engine::fit::cache::{cached_path_for, create_parent};
+use oodscope_engine::fit::merge::{merge_parts, open_parts};
 
 #[derive(Debug, Args)]
 pub struct FitMergeArgs {

@@ -7,12 +7,12 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::write_output;
-use crate::compare::{CompareResult, Leaderboard};
-use crate::evaluate::evaluate;
-use crate::report::json::{RunContext, build_report};
-use crate::report::leaderboard::{CompareContext, compare_report, leaderboard_markdown};
-use crate::report::table::metrics_table;
-use crate::results::{Load, merge, open_with};
+use oodscope_engine::compare::{CompareResult, Leaderboard};
+use oodscope_engine::evaluate::evaluate;
+use oodscope_engine::report::json::{RunContext, build_report};
+use oodscope_engine::report::leaderboard::{CompareContext, compare_report, leaderboard_markdown};
+use oodscope_engine::report::table::metrics_table;
+use oodscope_engine::results::{Load, merge, open_with};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {

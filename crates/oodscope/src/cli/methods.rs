@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::detect::params::fmt_value;
-use crate::detect::plan::dims_of;
-use crate::detect::{Dims, Group};
-use crate::model::{DeviceChoice, Model};
-use crate::score::Method;
+use oodscope_engine::detect::params::fmt_value;
+use oodscope_engine::detect::plan::dims_of;
+use oodscope_engine::detect::{Dims, Group};
+use oodscope_engine::model::{DeviceChoice, Model};
+use oodscope_engine::score::Method;
 
 #[derive(Debug, Args)]
 pub struct MethodsArgs {

@@ -19,22 +19,22 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::data::set::make_names_unique;
-use crate::data::{ImageSet, Role, Shard};
-use crate::detect::{Dims, Params};
-use crate::model::{DeviceChoice, Model, set_model_threads};
-use crate::report::write_atomically;
-use crate::results::csv_writer::CsvFile;
-use crate::results::{ResultsWriter, RunDescription};
-use crate::score::{BatchSink, Method, ScoreRun, ScoreSettings};
+use oodscope_data::set::make_names_unique;
+use oodscope_data::{ImageSet, Role, Shard};
+use oodscope_engine::detect::Params;
+use oodscope_engine::model::{DeviceChoice, Model, set_model_threads};
+use oodscope_engine::report::write_atomically;
+use oodscope_engine::results::csv_writer::CsvFile;
+use oodscope_engine::results::{ResultsWriter, RunDescription};
+use oodscope_engine::score::{BatchSink, ScoreRun};
 
 pub use compare::{CompareArgs, compare_command};
 pub use fit::{FitArgs, FitCommandArgs, fit_command};
 pub use fit_merge::{FitMergeArgs, fit_merge_command};
 pub use merge::{MergeArgs, merge_command};
-pub use methods::{MethodsArgs, methods_command};
+pub use methods::methods_command;
 pub use preprocess::{PreprocessArgs, preprocess_command};
-pub use score::{ScoreArgs, headless_demo, histogram_of_run, score_command};
+pub use score::{ScoreArgs, headless_demo, headless_results, score_command};
 pub use train::{TrainArgs, train_command};
 pub use tune::{TuneArgs, tune_command};
 
@@ -78,8 +78,8 @@ pub struct GuiArgs {
 
 impl GuiArgs {
     /// The window's startup options from these flags.
-    pub fn startup_options(&self) -> crate::gui::StartupOptions {
-        crate::gui::StartupOptions {
+    pub fn startup_options(&self) -> oodscope_gui::StartupOptions {
+        oodscope_gui::StartupOptions {
             model: self.model.clone(),
             id: self.id.clone(),
             ood: self.ood.clone(),
@@ -188,11 +188,6 @@ impl MethodArgs {
         }
         Ok(params)
     }
-
-    /// The method's settings for a model of these dimensions, defaults filled in.
-    pub fn settings(&self, method: Method, dims: &Dims) -> Result<ScoreSettings, String> {
-        ScoreSettings::new(method, &self.given()?, dims)
-    }
 }
 
 /// The per-image results table and sharding, shared by `score` and `compare`.
@@ -272,7 +267,7 @@ impl StreamedOutputs {
     ) -> Result<StreamedOutputs> {
         let mut outputs = StreamedOutputs::default();
         if let Some(path) = results {
-            let meta = crate::results::metadata(run).map_err(anyhow::Error::msg)?;
+            let meta = oodscope_engine::results::metadata(run).map_err(anyhow::Error::msg)?;
             let writer = ResultsWriter::create(path, meta).map_err(anyhow::Error::msg)?;
             outputs.results = Some((path.to_path_buf(), writer));
         }

@@ -12,8 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use ndarray::Array4;
 
-use crate::data::decode_file;
-use crate::model::{ModelCard, card_path_for};
+use oodscope_data::decode_file;
+use oodscope_engine::model::{ModelCard, card_path_for};
 
 #[derive(Debug, Args)]
 pub struct PreprocessArgs {

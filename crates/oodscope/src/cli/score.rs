@@ -9,16 +9,16 @@ use super::{
     FitArgs, InputArgs, MethodArgs, ResultsArgs, RunArgs, StreamedOutputs, open_sets, progress_bar, report_skipped,
     write_output,
 };
-use crate::data::{ImageSet, Role};
-use crate::detect::plan::{Plan, dims_of};
-use crate::evaluate::evaluate;
-use crate::model::{DeviceChoice, device_name};
-use crate::report::histogram::{HistogramPlot, Series, histogram_png};
-use crate::report::json::{RunContext, build_report};
-use crate::report::table::metrics_table;
-use crate::results::RunDescription;
-use crate::score::run::sets_with_role;
-use crate::score::{DecodeSchedule, Keep, Method, ScoreRun, ScoreSettings, run_scoring_into};
+use oodscope_data::{ImageSet, Role};
+use oodscope_engine::detect::plan::{Plan, dims_of};
+use oodscope_engine::evaluate::evaluate;
+use oodscope_engine::model::{DeviceChoice, device_name};
+use oodscope_engine::report::histogram::{HistogramPlot, Series, histogram_png};
+use oodscope_engine::report::json::{RunContext, build_report};
+use oodscope_engine::report::table::metrics_table;
+use oodscope_engine::results::RunDescription;
+use oodscope_engine::score::run::sets_with_role;
+use oodscope_engine::score::{DecodeSchedule, Keep, Method, ScoreRun, ScoreSettings, run_scoring_into};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -95,7 +95,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     let bar = progress_bar(total as u64, args.run.quiet);
     let cancel = super::interrupt_flag();
     let schedule = DecodeSchedule::for_device(model.device);
-    let mut progress = |p: crate::score::Progress| {
+    let mut progress = |p: oodscope_engine::score::Progress| {
         bar.set_position(p.done as u64);
         if p.skipped > 0 {
             bar.set_message(format!("{} skipped", p.skipped));
@@ -173,7 +173,7 @@ pub fn histogram_of_run(
         .into_iter()
         .map(|s| (sets[s].name.clone(), run.set_scores(s)))
         .collect();
-    let threshold = crate::metrics::SortedScores::new(&id, &id)
+    let threshold = oodscope_metrics::SortedScores::new(&id, &id)
         .ok()
         .map(|s| s.threshold_at_95_tpr());
     let mut series = vec![Series {
@@ -196,10 +196,22 @@ pub fn histogram_of_run(
     histogram_png(&plot).map_err(anyhow::Error::msg)
 }
 
+/// The headless report of a results file (no display): each stored method's metrics table.
+pub fn headless_results(path: &std::path::Path) -> Result<()> {
+    let results = oodscope_engine::results::open_with(path, oodscope_engine::results::Load::SCORES)
+        .map_err(anyhow::Error::msg)?;
+    let (run, sets) = (&results.run, &results.sets);
+    for (column, settings) in run.methods.iter().enumerate() {
+        let evaluation = oodscope_engine::evaluate::evaluate_column(run, sets, column);
+        print!("{}", metrics_table(&results.meta.model.name, settings, &evaluation));
+    }
+    Ok(())
+}
+
 /// The headless demo report: the bundled model on the demo sets, the table and a histogram PNG
 /// (`oodscope-demo-histogram.png`), for machines without a display.
 pub fn headless_demo() -> Result<()> {
-    let root = crate::assets::find()?;
+    let root = oodscope_engine::assets::find()?;
     let path = |p: &str| root.join(p).display().to_string();
     let args = ScoreArgs {
         input: InputArgs {

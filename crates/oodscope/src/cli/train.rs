@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::model::{DeviceChoice, set_model_threads};
+use oodscope_engine::model::{DeviceChoice, set_model_threads};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {

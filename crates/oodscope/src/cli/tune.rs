@@ -6,13 +6,13 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{FitArgs, InputArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
-use crate::detect::params::{EPSILON_GRID_MAX, EPSILON_GRID_STEPS, evenly_spaced};
-use crate::detect::plan::{dims_of, dims_with_fit};
-use crate::model::device_name;
-use crate::report::tuning::{grid_csv, tune_heatmap, tune_summary};
-use crate::score::{Method, ScoreRun};
-use crate::tune::grid::parse_axis;
-use crate::tune::{Objective, ParamGrid, Stage, TuneOptions, ValidationSplit, tune};
+use oodscope_engine::detect::params::{EPSILON_GRID_MAX, EPSILON_GRID_STEPS, evenly_spaced};
+use oodscope_engine::detect::plan::{dims_of, dims_with_fit};
+use oodscope_engine::model::device_name;
+use oodscope_engine::report::tuning::{grid_csv, tune_heatmap, tune_summary};
+use oodscope_engine::score::{Method, ScoreRun};
+use oodscope_engine::tune::grid::parse_axis;
+use oodscope_engine::tune::{Objective, ParamGrid, Stage, TuneOptions, ValidationSplit, tune};
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -104,7 +104,7 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
     if let Some(missing) = args.method.missing(&model.capabilities(), true) {
         anyhow::bail!(missing.message(args.method.name(), &model.card.name));
     }
-    let defaults = crate::score::ScoreSettings::default_for(args.method, &dims_of(&model));
+    let defaults = oodscope_engine::score::ScoreSettings::default_for(args.method, &dims_of(&model));
     let fit = args.fit.obtain(&model, std::slice::from_ref(&defaults), &args.run)?;
     let dims = dims_with_fit(&model, fit.as_ref());
     let specs = args.method.params(&dims);

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::scan::scan_folder;
-use crate::data::{Preprocess, decode_file};
+use oodscope_data::scan::scan_folder;
+use oodscope_data::{Preprocess, decode_file};
 
 /// Images `[N, 1, H, W]` in [0, 1] pixel units and labels `[N]`, on a device.
 pub struct Dataset {

@@ -79,5 +79,6 @@ pub fn write_card(
         std = super::FMNIST_STD,
         classes = quoted.join(", "),
     );
-    crate::report::write_atomically(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    oodscope_engine::report::write_atomically(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -66,7 +66,7 @@ pub const LEFT_OUT_PAIRS: [[usize; 2]; 5] = [[0, 6], [1, 3], [2, 4], [5, 7], [8,
 
 /// Trains the requested models and writes them with their cards into `out`.
 pub fn train(options: &TrainOptions) -> Result<()> {
-    let classes: Vec<String> = FMNIST_CLASSES.iter().map(|s| s.to_string()).collect();
+    let classes: Vec<String> = FMNIST_CLASSES.iter().map(ToString::to_string).collect();
     let start = Instant::now();
     let train_set = Dataset::load(&options.data.join("train"), &classes, 28, options.limit, options.device)?;
     let test_set = Dataset::load(&options.data.join("test"), &classes, 28, None, options.device)?;
@@ -98,9 +98,9 @@ pub fn train(options: &TrainOptions) -> Result<()> {
 }
 
 /// The seeded generator for shuffling and augmentation.
-pub type Rng = crate::rng::SplitMix64;
+pub type Rng = oodscope_data::rng::SplitMix64;
 
 /// Training's generator for a seed.
 pub fn seeded_rng(seed: u64) -> Rng {
-    crate::rng::SplitMix64(seed ^ 0x5eed_0f0d_5c09_e5a1)
+    oodscope_data::rng::SplitMix64(seed ^ 0x5eed_0f0d_5c09_e5a1)
 }

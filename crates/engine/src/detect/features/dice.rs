@@ -55,7 +55,10 @@ impl Detector for Dice {
     fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
         let fit = ctx.fit()?;
         let percentile = params.get("percentile");
-        let mut cache = fit.dice_weights.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = fit
+            .dice_weights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let kept = match cache.get(&percentile.to_bits()) {
             Some(w) => w.shallow_clone(),
             None => {

@@ -1,0 +1,10 @@
+//! The engine's integration tests, one binary: scores, fits and tuning against PyTorch, NumPy and
+//! pytorch-ood references made by `tests/fixtures/*.py` (scripts/test.sh), through the library API.
+
+mod support;
+
+mod bundled_models;
+mod feature_methods;
+mod pytorch_parity;
+mod tune_reference;
+mod tune_reuse;

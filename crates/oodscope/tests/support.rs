@@ -1,0 +1,28 @@
+//! What the command line's tests share: the test kit (fixtures, references, Python), a method's
+//! settings by name, and the oodscope binary run with a private fit cache.
+
+pub use oodscope_testkit::*;
+
+/// A method's settings for `model` from name=value pairs (the rest at their defaults).
+pub fn settings(
+    model: &oodscope_engine::model::Model,
+    method: &str,
+    params: &[(&str, f64)],
+) -> oodscope_engine::score::ScoreSettings {
+    let dims = oodscope_engine::detect::plan::dims_of(model);
+    oodscope_engine::score::ScoreSettings::named(method, params, &dims).unwrap()
+}
+
+/// Runs the oodscope binary with its fit cache in `cache`; returns (exit code, stdout, stderr).
+pub fn oodscope_with_cache(cache: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oodscope"))
+        .args(args)
+        .env("OODSCOPE_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}

@@ -1,0 +1,20 @@
+//! The command line's integration tests, one binary (ripgrep's pattern: libtorch is linked once):
+//! the `oodscope` binary run as users run it, its outputs read back and checked against PyTorch,
+//! scikit-learn and pyarrow.
+
+mod support;
+
+mod aoti;
+mod bad_inputs;
+mod cli_outputs;
+mod compare_cli;
+mod fit_cli;
+mod fit_shard;
+mod own_model;
+mod preprocess;
+mod results_cli;
+mod scale_out;
+mod torch_loading;
+mod train_export;
+mod tune_cli;
+mod window_results;
