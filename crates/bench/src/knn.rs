@@ -17,10 +17,10 @@ use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
 use super::{KnnArgs, KnnBankArgs, Report};
-use oodscope_engine::fit::bank::{Bank, normalise};
 use oodscope_engine::fit::cache::bank_budget;
-use oodscope_engine::fit::file::{Entry, Reader, Writer};
 use oodscope_engine::model::set_model_threads;
+use oodscope_engine::stats::bank::{Bank, normalise};
+use oodscope_engine::stats::fit_file::{Entry, Reader, Writer};
 
 /// Rows converted per step while writing the bank: about 16 MB.
 const WRITE_CHUNK_BYTES: usize = 16 << 20;

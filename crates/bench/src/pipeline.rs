@@ -12,10 +12,11 @@ use tch::{Kind, Tensor};
 use super::{PipelineArgs, Report};
 use oodscope_data::{ImageSet, Role, SetSource, decode_file};
 use oodscope_engine::detect::plan::{Plan, dims_of, dims_with_fit};
-use oodscope_engine::fit::Fit;
 use oodscope_engine::fit::cache::bank_budget;
 use oodscope_engine::model::{Model, device_name, set_model_threads};
-use oodscope_engine::score::{DecodeSchedule, Method, ScoreSettings, StageTimes, run_scoring_with};
+use oodscope_engine::pipeline::{DecodeSchedule, StageTimes};
+use oodscope_engine::score::{Method, ScoreSettings, run_scoring_with};
+use oodscope_engine::stats::Fit;
 
 /// The settings of a benchmarked method at its defaults (ODIN: T = 1000, ε = 0.0014).
 pub fn settings_for(method: Method, model: &Model) -> ScoreSettings {
@@ -113,7 +114,7 @@ pub fn run(args: &PipelineArgs) -> Report {
         "methods": methods.iter().map(|s| s.method.name()).collect::<Vec<_>>(),
         "settings": methods.iter().map(ScoreSettings::describe).collect::<Vec<_>>().join("; "),
         "fit": args.fit.as_ref().map(|p| p.display().to_string()),
-        "bank_on_disk": fit.as_ref().and_then(|f| f.bank.as_ref()).map(oodscope_engine::fit::Bank::on_disk),
+        "bank_on_disk": fit.as_ref().and_then(|f| f.bank.as_ref()).map(oodscope_engine::stats::Bank::on_disk),
         "images": images,
         "batch_size": args.batch_size,
         "seconds": seconds,

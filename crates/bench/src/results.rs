@@ -9,10 +9,10 @@ use oodscope_data::scan::FileEntry;
 use oodscope_data::{ImageSet, Role, SetSource, Shard};
 use oodscope_engine::detect::Params;
 use oodscope_engine::detect::plan::BatchScores;
+use oodscope_engine::pipeline::stream::Item;
 use oodscope_engine::results::schema::{FORMAT, FORMAT_VERSION, Metadata, MethodMeta, ModelMeta, SetMeta};
 use oodscope_engine::results::{Load, ResultsWriter, open_with};
 use oodscope_engine::score::run::{BatchSink, ScoreRun};
-use oodscope_engine::score::stream::Item;
 use serde_json::json;
 
 use super::Report;

@@ -9,14 +9,19 @@ pub mod alloc;
 pub mod assets;
 pub mod compare;
 pub mod detect;
+mod error;
 pub mod evaluate;
 pub mod fit;
 pub mod model;
+pub mod pipeline;
 pub mod report;
 pub mod results;
 pub mod score;
+pub mod stats;
+pub mod tensor;
 pub mod torch_libs;
 pub mod tune;
 
 /// Where the bundled models and demo assets are (see [`assets`]).
 pub use assets::assets_root;
+pub use error::{Error, Result};

@@ -12,10 +12,11 @@ use std::sync::atomic::AtomicBool;
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::detect::Params;
 use oodscope_engine::detect::plan::{Plan, dims_with_fit};
-use oodscope_engine::fit::file::Reader;
-use oodscope_engine::fit::{Fit, FitOptions, fit_model};
+use oodscope_engine::fit::{FitOptions, fit_model};
 use oodscope_engine::model::{DeviceChoice, Model};
 use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
+use oodscope_engine::stats::Fit;
+use oodscope_engine::stats::fit_file::Reader;
 use oodscope_metrics::detection_metrics;
 use serde_json::Value;
 use tch::Tensor;
@@ -235,9 +236,9 @@ fn fit_statistics_equal_numpys() {
         assert_eq!(
             fit.info.labels,
             if name == "fit" {
-                oodscope_engine::fit::LabelSource::Folders
+                oodscope_engine::stats::LabelSource::Folders
             } else {
-                oodscope_engine::fit::LabelSource::Predicted
+                oodscope_engine::stats::LabelSource::Predicted
             }
         );
         // Relative to each statistic's largest entry. The features themselves differ in their

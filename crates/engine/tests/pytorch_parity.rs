@@ -10,7 +10,8 @@ use std::sync::atomic::AtomicBool;
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::detect::plan::Plan;
 use oodscope_engine::model::{DeviceChoice, Model};
-use oodscope_engine::score::{DecodeSchedule, run_scoring_with};
+use oodscope_engine::pipeline::DecodeSchedule;
+use oodscope_engine::score::run_scoring_with;
 
 #[derive(Debug)]
 struct Expected {

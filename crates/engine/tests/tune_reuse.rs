@@ -7,9 +7,10 @@ use crate::support;
 use std::sync::atomic::AtomicBool;
 
 use oodscope_data::{ImageSet, Role, SetSource, decode_file};
+use oodscope_engine::Error;
 use oodscope_engine::detect::plan::{Plan, dims_of};
 use oodscope_engine::model::{DeviceChoice, Model};
-use oodscope_engine::score::{Method, RunError};
+use oodscope_engine::score::Method;
 use oodscope_engine::tune::search::{batch_grid_scores, grid_scores};
 use oodscope_engine::tune::split::{load_validation, split_sets};
 use oodscope_engine::tune::{Objective, ParamGrid, TuneOptions, ValidationSplit, tune};
@@ -153,10 +154,6 @@ fn tuning_stops_on_cancel() {
             cancel.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    assert!(
-        matches!(result, Err(RunError::Cancelled)),
-        "{:?}",
-        result.map(|r| r.best)
-    );
+    assert!(matches!(result, Err(Error::Cancelled)), "{:?}", result.map(|r| r.best));
     assert!(calls < 20, "stopped late: {calls} progress reports");
 }

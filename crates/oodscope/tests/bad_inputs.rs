@@ -8,9 +8,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oodscope_data::{ImageSet, Role};
+use oodscope_engine::Error;
 use oodscope_engine::detect::plan::Plan;
 use oodscope_engine::model::{DeviceChoice, Model};
-use oodscope_engine::score::{DecodeSchedule, RunError, run_scoring_with};
+use oodscope_engine::pipeline::DecodeSchedule;
+use oodscope_engine::score::run_scoring_with;
 
 fn oodscope(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_oodscope"))
@@ -231,7 +233,7 @@ fn a_cancelled_run_stops_early() {
                 cancel.store(true, Ordering::Relaxed);
             }
         });
-        assert!(matches!(result, Err(RunError::Cancelled)), "{schedule:?}: {result:?}");
+        assert!(matches!(result, Err(Error::Cancelled)), "{schedule:?}: {result:?}");
         assert_eq!(batches, 3, "{schedule:?}: no batch is scored after cancel");
     }
 }

@@ -10,12 +10,14 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oodscope_data::{ImageSet, Role};
+use oodscope_engine::Error;
 use oodscope_engine::compare::{CompareOptions, Leaderboard, Stage, TuneSpec, compare};
 use oodscope_engine::detect::plan::{Plan, dims_with_fit};
 use oodscope_engine::evaluate::evaluate_column;
-use oodscope_engine::fit::{Fit, FitOptions, fit_model};
+use oodscope_engine::fit::{FitOptions, fit_model};
 use oodscope_engine::model::{DeviceChoice, Model};
-use oodscope_engine::score::{Method, RunError, ScoreSettings, run_scoring};
+use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
+use oodscope_engine::stats::Fit;
 use oodscope_engine::tune::split::drop_validation_scores;
 use oodscope_engine::tune::{Objective, ValidationSplit};
 use serde_json::Value;
@@ -361,7 +363,7 @@ fn a_cancelled_comparison_returns_cancelled_and_the_cli_writes_nothing() {
             cancel.store(true, Ordering::Relaxed);
         }
     });
-    assert!(matches!(result, Err(RunError::Cancelled)), "{:?}", result.map(|_| ()));
+    assert!(matches!(result, Err(Error::Cancelled)), "{:?}", result.map(|_| ()));
 
     // On the command line: Ctrl-C (SIGINT) mid-run ends it with one line and no output files.
     let out = tempfile::tempdir().unwrap();

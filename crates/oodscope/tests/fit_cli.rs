@@ -10,10 +10,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use oodscope_data::{ImageSet, Role};
+use oodscope_engine::Error;
 use oodscope_engine::detect::plan::{Plan, dims_with_fit};
-use oodscope_engine::fit::{Fit, FitOptions, fit_model};
+use oodscope_engine::fit::{FitOptions, fit_model};
 use oodscope_engine::model::{DeviceChoice, Model};
-use oodscope_engine::score::{Method, RunError, ScoreSettings, run_scoring};
+use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
+use oodscope_engine::stats::Fit;
 
 fn fx(rel: &str) -> String {
     support::fixtures().join(rel).to_str().unwrap().to_string()
@@ -211,7 +213,7 @@ fn a_cancelled_fit_leaves_no_file_behind() {
             cancel.store(true, Ordering::Relaxed);
         }
     });
-    assert!(matches!(result, Err(RunError::Cancelled)), "{result:?}");
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

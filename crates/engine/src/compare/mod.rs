@@ -14,12 +14,14 @@ use std::time::Instant;
 pub use leaderboard::{Leaderboard, MeanMetrics, MethodRow};
 pub use selection::{BASELINE, Selection, Unsupported, parse_methods, select};
 
+use crate::Error;
 use crate::detect::ScoreSettings;
 use crate::detect::plan::{Plan, dims_with_fit};
-use crate::fit::Fit;
 use crate::model::Model;
+use crate::pipeline::DecodeSchedule;
 use crate::score::run::sets_with_role;
-use crate::score::{BatchSink, DecodeSchedule, Keep, RunError, ScoreRun, run_scoring_into};
+use crate::score::{BatchSink, Keep, ScoreRun, run_scoring_into};
+use crate::stats::Fit;
 use crate::tune::select::{best_setting, evaluate_grid};
 use crate::tune::split::{drop_validation_scores, load_validation, split_sets, test_sets};
 use crate::tune::{Objective, ParamGrid, SetSplit, SettingResult, ValidationSplit};
@@ -118,7 +120,7 @@ pub fn compare(
     options: &CompareOptions,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(CompareProgress),
-) -> Result<CompareResult, RunError> {
+) -> Result<CompareResult, Error> {
     compare_into(model, fit, sets, options, cancel, on_progress, Keep::ALL, &mut [])
 }
 
@@ -135,15 +137,15 @@ pub fn compare_into(
     on_progress: &mut dyn FnMut(CompareProgress),
     keep: Keep,
     sinks: &mut [&mut dyn BatchSink],
-) -> Result<CompareResult, RunError> {
+) -> Result<CompareResult, Error> {
     if options.settings.is_empty() {
-        return Err(RunError::Invalid("no method to compare".into()));
+        return Err(Error::Invalid("no method to compare".into()));
     }
     if options.batch_size == 0 {
-        return Err(RunError::Invalid("batch size must be at least 1".into()));
+        return Err(Error::Invalid("batch size must be at least 1".into()));
     }
     // Checks every method against the model and the fit before any work.
-    Plan::new(model, options.settings.clone(), fit).map_err(RunError::Invalid)?;
+    Plan::new(model, options.settings.clone(), fit).map_err(Error::Invalid)?;
     let (chosen, test, tuning) = match options.tune {
         None => (options.settings.clone(), sets.to_vec(), None),
         Some(spec) => {
@@ -154,10 +156,10 @@ pub fn compare_into(
         }
     };
     let plan = Plan::new(model, chosen, fit)
-        .map_err(RunError::Invalid)?
+        .map_err(Error::Invalid)?
         .keeping_features(options.keep_features);
     let schedule = DecodeSchedule::for_device(model.device);
-    let mut progress = |p: crate::score::Progress| {
+    let mut progress = |p: crate::pipeline::Progress| {
         on_progress(CompareProgress {
             stage: Stage::Scoring,
             done: p.done,
@@ -208,10 +210,10 @@ fn search_all(
     spec: TuneSpec,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(CompareProgress),
-) -> Result<Tuning, RunError> {
+) -> Result<Tuning, Error> {
     let ood = sets_with_role(sets, Role::Ood);
     if ood.is_empty() || sets_with_role(sets, Role::Id).is_empty() {
-        return Err(RunError::Invalid("tuning needs at least one ID and one OOD set".into()));
+        return Err(Error::Invalid("tuning needs at least one ID and one OOD set".into()));
     }
     let start = Instant::now();
     let dims = dims_with_fit(model, fit);

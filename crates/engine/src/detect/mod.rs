@@ -20,8 +20,8 @@ pub mod registry;
 
 use tch::{Device, Tensor};
 
-use crate::fit::Fit;
 use crate::model::{Capabilities, Head, ModelCard, Outputs};
+use crate::stats::Fit;
 
 pub use method::{Method, ScoreSettings};
 pub use params::{Dims, ParamSpec, Params};
@@ -191,6 +191,12 @@ impl From<tch::TchError> for DetectError {
     }
 }
 
+impl From<crate::stats::StatsError> for DetectError {
+    fn from(e: crate::stats::StatsError) -> Self {
+        DetectError(e.0)
+    }
+}
+
 impl From<String> for DetectError {
     fn from(e: String) -> Self {
         DetectError(e)
@@ -253,24 +259,4 @@ pub trait Detector: Send + Sync {
     }
 }
 
-/// A tensor's values on the CPU as `f32` (a tensor that cannot be read gives an error).
-pub fn to_vec_f32(t: &Tensor) -> DetectResult<Vec<f32>> {
-    let flat = t
-        .f_detach()?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(tch::Kind::Float)?
-        .f_contiguous()?
-        .f_view([-1])?;
-    Ok(Vec::<f32>::try_from(flat)?)
-}
-
-/// A tensor's values on the CPU as `i64`.
-pub fn to_vec_i64(t: &Tensor) -> DetectResult<Vec<i64>> {
-    let flat = t
-        .f_detach()?
-        .f_to_device(Device::Cpu)?
-        .f_to_kind(tch::Kind::Int64)?
-        .f_contiguous()?
-        .f_view([-1])?;
-    Ok(Vec::<i64>::try_from(flat)?)
-}
+pub use crate::tensor::{to_vec_f32, to_vec_i64};

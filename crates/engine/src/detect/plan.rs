@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
 
 use super::{Context, DetectError, DetectResult, Dims, ScoreSettings, to_vec_f32, to_vec_i64};
-use crate::fit::Fit;
 use crate::model::{Model, ModelError, Outputs};
+use crate::stats::Fit;
 
 /// The methods of a run, checked.
 pub struct Plan<'a> {
@@ -36,6 +36,15 @@ pub enum ScoreError {
     Cancelled,
     #[error(transparent)]
     Model(#[from] ModelError),
+}
+
+impl From<ScoreError> for crate::Error {
+    fn from(e: ScoreError) -> Self {
+        match e {
+            ScoreError::Cancelled => crate::Error::Cancelled,
+            ScoreError::Model(m) => crate::Error::Model(m),
+        }
+    }
 }
 
 /// Per-image results of one batch, on the CPU.
@@ -145,7 +154,7 @@ impl<'a> Plan<'a> {
                 _ => tch::no_grad(|| scored(detector, &clean, &ctx, &settings.params, &mut implied_probs)),
             }
             .map_err(fail)?;
-            scores.push(to_vec_f32(&score).map_err(fail)?);
+            scores.push(to_vec_f32(&score).map_err(|e| fail(e.into()))?);
         }
         let n = x.size()[0] as usize;
         if scores.iter().any(|s| s.len() != n) {
@@ -156,17 +165,17 @@ impl<'a> Plan<'a> {
             None => model.class_probabilities(&clean)?,
         };
         let (pred_prob, pred) = probs.f_max_dim(1, false).map_err(|e| fail(e.into()))?;
-        let pred_prob = to_vec_f32(&pred_prob).map_err(fail)?;
+        let pred_prob = to_vec_f32(&pred_prob).map_err(|e| fail(e.into()))?;
         let features = match (&clean.features, self.keep_features) {
-            (Some(z), true) => to_vec_f32(z).map_err(fail)?,
+            (Some(z), true) => to_vec_f32(z).map_err(|e| fail(e.into()))?,
             _ => Vec::new(),
         };
         Ok(BatchScores {
             scores,
             baseline: (!model.card.is_ensemble()).then(|| pred_prob.clone()),
-            pred: to_vec_i64(&pred).map_err(fail)?,
+            pred: to_vec_i64(&pred).map_err(|e| fail(e.into()))?,
             pred_prob,
-            logits: to_vec_f32(&clean.logits).map_err(fail)?,
+            logits: to_vec_f32(&clean.logits).map_err(|e| fail(e.into()))?,
             logit_width: clean.logits.size()[1] as usize,
             feature_width: if features.is_empty() {
                 0
@@ -319,7 +328,7 @@ pub fn gradient_l1(
         .f_abs()
         .and_then(|g| g.f_sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float))
         .map_err(|e| fail(e.into()))?;
-    to_vec_f32(&norms).map_err(fail)
+    to_vec_f32(&norms).map_err(|e| fail(e.into()))
 }
 
 /// The input step `x̃ − x = −ε·sign(∇ₓ L)` of a batch under a method's settings (its first
@@ -340,7 +349,7 @@ pub fn perturbation(
         .f_sign()
         .and_then(|sign| sign.f_mul_scalar(-eps))
         .map_err(|e| fail(e.into()))?;
-    to_vec_f32(&step).map_err(fail)
+    to_vec_f32(&step).map_err(|e| fail(e.into()))
 }
 
 /// The dimensions parameter ranges depend on.

@@ -8,10 +8,10 @@ use std::sync::atomic::AtomicBool;
 
 use sha2::{Digest, Sha256};
 
-use super::store::{listing_hash, model_hash};
 use super::{Fit, FitOptions, FitProgress, FitSummary, fit_model};
+use crate::Error;
 use crate::model::Model;
-use crate::score::RunError;
+use crate::stats::info::{listing_hash, model_hash};
 use oodscope_data::ImageSet;
 
 /// The folder that holds cached fits.
@@ -29,7 +29,7 @@ pub fn bank_budget() -> usize {
     std::env::var("OODSCOPE_BANK_MEMORY_MB")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .map_or(super::bank::DEFAULT_MEMORY_BUDGET, |mb| mb << 20)
+        .map_or(crate::stats::bank::DEFAULT_MEMORY_BUDGET, |mb| mb << 20)
 }
 
 /// Where the fit of `model` on `train` with `options` is cached.
@@ -48,7 +48,7 @@ pub fn cached_path_for(card_name: &str, model_hash: &str, listing_hash: &str, ma
     let mut hasher = Sha256::new();
     hasher.update(model_hash);
     hasher.update(listing_hash);
-    hasher.update(format!("{:?}|{}", max_images, super::store::FORMAT_VERSION));
+    hasher.update(format!("{:?}|{}", max_images, crate::stats::info::FORMAT_VERSION));
     let key = format!("{:x}", hasher.finalize());
     let name: String = card_name
         .chars()
@@ -74,8 +74,8 @@ pub fn obtain(
     options: &FitOptions,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(FitProgress),
-) -> Result<Obtained, RunError> {
-    let path = cached_path(model, train, options).map_err(RunError::Invalid)?;
+) -> Result<Obtained, Error> {
+    let path = cached_path(model, train, options).map_err(Error::Invalid)?;
     if path.is_file() {
         match Fit::load(&path, model, bank_budget()) {
             Ok(mut fit) => {
@@ -90,17 +90,17 @@ pub fn obtain(
     }
     create_parent(&path)?;
     let summary = fit_model(model, train, options, &path, cancel, on_progress)?;
-    let fit = Fit::load(&path, model, bank_budget()).map_err(RunError::Invalid)?;
+    let fit = Fit::load(&path, model, bank_budget()).map_err(Error::Invalid)?;
     Ok(Obtained {
         fit,
         computed: Some(summary),
     })
 }
 
-pub fn create_parent(path: &Path) -> Result<(), RunError> {
+pub fn create_parent(path: &Path) -> Result<(), Error> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| RunError::Invalid(format!("cannot create {}: {e}", parent.display())))?;
+            .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", parent.display())))?;
     }
     Ok(())
 }

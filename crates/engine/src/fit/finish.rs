@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
 use super::accumulate::Moments;
-use super::file::{Entry, Writer};
-use super::percentile::{Rereadable, percentiles};
-use super::store::{FORMAT, FitInfo, WriteError};
-use super::{REACT_LEVELS, react_levels};
+use super::store::WriteError;
+use crate::stats::fit_file::{Entry, Writer};
+use crate::stats::info::{FORMAT, FitInfo};
+use crate::stats::percentile::{Rereadable, percentiles};
+use crate::stats::{REACT_LEVELS, react_levels};
 
 /// Rows of `width` features per block of a pass over the stored features (16 MiB). Every source
 /// gives the same blocks, so that sums over blocks add in the same order for a single fit and a
@@ -107,7 +108,7 @@ impl Finish<'_> {
                 let mut step = || -> Result<(), WriteError> {
                     let rows = (block.len() / d) as i64;
                     let z = Tensor::from_slice(block).f_view([rows, d as i64])?;
-                    writer.write_tensor(&super::bank::normalise(&z).map_err(|e| e.0)?)?;
+                    writer.write_tensor(&crate::stats::bank::normalise(&z).map_err(|e| e.0)?)?;
                     if let Some(vim) = &derived.vim {
                         let x = z.f_to_device(device)?.f_to_kind(Kind::Double)?.f_sub(&vim.origin)?;
                         let p2 = x.f_mm(&vim.eigenvectors)?.f_square()?;

@@ -10,9 +10,11 @@ use tch::Device;
 
 use super::finish::Finish;
 use super::part::{Part, PartFeatures};
-use super::store::{FitInfo, WriteError};
-use super::{FitProgress, FitStage, short};
-use crate::score::RunError;
+use super::store::WriteError;
+use super::{FitProgress, FitStage};
+use crate::Error;
+use crate::stats::FitInfo;
+use crate::stats::short;
 
 /// Opens and checks the parts of one fit, in shard order. Each problem is one line naming the part.
 pub fn open_parts(paths: &[PathBuf]) -> Result<Vec<Part>, String> {
@@ -129,13 +131,13 @@ pub fn merge_parts(
     out: &Path,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(FitProgress),
-) -> Result<MergeSummary, RunError> {
+) -> Result<MergeSummary, Error> {
     let device = Device::Cpu;
-    fn fail(part: &Part) -> impl Fn(String) -> RunError + '_ {
-        move |e| RunError::Invalid(format!("fit part {}: {e}", part.path.display()))
+    fn fail(part: &Part) -> impl Fn(String) -> Error + '_ {
+        move |e| Error::Invalid(format!("fit part {}: {e}", part.path.display()))
     }
     let Some(first) = parts.first() else {
-        return Err(RunError::Invalid("fit-merge: no parts".into()));
+        return Err(Error::Invalid("fit-merge: no parts".into()));
     };
     let mut accumulator = first.accumulator(device).map_err(fail(first))?;
     for part in &parts[1..] {
@@ -143,7 +145,7 @@ pub fn merge_parts(
         accumulator.merge(&next).map_err(|e| fail(part)(e.to_string()))?;
     }
     if accumulator.images() == 0 {
-        return Err(RunError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "fit-merge: none of the {} images could be used ({} skipped)",
             first.info.used_files,
             parts.iter().map(|p| p.info.fit.skipped).sum::<usize>()
@@ -151,7 +153,7 @@ pub fn merge_parts(
     }
     let moments = accumulator
         .finish()
-        .map_err(|e| RunError::Invalid(format!("fit-merge: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("fit-merge: {e}")))?;
     let head = first.head().map_err(fail(first))?;
     let mut info = first.info.fit.clone();
     info.skipped = parts.iter().map(|p| p.info.fit.skipped).sum();
@@ -173,8 +175,8 @@ pub fn merge_parts(
             });
         })
         .map_err(|e| match e {
-            WriteError::Cancelled => RunError::Cancelled,
-            WriteError::Failed(m) => RunError::Invalid(format!("fit-merge: writing {}: {m}", out.display())),
+            WriteError::Cancelled => Error::Cancelled,
+            WriteError::Failed(m) => Error::Invalid(format!("fit-merge: writing {}: {m}", out.display())),
         })?;
     Ok(MergeSummary {
         info,

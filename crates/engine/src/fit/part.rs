@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 use super::accumulate::Accumulator;
-use super::file::{Entry, Reader, Writer};
 use super::finish::{FeatureBlocks, block_rows};
-use super::store::{FitInfo, Pass, WriteError};
+use super::store::{Pass, WriteError};
+use crate::stats::FitInfo;
+use crate::stats::fit_file::{Entry, Reader, Writer};
 use oodscope_data::Shard;
 
 /// The value of a part's header `format` field, and the version of its layout.
@@ -117,7 +118,7 @@ impl Part {
         })?;
         if reader.metadata.get("format").map(String::as_str) != Some(PART_FORMAT) {
             return Err(match reader.metadata.get("format").map(String::as_str) {
-                Some(super::store::FORMAT) => {
+                Some(crate::stats::info::FORMAT) => {
                     "this is a fit file, not a part of one (`fit --shard` writes parts)".into()
                 }
                 _ => "not an oodscope fit part (its header has no `format = oodscope-fit-part`)".into(),
@@ -128,7 +129,9 @@ impl Part {
             .get("oodscope")
             .ok_or("the header has no `oodscope` provenance")?;
         let info: PartInfo = serde_json::from_str(text).map_err(|e| format!("unreadable provenance: {e}"))?;
-        if info.part_format_version != PART_FORMAT_VERSION || info.fit.format_version != super::store::FORMAT_VERSION {
+        if info.part_format_version != PART_FORMAT_VERSION
+            || info.fit.format_version != crate::stats::info::FORMAT_VERSION
+        {
             return Err(format!(
                 "made by oodscope {} in part format {}; this oodscope reads part format {PART_FORMAT_VERSION}: redo this shard",
                 info.fit.oodscope_version, info.part_format_version

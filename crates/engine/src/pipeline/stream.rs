@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use super::run::{Progress, RunError, SkippedFile, StageTimes};
+use super::{Progress, SkippedFile, StageTimes};
+use crate::Error;
 use oodscope_data::noise::noise_image;
 use oodscope_data::{ImageSet, Preprocess, SetSource, decode_file};
 
@@ -70,7 +71,7 @@ pub struct StreamStats {
 }
 
 /// What a stream does with each batch: the images it holds and their pixels on the device.
-pub type BatchFn<'b> = dyn FnMut(&[Item], &Tensor) -> Result<(), RunError> + 'b;
+pub type BatchFn<'b> = dyn FnMut(&[Item], &Tensor) -> Result<(), Error> + 'b;
 
 /// Where a stream's batches go, and how.
 pub struct Stream<'a> {
@@ -90,9 +91,9 @@ impl Stream<'_> {
         cancel: &AtomicBool,
         on_progress: &mut dyn FnMut(Progress),
         on_batch: &mut BatchFn,
-    ) -> Result<StreamStats, RunError> {
+    ) -> Result<StreamStats, Error> {
         if self.batch_size == 0 {
-            return Err(RunError::Invalid("batch size must be at least 1".into()));
+            return Err(Error::Invalid("batch size must be at least 1".into()));
         }
         let (sets, pre) = (self.sets, &self.pre);
         let items: Vec<Item> = sets
@@ -107,9 +108,9 @@ impl Stream<'_> {
 
         let mut done = 0;
         let mut decode = Duration::ZERO;
-        let mut use_batch = |batch: DecodedBatch, stats: &mut StreamStats| -> Result<(), RunError> {
+        let mut use_batch = |batch: DecodedBatch, stats: &mut StreamStats| -> Result<(), Error> {
             if cancel.load(Ordering::Relaxed) {
-                return Err(RunError::Cancelled);
+                return Err(Error::Cancelled);
             }
             done += batch.items.len() + batch.skipped.len();
             stats
@@ -126,7 +127,7 @@ impl Stream<'_> {
                     .f_view([n, c, h, w])
                     .and_then(|x| x.f_to_kind(Kind::Float))
                     .and_then(|x| x.f_to_device(self.device))
-                    .map_err(|e| RunError::Invalid(format!("cannot move a batch to the device: {e}")))?;
+                    .map_err(|e| Error::Invalid(format!("cannot move a batch to the device: {e}")))?;
                 stats.stages.to_device += clock.elapsed();
                 let clock = Instant::now();
                 on_batch(&batch.items, &x)?;
@@ -165,7 +166,7 @@ impl Stream<'_> {
                     decode += clock.elapsed();
                     use_batch(batch, &mut stats)?;
                 }
-                Ok::<_, RunError>(())
+                Ok::<_, Error>(())
             })?;
         } else {
             for chunk in items.chunks(self.batch_size) {
@@ -179,7 +180,7 @@ impl Stream<'_> {
             }
         }
         if cancel.load(Ordering::Relaxed) {
-            return Err(RunError::Cancelled);
+            return Err(Error::Cancelled);
         }
         stats.elapsed = start.elapsed();
         stats.stages.decode = decode;

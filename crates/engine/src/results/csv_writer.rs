@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use super::atomic_file::AtomicFile;
 use crate::detect::ScoreSettings;
 use crate::detect::plan::BatchScores;
+use crate::pipeline::stream::Item;
 use crate::score::run::{BatchSink, ScoreRun};
-use crate::score::stream::Item;
 use oodscope_data::ImageSet;
 
 /// The header of a one-method run.

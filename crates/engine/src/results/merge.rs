@@ -270,10 +270,10 @@ fn copy_set(
 mod tests {
     use super::*;
     use crate::detect::plan::BatchScores;
+    use crate::pipeline::stream::Item;
     use crate::results::ResultsWriter;
     use crate::results::schema::tests::sample;
     use crate::score::run::{BatchSink, ScoreRun};
-    use crate::score::stream::Item;
     use oodscope_data::{ImageSet, Role};
 
     /// Writes shard `shard` of a 10-image noise set with made-up scores (image i scores i / 10).

@@ -17,8 +17,8 @@ use parquet::file::properties::WriterProperties;
 use super::atomic_file::AtomicFile;
 use super::schema::{KEY, Metadata, SkippedMeta, UnreadableMeta, arrow_schema};
 use crate::detect::plan::BatchScores;
+use crate::pipeline::stream::Item;
 use crate::score::run::{BatchSink, ScoreRun};
-use crate::score::stream::Item;
 use oodscope_data::ImageSet;
 
 /// Rows per row group at most (a row group is also closed at every change of set).

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::schema::{FORMAT, FORMAT_VERSION, FitMeta, Metadata, MethodMeta, ModelMeta, SetMeta, sha256_hex};
 use crate::detect::ScoreSettings;
-use crate::fit::Fit;
 use crate::model::{Model, device_name};
+use crate::stats::Fit;
 use oodscope_data::{ImageSet, Shard};
 
 /// What a run's results file records besides its rows.
@@ -41,7 +41,7 @@ pub fn metadata(run: &RunDescription) -> Result<Metadata, String> {
         model: ModelMeta {
             path: run.model_path.display().to_string(),
             name: model.card.name.clone(),
-            sha256: crate::fit::store::model_hash(model)?,
+            sha256: crate::stats::info::model_hash(model)?,
             card_sha256: sha256_hex(&card),
             classes: model.card.classes.clone(),
         },

@@ -16,7 +16,8 @@ use parquet::arrow::arrow_reader::{
 };
 
 use super::schema::{FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, PRED_PROB, SetMeta, check_schema};
-use crate::score::run::{ImageScore, ScoreRun, SkippedFile};
+use crate::pipeline::SkippedFile;
+use crate::score::run::{ImageScore, ScoreRun};
 use oodscope_data::scan::FileEntry;
 use oodscope_data::{ImageSet, SetSource};
 

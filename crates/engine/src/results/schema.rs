@@ -107,7 +107,7 @@ pub struct FitMeta {
 }
 
 impl FitMeta {
-    pub fn of(info: &crate::fit::FitInfo) -> FitMeta {
+    pub fn of(info: &crate::stats::FitInfo) -> FitMeta {
         let mut identity = serde_json::to_value(info).unwrap_or_default();
         if let Some(map) = identity.as_object_mut() {
             map.remove("model_file");

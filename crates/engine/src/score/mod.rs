@@ -2,11 +2,6 @@
 
 pub mod classes;
 pub mod run;
-pub mod stream;
 
 pub use crate::detect::{Method, ScoreSettings};
-pub use run::{
-    BatchSink, ImageScore, Keep, Progress, RunError, ScoreRun, SkippedFile, StageTimes, run_scoring, run_scoring_into,
-    run_scoring_with, score_sets,
-};
-pub use stream::DecodeSchedule;
+pub use run::{BatchSink, ImageScore, Keep, ScoreRun, run_scoring, run_scoring_into, run_scoring_with, score_sets};

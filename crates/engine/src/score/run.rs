@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use tch::Tensor;
 
-use super::stream::{DecodeSchedule, Item, Stream};
+use crate::Error;
 use crate::detect::ScoreSettings;
-use crate::detect::plan::{BatchScores, Plan, ScoreError};
-use crate::fit::Fit;
-use crate::model::{Model, ModelError};
+use crate::detect::plan::{BatchScores, Plan};
+use crate::model::Model;
+use crate::pipeline::{DecodeSchedule, Item, Progress, SkippedFile, StageTimes, Stream};
+use crate::stats::Fit;
 use oodscope_data::{ImageSet, Role};
 
 /// One scored image: where it is, the model's prediction and the MSP baseline.
@@ -33,35 +34,6 @@ pub struct ImageScore {
     pub label: Option<u32>,
 }
 
-/// A file that was skipped, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SkippedFile {
-    pub set: usize,
-    pub path: String,
-    pub reason: String,
-}
-
-/// Progress of a run, reported after every batch.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Progress {
-    /// Images handled so far (scored or skipped).
-    pub done: usize,
-    pub total: usize,
-    pub skipped: usize,
-    pub elapsed: Duration,
-}
-
-impl Progress {
-    pub fn rate(&self) -> f64 {
-        self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    pub fn eta(&self) -> Option<Duration> {
-        let rate = self.rate();
-        (self.done > 0 && rate > 0.0).then(|| Duration::from_secs_f64((self.total - self.done) as f64 / rate))
-    }
-}
-
 /// Everything a run produced.
 #[derive(Debug, Clone, Default)]
 pub struct ScoreRun {
@@ -81,17 +53,6 @@ pub struct ScoreRun {
     pub elapsed: Duration,
     /// Where the calling thread's time went.
     pub stages: StageTimes,
-}
-
-/// The calling thread's time in a run, by stage (they add up to nearly all of `elapsed`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct StageTimes {
-    /// Decoding a batch ([`DecodeSchedule::InTurn`]), or waiting for the producer to deliver one.
-    pub decode: Duration,
-    /// Building the batch tensor and moving it to the model's device.
-    pub to_device: Duration,
-    /// The methods' passes through the model and the copy of their results back.
-    pub model: Duration,
 }
 
 impl ScoreRun {
@@ -194,26 +155,6 @@ impl ScoreRun {
     }
 }
 
-/// Why a run stopped without a result.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cancelled")]
-    Cancelled,
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl From<ScoreError> for RunError {
-    fn from(e: ScoreError) -> Self {
-        match e {
-            ScoreError::Cancelled => RunError::Cancelled,
-            ScoreError::Model(m) => RunError::Model(m),
-        }
-    }
-}
-
 /// Where a run's batches go as they finish besides the run (a results file, a CSV), so that what
 /// only a file needs is never kept in memory.
 pub trait BatchSink {
@@ -253,7 +194,7 @@ pub fn run_scoring(
     batch_size: usize,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(Progress),
-) -> Result<ScoreRun, RunError> {
+) -> Result<ScoreRun, Error> {
     let schedule = DecodeSchedule::for_device(plan.model.device);
     run_scoring_with(plan, sets, batch_size, schedule, cancel, on_progress)
 }
@@ -265,8 +206,8 @@ pub fn score_sets(
     sets: &[ImageSet],
     settings: &ScoreSettings,
     batch_size: usize,
-) -> Result<ScoreRun, RunError> {
-    let plan = Plan::single(model, settings, fit).map_err(RunError::Invalid)?;
+) -> Result<ScoreRun, Error> {
+    let plan = Plan::single(model, settings, fit).map_err(Error::Invalid)?;
     run_scoring(&plan, sets, batch_size, &AtomicBool::new(false), &mut |_| {})
 }
 
@@ -278,7 +219,7 @@ pub fn run_scoring_with(
     schedule: DecodeSchedule,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(Progress),
-) -> Result<ScoreRun, RunError> {
+) -> Result<ScoreRun, Error> {
     run_scoring_into(
         plan,
         sets,
@@ -303,7 +244,7 @@ pub fn run_scoring_into(
     on_progress: &mut dyn FnMut(Progress),
     keep: Keep,
     sinks: &mut [&mut dyn BatchSink],
-) -> Result<ScoreRun, RunError> {
+) -> Result<ScoreRun, Error> {
     let model = plan.model;
     let stream = Stream {
         sets,
@@ -322,19 +263,16 @@ pub fn run_scoring_into(
             // One image runs as two copies: libtorch's CPU kernels take another path for a single
             // row (the fixture model's logits then differ in the last bit), and an image must score
             // the same in any batch, so that shards merged equal the whole run bit for bit.
-            let pair =
-                Tensor::f_cat(&[x, x], 0).map_err(|e| RunError::Invalid(format!("cannot batch an image: {e}")))?;
+            let pair = Tensor::f_cat(&[x, x], 0).map_err(|e| Error::Invalid(format!("cannot batch an image: {e}")))?;
             first_image(plan.score_batch(&pair)?)
         } else {
             plan.score_batch(x)?
         };
         if scores.pred.len() != items.len() {
-            return Err(RunError::Invalid(
-                "the model returned a result of the wrong length".into(),
-            ));
+            return Err(Error::Invalid("the model returned a result of the wrong length".into()));
         }
         for sink in sinks.iter_mut() {
-            sink.batch(sets, items, &scores).map_err(RunError::Invalid)?;
+            sink.batch(sets, items, &scores).map_err(Error::Invalid)?;
         }
         for (column, batch) in run.columns.iter_mut().zip(&scores.scores) {
             column.extend_from_slice(batch);

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-use super::file::Reader;
-use crate::detect::{DetectError, DetectResult};
+use super::fit_file::Reader;
+use super::{StatsError, StatsResult};
 
 /// Banks up to this size are loaded onto the device (`OODSCOPE_BANK_MEMORY_MB` overrides).
 pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
@@ -68,9 +68,9 @@ impl Bank {
     /// keeps the best `k + MARGIN`; the distances of the candidates ranked near k are then computed
     /// in float64 from the vectors themselves (`√(2 − 2·s)` in float32 loses a small distance to
     /// cancellation), and the k-th smallest of them is the answer.
-    pub fn kth_distance(&self, features: &Tensor, k: usize) -> DetectResult<Tensor> {
+    pub fn kth_distance(&self, features: &Tensor, k: usize) -> StatsResult<Tensor> {
         if k == 0 || k > self.len {
-            return Err(DetectError(format!(
+            return Err(StatsError(format!(
                 "k = {k}, but the fit bank holds {} images (k must be between 1 and {0})",
                 self.len
             )));
@@ -81,7 +81,7 @@ impl Bank {
         let keep = (k + MARGIN).min(self.len) as i64;
         let mut best = Tensor::f_empty([n, 0], (Kind::Float, self.device))?;
         let mut best_index = Tensor::f_empty([n, 0], (Kind::Int64, self.device))?;
-        let mut merge = |block: &Tensor, first_row: i64| -> DetectResult<()> {
+        let mut merge = |block: &Tensor, first_row: i64| -> StatsResult<()> {
             // Each block's own best first, then those merged with the best so far: the top-k
             // runs over `k + margin` columns per block, not over the block.
             let similarity = q32.f_mm(&block.f_transpose(0, 1)?)?;
@@ -117,11 +117,7 @@ impl Bank {
     }
 
     /// Calls `merge(block, first row)` for every block of rows.
-    fn for_each_block(
-        &self,
-        queries: i64,
-        merge: &mut dyn FnMut(&Tensor, i64) -> DetectResult<()>,
-    ) -> DetectResult<()> {
+    fn for_each_block(&self, queries: i64, merge: &mut dyn FnMut(&Tensor, i64) -> StatsResult<()>) -> StatsResult<()> {
         let block_rows = self.block_rows(queries);
         match &self.rows {
             Rows::Loaded(rows) => {
@@ -143,7 +139,7 @@ impl Bank {
                     let bytes = &mut buffer[..len * row_bytes];
                     reader
                         .read_at(bytes, offset + (start * row_bytes) as u64)
-                        .map_err(|e| DetectError(format!("reading the KNN bank: {e}")))?;
+                        .map_err(|e| StatsError(format!("reading the KNN bank: {e}")))?;
                     let block = Tensor::f_from_data_size(bytes, &[len as i64, self.width as i64], Kind::Float)?
                         .f_to_device(self.device)?;
                     merge(&block, start as i64)?;
@@ -155,7 +151,7 @@ impl Bank {
     }
 
     /// The bank rows at `index` (`[n, w]`), as float64 `[n, w, D]`.
-    fn rows_at(&self, index: &Tensor) -> DetectResult<Tensor> {
+    fn rows_at(&self, index: &Tensor) -> StatsResult<Tensor> {
         let shape = index.size();
         let flat = index.f_reshape([-1])?;
         let rows = match &self.rows {
@@ -167,7 +163,7 @@ impl Bank {
                 for (slot, &row) in bytes.chunks_mut(row_bytes).zip(&wanted) {
                     reader
                         .read_at(slot, offset + row as u64 * row_bytes as u64)
-                        .map_err(|e| DetectError(format!("reading the KNN bank: {e}")))?;
+                        .map_err(|e| StatsError(format!("reading the KNN bank: {e}")))?;
                 }
                 Tensor::f_from_data_size(&bytes, &[wanted.len() as i64, self.width as i64], Kind::Float)?
                     .f_to_device(self.device)?
@@ -180,7 +176,7 @@ impl Bank {
 }
 
 /// Rows divided by their Euclidean norm (a zero row stays zero, as `F.normalize`).
-pub fn normalise(z: &Tensor) -> DetectResult<Tensor> {
+pub fn normalise(z: &Tensor) -> StatsResult<Tensor> {
     let norm = z.f_norm_scalaropt_dim(2.0, [1i64], true)?.f_clamp_min(1e-12)?;
     Ok(z.f_div(&norm)?)
 }

@@ -19,12 +19,14 @@ pub use grid::{Objective, ParamGrid, ValidationSplit};
 pub use select::{SetMetrics, SettingResult};
 pub use split::SetSplit;
 
+use crate::Error;
 use crate::detect::plan::Plan;
 use crate::evaluate::{Evaluation, evaluate};
-use crate::fit::Fit;
 use crate::model::Model;
+use crate::pipeline::SkippedFile;
 use crate::score::run::sets_with_role;
-use crate::score::{RunError, ScoreRun, ScoreSettings, SkippedFile, run_scoring};
+use crate::score::{ScoreRun, ScoreSettings, run_scoring};
+use crate::stats::Fit;
 use oodscope_data::{ImageSet, Role};
 
 /// What to search and how.
@@ -116,17 +118,17 @@ pub fn tune(
     options: &TuneOptions,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(TuneProgress),
-) -> Result<TuneResult, RunError> {
+) -> Result<TuneResult, Error> {
     if options.batch_size == 0 {
-        return Err(RunError::Invalid("batch size must be at least 1".into()));
+        return Err(Error::Invalid("batch size must be at least 1".into()));
     }
     let grid = options.grid.clone();
     let settings = grid.all_settings();
     // Checks every setting against the model and the fit before any work.
-    Plan::new(model, settings.clone(), fit).map_err(RunError::Invalid)?;
+    Plan::new(model, settings.clone(), fit).map_err(Error::Invalid)?;
     let tuned = tuned_sets(sets, options.tune_on.as_deref())?;
     if sets_with_role(sets, Role::Id).is_empty() {
-        return Err(RunError::Invalid("tuning needs at least one ID set".into()));
+        return Err(Error::Invalid("tuning needs at least one ID set".into()));
     }
     let splits = split::split_sets(sets, options.validation)?;
 
@@ -160,7 +162,7 @@ pub fn tune(
     let chosen = settings[best].clone();
 
     let test_sets = split::test_sets(sets, &splits);
-    let plan = Plan::single(model, &chosen, fit).map_err(RunError::Invalid)?;
+    let plan = Plan::single(model, &chosen, fit).map_err(Error::Invalid)?;
     let mut test_run = run_scoring(&plan, &test_sets, options.batch_size, cancel, &mut |p| {
         on_progress(TuneProgress {
             stage: Stage::Testing,
@@ -191,10 +193,10 @@ pub fn tune(
 }
 
 /// The OOD sets the objective uses: the one named by `--tune-on`, or all of them.
-fn tuned_sets(sets: &[ImageSet], tune_on: Option<&str>) -> Result<Vec<usize>, RunError> {
+fn tuned_sets(sets: &[ImageSet], tune_on: Option<&str>) -> Result<Vec<usize>, Error> {
     let ood = sets_with_role(sets, Role::Ood);
     if ood.is_empty() {
-        return Err(RunError::Invalid("tuning needs at least one OOD set".into()));
+        return Err(Error::Invalid("tuning needs at least one OOD set".into()));
     }
     let Some(name) = tune_on else {
         return Ok(ood);
@@ -204,7 +206,7 @@ fn tuned_sets(sets: &[ImageSet], tune_on: Option<&str>) -> Result<Vec<usize>, Ru
         .map(|&s| vec![s])
         .ok_or_else(|| {
             let names: Vec<&str> = ood.iter().map(|&s| sets[s].name.as_str()).collect();
-            RunError::Invalid(format!(
+            Error::Invalid(format!(
                 "--tune-on {name}: no OOD set has that name (the OOD sets are: {})",
                 names.join(", ")
             ))
@@ -212,13 +214,13 @@ fn tuned_sets(sets: &[ImageSet], tune_on: Option<&str>) -> Result<Vec<usize>, Ru
 }
 
 /// Why no setting could be chosen: the first metric error of a tuned set.
-fn no_objective(results: &[SettingResult], sets: &[ImageSet], tuned: &[usize]) -> RunError {
+fn no_objective(results: &[SettingResult], sets: &[ImageSet], tuned: &[usize]) -> Error {
     let first_error = results
         .iter()
         .flat_map(|r| &r.per_set)
         .filter(|m| tuned.contains(&m.set))
         .find_map(|m| m.metrics.as_ref().err().map(|e| (m.set, e)));
-    RunError::Invalid(match first_error {
+    Error::Invalid(match first_error {
         Some((set, e)) => format!(
             "no grid setting has validation metrics (OOD set `{}`: {e})",
             sets[set].name

@@ -13,10 +13,11 @@ use std::sync::atomic::AtomicBool;
 use tch::{Kind, Tensor};
 
 use super::split::ValidationData;
+use crate::Error;
 use crate::detect::plan::Plan;
-use crate::fit::Fit;
 use crate::model::Model;
-use crate::score::{RunError, ScoreSettings};
+use crate::score::ScoreSettings;
+use crate::stats::Fit;
 
 /// Per-image scores at every setting: `scores[setting][image]`.
 pub type GridScores = Vec<Vec<f32>>;
@@ -31,12 +32,12 @@ pub fn grid_scores(
     batch_size: usize,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, usize),
-) -> Result<GridScores, RunError> {
+) -> Result<GridScores, Error> {
     if batch_size == 0 {
-        return Err(RunError::Invalid("batch size must be at least 1".into()));
+        return Err(Error::Invalid("batch size must be at least 1".into()));
     }
     let plan = Plan::new(model, settings.to_vec(), fit)
-        .map_err(RunError::Invalid)?
+        .map_err(Error::Invalid)?
         .cancelled_by(cancel);
     let [c, h, w] = model.card.input_shape();
     let mut scores: GridScores = vec![Vec::with_capacity(data.len()); settings.len()];
@@ -46,7 +47,7 @@ pub fn grid_scores(
             .f_view([(end - start) as i64, c, h, w])
             .and_then(|x| x.f_to_kind(Kind::Float))
             .and_then(|x| x.f_to_device(model.device))
-            .map_err(|e| RunError::Invalid(format!("cannot move a batch to the device: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("cannot move a batch to the device: {e}")))?;
         let batch = plan.score_batch(&x)?;
         for (column, values) in scores.iter_mut().zip(batch.scores) {
             column.extend(values);
@@ -62,7 +63,7 @@ pub fn batch_grid_scores(
     fit: Option<&Fit>,
     settings: &[ScoreSettings],
     x: &Tensor,
-) -> Result<GridScores, RunError> {
-    let plan = Plan::new(model, settings.to_vec(), fit).map_err(RunError::Invalid)?;
+) -> Result<GridScores, Error> {
+    let plan = Plan::new(model, settings.to_vec(), fit).map_err(Error::Invalid)?;
     Ok(plan.score_batch(x)?.scores)
 }

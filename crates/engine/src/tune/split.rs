@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use super::grid::ValidationSplit;
-use crate::score::{RunError, ScoreRun, SkippedFile};
+use crate::Error;
+use crate::pipeline::SkippedFile;
+use crate::score::ScoreRun;
 use oodscope_data::noise::noise_image;
 use oodscope_data::{ImageSet, Preprocess, SetSource, decode_file};
 
@@ -25,13 +27,13 @@ pub struct SetSplit {
 }
 
 /// The split of every set; fails when a set would have no test images.
-pub fn split_sets(sets: &[ImageSet], split: ValidationSplit) -> Result<Vec<SetSplit>, RunError> {
+pub fn split_sets(sets: &[ImageSet], split: ValidationSplit) -> Result<Vec<SetSplit>, Error> {
     sets.iter()
         .map(|set| {
             let total = set.len();
             let validation = split.count_for(total);
             if validation >= total {
-                return Err(RunError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{} set `{}` has {total} images: a validation split of {validation} leaves none for the test split (use a smaller --validation)",
                     set.role.name().to_uppercase(),
                     set.name
@@ -83,7 +85,7 @@ pub fn load_validation(
     batch_size: usize,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, usize),
-) -> Result<ValidationData, RunError> {
+) -> Result<ValidationData, Error> {
     let items: Vec<(usize, usize)> = splits
         .iter()
         .enumerate()
@@ -97,7 +99,7 @@ pub fn load_validation(
     let mut done = 0;
     for chunk in items.chunks(batch_size.max(1)) {
         if cancel.load(Ordering::Relaxed) {
-            return Err(RunError::Cancelled);
+            return Err(Error::Cancelled);
         }
         let decoded: Vec<Result<Vec<f32>, String>> = chunk
             .par_iter()
@@ -179,6 +181,6 @@ mod tests {
             noise_image(oodscope_data::NoiseKind::Uniform, 1, 4).as_slice()
         );
         let cancelled = load_validation(&sets, &splits, &pre, 1, &AtomicBool::new(true), &mut |_, _| {});
-        assert!(matches!(cancelled, Err(RunError::Cancelled)));
+        assert!(matches!(cancelled, Err(Error::Cancelled)));
     }
 }

@@ -17,7 +17,8 @@ use std::time::Instant;
 use crate::worker::{CancelToken, Event, Job, ModelInfo, Worker};
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::model::DeviceChoice;
-use oodscope_engine::score::{Progress, ScoreRun, ScoreSettings};
+use oodscope_engine::pipeline::Progress;
+use oodscope_engine::score::{ScoreRun, ScoreSettings};
 
 pub use command::{Command, ExportKind};
 use result::ScoredResult;
@@ -54,7 +55,7 @@ pub enum FitState {
     },
     /// Loaded in the worker; `bank` is the KNN bank's size.
     Ready {
-        info: Box<oodscope_engine::fit::FitInfo>,
+        info: Box<oodscope_engine::stats::FitInfo>,
         bank: Option<usize>,
     },
     Failed(String),

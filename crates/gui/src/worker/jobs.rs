@@ -13,13 +13,14 @@ use super::lane::Lane;
 use super::{Event, Job, PixelSource, Waker};
 use oodscope_data::noise::noise_image;
 use oodscope_data::{ImageSet, Role, decode_file};
+use oodscope_engine::Error;
 use oodscope_engine::detect::cache::{CachedOutputs, rescore};
 use oodscope_engine::detect::plan::{Plan, dims_of, gradient_l1};
 use oodscope_engine::detect::{Dims, Missing};
-use oodscope_engine::fit::Fit;
 use oodscope_engine::model::{Capabilities, Model, ModelCard, Network, device_name, set_model_threads};
 use oodscope_engine::score::classes::LogitLayout;
-use oodscope_engine::score::{Method, RunError, ScoreSettings, run_scoring};
+use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
+use oodscope_engine::stats::Fit;
 
 /// What the UI shows about a loaded model (no tensors).
 #[derive(Debug, Clone)]
@@ -138,7 +139,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                     settings,
                     run,
                 }),
-                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
                 Err(e) => send(Event::Error(e.to_string())),
             }
         }
@@ -163,7 +164,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                     });
                     state.fit = Some(fit);
                 }
-                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
                 Err(e) => send(Event::FitFailed {
                     generation,
                     message: format!("fit on {}: {e}", train.display()),
@@ -213,7 +214,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                     generation,
                     result: Box::new(result),
                 }),
-                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
                 Err(e) => send(Event::Error(format!("tuning: {e}"))),
             }
         }
@@ -243,7 +244,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                     result: Box::new(result),
                     unsupported,
                 }),
-                Err(RunError::Cancelled) => send(Event::Cancelled { generation }),
+                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
                 Err(e) => send(Event::Error(format!("comparing: {e}"))),
             }
         }
@@ -291,9 +292,9 @@ fn fit_on(
     train: &std::path::Path,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(oodscope_engine::fit::FitProgress),
-) -> Result<Fit, RunError> {
+) -> Result<Fit, Error> {
     let set = ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes)
-        .map_err(|e| RunError::Invalid(e.to_string()))?;
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     let options = oodscope_engine::fit::FitOptions {
         batch_size: 64,
         max_images: None,

@@ -9,10 +9,11 @@ use std::sync::mpsc::Receiver;
 
 use super::Event;
 use oodscope_data::{ImageSet, Role};
+use oodscope_engine::Error;
 use oodscope_engine::detect::plan::Plan;
-use oodscope_engine::fit::Fit;
 use oodscope_engine::model::Model;
-use oodscope_engine::score::{RunError, ScoreSettings, run_scoring};
+use oodscope_engine::score::{ScoreSettings, run_scoring};
+use oodscope_engine::stats::Fit;
 
 /// Dropped images to score, and the drop they came in (`id`, for the app's cards).
 #[derive(Debug)]
@@ -68,7 +69,7 @@ fn score_drop(model: Option<&Model>, fit: Option<&Fit>, job: DropJob) -> Event {
     let set = ImageSet::from_files("dropped", Role::Ood, &paths);
     let never = AtomicBool::new(false);
     let run = Plan::single(model, &settings, fit)
-        .map_err(RunError::Invalid)
+        .map_err(Error::Invalid)
         .and_then(|plan| run_scoring(&plan, std::slice::from_ref(&set), DROP_BATCH, &never, &mut |_| {}));
     match run {
         Ok(run) => Event::FilesScored { id, set, settings, run },

@@ -15,7 +15,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::detect::cache::CachedOutputs;
 use oodscope_engine::model::DeviceChoice;
-use oodscope_engine::score::{Progress, ScoreRun, ScoreSettings};
+use oodscope_engine::pipeline::Progress;
+use oodscope_engine::score::{ScoreRun, ScoreSettings};
 
 pub use jobs::ModelInfo;
 pub use lane::DropJob;
@@ -109,7 +110,7 @@ pub enum Event {
     },
     Fitted {
         generation: u64,
-        info: oodscope_engine::fit::FitInfo,
+        info: oodscope_engine::stats::FitInfo,
         /// The bank's size (for KNN's k), when the model has features.
         bank: Option<usize>,
     },

@@ -10,6 +10,7 @@ use super::{
     FitArgs, ResultsArgs, RunArgs, StreamedOutputs, interrupt_flag, open_sets, progress_bar, report_skipped,
     write_output,
 };
+use oodscope_engine::Error;
 use oodscope_engine::compare::groups::split_group;
 use oodscope_engine::compare::{CompareOptions, Leaderboard, TuneSpec, compare_into, parse_methods, select};
 use oodscope_engine::detect::plan::dims_of;
@@ -19,7 +20,7 @@ use oodscope_engine::report::leaderboard::{
     CompareContext, compare_report, leaderboard_csv, leaderboard_markdown, roc_overlay_png,
 };
 use oodscope_engine::results::RunDescription;
-use oodscope_engine::score::{Keep, RunError};
+use oodscope_engine::score::Keep;
 use oodscope_engine::tune::{Objective, ValidationSplit};
 
 #[derive(Debug, Args)]
@@ -231,7 +232,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     );
     bar.finish_and_clear();
     let result = match outcome {
-        Err(RunError::Cancelled) => bail!("cancelled: nothing was written"),
+        Err(Error::Cancelled) => bail!("cancelled: nothing was written"),
         other => other?,
     };
     report_skipped(&result.run, &result.sets);

@@ -12,9 +12,10 @@ use super::{RunArgs, progress_bar, write_output_note};
 use oodscope_data::Shard;
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::fit::cache::{bank_budget, cached_path, create_parent, obtain};
-use oodscope_engine::fit::{Fit, FitInfo, FitOptions, FitProgress, FitStage, LabelSource, fit_model, fit_shard};
+use oodscope_engine::fit::{FitOptions, FitProgress, FitStage, fit_model, fit_shard};
 use oodscope_engine::model::{Model, device_name};
 use oodscope_engine::score::ScoreSettings;
+use oodscope_engine::stats::{Fit, FitInfo, LabelSource};
 
 /// Where the fit comes from, for `score` and `tune`.
 #[derive(Debug, Args, Default)]

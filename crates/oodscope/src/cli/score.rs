@@ -13,12 +13,13 @@ use oodscope_data::{ImageSet, Role};
 use oodscope_engine::detect::plan::{Plan, dims_of};
 use oodscope_engine::evaluate::evaluate;
 use oodscope_engine::model::{DeviceChoice, device_name};
+use oodscope_engine::pipeline::DecodeSchedule;
 use oodscope_engine::report::histogram::{HistogramPlot, Series, histogram_png};
 use oodscope_engine::report::json::{RunContext, build_report};
 use oodscope_engine::report::table::metrics_table;
 use oodscope_engine::results::RunDescription;
 use oodscope_engine::score::run::sets_with_role;
-use oodscope_engine::score::{DecodeSchedule, Keep, Method, ScoreRun, ScoreSettings, run_scoring_into};
+use oodscope_engine::score::{Keep, Method, ScoreRun, ScoreSettings, run_scoring_into};
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
@@ -95,7 +96,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     let bar = progress_bar(total as u64, args.run.quiet);
     let cancel = super::interrupt_flag();
     let schedule = DecodeSchedule::for_device(model.device);
-    let mut progress = |p: oodscope_engine::score::Progress| {
+    let mut progress = |p: oodscope_engine::pipeline::Progress| {
         bar.set_position(p.done as u64);
         if p.skipped > 0 {
             bar.set_message(format!("{} skipped", p.skipped));

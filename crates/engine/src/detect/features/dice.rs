@@ -6,8 +6,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::features;
 use crate::detect::{Context, DetectError, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
-use crate::fit::percentile::percentile_of_sorted;
 use crate::model::Outputs;
+use crate::stats::percentile::percentile_of_sorted;
 
 pub struct Dice;
 

@@ -14,7 +14,7 @@ pub mod vim;
 use tch::Tensor;
 
 use super::{Context, DetectError, DetectResult};
-use crate::fit::{Fit, Quadratic};
+use crate::stats::{Fit, Quadratic};
 
 /// The fit's class-mean distances, or why there are none.
 fn class_distances<'a>(ctx: &Context<'a>) -> DetectResult<(&'a Fit, &'a Quadratic)> {

@@ -1,0 +1,192 @@
+//! A fit loaded back for the detectors: the statistics of ID training images on the model's device
+//! (class means and the quadratic forms of Mahalanobis, ViM's space, ReAct's percentiles, KL
+//! templates, the KNN bank), what the file says about itself (`info`), and the file format
+//! (`fit_file`). `crate::fit` produces them; the detectors read them from here.
+
+pub mod bank;
+pub mod fit_file;
+pub mod info;
+pub mod percentile;
+pub mod quadratic;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tch::Tensor;
+
+pub use bank::Bank;
+pub use info::{FitInfo, LabelSource};
+pub use quadratic::Quadratic;
+
+use crate::model::Model;
+
+/// A fit's statistics that could not be read or used, in one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct StatsError(pub String);
+
+impl From<tch::TchError> for StatsError {
+    fn from(e: tch::TchError) -> Self {
+        StatsError(e.to_string())
+    }
+}
+
+pub type StatsResult<T> = Result<T, StatsError>;
+
+/// ReAct's threshold is stored for these percentiles of all fit feature entries: 0, 0.1, …, 100.
+pub const REACT_LEVELS: usize = 1001;
+
+/// The ReAct percentile levels.
+pub fn react_levels() -> Vec<f64> {
+    (0..REACT_LEVELS).map(|i| i as f64 / 10.0).collect()
+}
+
+/// ViM's space: the principal subspace's origin and every eigenvector, and α for every `dim`.
+pub struct Vim {
+    /// `u = −pinv(W)·b`, `[D]`.
+    pub origin: Tensor,
+    /// `[D, D]`, column j = the eigenvector of the j-th largest eigenvalue.
+    pub eigenvectors: Tensor,
+    pub eigenvalues: Vec<f64>,
+    /// `α` for `dim = 0 … D−1`.
+    pub alpha: Vec<f64>,
+}
+
+/// A fit, loaded onto the model's device (float64 tensors).
+pub struct Fit {
+    pub info: FitInfo,
+    /// Classes with fit images (by label, or by prediction), in order.
+    pub present: Vec<usize>,
+    /// `[K, D]`: the mean feature of each present class.
+    pub class_means: Option<Tensor>,
+    /// Distances to the class means under the shared covariance's pseudo-inverse (Mahalanobis).
+    pub mahalanobis: Option<Quadratic>,
+    /// The distance to the mean of all fit features under their covariance's pseudo-inverse (the
+    /// relative Mahalanobis baseline `d_0`).
+    pub global: Option<Quadratic>,
+    /// The mean of all fit features `[D]` (DICE's `z̄`).
+    pub global_mean: Option<Tensor>,
+    pub vim: Option<Vim>,
+    /// ReAct's thresholds at [`react_levels`].
+    pub react_percentiles: Option<Vec<f64>>,
+    /// `[K', C]`: the KL-matching templates of the classes some fit image was predicted as.
+    pub klm_templates: Tensor,
+    pub bank: Option<Bank>,
+    /// DICE's masked weights `W ⊙ M` by percentile, made once per percentile (finding the
+    /// percentile of `W ⊙ z̄` sorts C·D values: two million for an ImageNet ResNet-50).
+    pub dice_weights: std::sync::Mutex<std::collections::HashMap<u64, Tensor>>,
+}
+
+impl Fit {
+    /// What a method cannot use this fit for, if anything (a fit of a model without a head has no
+    /// ViM space, …).
+    pub fn lacks(&self, what: &str) -> String {
+        format!(
+            "the fit {} has no {what} (it was made from a model without {})",
+            self.info.path.display(),
+            if what.contains("ViM") { "a head" } else { "features" }
+        )
+    }
+}
+
+impl Fit {
+    /// Loads a fit file for `model`: it must have been made from this model (same file hash and
+    /// card), else the message says so. Banks over `bank_budget` bytes stay on disk.
+    pub fn load(path: &Path, model: &Model, bank_budget: usize) -> Result<Fit, String> {
+        let fail = |m: String| format!("fit file {}: {m}", path.display());
+        let reader = Arc::new(fit_file::Reader::open(path).map_err(fail)?);
+        let info = FitInfo::from_metadata(path, &reader.metadata).map_err(fail)?;
+        let current = info::model_hash(model).map_err(fail)?;
+        if info.model_sha256 != current {
+            return Err(fail(format!(
+                "it was made for another model or card (model hash {} here, {} in the fit): refit with `oodscope fit` or give --train",
+                short(&current),
+                short(&info.model_sha256)
+            )));
+        }
+        let device = model.device;
+        let get = |name: &str| -> Result<Option<Tensor>, String> {
+            if !reader.has(name) {
+                return Ok(None);
+            }
+            let t = reader.tensor(name).map_err(fail)?;
+            Ok(Some(t.f_to_device(device).map_err(|e| fail(e.to_string()))?))
+        };
+        let present: Vec<usize> = nonzero(&info.counts);
+        let rows = |t: Option<Tensor>, which: &[usize]| -> Result<Option<Tensor>, String> {
+            t.map(|t| {
+                let index: Vec<i64> = which.iter().map(|&c| c as i64).collect();
+                let index = Tensor::from_slice(&index).f_to_device(device)?;
+                t.f_index_select(0, &index)
+            })
+            .transpose()
+            .map_err(|e| fail(e.to_string()))
+        };
+        let predicted: Vec<usize> = nonzero(&info.predicted_counts);
+        let klm_templates = rows(get("klm_templates")?, &predicted)?.ok_or_else(|| fail("no KL templates".into()))?;
+        let vim = match (
+            get("vim_u")?,
+            get("vim_eigenvectors")?,
+            get("vim_eigenvalues")?,
+            get("vim_alpha")?,
+        ) {
+            (Some(origin), Some(eigenvectors), Some(values), Some(alpha)) => Some(Vim {
+                origin,
+                eigenvectors,
+                eigenvalues: to_vec_f64_string(&values).map_err(fail)?,
+                alpha: to_vec_f64_string(&alpha).map_err(fail)?,
+            }),
+            _ => None,
+        };
+        let react_percentiles = get("react_percentiles")?
+            .map(|t| to_vec_f64_string(&t))
+            .transpose()
+            .map_err(fail)?;
+        let bank = Bank::open(reader.clone(), "knn_bank", device, bank_budget).map_err(fail)?;
+        let class_means = rows(get("class_means")?, &present)?;
+        let quadratic = |centres: &Option<Tensor>, precision: Option<Tensor>| -> Result<Option<Quadratic>, String> {
+            match (centres, precision) {
+                (Some(c), Some(p)) => Quadratic::new(c, &p).map(Some).map_err(|e| fail(e.to_string())),
+                _ => Ok(None),
+            }
+        };
+        let global_mean = get("global_mean")?;
+        let global_centre = global_mean
+            .as_ref()
+            .map(|m| m.f_unsqueeze(0))
+            .transpose()
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Fit {
+            mahalanobis: quadratic(&class_means, get("shared_pinv")?)?,
+            global: quadratic(&global_centre, get("global_pinv")?)?,
+            class_means,
+            present,
+            global_mean,
+            vim,
+            react_percentiles,
+            klm_templates,
+            bank,
+            dice_weights: Default::default(),
+            info,
+        })
+    }
+}
+
+/// The indices of the non-zero counts.
+fn nonzero(counts: &[u64]) -> Vec<usize> {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// The first 12 hex digits of a hash, for messages.
+pub fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+fn to_vec_f64_string(t: &Tensor) -> Result<Vec<f64>, String> {
+    crate::tensor::to_vec_f64(t).map_err(|e| e.to_string())
+}
