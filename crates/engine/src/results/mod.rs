@@ -10,6 +10,7 @@ pub mod parquet_writer;
 pub mod provenance;
 pub mod reader;
 pub mod schema;
+pub mod stored;
 
 pub use merge::merge;
 pub use parquet_writer::{ResultsWriter, TableWriter};

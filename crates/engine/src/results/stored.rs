@@ -5,10 +5,10 @@ use std::path::Path;
 
 use tch::Device;
 
-use oodscope_engine::detect::Context;
-use oodscope_engine::detect::cache::{CachedOutputs, rescore};
-use oodscope_engine::model::ModelCard;
-use oodscope_engine::score::ScoreSettings;
+use crate::detect::Context;
+use crate::detect::cache::{CachedOutputs, rescore};
+use crate::model::ModelCard;
+use crate::score::ScoreSettings;
 
 /// Why `settings` cannot be scored from saved outputs without the model, if it cannot.
 pub fn stored_missing(settings: &ScoreSettings, cache: &CachedOutputs) -> Option<String> {

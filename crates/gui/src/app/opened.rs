@@ -76,7 +76,7 @@ impl OpenedResults {
         if self.column_of(settings).is_some() {
             return None;
         }
-        crate::worker::stored::stored_missing(settings, &self.cache)
+        oodscope_engine::results::stored::stored_missing(settings, &self.cache)
     }
 
     /// Why `method` cannot be chosen without the model, if it cannot.

@@ -376,7 +376,7 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             return Some("ε > 0 needs the model's gradients — open the model to re-score".into());
         }
         let settings = settings.as_ref()?;
-        crate::worker::stored::stored_missing(settings, &opened.cache)
+        oodscope_engine::results::stored::stored_missing(settings, &opened.cache)
     };
     let mut reasons: Vec<String> = Vec::new();
     for spec in &specs {

@@ -186,7 +186,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                 Some(m) => Plan::single(m, &settings, state.fit.as_ref())
                     .and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)),
                 // A results file's saved outputs, without the model.
-                None => super::stored::rescore_stored(&cache, &settings),
+                None => oodscope_engine::results::stored::rescore_stored(&cache, &settings),
             };
             match scored {
                 Ok(scores) => send(Event::Rescored {

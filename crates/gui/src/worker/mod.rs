@@ -5,7 +5,6 @@
 
 pub mod jobs;
 pub mod lane;
-pub mod stored;
 
 use std::path::PathBuf;
 use std::sync::Arc;
