@@ -41,7 +41,7 @@ pub fn run(args: &DropArgs) -> Report {
     let mut app = OodscopeApp::new(&ctx, settings);
     let first = Instant::now();
     wait(&mut app, &ctx, "the first scoring", |a| {
-        a.derived.is_some() && a.job.is_none()
+        a.derived.is_some() && !a.is_scoring()
     })?;
     let job_ms = first.elapsed().as_secs_f64() * 1e3;
     let images = app.result.as_ref().map_or(0, |r| r.run.images.len());
@@ -57,17 +57,16 @@ pub fn run(args: &DropArgs) -> Report {
     for _ in 0..args.repeats {
         app.apply_drawn(vec![Command::Rescore], &ctx);
         wait(&mut app, &ctx, "the long job's first batches", |a| {
-            a.job
-                .as_ref()
-                .and_then(|j| j.progress)
+            a.scoring_progress()
+                .and_then(|(_, p)| p)
                 .is_some_and(|p| p.done >= 4 * args.batch_size)
         })?;
         busy.push(drop_ms(&mut app, &ctx, &args.images)?);
-        if app.job.is_some() {
+        if app.is_scoring() {
             during += 1;
         }
         let clock = Instant::now();
-        wait(&mut app, &ctx, "the long job", |a| a.job.is_none())?;
+        wait(&mut app, &ctx, "the long job", |a| !a.is_scoring())?;
         waited_before.push(clock.elapsed().as_secs_f64() * 1e3);
     }
     Ok(json!({

@@ -122,15 +122,9 @@ fn tune_matches_an_exhaustive_pytorch_search() {
         let grid = case["grid"].as_array().unwrap();
         assert_eq!(result.results.len(), grid.len(), "{name}: grid size");
         // T where the method has one (the reference writes T = 1 for the confidence branch).
-        let t_of = |p: &oodscope_engine::detect::Params| {
-            if p.contains("temperature") {
-                p.get("temperature")
-            } else {
-                1.0
-            }
-        };
+        let t_of = |p: &oodscope_engine::detect::Params| p.value("temperature").unwrap_or(1.0);
         for (ours, theirs) in result.results.iter().zip(grid) {
-            let (t, eps) = (t_of(&ours.params), ours.params.get("epsilon"));
+            let (t, eps) = (t_of(&ours.params), ours.params.get("epsilon").unwrap());
             let what = format!("{name} T={t} ε={eps}");
             assert_eq!(t, theirs["temperature"].as_f64().unwrap(), "{what}");
             assert_eq!(eps, theirs["epsilon"].as_f64().unwrap(), "{what}");
@@ -164,7 +158,7 @@ fn tune_matches_an_exhaustive_pytorch_search() {
             "{name}"
         );
         assert_eq!(
-            result.chosen.get("epsilon"),
+            result.chosen.get("epsilon").unwrap(),
             best["epsilon"].as_f64().unwrap(),
             "{name}"
         );

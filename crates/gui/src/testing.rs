@@ -115,7 +115,7 @@ pub fn step_until(h: &mut Harness<'static, OodscopeApp>, what: &str, done: impl 
 }
 
 pub fn scored(app: &OodscopeApp) -> bool {
-    app.derived.is_some() && app.job.is_none() && !app.result_is_stale()
+    app.derived.is_some() && !app.is_scoring() && !app.result_is_stale()
 }
 
 pub fn auroc_of_first_ood(app: &OodscopeApp) -> f64 {
@@ -128,7 +128,7 @@ pub fn shows_text(h: &Harness<'static, OodscopeApp>, text: &str) -> bool {
 
 /// Whether a results file is open and shown, with nothing left to re-score.
 pub fn opened(app: &OodscopeApp) -> bool {
-    app.opened.is_some() && app.opening.is_none() && app.derived.is_some() && app.rescoring.is_none()
+    app.opened.is_some() && app.opening().is_none() && app.derived.is_some() && !app.is_rescoring()
 }
 
 /// A file dropped on the window (egui's `DroppedFile` for a path).

@@ -33,13 +33,13 @@ fn demo_loads_and_the_temperature_slider_changes_the_metrics_shown() {
     h.get_by_role_and_label(Role::Slider, "Temperature T")
         .set_value_accesskit(1.0);
     h.step();
-    assert!(h.state().job.is_none(), "a T change with ε = 0 must not need the model");
+    assert!(!h.state().is_scoring(), "a T change with ε = 0 must not need the model");
     step_until(&mut h, "the re-scored result", |app| {
-        app.rescoring.is_none() && !app.result_is_stale()
+        !app.is_rescoring() && !app.result_is_stale()
     });
     let app = h.state();
-    assert_eq!(app.settings.current_params().get("temperature"), 1.0);
-    assert!(app.job.is_none(), "a T change with ε = 0 must not need the model");
+    assert_eq!(app.settings.current_params().get("temperature"), Ok(1.0));
+    assert!(!app.is_scoring(), "a T change with ε = 0 must not need the model");
     let after = auroc_of_first_ood(app);
     assert!(
         (after - before).abs() > 1e-3,
@@ -60,7 +60,7 @@ fn epsilon_needs_the_model_and_never_shows_stale_numbers() {
     h.get_by_role_and_label(Role::Slider, "Perturbation ε")
         .set_value_accesskit(0.002);
     h.step();
-    assert!(h.state().job.is_some(), "ε > 0 starts a background job");
+    assert!(h.state().is_scoring(), "ε > 0 starts a background job");
     assert!(
         h.state().result_is_stale(),
         "the previous result is marked as such while updating"
@@ -68,7 +68,7 @@ fn epsilon_needs_the_model_and_never_shows_stale_numbers() {
     assert!(shows_text(&h, "updating…"));
     step_until(&mut h, "the ε = 0.002 result", scored);
     let app = h.state();
-    assert_eq!(app.result.as_ref().unwrap().shown.get("epsilon"), 0.002);
+    assert_eq!(app.result.as_ref().unwrap().shown.get("epsilon"), Ok(0.002));
     assert_ne!(auroc_of_first_ood(app), before);
 }
 
@@ -184,7 +184,7 @@ fn tune_runs_in_the_background_and_its_choice_can_be_applied() {
     step_until(&mut h, "the demo to be scored", scored);
     h.get_by_label("Tune parameters").click();
     h.step();
-    assert!(h.state().tuning.is_some(), "tuning runs in the background");
+    assert!(h.state().is_tuning(), "tuning runs in the background");
     assert_eq!(h.state().settings.tab, Tab::Tuning);
     step_until(&mut h, "the tuning result", |app| app.tune_result.is_some());
     let result = h.state().tune_result.as_ref().unwrap();
@@ -215,7 +215,7 @@ fn moving_epsilon_shows_a_first_order_estimate_until_the_exact_scores_arrive() {
     h.get_by_role_and_label(Role::Slider, "Perturbation ε")
         .set_value_accesskit(0.001);
     step_until(&mut h, "the first exact ε = 0.001 result", |app| {
-        scored(app) && app.result.as_ref().unwrap().computed.get("epsilon") == 0.001
+        scored(app) && app.result.as_ref().unwrap().computed.get("epsilon") == Ok(0.001)
     });
     // Same T, new ε: the estimate (the gradient norms at this T are known now) shows while the
     // exact job runs, marked as such.
@@ -226,9 +226,14 @@ fn moving_epsilon_shows_a_first_order_estimate_until_the_exact_scores_arrive() {
         app.result.as_ref().unwrap().estimate.is_some()
     });
     let app = h.state();
-    assert!(app.job.is_some(), "the exact job still runs");
+    assert!(app.is_scoring(), "the exact job still runs");
     assert_eq!(
-        app.result.as_ref().unwrap().estimate.as_ref().map(|s| s.get("epsilon")),
+        app.result
+            .as_ref()
+            .unwrap()
+            .estimate
+            .as_ref()
+            .and_then(|s| s.params.value("epsilon")),
         Some(0.002)
     );
     assert!(
@@ -273,23 +278,23 @@ fn feature_methods_fit_in_the_background_and_k_rescores_cached_features() {
     h.get_by_role_and_label(Role::Slider, "Neighbour k")
         .set_value_accesskit(5.0);
     h.step();
-    assert!(h.state().job.is_none(), "a new k must not need the model");
+    assert!(!h.state().is_scoring(), "a new k must not need the model");
     step_until(&mut h, "the re-scored k = 5", |app| {
-        app.rescoring.is_none() && !app.result_is_stale()
+        !app.is_rescoring() && !app.result_is_stale()
     });
     let app = h.state();
-    assert!(app.job.is_none());
-    assert_eq!(app.result.as_ref().unwrap().shown.get("k"), 5.0);
+    assert!(!app.is_scoring());
+    assert_eq!(app.result.as_ref().unwrap().shown.get("k"), Ok(5.0));
     assert_ne!(auroc_of_first_ood(app), before);
     // Switching to another feature method re-scores the same cached features too.
     h.state_mut()
         .push(oodscope_gui::app::Command::SetMethod(Method::named("vim")));
     h.step();
     assert!(
-        h.state().job.is_none(),
+        !h.state().is_scoring(),
         "ViM from cached features must not need the model"
     );
-    step_until(&mut h, "ViM", |app| app.rescoring.is_none() && !app.result_is_stale());
+    step_until(&mut h, "ViM", |app| !app.is_rescoring() && !app.result_is_stale());
     assert_eq!(h.state().result.as_ref().unwrap().shown.method, Method::named("vim"));
 }
 
@@ -312,9 +317,9 @@ fn compare_scores_every_method_once_and_switching_method_is_then_instant() {
     h.step();
     h.get_by_label("Compare all methods").click();
     h.step();
-    assert!(h.state().comparing.is_some(), "the comparison runs in the background");
+    assert!(h.state().is_comparing(), "the comparison runs in the background");
     step_until(&mut h, "the comparison", |app| {
-        app.comparison.is_some() && app.comparing.is_none()
+        app.comparison.is_some() && !app.is_comparing()
     });
     let app = h.state();
     let comparison = app.comparison.as_ref().unwrap();
@@ -335,7 +340,7 @@ fn compare_scores_every_method_once_and_switching_method_is_then_instant() {
         h.get_by_role_and_label(Role::Button, title).click();
         h.step();
         let app = h.state();
-        assert!(app.job.is_none() && app.rescoring.is_none(), "{name} needs no pass");
+        assert!(!app.is_scoring() && !app.is_rescoring(), "{name} needs no pass");
         assert_eq!(app.result.as_ref().unwrap().shown.method, Method::named(name));
         let row = app.comparison.as_ref().unwrap().board.row(name).unwrap();
         assert_eq!(
@@ -398,9 +403,11 @@ fn a_drop_during_a_long_job_shows_its_cards_at_once_and_is_scored_before_the_job
     settings.set_param("epsilon", 0.0014);
     let mut h = harness_with(settings);
     step_until(&mut h, "the long job's first batches", |app| {
-        app.job.as_ref().and_then(|j| j.progress).is_some_and(|p| p.done >= 256)
+        app.scoring_progress()
+            .and_then(|(_, p)| p)
+            .is_some_and(|p| p.done >= 256)
     });
-    let generation = h.state().job.as_ref().unwrap().generation;
+    let generation = h.state().scoring_progress().unwrap().0;
     let cat = root().join("assets/internet/cat-chelsea.png");
     let cup = root().join("assets/internet/coffee-cup.jpg");
     for path in [&cat, &cup, &bad] {
@@ -417,12 +424,11 @@ fn a_drop_during_a_long_job_shows_its_cards_at_once_and_is_scored_before_the_job
 
     step_until(&mut h, "the dropped images to be scored", |app| !app.drops_pending());
     let app = h.state();
-    let job = app
-        .job
-        .as_ref()
+    let (job, progress) = app
+        .scoring_progress()
         .expect("the long job still runs when the drop is scored");
-    assert_eq!(job.generation, generation, "the same job, not restarted");
-    let progress = job.progress.unwrap();
+    assert_eq!(job, generation, "the same job, not restarted");
+    let progress = progress.unwrap();
     assert!(progress.done < progress.total, "{progress:?}");
     for path in [&cat, &cup] {
         let card = app.drops.iter().find(|c| &c.path == path).unwrap();

@@ -130,7 +130,7 @@ fn a_results_file_opens_without_a_model_switches_methods_moves_delta_and_rescore
         h.step();
         h.step();
         let app = h.state();
-        assert!(app.job.is_none() && app.rescoring.is_none(), "{name} from its column");
+        assert!(!app.is_scoring() && !app.is_rescoring(), "{name} from its column");
         assert_eq!(app.result.as_ref().unwrap().shown.method, Method::named(name));
         assert_metrics_equal(app, &report["methods"][name]["metrics"], name);
         seen.push(auroc_of_first_ood(app));
@@ -159,10 +159,10 @@ fn a_results_file_opens_without_a_model_switches_methods_moves_delta_and_rescore
         .set_value_accesskit(10.0);
     h.step();
     step_until(&mut h, "T re-scored from the saved logits", |app| {
-        opened(app) && app.result.as_ref().unwrap().shown.get("temperature") == 10.0
+        opened(app) && app.result.as_ref().unwrap().shown.get("temperature") == Ok(10.0)
     });
     let app = h.state();
-    assert!(app.model.is_none() && app.job.is_none());
+    assert!(app.model.is_none() && !app.is_scoring());
     assert_metrics_equal(
         app,
         &read_json(&report_t10)["metrics"],
@@ -214,7 +214,7 @@ fn a_dropped_results_file_without_logits_disables_t_shows_placeholders_and_bad_f
     h.step();
     let app = h.state();
     assert!(
-        app.opening.is_some() || app.opened.is_some(),
+        app.opening().is_some() || app.opened.is_some(),
         "a .parquet drop opens the results, not scored: {:?}",
         app.messages
     );
@@ -258,7 +258,7 @@ fn a_dropped_results_file_without_logits_disables_t_shows_placeholders_and_bad_f
         let before = h.state().messages.len();
         h.input_mut().dropped_files.push(Arc::new(DroppedPath(bad.clone())));
         h.step();
-        step_until(&mut h, "the bad file's message", |app| app.opening.is_none());
+        step_until(&mut h, "the bad file's message", |app| app.opening().is_none());
         let app = h.state();
         assert_eq!(app.messages.len(), before + 1, "{:?}", app.messages);
         let line = app.messages.last().unwrap();

@@ -31,11 +31,11 @@ impl Detector for Ensemble {
     }
     /// One loss per member: its own ODIN loss (with its own argmax).
     fn step_losses(&self, outputs: &Outputs, _ctx: &Context, params: &Params) -> DetectResult<Vec<Tensor>> {
-        let t = params.get("temperature");
+        let t = params.get("temperature")?;
         outputs.members.iter().map(|logits| ops::odin_loss(logits, t)).collect()
     }
     fn score(&self, outputs: &Outputs, _ctx: &Context, params: &Params) -> DetectResult<Tensor> {
-        let t = params.get("temperature");
+        let t = params.get("temperature")?;
         let mut terms = outputs
             .members
             .iter()
@@ -50,7 +50,7 @@ impl Detector for Ensemble {
         let CardKind::Ensemble { members } = &ctx.card.kind else {
             return Ok(None);
         };
-        let t = params.get("temperature");
+        let t = params.get("temperature")?;
         let n = scored.len();
         let mut averaged = Tensor::f_zeros([n, ctx.card.num_classes() as i64], (Kind::Float, ctx.device))?;
         for (member, logits) in members.iter().zip(&scored.members) {

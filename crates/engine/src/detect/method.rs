@@ -162,7 +162,8 @@ impl ScoreSettings {
         s
     }
 
-    pub fn get(&self, name: &str) -> f64 {
+    /// The value of parameter `name` (an error for a name this method does not have).
+    pub fn get(&self, name: &str) -> Result<f64, super::params::UnknownParam> {
         self.params.get(name)
     }
 
@@ -194,7 +195,7 @@ impl ScoreSettings {
             .params(&Dims::default())
             .iter()
             .filter(|s| self.params.contains(s.name))
-            .map(|s| format!("{} = {}", s.symbol, fmt_value(self.params.get(s.name))))
+            .filter_map(|s| Some(format!("{} = {}", s.symbol, fmt_value(self.params.value(s.name)?))))
             .collect();
         parts.join(", ")
     }

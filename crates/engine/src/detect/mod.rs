@@ -197,6 +197,12 @@ impl From<crate::stats::StatsError> for DetectError {
     }
 }
 
+impl From<params::UnknownParam> for DetectError {
+    fn from(e: params::UnknownParam) -> Self {
+        DetectError(e.to_string())
+    }
+}
+
 impl From<String> for DetectError {
     fn from(e: String) -> Self {
         DetectError(e)
@@ -223,11 +229,7 @@ pub trait Detector: Send + Sync {
     /// The size of the input step `x̃ = x − ε·sign(∇ₓ L)` at these parameters (0: no step, the
     /// score comes from the clean outputs).
     fn epsilon(&self, params: &Params) -> f64 {
-        if params.contains("epsilon") {
-            params.get("epsilon")
-        } else {
-            0.0
-        }
+        params.value("epsilon").unwrap_or(0.0)
     }
 
     /// The losses whose input-gradient sign is the step: one per network, computed from the

@@ -15,6 +15,20 @@ pub struct Dims {
     pub bank: Option<usize>,
 }
 
+/// A parameter asked for by a name the parameters do not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no parameter `{name}` (the parameters here: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+pub struct UnknownParam {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+impl From<UnknownParam> for String {
+    fn from(e: UnknownParam) -> Self {
+        e.to_string()
+    }
+}
+
 /// One parameter of a method, as its detector declares it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamSpec {
@@ -206,19 +220,28 @@ impl Params {
         Params::default()
     }
 
-    /// The value of `name`; NaN when it is missing (a checked set always has it).
-    pub fn get(&self, name: &str) -> f64 {
-        self.0.get(name).copied().unwrap_or(f64::NAN)
+    /// The value of `name`; a name these parameters do not have (a misspelt one) is an error,
+    /// never a NaN that flows into a score.
+    pub fn get(&self, name: &str) -> Result<f64, UnknownParam> {
+        self.value(name).ok_or_else(|| UnknownParam {
+            name: name.to_string(),
+            known: self.0.keys().cloned().collect(),
+        })
     }
 
-    /// The value of `name` as a count (rounded; 0 when missing).
-    pub fn count(&self, name: &str) -> usize {
-        let v = self.get(name);
-        if v.is_finite() && v > 0.0 {
+    /// The value of `name`, if these parameters have it.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.0.get(name).copied()
+    }
+
+    /// The value of `name` as a count (rounded; 0 when not positive).
+    pub fn count(&self, name: &str) -> Result<usize, UnknownParam> {
+        let v = self.get(name)?;
+        Ok(if v.is_finite() && v > 0.0 {
             v.round() as usize
         } else {
             0
-        }
+        })
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -278,11 +301,7 @@ pub fn resolve(method: &str, specs: &[ParamSpec], given: &Params) -> Result<Para
     specs
         .iter()
         .map(|spec| {
-            let value = if given.contains(spec.name) {
-                given.get(spec.name)
-            } else {
-                spec.default
-            };
+            let value = given.value(spec.name).unwrap_or(spec.default);
             spec.check(value).map_err(|e| format!("method `{method}`: {e}"))?;
             Ok((spec.name.to_string(), value))
         })
@@ -320,7 +339,7 @@ mod tests {
     #[test]
     fn defaults_fill_in_and_values_are_checked() {
         let p = resolve("knn", &specs(), &Params::new().with("k", 10.0)).unwrap();
-        assert_eq!((p.get("k"), p.get("percentile")), (10.0, 90.0));
+        assert_eq!((p.get("k"), p.get("percentile")), (Ok(10.0), Ok(90.0)));
         assert!(
             resolve("knn", &specs(), &Params::new().with("k", 0.0))
                 .unwrap_err()

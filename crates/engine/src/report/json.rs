@@ -130,16 +130,8 @@ pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluat
             model_name: ctx.model_name.to_string(),
             method: ctx.settings.method.name().to_string(),
             params: ctx.settings.params.clone(),
-            temperature: ctx
-                .settings
-                .params
-                .contains("temperature")
-                .then(|| ctx.settings.get("temperature")),
-            epsilon: ctx
-                .settings
-                .params
-                .contains("epsilon")
-                .then(|| ctx.settings.get("epsilon")),
+            temperature: ctx.settings.params.value("temperature"),
+            epsilon: ctx.settings.params.value("epsilon"),
             fit: ctx.fit.clone(),
             device: ctx.device.clone(),
             batch_size: ctx.batch_size,

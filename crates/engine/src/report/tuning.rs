@@ -32,7 +32,10 @@ pub fn grid_csv(result: &TuneResult, sets: &[ImageSet]) -> String {
                 )
             },
         );
-        let values_of: Vec<String> = names.iter().map(|n| format!("{}", params.get(n))).collect();
+        let values_of: Vec<String> = names
+            .iter()
+            .map(|n| params.value(n).map_or_else(String::new, |v| v.to_string()))
+            .collect();
         let _ = writeln!(out, "{},{split},{},{values}", values_of.join(","), csv_field(set));
     };
     for r in &result.results {

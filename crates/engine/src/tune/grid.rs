@@ -290,7 +290,7 @@ mod tests {
         // Grid order: T slowest, ε fastest.
         assert_eq!(grid.coordinates(9 * 21 + 7), vec![9, 7]);
         let s = grid.settings(9 * 21 + 7);
-        assert_eq!((s.get("temperature"), s.get("epsilon")), (1000.0, 0.0014));
+        assert_eq!((s.get("temperature"), s.get("epsilon")), (Ok(1000.0), Ok(0.0014)));
     }
 
     #[test]

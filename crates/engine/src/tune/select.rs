@@ -144,7 +144,7 @@ mod tests {
         let scores = vec![vec![1.0, 0.9, 0.1, 0.2, 1.0, 0.9], vec![1.0, 0.9, 1.0, 0.9, 0.1, 0.2]];
         let results = evaluate_grid(&grid, &scores, &data, &sets, &[1, 2], Objective::Auroc);
         assert_eq!(results[0].objective, Some(0.5 * (1.0 + 0.5)));
-        assert_eq!(results[1].params.get("epsilon"), 0.1);
+        assert_eq!(results[1].params.get("epsilon"), Ok(0.1));
         let only_second = evaluate_grid(&grid, &scores, &data, &sets, &[2], Objective::Auroc);
         assert_eq!(best_setting(&only_second, Objective::Auroc), Some(1));
     }

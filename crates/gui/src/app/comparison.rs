@@ -2,18 +2,10 @@
 //! each method's pooled ROC curve and 95%-TPR threshold, and what the disagreement gallery lists.
 //! Switching to a compared method builds its result from the kept column, with no model pass.
 
-use crate::worker::CancelToken;
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::compare::{CompareResult, Leaderboard, Unsupported};
 use oodscope_engine::score::{ScoreRun, ScoreSettings};
 use oodscope_metrics::{Curves, SortedScores};
-
-/// The comparison job in flight.
-pub struct CompareJob {
-    pub generation: u64,
-    pub progress: Option<oodscope_engine::compare::CompareProgress>,
-    pub cancel: CancelToken,
-}
 
 /// A finished comparison.
 pub struct Comparison {

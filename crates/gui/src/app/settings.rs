@@ -125,8 +125,8 @@ mod tests {
         s.tab = Tab::Gallery;
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
-        assert_eq!(s.current_params().get("k"), 20.0);
-        assert_eq!(s.params["odin"].get("temperature"), 10.0);
+        assert_eq!(s.current_params().get("k"), Ok(20.0));
+        assert_eq!(s.params["odin"].get("temperature"), Ok(10.0));
         // A settings file from an older version, with fields missing or gone, still loads.
         let old: Settings = serde_json::from_str(r#"{"temperature": 20.0, "epsilon": 0.001, "bins": 30}"#).unwrap();
         assert_eq!(

@@ -72,7 +72,7 @@ pub fn advance(app: &mut OodscopeApp, ctx: &egui::Context) {
 
 fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
     ctx.request_repaint();
-    if app.job.is_some() || app.rescoring.is_some() || app.result.is_none() || app.result_is_stale() {
+    if app.is_scoring() || app.is_rescoring() || app.result.is_none() || app.result_is_stale() {
         return;
     }
     if tour.step == Step::Drop && (app.drops.is_empty() || app.drops_pending()) {
@@ -144,7 +144,7 @@ fn step(app: &mut OodscopeApp, tour: &mut Tour, ctx: &egui::Context) {
                 app.push(Command::Compare);
                 return;
             }
-            if app.comparing.is_some() || app.comparison.is_none() {
+            if app.is_comparing() || app.comparison.is_none() {
                 return; // wait for every method's scores
             }
         }

@@ -9,6 +9,7 @@ use egui::{Color32, RichText, TextureHandle, Vec2};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use crate::app::comparison::{Comparison, Disagreement};
+use crate::app::tasks::kind;
 use crate::app::{Command, OodscopeApp};
 use oodscope_engine::compare::{MeanMetrics, MethodRow};
 
@@ -50,9 +51,12 @@ const METRICS: [MetricColumn; 5] = [
 
 pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        match &app.comparing {
+        match app.progress_of(kind::compare) {
             Some(job) => {
-                let (done, total) = job.progress.map_or((0, 1), |p| (p.done, p.total.max(1)));
+                let (done, total) = job.progress.as_ref().map_or((0, 1), |p| {
+                    let (done, total) = p.fraction();
+                    (done, total.max(1))
+                });
                 ui.spinner();
                 ui.add(
                     egui::ProgressBar::new(done as f32 / total as f32)

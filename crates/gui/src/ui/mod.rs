@@ -13,6 +13,7 @@ pub mod tuning;
 
 use egui::{Color32, RichText};
 
+use crate::app::tasks::{TaskProgress, kind};
 use crate::app::{Command, OodscopeApp, Tab};
 
 /// Colours of the sets: ID first, then the OOD sets (the same as the PNG exports).
@@ -77,11 +78,11 @@ fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
             out.push(Command::SetTab(tab));
         }
     }
-    if pressed(egui::Key::C) && app.comparing.is_none() {
+    if pressed(egui::Key::C) && !app.is_comparing() {
         out.push(Command::Compare);
     }
     if pressed(egui::Key::Escape) {
-        if app.job.is_some() || app.comparing.is_some() {
+        if app.is_scoring() || app.is_comparing() {
             out.push(Command::Cancel);
         } else {
             out.push(Command::Select(None));
@@ -125,15 +126,18 @@ fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             ui.label(format!("{} on {}", model.card.name, model.device));
         } else if let Some(opened) = &app.opened {
             ui.label(format!("results of {} (no model loaded)", opened.meta.model.name));
-        } else if app.opening.is_some() {
+        } else if app.opening().is_some() {
             ui.spinner();
             ui.label("opening results…");
         } else {
             ui.label("loading model…");
         }
-        if let Some(job) = app.comparing.as_ref().filter(|_| app.settings.tab != Tab::Compare) {
+        if let Some(job) = app
+            .progress_of(kind::compare)
+            .filter(|_| app.settings.tab != Tab::Compare)
+        {
             ui.spinner();
-            let (done, total) = job.progress.map_or((0, 0), |p| (p.done, p.total));
+            let (done, total) = job.progress.as_ref().map_or((0, 0), TaskProgress::fraction);
             if ui
                 .link(format!("comparing methods… {done}/{total}"))
                 .on_hover_text("Show the Compare view (5)")
@@ -142,18 +146,21 @@ fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 out.push(Command::SetTab(Tab::Compare));
             }
         }
-        if app.tuning.is_some() && app.job.is_none() {
+        if app.is_tuning() && !app.is_scoring() {
             ui.spinner();
             ui.label("tuning…");
             if ui.button("Cancel").clicked() {
                 out.push(Command::Cancel);
             }
         }
-        if let Some(job) = &app.job {
-            let (done, total) = job.progress.map_or((0, 1), |p| (p.done, p.total.max(1)));
-            let rate = job.progress.map_or(0.0, |p| p.rate());
-            let eta = job
-                .progress
+        if let Some(job) = app.scoring() {
+            let run = match &job.progress {
+                Some(TaskProgress::Run(p)) => Some(*p),
+                _ => None,
+            };
+            let (done, total) = run.map_or((0, 1), |p| (p.done, p.total.max(1)));
+            let rate = run.map_or(0.0, |p| p.rate());
+            let eta = run
                 .and_then(|p| p.eta())
                 .map_or("…".to_string(), |d| format!("{:.0} s", d.as_secs_f64()));
             ui.add(

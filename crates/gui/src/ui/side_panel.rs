@@ -2,6 +2,7 @@
 
 use egui::{RichText, Slider};
 
+use crate::app::tasks::{TaskProgress, kind};
 use crate::app::{Command, ExportKind, FitState, OodscopeApp};
 use oodscope_data::Role;
 use oodscope_engine::detect::Group;
@@ -69,7 +70,7 @@ fn model_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
 /// where there is none.
 fn results_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Results file");
-    if let Some((_, path)) = &app.opening {
+    if let Some(path) = app.opening() {
         ui.horizontal(|ui| {
             ui.spinner();
             ui.label(format!("opening {}…", path.display()));
@@ -246,23 +247,23 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             );
         }
     }
-    match &app.fit {
-        Some(FitState::Fitting { progress, .. }) => {
-            ui.horizontal(|ui| {
-                ui.spinner();
-                let text = match progress {
-                    Some(p) if p.stage == oodscope_engine::fit::FitStage::Images => {
-                        format!("fitting: {}/{} images", p.done, p.total)
-                    }
-                    Some(_) => "fitting: statistics…".to_string(),
-                    None => "reading the fit…".to_string(),
-                };
-                ui.label(text);
-                if ui.small_button("Cancel").clicked() {
-                    out.push(Command::Cancel);
+    if let Some(task) = app.progress_of(kind::fit) {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            let text = match &task.progress {
+                Some(TaskProgress::Fit(p)) if p.stage == oodscope_engine::fit::FitStage::Images => {
+                    format!("fitting: {}/{} images", p.done, p.total)
                 }
-            });
-        }
+                Some(_) => "fitting: statistics…".to_string(),
+                None => "reading the fit…".to_string(),
+            };
+            ui.label(text);
+            if ui.small_button("Cancel").clicked() {
+                out.push(Command::Cancel);
+            }
+        });
+    }
+    match &app.fit {
         Some(FitState::Ready { info, .. }) => {
             let origin = if info.cached { "cached" } else { "fitted now" };
             ui.label(RichText::new(format!("{} images, {origin}", info.images)).small())
@@ -381,7 +382,10 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     let mut reasons: Vec<String> = Vec::new();
     for spec in &specs {
         let why = needs_model(spec.name);
-        let mut value = settings.as_ref().map_or(spec.default, |s| s.get(spec.name));
+        let mut value = settings
+            .as_ref()
+            .and_then(|s| s.params.value(spec.name))
+            .unwrap_or(spec.default);
         let [lo, hi] = spec.slider;
         let mut slider = Slider::new(&mut value, lo..=hi.max(lo))
             .text(spec.label)
@@ -426,7 +430,7 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             out.push(Command::ThresholdAt95Tpr);
         }
     }
-    let tunable = !specs.is_empty() && app.tuning.is_none() && app.derived.is_some() && app.model.is_some();
+    let tunable = !specs.is_empty() && !app.is_tuning() && app.derived.is_some() && app.model.is_some();
     if ui
         .add_enabled(tunable, egui::Button::new("Tune parameters"))
         .on_hover_text("Search the method's parameter grid on the first quarter of every set, report on the rest")

@@ -4,6 +4,7 @@
 
 use egui::{Color32, Pos2, Rect, RichText, Sense, Stroke, Vec2};
 
+use crate::app::tasks::{TaskProgress, kind};
 use crate::app::{Command, OodscopeApp};
 use oodscope_engine::tune::grid::{Axis, label};
 use oodscope_engine::tune::{Objective, TuneResult};
@@ -16,10 +17,11 @@ fn ramp(strength: f32) -> Color32 {
 }
 
 pub fn tuning_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
-    if let Some(job) = &app.tuning {
-        let text = job.progress.map_or("starting…".to_string(), |p| {
-            format!("{:?}: {} / {}", p.stage, p.done, p.total)
-        });
+    if let Some(job) = app.progress_of(kind::tune) {
+        let text = match &job.progress {
+            Some(TaskProgress::Tune(p)) => format!("{:?}: {} / {}", p.stage, p.done, p.total),
+            _ => "starting…".to_string(),
+        };
         ui.horizontal(|ui| {
             ui.spinner();
             ui.label(format!(
@@ -29,7 +31,7 @@ pub fn tuning_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         });
     }
     let Some(result) = &app.tune_result else {
-        if app.tuning.is_none() {
+        if !app.is_tuning() {
             ui.label("Press “Tune parameters” in the side panel: the method's grid is searched on the first quarter of every set (validation) and the choice is reported on the rest (test).");
         }
         return;

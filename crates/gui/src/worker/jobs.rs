@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use tch::Tensor;
 
 use super::lane::Lane;
-use super::{Event, Job, PixelSource, Waker};
+use super::{Event, Job, JobError, Outcome, PixelSource, TaskId, TaskProgress, Waker, Work};
 use oodscope_data::noise::noise_image;
 use oodscope_data::{ImageSet, Role, decode_file};
 use oodscope_engine::Error;
@@ -91,142 +91,119 @@ pub(super) fn run_worker(
     }
 }
 
-/// Runs one job with the worker's state and reports its events.
+/// Runs one job with the worker's state; a task ends in exactly one `Done`, `Failed` or
+/// `Cancelled` event.
 fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
     match job {
-        Job::Shutdown => {}
-        Job::LoadModel { path, device } => match Model::load(&path, device) {
-            Ok(loaded) => {
-                set_model_threads(None, loaded.device);
-                send(Event::ModelLoaded(model_info(&path, &loaded)));
-                *state = State {
-                    model: Some(loaded),
-                    ..State::default()
-                };
-            }
-            Err(e) => send(Event::Error(e.to_string())),
-        },
-        Job::OpenSet { spec, role, classes } => match ImageSet::open(&spec, role, &classes) {
-            Ok(set) => send(Event::SetOpened { spec, set }),
-            Err(e) => send(Event::Error(format!("{} set: {e}", role.name().to_uppercase()))),
-        },
-        Job::Score {
-            generation,
-            sets,
-            settings,
-            batch_size,
-            cancel,
-        } => {
-            let Some(m) = &state.model else {
-                send(Event::Error("no model loaded".into()));
-                return;
-            };
-            let plan = match Plan::single(m, &settings, state.fit.as_ref()) {
-                Ok(plan) => plan.keeping_features(true),
-                Err(e) => {
-                    send(Event::Error(e));
-                    return;
-                }
-            };
-            let fit = state.fit.as_ref();
-            let mut on_progress = |progress| {
-                send(Event::Progress { generation, progress });
-                lane.serve(Some(m), fit, false, &send);
-            };
-            match run_scoring(&plan, &sets, batch_size, &cancel, &mut on_progress) {
-                Ok(run) => send(Event::Scored {
-                    generation,
-                    settings,
-                    run,
-                }),
-                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
-                Err(e) => send(Event::Error(e.to_string())),
-            }
-        }
-        Job::Fit {
-            generation,
-            train,
-            cancel,
-        } => {
-            let Some(m) = &state.model else { return };
-            state.fit = None;
-            state.norms.clear();
-            let mut on_progress = |progress| {
-                send(Event::FitProgress { generation, progress });
-                lane.serve(Some(m), None, true, &send);
-            };
-            match fit_on(m, &train, &cancel, &mut on_progress) {
-                Ok(fit) => {
-                    send(Event::Fitted {
-                        generation,
-                        info: fit.info.clone(),
-                        bank: fit.bank.as_ref().map(|b| b.len),
-                    });
-                    state.fit = Some(fit);
-                }
-                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
-                Err(e) => send(Event::FitFailed {
-                    generation,
-                    message: format!("fit on {}: {e}", train.display()),
-                }),
-            }
-            // The drops held for the fit: scored with it now (or told why not).
-            lane.serve(state.model.as_ref(), state.fit.as_ref(), false, &send);
-        }
+        Job::Shutdown | Job::ServeDrops => {} // the lane is served at the top of the loop
         Job::DropFit => {
             state.fit = None;
             state.norms.clear();
         }
-        Job::Rescore {
-            generation,
-            cache,
+        Job::Task { id, cancel, work } => {
+            let event = match run_task(id, &cancel, work, state, lane, send) {
+                Ok(outcome) => Event::Done { task: id, outcome },
+                Err(JobError::Engine(Error::Cancelled)) => Event::Cancelled { task: id },
+                Err(cause) => Event::Failed { task: id, cause },
+            };
+            send(event);
+        }
+    }
+}
+
+/// A task's work: its outcome, or why there is none. Long jobs report progress and serve the
+/// lane of dropped images between their batches.
+fn run_task(
+    task: TaskId,
+    cancel: &AtomicBool,
+    work: Work,
+    state: &mut State,
+    lane: &mut Lane,
+    send: &dyn Fn(Event),
+) -> Result<Outcome, JobError> {
+    let progress = |progress: TaskProgress| send(Event::Progress { task, progress });
+    match work {
+        Work::LoadModel { path, device } => {
+            let loaded = Model::load(&path, device).map_err(Error::from)?;
+            set_model_threads(None, loaded.device);
+            let info = model_info(&path, &loaded);
+            *state = State {
+                model: Some(loaded),
+                ..State::default()
+            };
+            Ok(Outcome::ModelLoaded(Box::new(info)))
+        }
+        Work::OpenSet { spec, role, classes } => Ok(Outcome::SetOpened(
+            ImageSet::open(&spec, role, &classes).map_err(Error::from)?,
+        )),
+        Work::Score {
+            sets,
             settings,
+            batch_size,
         } => {
-            let scored = match &state.model {
+            let m = state.model.as_ref().ok_or(JobError::NoModel)?;
+            let fit = state.fit.as_ref();
+            let plan = Plan::single(m, &settings, fit)
+                .map_err(Error::Invalid)?
+                .keeping_features(true);
+            let mut on_progress = |p| {
+                progress(TaskProgress::Run(p));
+                lane.serve(Some(m), fit, false, send);
+            };
+            let run = run_scoring(&plan, &sets, batch_size, cancel, &mut on_progress)?;
+            Ok(Outcome::Scored { settings, run })
+        }
+        Work::Fit { train } => {
+            let m = state.model.as_ref().ok_or(JobError::NoModel)?;
+            state.fit = None;
+            state.norms.clear();
+            let mut on_progress = |p| {
+                progress(TaskProgress::Fit(p));
+                lane.serve(Some(m), None, true, send);
+            };
+            let fitted = fit_on(m, &train, cancel, &mut on_progress);
+            let outcome = fitted.map(|fit| {
+                let outcome = Outcome::Fitted {
+                    info: Box::new(fit.info.clone()),
+                    bank: fit.bank.as_ref().map(|b| b.len),
+                };
+                state.fit = Some(fit);
+                outcome
+            });
+            // The drops held for the fit: scored with it now (or told why not).
+            lane.serve(state.model.as_ref(), state.fit.as_ref(), false, send);
+            Ok(outcome?)
+        }
+        Work::Rescore { cache, settings } => {
+            let scores = match &state.model {
                 Some(m) => Plan::single(m, &settings, state.fit.as_ref())
                     .and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)),
                 // A results file's saved outputs, without the model.
                 None => oodscope_engine::results::stored::rescore_stored(&cache, &settings),
-            };
-            match scored {
-                Ok(scores) => send(Event::Rescored {
-                    generation,
-                    settings,
-                    scores,
-                }),
-                Err(e) => send(Event::Error(format!("re-scoring {}: {e}", settings.describe()))),
             }
+            .map_err(Error::Invalid)?;
+            Ok(Outcome::Rescored { settings, scores })
         }
-        Job::Tune {
-            generation,
-            sets,
-            options,
-            cancel,
-        } => {
-            let Some(m) = &state.model else { return };
+        Work::OpenResults { path } => Ok(Outcome::ResultsOpened(Box::new(
+            oodscope_engine::results::open(&path).map_err(Error::Invalid)?,
+        ))),
+        Work::Tune { sets, options } => {
+            let m = state.model.as_ref().ok_or(JobError::NoModel)?;
             let fit = state.fit.as_ref();
-            let mut on_progress = |progress| {
-                send(Event::TuneProgress { generation, progress });
-                lane.serve(Some(m), fit, false, &send);
+            let mut on_progress = |p| {
+                progress(TaskProgress::Tune(p));
+                lane.serve(Some(m), fit, false, send);
             };
-            match oodscope_engine::tune::tune(m, fit, &sets, &options, &cancel, &mut on_progress) {
-                Ok(result) => send(Event::Tuned {
-                    generation,
-                    result: Box::new(result),
-                }),
-                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
-                Err(e) => send(Event::Error(format!("tuning: {e}"))),
-            }
+            let result = oodscope_engine::tune::tune(m, fit, &sets, &options, cancel, &mut on_progress)?;
+            Ok(Outcome::Tuned(Box::new(result)))
         }
-        Job::Compare {
-            generation,
+        Work::Compare {
             sets,
             settings,
             unsupported,
             batch_size,
-            cancel,
         } => {
-            let Some(m) = &state.model else { return };
+            let m = state.model.as_ref().ok_or(JobError::NoModel)?;
             let options = oodscope_engine::compare::CompareOptions {
                 settings,
                 tune: None,
@@ -234,55 +211,36 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
                 keep_features: true,
             };
             let fit = state.fit.as_ref();
-            let mut on_progress = |progress| {
-                send(Event::CompareProgress { generation, progress });
-                lane.serve(Some(m), fit, false, &send);
+            let mut on_progress = |p| {
+                progress(TaskProgress::Compare(p));
+                lane.serve(Some(m), fit, false, send);
             };
-            match oodscope_engine::compare::compare(m, fit, &sets, &options, &cancel, &mut on_progress) {
-                Ok(result) => send(Event::Compared {
-                    generation,
-                    result: Box::new(result),
-                    unsupported,
-                }),
-                Err(Error::Cancelled) => send(Event::Cancelled { generation }),
-                Err(e) => send(Event::Error(format!("comparing: {e}"))),
-            }
+            let result = oodscope_engine::compare::compare(m, fit, &sets, &options, cancel, &mut on_progress)?;
+            Ok(Outcome::Compared {
+                result: Box::new(result),
+                unsupported,
+            })
         }
-        Job::Estimate {
-            generation,
+        Work::Estimate {
             images,
             sets,
             items,
             cache,
             settings,
-        } => match estimate(state, images, &sets, &items, &cache, &settings) {
-            Ok(scores) => send(Event::Estimated {
-                generation,
-                settings,
-                scores,
-            }),
-            Err(e) => send(Event::Error(format!("first-order estimate: {e}"))),
-        },
-        Job::Perturbation { key, source, settings } => {
-            let Some(m) = &state.model else { return };
-            match perturbation_of(m, state.fit.as_ref(), &source, &settings) {
-                Ok((values, shape)) => send(Event::Perturbation {
-                    key,
-                    settings,
-                    values,
-                    shape,
-                }),
-                Err(e) => send(Event::Error(format!("perturbation: {e}"))),
-            }
+        } => {
+            let scores = estimate(state, images, &sets, &items, &cache, &settings)?;
+            Ok(Outcome::Estimated { settings, scores })
         }
-        Job::OpenResults { generation, path } => match oodscope_engine::results::open(&path) {
-            Ok(results) => send(Event::ResultsOpened {
-                generation,
-                results: Box::new(results),
-            }),
-            Err(message) => send(Event::ResultsFailed { generation, message }),
-        },
-        Job::ServeDrops => {} // served at the top of the loop
+        Work::Perturbation { key, source, settings } => {
+            let m = state.model.as_ref().ok_or(JobError::NoModel)?;
+            let (values, shape) = perturbation_of(m, state.fit.as_ref(), &source, &settings).map_err(Error::Invalid)?;
+            Ok(Outcome::Perturbation {
+                key,
+                settings,
+                values,
+                shape,
+            })
+        }
     }
 }
 
@@ -293,8 +251,7 @@ fn fit_on(
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(oodscope_engine::fit::FitProgress),
 ) -> Result<Fit, Error> {
-    let set = ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes)
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let set = ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes).map_err(Error::from)?;
     let options = oodscope_engine::fit::FitOptions {
         batch_size: 64,
         max_images: None,
@@ -312,18 +269,18 @@ fn estimate(
     items: &[(usize, usize)],
     cache: &CachedOutputs,
     settings: &ScoreSettings,
-) -> Result<Vec<f32>, String> {
-    let model = state.model.as_ref().ok_or("no model loaded")?;
+) -> Result<Vec<f32>, JobError> {
+    let model = state.model.as_ref().ok_or(JobError::NoModel)?;
     let detector = settings.method.detector();
     let clean_settings = settings.with("epsilon", 0.0);
     let key = (images, format!("{}:{}", settings.method, clean_settings.params));
     if !state.norms.contains_key(&key) {
-        let norms = gradient_norms(model, state.fit.as_ref(), sets, items, settings)?;
+        let norms = gradient_norms(model, state.fit.as_ref(), sets, items, settings).map_err(Error::Invalid)?;
         state.norms.insert(key.clone(), norms);
     }
     let norms = &state.norms[&key];
-    let plan = Plan::single(model, &clean_settings, state.fit.as_ref())?;
-    let clean = rescore(&plan.context(), cache, &clean_settings).map_err(|e| e.0)?;
+    let plan = Plan::single(model, &clean_settings, state.fit.as_ref()).map_err(Error::Invalid)?;
+    let clean = rescore(&plan.context(), cache, &clean_settings).map_err(|e| Error::Invalid(e.0))?;
     let eps = settings.epsilon();
     clean
         .iter()
@@ -332,7 +289,12 @@ fn estimate(
             detector
                 .first_order(s as f64, eps * n as f64)
                 .map(|v| v as f32)
-                .ok_or_else(|| format!("{} has no first-order estimate", settings.method))
+                .ok_or_else(|| {
+                    JobError::from(Error::Invalid(format!(
+                        "{} has no first-order estimate",
+                        settings.method
+                    )))
+                })
         })
         .collect()
 }

@@ -9,7 +9,6 @@ use std::sync::mpsc::Receiver;
 
 use super::Event;
 use oodscope_data::{ImageSet, Role};
-use oodscope_engine::Error;
 use oodscope_engine::detect::plan::Plan;
 use oodscope_engine::model::Model;
 use oodscope_engine::score::{ScoreSettings, run_scoring};
@@ -69,7 +68,7 @@ fn score_drop(model: Option<&Model>, fit: Option<&Fit>, job: DropJob) -> Event {
     let set = ImageSet::from_files("dropped", Role::Ood, &paths);
     let never = AtomicBool::new(false);
     let run = Plan::single(model, &settings, fit)
-        .map_err(Error::Invalid)
+        .map_err(oodscope_engine::Error::Invalid)
         .and_then(|plan| run_scoring(&plan, std::slice::from_ref(&set), DROP_BATCH, &never, &mut |_| {}));
     match run {
         Ok(run) => Event::FilesScored { id, set, settings, run },

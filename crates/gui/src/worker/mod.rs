@@ -1,7 +1,8 @@
 //! The background worker: one thread that owns the model and every tensor. The app sends jobs,
-//! the worker sends plain results back and wakes the UI. Every job carries a generation and a
-//! cancel flag: the app cancels a superseded job and drops results of old generations. Dropped
-//! images take the priority lane (`lane`), served between a running job's batches.
+//! the worker sends plain results back and wakes the UI. Every task job carries the id the app's
+//! task registry gave it and a cancel flag, and ends in exactly one event: done (with its
+//! outcome), failed (with a typed cause) or cancelled. Dropped images take the priority lane
+//! (`lane`), served between a running job's batches.
 
 pub mod jobs;
 pub mod lane;
@@ -20,9 +21,28 @@ use oodscope_engine::score::{ScoreRun, ScoreSettings};
 pub use jobs::ModelInfo;
 pub use lane::DropJob;
 
+/// The id of one of the app's tasks (it only grows: also the generation of the task's events).
+pub type TaskId = u64;
+
 /// Something for the worker to do.
 #[derive(Debug)]
 pub enum Job {
+    /// A task of the app's registry: ends in one `Done`, `Failed` or `Cancelled` event.
+    Task {
+        id: TaskId,
+        cancel: Arc<AtomicBool>,
+        work: Work,
+    },
+    /// Forget the fit (the training folder was cleared).
+    DropFit,
+    /// Wakes an idle worker to serve the priority lane (a drop was sent on it).
+    ServeDrops,
+    Shutdown,
+}
+
+/// The work of a task.
+#[derive(Debug)]
+pub enum Work {
     LoadModel {
         path: PathBuf,
         device: DeviceChoice,
@@ -33,56 +53,41 @@ pub enum Job {
         classes: Vec<String>,
     },
     Score {
-        generation: u64,
         sets: Vec<ImageSet>,
         settings: ScoreSettings,
         batch_size: usize,
-        cancel: Arc<AtomicBool>,
     },
-    /// Wakes an idle worker to serve the priority lane (a drop was sent on it).
-    ServeDrops,
     /// The fit of the loaded model on an ID training folder: from the cache, else computed (with
     /// progress) and cached. The worker keeps it for the methods that need one.
     Fit {
-        generation: u64,
         train: PathBuf,
-        cancel: Arc<AtomicBool>,
     },
-    /// Forget the fit (the training folder was cleared).
-    DropFit,
     /// Scores of a result's cached clean outputs under other settings (no input step): a new T,
-    /// k, percentile, dim, or another such method.
+    /// k, percentile, dim, or another such method; without a model, a results file's saved outputs.
     Rescore {
-        generation: u64,
         cache: Arc<CachedOutputs>,
         settings: ScoreSettings,
     },
     /// A results file (`oodscope score --results`) read with everything it saved.
     OpenResults {
-        generation: u64,
         path: PathBuf,
     },
     /// The honest parameter search of `oodscope_engine::tune` on the enabled sets.
     Tune {
-        generation: u64,
         sets: Vec<ImageSet>,
         options: oodscope_engine::tune::TuneOptions,
-        cancel: Arc<AtomicBool>,
     },
     /// Every given method on the enabled sets in one pass (`oodscope_engine::compare`), features kept.
     Compare {
-        generation: u64,
         sets: Vec<ImageSet>,
         settings: Vec<ScoreSettings>,
         /// The methods left out, passed back with the result.
         unsupported: Vec<oodscope_engine::compare::Unsupported>,
         batch_size: usize,
-        cancel: Arc<AtomicBool>,
     },
     /// The first-order estimate of a method with a step at new settings, from the cached clean
     /// outputs and each image's `‖∇ₓ L‖₁` (computed once per step and result, then kept).
     Estimate {
-        generation: u64,
         /// Identifies the images (their sets), which the norms are kept for.
         images: u64,
         sets: Vec<ImageSet>,
@@ -96,63 +101,57 @@ pub enum Job {
         source: PixelSource,
         settings: ScoreSettings,
     },
-    Shutdown,
 }
 
-/// What the worker reports.
+/// What a task's job reports while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskProgress {
+    /// Images through a scoring run.
+    Run(Progress),
+    Fit(oodscope_engine::fit::FitProgress),
+    Tune(oodscope_engine::tune::TuneProgress),
+    Compare(oodscope_engine::compare::CompareProgress),
+}
+
+impl TaskProgress {
+    /// Done and total in the stage's units, for a progress bar.
+    pub fn fraction(&self) -> (usize, usize) {
+        match self {
+            TaskProgress::Run(p) => (p.done, p.total),
+            TaskProgress::Fit(p) => (p.done, p.total),
+            TaskProgress::Tune(p) => (p.done, p.total),
+            TaskProgress::Compare(p) => (p.done, p.total),
+        }
+    }
+}
+
+/// What a task's job gave.
 #[derive(Debug)]
-pub enum Event {
-    ModelLoaded(ModelInfo),
-    FitProgress {
-        generation: u64,
-        progress: oodscope_engine::fit::FitProgress,
+pub enum Outcome {
+    ModelLoaded(Box<ModelInfo>),
+    SetOpened(ImageSet),
+    Scored {
+        settings: ScoreSettings,
+        run: ScoreRun,
     },
     Fitted {
-        generation: u64,
-        info: oodscope_engine::stats::FitInfo,
+        info: Box<oodscope_engine::stats::FitInfo>,
         /// The bank's size (for KNN's k), when the model has features.
         bank: Option<usize>,
     },
-    FitFailed {
-        generation: u64,
-        message: String,
-    },
     Rescored {
-        generation: u64,
         settings: ScoreSettings,
         scores: Vec<f32>,
     },
-    /// A results file read (`Job::OpenResults`).
-    ResultsOpened {
-        generation: u64,
-        results: Box<oodscope_engine::results::Results>,
-    },
-    /// A results file that could not be read: one line naming it.
-    ResultsFailed {
-        generation: u64,
-        message: String,
-    },
-    Estimated {
-        generation: u64,
-        settings: ScoreSettings,
-        scores: Vec<f32>,
-    },
-    CompareProgress {
-        generation: u64,
-        progress: oodscope_engine::compare::CompareProgress,
-    },
+    ResultsOpened(Box<oodscope_engine::results::Results>),
+    Tuned(Box<oodscope_engine::tune::TuneResult>),
     Compared {
-        generation: u64,
         result: Box<oodscope_engine::compare::CompareResult>,
         unsupported: Vec<oodscope_engine::compare::Unsupported>,
     },
-    TuneProgress {
-        generation: u64,
-        progress: oodscope_engine::tune::TuneProgress,
-    },
-    Tuned {
-        generation: u64,
-        result: Box<oodscope_engine::tune::TuneResult>,
+    Estimated {
+        settings: ScoreSettings,
+        scores: Vec<f32>,
     },
     Perturbation {
         key: (usize, usize),
@@ -160,18 +159,35 @@ pub enum Event {
         values: Vec<f32>,
         shape: [usize; 3],
     },
-    SetOpened {
-        spec: String,
-        set: ImageSet,
-    },
+}
+
+/// Why a task's job gave no outcome (a cancel is its own event).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A job that needs the model arrived before one was loaded (or after loading failed).
+    #[error("no model loaded")]
+    NoModel,
+    #[error(transparent)]
+    Engine(#[from] oodscope_engine::Error),
+}
+
+/// What the worker reports.
+#[derive(Debug)]
+pub enum Event {
     Progress {
-        generation: u64,
-        progress: Progress,
+        task: TaskId,
+        progress: TaskProgress,
     },
-    Scored {
-        generation: u64,
-        settings: ScoreSettings,
-        run: ScoreRun,
+    Done {
+        task: TaskId,
+        outcome: Outcome,
+    },
+    Failed {
+        task: TaskId,
+        cause: JobError,
+    },
+    Cancelled {
+        task: TaskId,
     },
     /// A drop's images scored (`id`: the drop's, from its `DropJob`).
     FilesScored {
@@ -185,10 +201,6 @@ pub enum Event {
         id: u64,
         message: String,
     },
-    Cancelled {
-        generation: u64,
-    },
-    Error(String),
 }
 
 /// Where one image's pixels come from.
@@ -244,6 +256,11 @@ impl Worker {
         self.send(Job::ServeDrops);
     }
 
+    /// Sends task `id`'s work (it watches `cancel`).
+    pub fn run(&self, id: TaskId, cancel: Arc<AtomicBool>, work: Work) {
+        self.send(Job::Task { id, cancel, work });
+    }
+
     /// Queues a job; if the worker is gone the job is dropped (its absence shows as no result).
     pub fn send(&self, job: Job) {
         self.pending.fetch_add(1, Ordering::SeqCst);
@@ -259,19 +276,5 @@ impl Drop for Worker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// A cancel flag that a newer job replaces.
-#[derive(Debug, Default, Clone)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.0.clone()
-    }
-
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }

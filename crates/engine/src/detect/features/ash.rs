@@ -78,7 +78,7 @@ impl Detector for Ash {
         vec![percentile_param(90.0)]
     }
     fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
-        let (z, mask, s1, s2, k) = top_k(outputs, params.get("percentile"))?;
+        let (z, mask, s1, s2, k) = top_k(outputs, params.get("percentile")?)?;
         let shaped = match self.0 {
             Variant::Prune => z.f_mul(&mask)?,
             Variant::Binarize => mask.f_mul(&s1.f_div_scalar(k as f64)?)?,
@@ -93,7 +93,7 @@ impl Detector for Ash {
 
 /// The percentile must keep at least one of the model's D features (D from the head).
 pub fn check_kept(ctx: &Context, params: &Params) -> Result<(), String> {
-    let p = params.get("percentile");
+    let p = params.get("percentile")?;
     let d = ctx.head.map_or(0, |h| h.shape().1 as usize);
     if d > 0 && kept(d, p) == 0 {
         return Err(format!(

@@ -54,7 +54,7 @@ impl Detector for Dice {
     }
     fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
         let fit = ctx.fit()?;
-        let percentile = params.get("percentile");
+        let percentile = params.get("percentile")?;
         let mut cache = fit
             .dice_weights
             .lock()

@@ -46,12 +46,12 @@ impl Detector for Knn {
             .features
             .as_ref()
             .ok_or_else(|| DetectError("the model returned no features".into()))?;
-        Ok(bank.kth_distance(z, params.count("k"))?.f_neg()?)
+        Ok(bank.kth_distance(z, params.count("k")?)?.f_neg()?)
     }
     fn check(&self, ctx: &Context, params: &Params) -> Result<(), String> {
         let fit = ctx.fit().map_err(|e| e.0)?;
         let bank = fit.bank.as_ref().ok_or_else(|| fit.lacks("KNN bank"))?;
-        let k = params.count("k");
+        let k = params.count("k")?;
         if k > bank.len {
             return Err(format!(
                 "k = {k}, but the fit has only {} images ({}): give a smaller k or a larger training folder",

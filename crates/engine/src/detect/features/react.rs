@@ -41,10 +41,11 @@ impl Detector for React {
             .react_percentiles
             .as_ref()
             .ok_or_else(|| DetectError(fit.lacks("ReAct percentiles")))?;
-        let level = (params.get("percentile") * 10.0).round() as usize;
+        let percentile = params.get("percentile")?;
+        let level = (percentile * 10.0).round() as usize;
         let clip = *table
             .get(level)
-            .ok_or_else(|| DetectError(format!("percentile {} is outside 0–100", params.get("percentile"))))?;
+            .ok_or_else(|| DetectError(format!("percentile {percentile} is outside 0–100")))?;
         ops::energy_of_head(&features(outputs)?.f_clamp_max(clip)?, ctx)
     }
 }

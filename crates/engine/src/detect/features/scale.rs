@@ -30,7 +30,7 @@ impl Detector for Scale {
         vec![percentile_param(85.0)]
     }
     fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
-        let (z, _, s1, s2, _) = top_k(outputs, params.get("percentile"))?;
+        let (z, _, s1, s2, _) = top_k(outputs, params.get("percentile")?)?;
         ops::energy_of_head(&z.f_mul(&s1.f_div(&s2)?.f_exp()?)?, ctx)
     }
     fn check(&self, ctx: &Context, params: &Params) -> Result<(), String> {

@@ -49,7 +49,7 @@ impl Detector for Vim {
     fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
         let fit = ctx.fit()?;
         let vim = fit.vim.as_ref().ok_or_else(|| DetectError(fit.lacks("ViM space")))?;
-        let dim = params.count("dim");
+        let dim = params.count("dim")?;
         let d = vim.alpha.len();
         if dim >= d {
             return Err(DetectError(format!("dim = {dim} must be below D = {d}")));

@@ -27,9 +27,9 @@ impl Detector for Energy {
         vec![ParamSpec::temperature(1.0), ParamSpec::epsilon(0.0)]
     }
     fn step_losses(&self, outputs: &Outputs, _ctx: &Context, params: &Params) -> DetectResult<Vec<Tensor>> {
-        Ok(vec![ops::odin_loss(&outputs.logits, params.get("temperature"))?])
+        Ok(vec![ops::odin_loss(&outputs.logits, params.get("temperature")?)?])
     }
     fn score(&self, outputs: &Outputs, _ctx: &Context, params: &Params) -> DetectResult<Tensor> {
-        ops::energy(&outputs.logits, params.get("temperature"))
+        ops::energy(&outputs.logits, params.get("temperature")?)
     }
 }

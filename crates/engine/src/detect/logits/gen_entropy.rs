@@ -40,8 +40,8 @@ impl Detector for Gen {
     fn score(&self, outputs: &Outputs, _ctx: &Context, params: &Params) -> DetectResult<Tensor> {
         let logits = outputs.logits.f_to_kind(Kind::Double)?;
         let classes = logits.size()[1];
-        let m = (params.count("m") as i64).clamp(1, classes);
-        let gamma = params.get("gamma");
+        let m = (params.count("m")? as i64).clamp(1, classes);
+        let gamma = params.get("gamma")?;
         // Shifted by the largest logit: e_i = exp(ℓ_i − max ℓ) ≤ 1, S = Σ e_i ≥ 1, p_i = e_i / S.
         let (max, argmax) = logits.f_max_dim(1, true)?;
         let e = logits.f_sub(&max)?.f_exp()?;

@@ -28,10 +28,10 @@ impl Detector for Odin {
         vec![ParamSpec::temperature(1000.0), ParamSpec::epsilon(0.0014)]
     }
     fn step_losses(&self, outputs: &Outputs, _ctx: &Context, params: &Params) -> DetectResult<Vec<Tensor>> {
-        Ok(vec![ops::odin_loss(&outputs.logits, params.get("temperature"))?])
+        Ok(vec![ops::odin_loss(&outputs.logits, params.get("temperature")?)?])
     }
     fn score(&self, outputs: &Outputs, _ctx: &Context, params: &Params) -> DetectResult<Tensor> {
-        ops::max_softmax(&outputs.logits, params.get("temperature"))
+        ops::max_softmax(&outputs.logits, params.get("temperature")?)
     }
     /// `log S(x̃) ≈ log S(x) + ε·‖∇ₓ L‖₁` (L = −log S), capped at 1.
     fn first_order(&self, clean: f64, epsilon_times_norm: f64) -> Option<f64> {
