@@ -7,6 +7,7 @@ mod support;
 mod aoti;
 mod bad_inputs;
 mod cli_outputs;
+mod cli_reference;
 mod compare_cli;
 mod fit_cli;
 mod fit_shard;
