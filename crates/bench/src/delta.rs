@@ -15,7 +15,7 @@ use serde_json::json;
 use super::Report;
 use oodscope_engine::results::{Load, open_with};
 use oodscope_engine::score::ScoreRun;
-use oodscope_gui::app::result::ScoredResult;
+use oodscope_gui::app::shown::ShownResult;
 use oodscope_gui::app::view::Derived;
 use oodscope_gui::ui::gallery::{SortOrder, VerdictFilter, at_threshold, ordered};
 
@@ -46,7 +46,7 @@ pub fn run(args: &DeltaArgs) -> Report {
         ..ScoreRun::default()
     };
     let rows = run.images.len();
-    let result = ScoredResult::new(settings, results.sets.clone(), run, Vec::new());
+    let result = ShownResult::new(settings, results.sets.clone(), run, Vec::new());
     let start = Instant::now();
     let derived = Derived::new(&result.set_scores(), 60);
     let derive_ms = start.elapsed().as_secs_f64() * 1e3;

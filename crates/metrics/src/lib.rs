@@ -27,5 +27,3 @@ pub use histogram::{histogram, shared_range};
 pub use metrics::{DetectionMetrics, detection_metrics};
 pub use operating::{OperatingPoint, operating_point};
 pub use sorted::SortedScores;
-
-/// The error's former name, kept so that code written against it still builds; use [`Error`].

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
 use super::accumulate::Moments;
-use super::store::WriteError;
+use super::pass::WriteError;
 use crate::stats::fit_file::{Entry, Writer};
 use crate::stats::info::{FORMAT, FitInfo};
 use crate::stats::percentile::{Rereadable, percentiles};

@@ -10,7 +10,7 @@ use tch::Device;
 
 use super::finish::Finish;
 use super::part::{Part, PartFeatures};
-use super::store::WriteError;
+use super::pass::WriteError;
 use super::{FitProgress, FitStage};
 use crate::Error;
 use crate::stats::FitInfo;

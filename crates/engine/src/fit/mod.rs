@@ -7,7 +7,7 @@ pub mod cache;
 pub mod finish;
 pub mod merge;
 pub mod part;
-pub mod store;
+pub mod pass;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -89,7 +89,7 @@ pub fn fit_model(
             skipped.len()
         )));
     }
-    let provenance = store::Provenance::of(model, train, &set, options, skipped.len())
+    let provenance = pass::Provenance::of(model, train, &set, options, skipped.len())
         .map_err(|e| Error::Invalid(format!("fit: {e}")))?;
     let info = pass
         .write(out, provenance, cancel, &mut |done, total| {
@@ -138,7 +138,7 @@ pub fn fit_shard(
         listing_shift(model, &used, range.start, options, cancel)?
     };
     let (pass, skipped) = run_pass(model, &own, shift, options, out, cancel, on_progress)?;
-    let provenance = store::Provenance::of(model, train, &used, options, skipped.len())
+    let provenance = pass::Provenance::of(model, train, &used, options, skipped.len())
         .map_err(|e| Error::Invalid(format!("fit: {e}")))?;
     let info = part::PartInfo {
         part_format_version: part::PART_FORMAT_VERSION,
@@ -224,15 +224,15 @@ fn run_pass<'m>(
     out: &Path,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(FitProgress),
-) -> Result<(store::Pass<'m>, Vec<SkippedFile>), Error> {
+) -> Result<(pass::Pass<'m>, Vec<SkippedFile>), Error> {
     if model.card.is_ensemble() {
         return Err(Error::Invalid(format!(
             "a fit needs a single model; {} is a leave-out ensemble",
             model.card.name
         )));
     }
-    let features_file = store::FeatureFile::create(out).map_err(io_error(out))?;
-    let mut pass = store::Pass::new(model, set.labelled, features_file).map_err(tch_error)?;
+    let features_file = pass::FeatureFile::create(out).map_err(io_error(out))?;
+    let mut pass = pass::Pass::new(model, set.labelled, features_file).map_err(tch_error)?;
     if let Some(shift) = shift {
         pass.accumulator.set_shift(shift).map_err(tch_error)?;
     }
@@ -256,10 +256,10 @@ fn run_pass<'m>(
     Ok((pass, stats.skipped))
 }
 
-fn write_error(out: &Path) -> impl Fn(store::WriteError) -> Error + '_ {
+fn write_error(out: &Path) -> impl Fn(pass::WriteError) -> Error + '_ {
     move |e| match e {
-        store::WriteError::Cancelled => Error::Cancelled,
-        store::WriteError::Failed(m) => Error::Invalid(format!("fit: writing {}: {m}", out.display())),
+        pass::WriteError::Cancelled => Error::Cancelled,
+        pass::WriteError::Failed(m) => Error::Invalid(format!("fit: writing {}: {m}", out.display())),
     }
 }
 

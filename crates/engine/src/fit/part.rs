@@ -12,7 +12,7 @@ use tch::{Device, Tensor};
 
 use super::accumulate::Accumulator;
 use super::finish::{FeatureBlocks, block_rows};
-use super::store::{Pass, WriteError};
+use super::pass::{Pass, WriteError};
 use crate::stats::FitInfo;
 use crate::stats::fit_file::{Entry, Reader, Writer};
 use oodscope_data::Shard;

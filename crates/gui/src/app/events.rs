@@ -7,7 +7,7 @@ use std::path::Path;
 use oodscope_data::{ImageSet, Role, SetSource};
 use oodscope_engine::score::ScoreRun;
 
-use super::opened::OpenedResults;
+use super::results_file::ResultsFile;
 use super::tasks::{Task, TaskId, TaskKind, kind};
 use super::view::Derived;
 use super::{DropOutcome, DropScore, FitState, OodscopeApp, Perturbation, SetEntry, Tab};
@@ -227,7 +227,7 @@ impl OodscopeApp {
     /// column becomes the result.
     fn on_results_opened(&mut self, results: oodscope_engine::results::Results) {
         let missing = missing_images(&results.sets);
-        let opened = OpenedResults::new(results);
+        let opened = ResultsFile::new(results);
         let Some(first) = opened.run.methods.first().cloned() else {
             self.messages
                 .push(format!("{}: no score column", opened.path.display()));

@@ -11,10 +11,10 @@ pub mod comparison;
 mod events;
 pub mod export;
 mod launch;
-pub mod opened;
 pub mod refresh;
-pub mod result;
+pub mod results_file;
 pub mod settings;
+pub mod shown;
 pub mod tasks;
 pub mod tour;
 pub mod view;
@@ -29,8 +29,8 @@ use oodscope_engine::stats::FitInfo;
 use crate::worker::{ModelInfo, Worker};
 pub use command::{Command, ExportKind};
 pub use launch::gui_tune_options;
-use result::ScoredResult;
 pub use settings::{SavedSet, Settings, Tab};
+use shown::ShownResult;
 use tasks::{Task, TaskKind, Tasks, kind};
 use view::Derived;
 
@@ -109,7 +109,7 @@ pub struct OodscopeApp {
     pub settings: Settings,
     pub model: Option<ModelInfo>,
     pub sets: Vec<SetEntry>,
-    pub result: Option<ScoredResult>,
+    pub result: Option<ShownResult>,
     pub derived: Option<Derived>,
     pub threshold: Option<f32>,
     pub drops: Vec<DropCard>,
@@ -132,7 +132,7 @@ pub struct OodscopeApp {
     /// The screenshot tour, when asked for on the command line.
     pub tour: Option<tour::Tour>,
     /// The results file on display (its stored columns are methods shown without the model).
-    pub opened: Option<opened::OpenedResults>,
+    pub opened: Option<results_file::ResultsFile>,
     /// Every background job in flight.
     pub tasks: Tasks,
     /// Settings whose re-score of the open file's saved outputs failed (not asked for again).
@@ -305,7 +305,7 @@ impl OodscopeApp {
     /// The model's dimensions, with the fit's bank size (KNN's k is at most that).
     pub fn dims(&self) -> Option<Dims> {
         let Some(model) = self.model.as_ref() else {
-            return self.opened.as_ref().map(opened::OpenedResults::dims);
+            return self.opened.as_ref().map(results_file::ResultsFile::dims);
         };
         let bank = match &self.fit {
             Some(FitState::Ready { bank, .. }) => *bank,
@@ -346,7 +346,7 @@ impl OodscopeApp {
     /// Shows a run of one method as the current result.
     fn install_result(&mut self, settings: ScoreSettings, sets: Vec<ImageSet>, run: oodscope_engine::score::ScoreRun) {
         let widths = self.model.as_ref().map(ModelInfo::member_widths).unwrap_or_default();
-        self.result = Some(ScoredResult::new(settings, sets, run, widths));
+        self.result = Some(ShownResult::new(settings, sets, run, widths));
         self.selected = None;
         self.result_serial += 1;
         self.rederive();

@@ -11,7 +11,7 @@ use oodscope_engine::detect::cache::CachedOutputs;
 use oodscope_engine::results::{Metadata, Results};
 use oodscope_engine::score::{Method, ScoreRun, ScoreSettings};
 
-pub struct OpenedResults {
+pub struct ResultsFile {
     pub path: PathBuf,
     pub meta: Box<Metadata>,
     pub sets: Vec<ImageSet>,
@@ -21,8 +21,8 @@ pub struct OpenedResults {
     pub cache: Arc<CachedOutputs>,
 }
 
-impl OpenedResults {
-    pub fn new(results: Results) -> OpenedResults {
+impl ResultsFile {
+    pub fn new(results: Results) -> ResultsFile {
         let Results {
             path,
             meta,
@@ -37,7 +37,7 @@ impl OpenedResults {
             member_widths: Vec::new(),
             rows: run.images.len(),
         };
-        OpenedResults {
+        ResultsFile {
             path,
             meta: Box::new(meta),
             sets,

@@ -7,7 +7,7 @@ use oodscope_data::{ImageSet, Role};
 use oodscope_engine::detect::cache::{CachedOutputs, can_rescore};
 use oodscope_engine::score::{ScoreRun, ScoreSettings};
 
-pub struct ScoredResult {
+pub struct ShownResult {
     /// The settings the model ran with.
     pub computed: ScoreSettings,
     /// The settings the displayed scores correspond to.
@@ -26,7 +26,7 @@ pub struct ScoredResult {
     pub estimate: Option<ScoreSettings>,
 }
 
-impl ScoredResult {
+impl ShownResult {
     /// `member_widths`: an ensemble's member logit widths (empty for one model).
     pub fn new(settings: ScoreSettings, sets: Vec<ImageSet>, mut run: ScoreRun, member_widths: Vec<usize>) -> Self {
         let scores = run.scores().to_vec();
@@ -39,7 +39,7 @@ impl ScoredResult {
             rows: run.images.len(),
         };
         let id_accuracy = run.accuracy(&oodscope_engine::score::run::sets_with_role(&sets, Role::Id));
-        ScoredResult {
+        ShownResult {
             id_accuracy,
             computed: settings.clone(),
             shown: settings,

@@ -1,7 +1,7 @@
 //! Widgets and panels only: they read the app's state and emit commands; no tensors, no jobs.
 //! Functions that draw end in `_ui`.
 
-pub mod compare;
+pub mod compare_view;
 pub mod curves;
 pub mod drops;
 pub mod fonts;
@@ -227,7 +227,7 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         return;
     }
     if app.settings.tab == Tab::Compare {
-        compare::compare_ui(app, out, ui);
+        compare_view::compare_ui(app, out, ui);
         return;
     }
     if app.settings.tab == Tab::Dropped {

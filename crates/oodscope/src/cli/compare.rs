@@ -16,7 +16,7 @@ use oodscope_engine::compare::{CompareOptions, Leaderboard, TuneSpec, compare_in
 use oodscope_engine::detect::plan::dims_of;
 use oodscope_engine::detect::{Method, Params, ScoreSettings};
 use oodscope_engine::model::device_name;
-use oodscope_engine::report::leaderboard::{
+use oodscope_engine::report::compare_files::{
     CompareContext, compare_report, leaderboard_csv, leaderboard_markdown, roc_overlay_png,
 };
 use oodscope_engine::results::RunDescription;

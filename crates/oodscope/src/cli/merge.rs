@@ -9,8 +9,8 @@ use clap::Args;
 use super::write_output;
 use oodscope_engine::compare::{CompareResult, Leaderboard};
 use oodscope_engine::evaluate::evaluate;
+use oodscope_engine::report::compare_files::{CompareContext, compare_report, leaderboard_markdown};
 use oodscope_engine::report::json::{RunContext, build_report};
-use oodscope_engine::report::leaderboard::{CompareContext, compare_report, leaderboard_markdown};
 use oodscope_engine::report::table::metrics_table;
 use oodscope_engine::results::{Load, merge, open_with};
 
