@@ -1,6 +1,7 @@
 //! Image sets: folder scanning, decoding and preprocessing, and the synthetic noise sets.
 
 pub mod decode;
+mod error;
 pub mod geometry;
 pub mod jpeg;
 pub mod limits;
@@ -15,6 +16,7 @@ pub mod set;
 pub mod shard;
 
 pub use decode::{DecodeLimits, Preprocess, SkipReason, decode_file};
+pub use error::{Error, SetError};
 pub use noise::NoiseKind;
-pub use set::{ImageSet, Role, SetError, SetSource};
+pub use set::{ImageSet, Role, SetSource};
 pub use shard::Shard;

@@ -64,6 +64,16 @@ impl Preprocessing {
         interpolation: Option<&str>,
         backend: Option<&str>,
         (h, w): (usize, usize),
+    ) -> Result<Self, crate::Error> {
+        Self::parse_fields(resize, crop, interpolation, backend, (h, w)).map_err(crate::Error::BadPreprocessing)
+    }
+
+    fn parse_fields(
+        resize: Option<&toml::Value>,
+        crop: Option<&toml::Value>,
+        interpolation: Option<&str>,
+        backend: Option<&str>,
+        (h, w): (usize, usize),
     ) -> Result<Self, String> {
         let interpolation = match interpolation {
             None | Some("bilinear") => Interpolation::Bilinear,

@@ -1,5 +1,6 @@
 //! An image set as the user names it: a folder, or a synthetic `uniform:N` / `gaussian:N` set.
 
+use crate::Error;
 use std::path::{Path, PathBuf};
 
 use super::noise::NoiseKind;
@@ -50,22 +51,9 @@ pub struct ImageSet {
     pub labelled: bool,
 }
 
-/// A set that cannot be used at all.
-#[derive(Debug, thiserror::Error)]
-pub enum SetError {
-    #[error("{spec}: no such folder")]
-    NotFound { spec: String },
-    #[error("{spec}: not a folder")]
-    NotAFolder { spec: String },
-    #[error("{spec}: no images found (looked for {extensions}, recursively)")]
-    Empty { spec: String, extensions: String },
-    #[error("{spec}: {message}")]
-    BadSpec { spec: String, message: String },
-}
-
 impl ImageSet {
     /// Opens a set from its spec: `uniform:N`, `gaussian:N`, or a folder path.
-    pub fn open(spec: &str, role: Role, classes: &[String]) -> Result<ImageSet, SetError> {
+    pub fn open(spec: &str, role: Role, classes: &[String]) -> Result<ImageSet, Error> {
         if let Some((kind, count)) = parse_noise_spec(spec)? {
             return Ok(ImageSet {
                 name: kind.name().to_string(),
@@ -77,14 +65,14 @@ impl ImageSet {
         }
         let root = Path::new(spec);
         if !root.exists() {
-            return Err(SetError::NotFound { spec: spec.into() });
+            return Err(Error::NotFound { spec: spec.into() });
         }
         if !root.is_dir() {
-            return Err(SetError::NotAFolder { spec: spec.into() });
+            return Err(Error::NotAFolder { spec: spec.into() });
         }
         let scan = scan_folder(root, classes);
         if scan.files.is_empty() {
-            return Err(SetError::Empty {
+            return Err(Error::Empty {
                 spec: spec.into(),
                 extensions: super::scan::IMAGE_EXTENSIONS.join(", "),
             });
@@ -179,7 +167,7 @@ impl ImageSet {
 }
 
 /// `uniform:N` or `gaussian:N` → the kind and count; anything else is not a noise spec.
-fn parse_noise_spec(spec: &str) -> Result<Option<(NoiseKind, usize)>, SetError> {
+fn parse_noise_spec(spec: &str) -> Result<Option<(NoiseKind, usize)>, Error> {
     let Some((prefix, count)) = spec.split_once(':') else {
         return Ok(None);
     };
@@ -190,7 +178,7 @@ fn parse_noise_spec(spec: &str) -> Result<Option<(NoiseKind, usize)>, SetError> 
     };
     match count.parse::<usize>() {
         Ok(n) if n > 0 => Ok(Some((kind, n))),
-        _ => Err(SetError::BadSpec {
+        _ => Err(Error::BadSpec {
             spec: spec.into(),
             message: format!("expected {prefix}:N with N a positive count"),
         }),

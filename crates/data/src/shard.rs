@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
+use crate::Error;
+
 /// Shard `index` of `count` (0-based, as Slurm array indices and Ray task numbers are).
 ///
 /// Shard `i` of a set of `len` images is `[⌊i·len/n⌋, ⌊(i+1)·len/n⌋)`: blocks in listing order, so
@@ -18,15 +20,15 @@ impl Shard {
     /// The whole listing, as one shard.
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
-    pub fn new(index: usize, count: usize) -> Result<Shard, String> {
+    pub fn new(index: usize, count: usize) -> Result<Shard, Error> {
         if count == 0 {
-            return Err("shard count must be at least 1".into());
+            return Err(Error::BadShard("shard count must be at least 1".into()));
         }
         if index >= count {
-            return Err(format!(
+            return Err(Error::BadShard(format!(
                 "shard {index}/{count} is out of range: the index counts from 0, so it must be 0 to {}",
                 count - 1
-            ));
+            )));
         }
         Ok(Shard { index, count })
     }
@@ -63,10 +65,14 @@ impl Shard {
 }
 
 impl FromStr for Shard {
-    type Err = String;
+    type Err = Error;
 
-    fn from_str(spec: &str) -> Result<Shard, String> {
-        let bad = || format!("--shard {spec:?}: expected i/n, e.g. 0/8 (the first of 8 shards; i counts from 0)");
+    fn from_str(spec: &str) -> Result<Shard, Error> {
+        let bad = || {
+            Error::BadShard(format!(
+                "--shard {spec:?}: expected i/n, e.g. 0/8 (the first of 8 shards; i counts from 0)"
+            ))
+        };
         let (i, n) = spec.split_once('/').ok_or_else(bad)?;
         let index = i.trim().parse::<usize>().map_err(|_| bad())?;
         let count = n.trim().parse::<usize>().map_err(|_| bad())?;
@@ -132,9 +138,9 @@ mod tests {
     #[test]
     fn specs_parse_and_bad_ones_say_why() {
         assert_eq!("3/8".parse::<Shard>().unwrap(), Shard { index: 3, count: 8 });
-        assert!("8/8".parse::<Shard>().unwrap_err().contains("out of range"));
-        assert!("1/0".parse::<Shard>().unwrap_err().contains("at least 1"));
-        assert!("x".parse::<Shard>().unwrap_err().contains("expected i/n"));
+        assert!("8/8".parse::<Shard>().unwrap_err().to_string().contains("out of range"));
+        assert!("1/0".parse::<Shard>().unwrap_err().to_string().contains("at least 1"));
+        assert!("x".parse::<Shard>().unwrap_err().to_string().contains("expected i/n"));
         assert_eq!(Shard::new(2, 5).unwrap().to_string(), "2/5");
     }
 }

@@ -14,9 +14,20 @@ pub enum Error {
     /// A model file or its card.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// An image set that could not be opened (no such folder, no images, a bad spec).
+    /// An image set that could not be opened (no such folder, no images, a bad spec), or a shard
+    /// that makes no sense.
     #[error(transparent)]
-    Set(#[from] oodscope_data::SetError),
+    Data(#[from] oodscope_data::Error),
+    /// A method that this model (or the fit, or its absence) cannot run, and what it lacks.
+    #[error("{message}")]
+    Unsupported {
+        method: String,
+        missing: crate::detect::Missing,
+        message: String,
+    },
+    /// A method's parameters that do not fit this model or fit (k over the bank's size, …).
+    #[error("method `{method}`: {message}")]
+    Parameters { method: String, message: String },
     /// Anything else, said in one line.
     #[error("{0}")]
     Invalid(String),

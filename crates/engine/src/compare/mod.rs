@@ -145,7 +145,7 @@ pub fn compare_into(
         return Err(Error::Invalid("batch size must be at least 1".into()));
     }
     // Checks every method against the model and the fit before any work.
-    Plan::new(model, options.settings.clone(), fit).map_err(Error::Invalid)?;
+    Plan::new(model, options.settings.clone(), fit)?;
     let (chosen, test, tuning) = match options.tune {
         None => (options.settings.clone(), sets.to_vec(), None),
         Some(spec) => {
@@ -155,9 +155,7 @@ pub fn compare_into(
             (chosen, test, Some(tuning))
         }
     };
-    let plan = Plan::new(model, chosen, fit)
-        .map_err(Error::Invalid)?
-        .keeping_features(options.keep_features);
+    let plan = Plan::new(model, chosen, fit)?.keeping_features(options.keep_features);
     let schedule = DecodeSchedule::for_device(model.device);
     let mut progress = |p: crate::pipeline::Progress| {
         on_progress(CompareProgress {

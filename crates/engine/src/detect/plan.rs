@@ -68,7 +68,7 @@ pub struct BatchScores {
 impl<'a> Plan<'a> {
     /// Checks every method against the model and the fit (capabilities, parameter values that
     /// depend on them): the first problem is a one-line error.
-    pub fn new(model: &'a Model, methods: Vec<ScoreSettings>, fit: Option<&'a Fit>) -> Result<Plan<'a>, String> {
+    pub fn new(model: &'a Model, methods: Vec<ScoreSettings>, fit: Option<&'a Fit>) -> Result<Plan<'a>, crate::Error> {
         let plan = Plan {
             model,
             methods,
@@ -78,24 +78,39 @@ impl<'a> Plan<'a> {
         };
         let caps = model.capabilities();
         for settings in &plan.methods {
+            let method = settings.method.name().to_string();
             if let Some(missing) = settings.method.missing(&caps, fit.is_some()) {
-                return Err(missing.message(settings.method.name(), &model.card.name));
+                let message = missing.message(&method, &model.card.name);
+                return Err(crate::Error::Unsupported {
+                    method,
+                    missing,
+                    message,
+                });
             }
             if caps.inference_only && settings.needs_gradient() {
-                let message = super::Missing::InputGradients.message(settings.method.name(), &model.card.name);
-                return Err(message.replacen("` needs", &format!("` with ε = {} needs", settings.epsilon()), 1));
+                let missing = super::Missing::InputGradients;
+                let message = missing.message(&method, &model.card.name).replacen(
+                    "` needs",
+                    &format!("` with ε = {} needs", settings.epsilon()),
+                    1,
+                );
+                return Err(crate::Error::Unsupported {
+                    method,
+                    missing,
+                    message,
+                });
             }
             settings
                 .method
                 .detector()
                 .check(&plan.context(), &settings.params)
-                .map_err(|e| format!("method `{}`: {e}", settings.method))?;
+                .map_err(|message| crate::Error::Parameters { method, message })?;
         }
         Ok(plan)
     }
 
     /// A plan for one method.
-    pub fn single(model: &'a Model, settings: &ScoreSettings, fit: Option<&'a Fit>) -> Result<Plan<'a>, String> {
+    pub fn single(model: &'a Model, settings: &ScoreSettings, fit: Option<&'a Fit>) -> Result<Plan<'a>, crate::Error> {
         Self::new(model, vec![settings.clone()], fit)
     }
 
@@ -298,7 +313,7 @@ fn first_loss_gradient(
     settings: &ScoreSettings,
     fit: Option<&Fit>,
 ) -> Result<Tensor, ModelError> {
-    let plan = Plan::single(model, settings, fit).map_err(|m| ModelError::model(model.file(), m))?;
+    let plan = Plan::single(model, settings, fit).map_err(|e| ModelError::model(model.file(), e.to_string()))?;
     let fail = |e: DetectError| ModelError::model(model.file(), e.0);
     let x_tracked = x
         .f_detach()

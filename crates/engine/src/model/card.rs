@@ -172,7 +172,7 @@ impl ModelCard {
             raw.backend.as_deref(),
             (h as usize, w as usize),
         )
-        .map_err(bad)?;
+        .map_err(|e| bad(e.to_string()))?;
         if mean.len() != channels || std.len() != channels {
             return Err(bad(format!(
                 "`mean` and `std` need {channels} values (one per channel), got {} and {}",

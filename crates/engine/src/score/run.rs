@@ -207,7 +207,7 @@ pub fn score_sets(
     settings: &ScoreSettings,
     batch_size: usize,
 ) -> Result<ScoreRun, Error> {
-    let plan = Plan::single(model, settings, fit).map_err(Error::Invalid)?;
+    let plan = Plan::single(model, settings, fit)?;
     run_scoring(&plan, sets, batch_size, &AtomicBool::new(false), &mut |_| {})
 }
 

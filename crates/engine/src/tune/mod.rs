@@ -125,7 +125,7 @@ pub fn tune(
     let grid = options.grid.clone();
     let settings = grid.all_settings();
     // Checks every setting against the model and the fit before any work.
-    Plan::new(model, settings.clone(), fit).map_err(Error::Invalid)?;
+    Plan::new(model, settings.clone(), fit)?;
     let tuned = tuned_sets(sets, options.tune_on.as_deref())?;
     if sets_with_role(sets, Role::Id).is_empty() {
         return Err(Error::Invalid("tuning needs at least one ID set".into()));
@@ -162,7 +162,7 @@ pub fn tune(
     let chosen = settings[best].clone();
 
     let test_sets = split::test_sets(sets, &splits);
-    let plan = Plan::single(model, &chosen, fit).map_err(Error::Invalid)?;
+    let plan = Plan::single(model, &chosen, fit)?;
     let mut test_run = run_scoring(&plan, &test_sets, options.batch_size, cancel, &mut |p| {
         on_progress(TuneProgress {
             stage: Stage::Testing,

@@ -36,9 +36,7 @@ pub fn grid_scores(
     if batch_size == 0 {
         return Err(Error::Invalid("batch size must be at least 1".into()));
     }
-    let plan = Plan::new(model, settings.to_vec(), fit)
-        .map_err(Error::Invalid)?
-        .cancelled_by(cancel);
+    let plan = Plan::new(model, settings.to_vec(), fit)?.cancelled_by(cancel);
     let [c, h, w] = model.card.input_shape();
     let mut scores: GridScores = vec![Vec::with_capacity(data.len()); settings.len()];
     for start in (0..data.len()).step_by(batch_size) {
@@ -64,6 +62,6 @@ pub fn batch_grid_scores(
     settings: &[ScoreSettings],
     x: &Tensor,
 ) -> Result<GridScores, Error> {
-    let plan = Plan::new(model, settings.to_vec(), fit).map_err(Error::Invalid)?;
+    let plan = Plan::new(model, settings.to_vec(), fit)?;
     Ok(plan.score_batch(x)?.scores)
 }

@@ -143,9 +143,7 @@ fn run_task(
         } => {
             let m = state.model.as_ref().ok_or(JobError::NoModel)?;
             let fit = state.fit.as_ref();
-            let plan = Plan::single(m, &settings, fit)
-                .map_err(Error::Invalid)?
-                .keeping_features(true);
+            let plan = Plan::single(m, &settings, fit)?.keeping_features(true);
             let mut on_progress = |p| {
                 progress(TaskProgress::Run(p));
                 lane.serve(Some(m), fit, false, send);
@@ -176,12 +174,13 @@ fn run_task(
         }
         Work::Rescore { cache, settings } => {
             let scores = match &state.model {
-                Some(m) => Plan::single(m, &settings, state.fit.as_ref())
-                    .and_then(|p| rescore(&p.context(), &cache, &settings).map_err(|e| e.0)),
+                Some(m) => {
+                    let plan = Plan::single(m, &settings, state.fit.as_ref())?;
+                    rescore(&plan.context(), &cache, &settings).map_err(|e| Error::Invalid(e.0))?
+                }
                 // A results file's saved outputs, without the model.
-                None => oodscope_engine::results::stored::rescore_stored(&cache, &settings),
-            }
-            .map_err(Error::Invalid)?;
+                None => oodscope_engine::results::stored::rescore_stored(&cache, &settings).map_err(Error::Invalid)?,
+            };
             Ok(Outcome::Rescored { settings, scores })
         }
         Work::OpenResults { path } => Ok(Outcome::ResultsOpened(Box::new(
@@ -279,7 +278,7 @@ fn estimate(
         state.norms.insert(key.clone(), norms);
     }
     let norms = &state.norms[&key];
-    let plan = Plan::single(model, &clean_settings, state.fit.as_ref()).map_err(Error::Invalid)?;
+    let plan = Plan::single(model, &clean_settings, state.fit.as_ref())?;
     let clean = rescore(&plan.context(), cache, &clean_settings).map_err(|e| Error::Invalid(e.0))?;
     let eps = settings.epsilon();
     clean

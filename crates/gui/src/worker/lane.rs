@@ -68,7 +68,6 @@ fn score_drop(model: Option<&Model>, fit: Option<&Fit>, job: DropJob) -> Event {
     let set = ImageSet::from_files("dropped", Role::Ood, &paths);
     let never = AtomicBool::new(false);
     let run = Plan::single(model, &settings, fit)
-        .map_err(oodscope_engine::Error::Invalid)
         .and_then(|plan| run_scoring(&plan, std::slice::from_ref(&set), DROP_BATCH, &never, &mut |_| {}));
     match run {
         Ok(run) => Event::FilesScored { id, set, settings, run },
