@@ -15,6 +15,8 @@ python tests/fixtures/make_own_models.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_aoti_models.py "$OODSCOPE_FIXTURES"
 
 cargo fmt --all -- --check
-cargo test --release --all-targets
-cargo clippy --release --all-targets -- -D warnings
+python scripts/check_layers.py
+python scripts/check_docs.py
+cargo test --release --workspace --all-targets
+cargo clippy --release --workspace --all-targets -- -D warnings
 bash scripts/test_install.sh
