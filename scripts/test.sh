@@ -5,6 +5,19 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 
+# The quick checks first: formatting, the shape of the code, the manual's links.
+cargo fmt --all -- --check
+python scripts/check_layers.py
+python scripts/check_docs.py
+
+# The build (every test target; the benchmark binary and the examples are checked by clippy below)
+# runs beside the fixture scripts: neither keeps both cores busy all the time.
+build_log="$(mktemp)"
+echo "test: building the tests (in the background: $build_log)"
+cargo test --release --workspace --tests --no-run > "$build_log" 2>&1 &
+build=$!
+trap 'kill "$build" 2>/dev/null || true; rm -f "$build_log"' EXIT
+
 echo "test: making fixtures and PyTorch / scikit-learn references in $OODSCOPE_FIXTURES"
 python tests/fixtures/make_fixtures.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_metric_refs.py "$OODSCOPE_FIXTURES/metric_refs.json"
@@ -14,9 +27,13 @@ python tests/fixtures/make_preprocess_refs.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_own_models.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_aoti_models.py "$OODSCOPE_FIXTURES"
 
-cargo fmt --all -- --check
-python scripts/check_layers.py
-python scripts/check_docs.py
-cargo test --release --workspace --all-targets
+if ! wait "$build"; then
+  cat "$build_log"
+  echo "test: the build failed" >&2
+  exit 1
+fi
+tail -n 2 "$build_log"
+
+cargo test --release --workspace --tests
 cargo clippy --release --workspace --all-targets -- -D warnings
 bash scripts/test_install.sh
