@@ -12,6 +12,7 @@ pub use super::limits::{DecodeLimits, SkipReason};
 use super::pil::{self, PilFilter};
 use super::pil_convert::pil_planes;
 use super::preprocessing::{Backend, Interpolation, ResizeMode};
+use super::read::read_image_bytes;
 use super::resize::{Planes, center_crop, resize_bicubic, resize_bilinear, resize_nearest};
 
 /// Luminance weights for RGB → one channel (ITU-R BT.601, as torchvision's `rgb_to_grayscale`).
@@ -62,21 +63,9 @@ impl Preprocess {
 }
 
 /// Reads, decodes and preprocesses one file into `C·H·W` pixel-unit values (not yet normalised).
+/// A FIFO, device or socket is refused without being opened ([`read_image_bytes`]).
 pub fn decode_file(path: &Path, pre: &Preprocess) -> Result<Vec<f32>, SkipReason> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| SkipReason(format!("cannot read: {e}")))?
-        .len();
-    if size == 0 {
-        return Err(SkipReason("empty file (0 bytes)".into()));
-    }
-    if size > pre.limits.max_file_bytes {
-        return Err(SkipReason(format!(
-            "file is {} MB, over the {} MB limit",
-            size >> 20,
-            pre.limits.max_file_bytes >> 20
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| SkipReason(format!("cannot read: {e}")))?;
+    let bytes = read_image_bytes(path, pre.limits.max_file_bytes)?;
     decode_bytes(&bytes, pre)
 }
 
@@ -106,6 +95,7 @@ pub fn decode_bytes(bytes: &[u8], pre: &Preprocess) -> Result<Vec<f32>, SkipReas
     let data = match pre.backend {
         Backend::Tensor => {
             let planes = to_planes(&image, pre.channels);
+            drop(image); // the decoded samples are not needed again: not held through the resize
             let sized = match pre.interpolation {
                 Interpolation::Bilinear => resize_bilinear(&planes, h, w),
                 Interpolation::Bicubic => resize_bicubic(&planes, h, w),
@@ -154,17 +144,12 @@ fn decode_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, S
         }
         Some(_) => {}
     }
-    if let Ok((w, h)) = reader.into_dimensions()
-        && (w > limits.max_side || h > limits.max_side)
-    {
-        return Err(SkipReason(format!(
-            "image is {w}×{h}, over the {m}×{m} limit (possible decompression bomb)",
-            m = limits.max_side
-        )));
+    if let Ok((w, h)) = reader.into_dimensions() {
+        limits.check_pixels(u64::from(w), u64::from(h))?;
     }
+    // No bound on either side alone (the default): the pixels were counted above, and the
+    // decoder's buffers are bounded by `max_alloc` in any case.
     let mut decode_limits = Limits::default();
-    decode_limits.max_image_width = Some(limits.max_side);
-    decode_limits.max_image_height = Some(limits.max_side);
     decode_limits.max_alloc = Some(limits.max_alloc_bytes);
     reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -184,34 +169,21 @@ fn describe_decode_error(e: &image::ImageError) -> String {
 }
 
 /// Converts a decoded image to `channels` planes of values in [0, 1]: 8-bit / 255, 16-bit / 65535,
-/// alpha dropped, RGB → luminance for one channel, grey replicated for three.
+/// alpha dropped, RGB → luminance for one channel, grey replicated for three. The planes are made
+/// straight from the decoded samples, so the float copy of a large image exists once (not also
+/// interleaved): its peak is the decoded image plus its float planes.
 pub fn to_planes(image: &DynamicImage, channels: usize) -> Planes {
     let (w, h) = (image.width() as usize, image.height() as usize);
-    let (src_channels, values): (usize, Vec<f32>) = match image {
-        DynamicImage::ImageLuma8(i) => (1, scale_u8(i.as_raw(), 1, 1)),
-        DynamicImage::ImageLumaA8(i) => (1, scale_u8(i.as_raw(), 2, 1)),
-        DynamicImage::ImageRgb8(i) => (3, scale_u8(i.as_raw(), 3, 3)),
-        DynamicImage::ImageRgba8(i) => (3, scale_u8(i.as_raw(), 4, 3)),
-        DynamicImage::ImageLuma16(i) => (1, scale_u16(i.as_raw(), 1, 1)),
-        DynamicImage::ImageLumaA16(i) => (1, scale_u16(i.as_raw(), 2, 1)),
-        DynamicImage::ImageRgb16(i) => (3, scale_u16(i.as_raw(), 3, 3)),
-        DynamicImage::ImageRgba16(i) => (3, scale_u16(i.as_raw(), 4, 3)),
-        other => (
-            3,
-            take_channels(other.to_rgb32f().as_raw(), 3, 3, |v| v.clamp(0.0, 1.0)),
-        ),
-    };
-    let n = w * h;
-    let plane = |c: usize| values.iter().skip(c).step_by(src_channels).copied();
-    let data: Vec<f32> = match (src_channels, channels) {
-        (1, 1) => values,
-        (3, 3) => (0..3).flat_map(plane).collect(),
-        (1, 3) => values.iter().cycle().take(3 * n).copied().collect(),
-        (3, 1) => values
-            .chunks_exact(3)
-            .map(|p| LUMA_WEIGHTS[0] * p[0] + LUMA_WEIGHTS[1] * p[1] + LUMA_WEIGHTS[2] * p[2])
-            .collect(),
-        _ => unreachable!("cards have 1 or 3 channels"),
+    let data = match image {
+        DynamicImage::ImageLuma8(i) => planes_of(i.as_raw(), 1, 1, channels, scale_u8),
+        DynamicImage::ImageLumaA8(i) => planes_of(i.as_raw(), 2, 1, channels, scale_u8),
+        DynamicImage::ImageRgb8(i) => planes_of(i.as_raw(), 3, 3, channels, scale_u8),
+        DynamicImage::ImageRgba8(i) => planes_of(i.as_raw(), 4, 3, channels, scale_u8),
+        DynamicImage::ImageLuma16(i) => planes_of(i.as_raw(), 1, 1, channels, scale_u16),
+        DynamicImage::ImageLumaA16(i) => planes_of(i.as_raw(), 2, 1, channels, scale_u16),
+        DynamicImage::ImageRgb16(i) => planes_of(i.as_raw(), 3, 3, channels, scale_u16),
+        DynamicImage::ImageRgba16(i) => planes_of(i.as_raw(), 4, 3, channels, scale_u16),
+        other => planes_of(other.to_rgb32f().as_raw(), 3, 3, channels, |v: f32| v.clamp(0.0, 1.0)),
     };
     Planes {
         channels,
@@ -221,19 +193,30 @@ pub fn to_planes(image: &DynamicImage, channels: usize) -> Planes {
     }
 }
 
-fn scale_u8(raw: &[u8], stride: usize, keep: usize) -> Vec<f32> {
-    take_channels(raw, stride, keep, |v| v as f32 / 255.0)
+fn scale_u8(v: u8) -> f32 {
+    v as f32 / 255.0
 }
 
-fn scale_u16(raw: &[u16], stride: usize, keep: usize) -> Vec<f32> {
-    take_channels(raw, stride, keep, |v| v as f32 / 65535.0)
+fn scale_u16(v: u16) -> f32 {
+    v as f32 / 65535.0
 }
 
-/// Interleaved pixels of `stride` samples → the first `keep` samples of each, converted.
-fn take_channels<T: Copy>(raw: &[T], stride: usize, keep: usize, convert: impl Fn(T) -> f32) -> Vec<f32> {
-    raw.chunks_exact(stride)
-        .flat_map(|px| px[..keep].iter().map(|&v| convert(v)))
-        .collect()
+/// Interleaved pixels of `stride` samples, of which the first `src` are colour (1: grey, 3: RGB)
+/// → `channels` planes, each sample converted.
+fn planes_of<T: Copy>(raw: &[T], stride: usize, src: usize, channels: usize, convert: impl Fn(T) -> f32) -> Vec<f32> {
+    let pixels = || raw.chunks_exact(stride);
+    // Reserved exactly: a growing vector would briefly hold up to twice the planes.
+    let mut out = Vec::with_capacity(pixels().len() * channels);
+    match (src, channels) {
+        (1, 1) => out.extend(pixels().map(|p| convert(p[0]))),
+        (3, 3) => (0..3).for_each(|c| out.extend(pixels().map(|p| convert(p[c])))),
+        (1, 3) => (0..3).for_each(|_| out.extend(pixels().map(|p| convert(p[0])))),
+        (3, 1) => out.extend(pixels().map(|p| {
+            LUMA_WEIGHTS[0] * convert(p[0]) + LUMA_WEIGHTS[1] * convert(p[1]) + LUMA_WEIGHTS[2] * convert(p[2])
+        })),
+        _ => unreachable!("cards have 1 or 3 channels"),
+    }
+    out
 }
 
 #[cfg(test)]
@@ -318,6 +301,31 @@ mod tests {
         };
         let err = decode_bytes(&png_bytes(DynamicImage::ImageLuma8(img)), &pre).unwrap_err();
         assert!(err.0.contains("over the 1024 MB limit"), "{err}");
+    }
+
+    #[test]
+    fn a_long_strip_is_decoded_its_pixels_being_few() {
+        // 20 000 × 1: over any bound on a side, but 20 000 pixels (the bound is on their count).
+        let img = image::GrayImage::from_fn(20_000, 1, |x, _| image::Luma([(x % 256) as u8]));
+        let out = decode_bytes(&png_bytes(DynamicImage::ImageLuma8(img)), &pre(1, 1, 4)).unwrap();
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn every_layout_becomes_the_same_planes() {
+        // RGBA8 and RGB16 to three planes and to luminance: the values one by one.
+        let rgba = image::RgbaImage::from_raw(2, 1, vec![255, 0, 51, 9, 0, 102, 255, 9]).unwrap();
+        let planes = to_planes(&DynamicImage::ImageRgba8(rgba.clone()), 3);
+        assert_eq!(planes.data, vec![1.0, 0.0, 0.0, 0.4, 0.2, 1.0]);
+        let grey = to_planes(&DynamicImage::ImageRgba8(rgba), 1);
+        assert_eq!(grey.data[0], LUMA_WEIGHTS[0] + LUMA_WEIGHTS[2] * 0.2);
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(1, 1, vec![65535u16, 0, 65535]).unwrap();
+        assert_eq!(to_planes(&DynamicImage::ImageRgb16(deep), 3).data, vec![1.0, 0.0, 1.0]);
+        let la = image::ImageBuffer::<image::LumaA<u8>, _>::from_raw(2, 1, vec![0u8, 1, 255, 2]).unwrap();
+        assert_eq!(
+            to_planes(&DynamicImage::ImageLumaA8(la), 3).data,
+            vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+        );
     }
 
     #[test]

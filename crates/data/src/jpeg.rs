@@ -33,12 +33,7 @@ fn decode_unchecked(bytes: &[u8], limits: &DecodeLimits) -> Result<Option<Dynami
     let io_err = |e: std::io::Error| SkipReason(format!("cannot decode JPEG: {e}"));
     let decompress = mozjpeg::Decompress::new_mem(bytes).map_err(io_err)?;
     let (w, h) = (decompress.width(), decompress.height());
-    if w > limits.max_side as usize || h > limits.max_side as usize {
-        return Err(SkipReason(format!(
-            "image is {w}×{h}, over the {m}×{m} limit (possible decompression bomb)",
-            m = limits.max_side
-        )));
-    }
+    limits.check_pixels(w as u64, h as u64)?;
     if (w * h * 3) as u64 > limits.max_alloc_bytes {
         return Err(SkipReason(format!("image is {w}×{h}, over the decoding memory limit")));
     }

@@ -2,6 +2,8 @@
 //! bicubic (PyTorch's `interpolate(..., antialias=True)`), nearest (`mode="nearest"`), and the
 //! centre crop (torchvision's `CenterCrop`, zero padding included), the last for any pixel type.
 
+use std::borrow::Cow;
+
 /// A planar image: `channels` planes of `height × width` values, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planes<T = f32> {
@@ -30,16 +32,17 @@ pub fn resize_bicubic(img: &Planes, out_h: usize, out_w: usize) -> Planes {
 }
 
 fn resize_aa(img: &Planes, out_h: usize, out_w: usize, filter: AaFilter) -> Planes {
-    let mut cur = img.clone();
+    // Borrowed until a pass makes a new image: a copy of a large input would double its peak.
+    let mut cur = Cow::Borrowed(img);
     if cur.width != out_w {
         let taps = filter_taps(cur.width, out_w, filter);
-        cur = resample_rows(&cur, out_w, &taps);
+        cur = Cow::Owned(resample_rows(&cur, out_w, &taps));
     }
     if cur.height != out_h {
         let taps = filter_taps(cur.height, out_h, filter);
-        cur = resample_columns(&cur, out_h, &taps);
+        cur = Cow::Owned(resample_columns(&cur, out_h, &taps));
     }
-    cur
+    cur.into_owned()
 }
 
 /// Nearest neighbour as ATen's `upsample_nearest2d` (torchvision's `NEAREST` on tensors): source

@@ -1,9 +1,12 @@
 //! Recursive folder scanning: image files by extension, hidden entries skipped, symlink loops survived,
-//! ImageFolder labels from class-named sub-folders.
+//! FIFOs, devices and sockets listed as unreadable (never opened), ImageFolder labels from
+//! class-named sub-folders.
 
 use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
+
+use super::read::{special_kind, special_reason};
 
 /// File extensions read as images (lower case).
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"];
@@ -20,7 +23,8 @@ pub struct FileEntry {
 #[derive(Debug, Clone, Default)]
 pub struct ScanResult {
     pub files: Vec<FileEntry>,
-    /// Paths that could not be read (permission, symlink loop), with the reason.
+    /// Paths that could not be read (permission, symlink loop) or are not regular files (a FIFO, a
+    /// device, a socket, named as an image), with the reason.
     pub unreadable: Vec<(PathBuf, String)>,
     /// True when every file sits under a top-level sub-folder named as one of the classes.
     pub labelled: bool,
@@ -48,6 +52,13 @@ pub fn scan_folder(root: &Path, classes: &[String]) -> ScanResult {
     for entry in walker {
         match entry {
             Ok(e) if e.file_type().is_file() && is_image_path(e.path()) => paths.push(e.into_path()),
+            // A FIFO, device or socket with an image's name: listed with its reason, never opened.
+            Ok(e) if is_image_path(e.path()) => {
+                if let Some(kind) = special_kind(&e.file_type()) {
+                    let reason = special_reason(kind, e.path_is_symlink());
+                    result.unreadable.push((e.into_path(), reason));
+                }
+            }
             Ok(_) => {}
             Err(err) => {
                 let path = err.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
@@ -120,6 +131,36 @@ mod tests {
         assert_eq!(
             found.files.iter().map(|f| f.label).collect::<Vec<_>>(),
             [Some(1), Some(0)]
+        );
+    }
+
+    #[test]
+    fn fifos_and_devices_named_as_images_are_listed_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("a/1.png"));
+        let fifo = dir.path().join("a/fifo.png");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.png")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("null.txt")).unwrap();
+        let found = scan_folder(dir.path(), &[]);
+        assert_eq!(found.files.len(), 1);
+        let listed: Vec<(&str, &str)> = found
+            .unreadable
+            .iter()
+            .map(|(p, r)| (p.file_name().unwrap().to_str().unwrap(), r.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("fifo.png", "not a regular file: a FIFO (named pipe)"),
+                ("zero.png", "not a regular file: a symbolic link to a character device"),
+            ]
         );
     }
 

@@ -4,6 +4,7 @@ use crate::Error;
 use std::path::{Path, PathBuf};
 
 use super::noise::NoiseKind;
+use super::path_text::path_to_text;
 use super::scan::{FileEntry, scan_folder};
 use super::shard::Shard;
 
@@ -121,10 +122,12 @@ impl ImageSet {
         self.len() == 0
     }
 
-    /// The name shown for image `index`: its path, or `uniform#17` for synthetic images.
+    /// The name shown for image `index`: its path, or `uniform#17` for synthetic images. A path
+    /// that is not UTF-8 is escaped losslessly ([`path_to_text`]): the scores CSV, the results
+    /// file and the report keep it exactly.
     pub fn item_name(&self, index: usize) -> String {
         match &self.source {
-            SetSource::Folder { files, .. } => files[index].path.display().to_string(),
+            SetSource::Folder { files, .. } => path_to_text(&files[index].path),
             SetSource::Noise { kind, first, .. } => format!("{kind}#{}", first + index),
         }
     }
@@ -166,6 +169,12 @@ impl ImageSet {
     }
 }
 
+/// The most images a noise set may have: 10⁷. A run keeps about 100 bytes per image (its record,
+/// its name, its scores, its place in the stream), so 10⁷ images take about 1 GB before any is
+/// scored, and the metrics of uniform or Gaussian noise settle long before (they are the same
+/// images in distribution); at a few thousand images a second 10⁷ take an hour.
+pub const MAX_NOISE_IMAGES: usize = 10_000_000;
+
 /// `uniform:N` or `gaussian:N` → the kind and count; anything else is not a noise spec.
 fn parse_noise_spec(spec: &str) -> Result<Option<(NoiseKind, usize)>, Error> {
     let Some((prefix, count)) = spec.split_once(':') else {
@@ -176,8 +185,14 @@ fn parse_noise_spec(spec: &str) -> Result<Option<(NoiseKind, usize)>, Error> {
         "gaussian" => NoiseKind::Gaussian,
         _ => return Ok(None),
     };
-    match count.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(Some((kind, n))),
+    match count.parse::<u128>() {
+        Ok(n) if n > MAX_NOISE_IMAGES as u128 => Err(Error::BadSpec {
+            spec: spec.into(),
+            message: format!(
+                "at most {MAX_NOISE_IMAGES} noise images (a run keeps about 100 bytes per image, so 10⁷ take about 1 GB); use a smaller N"
+            ),
+        }),
+        Ok(n) if n > 0 => Ok(Some((kind, n as usize))),
         _ => Err(Error::BadSpec {
             spec: spec.into(),
             message: format!("expected {prefix}:N with N a positive count"),
@@ -221,6 +236,36 @@ mod tests {
                 .to_string()
                 .contains("positive")
         );
+    }
+
+    #[test]
+    fn a_noise_set_over_the_budget_is_refused_before_anything_is_allocated() {
+        assert_eq!(
+            ImageSet::open("uniform:10000000", Role::Ood, &[]).unwrap().len(),
+            10_000_000
+        );
+        for spec in [
+            "uniform:10000001",
+            "gaussian:100000000000000",
+            "uniform:99999999999999999999999",
+        ] {
+            assert_eq!(
+                ImageSet::open(spec, Role::Ood, &[]).unwrap_err().to_string(),
+                format!(
+                    "{spec}: at most 10000000 noise images (a run keeps about 100 bytes per image, so 10⁷ take about 1 GB); use a smaller N"
+                )
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_path_that_is_not_utf8_keeps_its_bytes_in_its_name() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(b"ood/bad\xff\xfename.png"));
+        let set = ImageSet::from_files("ood", Role::Ood, std::slice::from_ref(&path));
+        assert_eq!(set.item_name(0), r"ood/bad\xff\xfename.png");
+        assert_eq!(crate::path_from_text(&set.item_name(0)), path);
     }
 
     #[test]

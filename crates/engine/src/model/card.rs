@@ -4,6 +4,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 use super::ModelError;
+use oodscope_data::limits::check_input_size;
 pub use oodscope_data::preprocessing::{Backend, Interpolation, Preprocessing, ResizeMode};
 
 /// What a single model returns.
@@ -173,6 +174,8 @@ impl ModelCard {
             (h as usize, w as usize),
         )
         .map_err(|e| bad(e.to_string()))?;
+        // Before anything is allocated for it: the probe's images, the batches, `preprocess`'s tensor.
+        check_input_size(c as u64, h as u64, w as u64, preprocessing.resize).map_err(bad)?;
         if mean.len() != channels || std.len() != channels {
             return Err(bad(format!(
                 "`mean` and `std` need {channels} values (one per channel), got {} and {}",
@@ -188,6 +191,15 @@ impl ModelCard {
                 "`classes` must name at least 2 classes, got {}",
                 classes.len()
             )));
+        }
+        // A name twice would make the ImageFolder labels and the predicted names ambiguous.
+        let mut seen = std::collections::HashMap::new();
+        for (k, name) in classes.iter().enumerate() {
+            if let Some(first) = seen.insert(name.as_str(), k) {
+                return Err(bad(format!(
+                    "`classes` names \"{name}\" twice (classes {first} and {k}): class names must be unique"
+                )));
+            }
         }
         let kind = match (raw.outputs, raw.members) {
             (Some(_), Some(_)) => {
@@ -514,6 +526,31 @@ outputs = "logits"
             panic!("not an ensemble")
         };
         assert_eq!(members[1].model, Path::new("dir/m1.pt"));
+    }
+
+    #[test]
+    fn rejects_an_input_over_the_memory_budget_and_a_class_named_twice() {
+        let err = ModelCard::parse(
+            &PLAIN
+                .replace("input = [3, 8, 8]", "input = [1, 100000, 100000]")
+                .replace("[0.5, 0.5, 0.5]", "[0.5]")
+                .replace("[0.25, 0.25, 0.25]", "[0.25]"),
+            Path::new("m/big.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "model card m/big.toml: `input` = [1, 100000, 100000] takes 38146 MiB per image as float32, over the 256 MiB limit for one input image (4096×4096 RGB takes 192 MiB; classifiers take 224 to 1024 px)"
+        );
+        let err = ModelCard::parse(
+            &PLAIN.replace("[\"a\", \"b\", \"c\"]", "[\"a\", \"b\", \"a\"]"),
+            Path::new("m/twice.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "model card m/twice.toml: `classes` names \"a\" twice (classes 0 and 2): class names must be unique"
+        );
     }
 
     #[test]

@@ -27,8 +27,20 @@ impl Model {
     pub(super) fn probe(&mut self) -> Result<(), ModelError> {
         self.refuse_half_parameters()?;
         let [c, h, w] = self.card.input_shape();
-        // Two different, deterministic images (a zero image makes a poor test of the head).
-        let x = Tensor::linspace(0.0, 1.0, 2 * c * h * w, (Kind::Float, self.device)).view([2, c, h, w]);
+        // Two different, deterministic images (a zero image makes a poor test of the head). The
+        // card's `input` is within its memory budget (card.rs), so these take at most 512 MiB; an
+        // allocation that fails all the same (a small GPU) is an error, not a panic.
+        let x = Tensor::f_linspace(0.0, 1.0, 2 * c * h * w, (Kind::Float, self.device))
+            .and_then(|x| x.f_view([2, c, h, w]))
+            .map_err(|e| {
+                ModelError::model(
+                    self.file(),
+                    format!(
+                        "cannot make the probe's 2 images of {c}×{h}×{w}: {}",
+                        super::first_line(&e.to_string())
+                    ),
+                )
+            })?;
         let first = match self.probe_outputs(&x) {
             Ok(out) => out,
             Err(e) => return Err(self.explain_failure(&x, e)),

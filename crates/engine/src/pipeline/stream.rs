@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{Progress, SkippedFile, StageTimes};
 use crate::Error;
+use oodscope_data::limits::{MAX_BATCH_BYTES, max_batch_images};
 use oodscope_data::noise::noise_image;
 use oodscope_data::{ImageSet, Preprocess, SetSource, decode_file};
 
@@ -96,12 +97,22 @@ impl Stream<'_> {
             return Err(Error::Invalid("batch size must be at least 1".into()));
         }
         let (sets, pre) = (self.sets, &self.pre);
+        let total: usize = sets.iter().map(ImageSet::len).sum();
+        // Before any batch is decoded: the largest batch this run makes within its budget.
+        let (largest, most) = (self.batch_size.min(total), max_batch_images(pre.len()));
+        if largest > most {
+            let (c, h, w) = (pre.channels, pre.height, pre.width);
+            return Err(Error::Invalid(format!(
+                "a batch of {largest} images of {c}×{h}×{w} takes {} MiB, over the {} MiB limit for one batch: use a batch size of {most} or less (--batch-size)",
+                (largest as u128 * pre.len() as u128 * 4) >> 20,
+                MAX_BATCH_BYTES >> 20
+            )));
+        }
         let items: Vec<Item> = sets
             .iter()
             .enumerate()
             .flat_map(|(set, s)| (0..s.len()).map(move |index| Item { set, index }))
             .collect();
-        let total = items.len();
         let start = Instant::now();
         let mut stats = StreamStats::default();
         let [c, h, w] = [pre.channels as i64, pre.height as i64, pre.width as i64];
@@ -232,4 +243,49 @@ fn decode_batch(chunk: &[Item], sets: &[ImageSet], pre: &Preprocess) -> DecodedB
         }
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_over_the_memory_budget_is_refused_before_anything_is_decoded() {
+        let sets = [ImageSet::open("uniform:100", oodscope_data::Role::Ood, &[]).unwrap()];
+        let stream = |batch_size| Stream {
+            sets: &sets,
+            pre: Preprocess::new(3, 4096, 4096),
+            device: Device::Cpu,
+            batch_size,
+            schedule: DecodeSchedule::InTurn,
+        };
+        let mut batches = 0;
+        let err = stream(64)
+            .run(&AtomicBool::new(false), &mut |_| {}, &mut |_, _| {
+                batches += 1;
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a batch of 64 images of 3×4096×4096 takes 12288 MiB, over the 4096 MiB limit for one batch: use a batch size of 21 or less (--batch-size)"
+        );
+        assert_eq!(batches, 0);
+        // A smaller set makes smaller batches: 3 images of 192 MiB are within the budget.
+        let few = [ImageSet::open("uniform:3", oodscope_data::Role::Ood, &[]).unwrap()];
+        let stream = Stream {
+            sets: &few,
+            pre: Preprocess::new(3, 4096, 4096),
+            device: Device::Cpu,
+            batch_size: 64,
+            schedule: DecodeSchedule::InTurn,
+        };
+        stream
+            .run(&AtomicBool::new(false), &mut |_| {}, &mut |items, _| {
+                batches += items.len();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(batches, 3);
+    }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::evaluate::Evaluation;
 use crate::score::{ScoreRun, ScoreSettings};
-use oodscope_data::{ImageSet, SetSource};
+use oodscope_data::{ImageSet, SetSource, path_to_text};
 use oodscope_metrics::DetectionMetrics;
 
 #[derive(Debug, Serialize)]
@@ -164,7 +164,7 @@ pub fn skipped_entries(run: &ScoreRun, sets: &[ImageSet]) -> Vec<SkippedEntry> {
     for set in sets {
         skipped.extend(set.unreadable.iter().map(|(p, r)| SkippedEntry {
             set: set.name.clone(),
-            path: p.display().to_string(),
+            path: path_to_text(p),
             reason: r.clone(),
         }));
     }
@@ -179,7 +179,7 @@ pub fn set_counts(run: &ScoreRun, sets: &[ImageSet]) -> Vec<SetCounts> {
             name: set.name.clone(),
             role: set.role.name(),
             source: match &set.source {
-                SetSource::Folder { root, .. } => root.display().to_string(),
+                SetSource::Folder { root, .. } => path_to_text(root),
                 SetSource::Noise { kind, count, .. } => format!("{kind}:{count}"),
             },
             files: set.len(),

@@ -19,10 +19,12 @@ use super::schema::{FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, P
 use crate::pipeline::SkippedFile;
 use crate::score::run::{ImageScore, ScoreRun};
 use oodscope_data::scan::FileEntry;
-use oodscope_data::{ImageSet, SetSource};
+use oodscope_data::{ImageSet, SetSource, path_from_text};
 
 /// Rows per record batch when reading.
 const READ_BATCH: usize = 65_536;
+/// The most rows reserved ahead from a file's counts (more grow as they are read).
+const RESERVE_ROWS: usize = 1 << 24;
 
 /// An open results file: its checked metadata and where each set's rows are.
 pub struct ResultsFile {
@@ -186,7 +188,9 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let logits = meta.logits.filter(|_| load.logits);
     let features = meta.features.filter(|_| load.features);
-    let total = part.num_rows() as usize;
+    // Reserved from the file's own counts, at most RESERVE_ROWS: a footer claiming 10¹⁵ rows is
+    // found out by reading, not by an allocation that aborts.
+    let total = (part.num_rows() as usize).min(RESERVE_ROWS);
     let mut run = ScoreRun {
         images: Vec::with_capacity(total),
         columns: vec![Vec::with_capacity(total); methods.len()],
@@ -210,7 +214,12 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
             columns.push(FEATURES);
         }
         let mut skipped = meta.skipped.iter().filter(|k| k.set == set.name).peekable();
-        let mut files: Vec<FileEntry> = Vec::with_capacity(if noise.is_none() { set.block_len() as usize } else { 0 });
+        let reserve = if noise.is_none() {
+            set.block_len().min(RESERVE_ROWS as u64)
+        } else {
+            0
+        };
+        let mut files: Vec<FileEntry> = Vec::with_capacity(reserve as usize);
         let mut next = set.start;
         // Places `*next..until` of the block have no row: each must be a listed skipped file, whose
         // listing entry (folders only) keeps its place.
@@ -224,7 +233,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 };
                 if noise.is_none() {
                     files.push(FileEntry {
-                        path: PathBuf::from(&skip.path),
+                        path: path_from_text(&skip.path),
                         label: None,
                     });
                 }
@@ -248,7 +257,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 let label = cols.label.is_valid(k).then(|| cols.label.value(k).max(0) as u32);
                 if let Some(paths) = &cols.path {
                     files.push(FileEntry {
-                        path: PathBuf::from(paths.value(k)),
+                        path: path_from_text(paths.value(k)),
                         label: label.map(|l| l as usize),
                     });
                 }
@@ -281,7 +290,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 first: set.start as usize,
             },
             None => SetSource::Folder {
-                root: PathBuf::from(&set.source),
+                root: path_from_text(&set.source),
                 files,
             },
         };
@@ -293,7 +302,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 .unreadable
                 .iter()
                 .filter(|u| u.set == set.name)
-                .map(|u| (PathBuf::from(&u.path), u.reason.clone()))
+                .map(|u| (path_from_text(&u.path), u.reason.clone()))
                 .collect(),
             labelled: set.labelled,
         });
@@ -381,4 +390,76 @@ fn append_list(out: &mut Vec<f32>, list: &arrow_array::ListArray, width: usize) 
         .ok_or("its values are not float32")?;
     out.extend_from_slice(&values.values()[first..last]);
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+    use crate::detect::plan::BatchScores;
+    use crate::pipeline::stream::Item;
+    use crate::results::ResultsWriter;
+    use crate::results::schema::tests::sample;
+    use crate::score::run::BatchSink;
+    use oodscope_data::Role;
+
+    fn path(bytes: &[u8]) -> PathBuf {
+        PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_come_back_exactly() {
+        let files: Vec<FileEntry> = [
+            &b"d\xe9j\xe0/a.png"[..],
+            b"ok/b.png",
+            b"lit\\x41.png",
+            b"bad\xff\xfe.png",
+        ]
+        .iter()
+        .map(|b| FileEntry {
+            path: path(b),
+            label: None,
+        })
+        .collect();
+        let set = ImageSet {
+            name: "id".into(),
+            role: Role::Id,
+            source: SetSource::Folder {
+                root: path(b"root\xff"),
+                files: files.clone(),
+            },
+            unreadable: vec![(path(b"fifo\xfe.png"), "not a regular file: a FIFO (named pipe)".into())],
+            labelled: false,
+        };
+        let mut meta = sample();
+        meta.logits = None;
+        meta.sets = vec![SetMeta::of(&set, 0..4, None)];
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.parquet");
+        let mut writer = ResultsWriter::create(&out, meta).unwrap();
+        let items: Vec<Item> = (0..4).map(|index| Item { set: 0, index }).collect();
+        let scores = BatchScores {
+            scores: vec![vec![0.5; 4]],
+            pred: vec![1; 4],
+            pred_prob: vec![0.5; 4],
+            ..BatchScores::default()
+        };
+        writer.batch(std::slice::from_ref(&set), &items, &scores).unwrap();
+        writer.finish(&ScoreRun::default(), std::slice::from_ref(&set)).unwrap();
+
+        let read = open(&out).unwrap();
+        let SetSource::Folder { root, files: back } = &read.sets[0].source else {
+            panic!("not a folder set")
+        };
+        assert_eq!(root, &path(b"root\xff"));
+        assert_eq!(back, &files);
+        assert_eq!(read.sets[0].unreadable, set.unreadable);
+        // As text in the file: escaped, ordinary paths as they are.
+        let names: Vec<String> = (0..4).map(|i| read.sets[0].item_name(i)).collect();
+        assert_eq!(
+            names,
+            [r"d\xe9j\xe0/a.png", "ok/b.png", r"lit\x5cx41.png", r"bad\xff\xfe.png"]
+        );
+    }
 }

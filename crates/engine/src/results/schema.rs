@@ -7,7 +7,7 @@ use arrow_schema::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{Method, Params, ScoreSettings};
-use oodscope_data::{ImageSet, NoiseKind, Role, SetSource, Shard};
+use oodscope_data::{ImageSet, NoiseKind, Role, SetSource, Shard, path_to_text};
 
 /// The key of the file's key-value metadata that holds [`Metadata`] as JSON.
 pub const KEY: &str = "oodscope";
@@ -102,6 +102,10 @@ impl MethodMeta {
 pub struct FitMeta {
     /// SHA-256 of the fit's provenance without its paths: the same statistics on any machine.
     pub identity_sha256: String,
+    /// SHA-256 of the fit's tensor data (its header's `tensors_sha256`; empty in files written
+    /// before fits had one).
+    #[serde(default)]
+    pub tensors_sha256: String,
     /// The fit's provenance as reports show it.
     pub provenance: serde_json::Value,
 }
@@ -113,9 +117,12 @@ impl FitMeta {
             map.remove("model_file");
             map.remove("train_root");
             map.remove("oodscope_version");
+            // Compared on its own (`tensors_sha256` below), so that a message says which differs.
+            map.remove("tensors_sha256");
         }
         FitMeta {
             identity_sha256: sha256_hex(identity.to_string().as_bytes()),
+            tensors_sha256: info.tensors_sha256.clone(),
             provenance: info.to_json(),
         }
     }
@@ -147,7 +154,7 @@ impl SetMeta {
     /// A set of a run: `whole` is the set's whole listing, `range` the block of it that was scored.
     pub fn of(whole: &ImageSet, range: std::ops::Range<usize>, group: Option<String>) -> SetMeta {
         let (kind, source) = match &whole.source {
-            SetSource::Folder { root, .. } => ("folder".to_string(), root.display().to_string()),
+            SetSource::Folder { root, .. } => ("folder".to_string(), path_to_text(root)),
             SetSource::Noise { kind, count, .. } => (kind.name().to_string(), format!("{kind}:{count}")),
         };
         SetMeta {

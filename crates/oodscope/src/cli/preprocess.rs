@@ -7,13 +7,17 @@
 //! the model's forward pass normalises; `--no-normalize` writes the [0, 1] pixels before it.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use ndarray::Array4;
+use ndarray_npy::{WriteNpyError, WriteNpyExt};
 
+use super::paths::Paths;
 use oodscope_data::decode_file;
 use oodscope_engine::model::{ModelCard, card_path_for};
+use oodscope_engine::output::AtomicFile;
 
 #[derive(Debug, Args)]
 pub struct PreprocessArgs {
@@ -32,10 +36,38 @@ pub struct PreprocessArgs {
 }
 
 pub fn preprocess_command(args: &PreprocessArgs) -> Result<()> {
+    if args.out.as_os_str().is_empty() {
+        bail!("--out is empty");
+    }
+    let mut paths = Paths::new();
+    paths.model("--model", &args.model);
+    for image in &args.images {
+        paths.input("IMAGE", image.as_path());
+    }
+    paths
+        .output("--out", args.out.as_path())
+        .check()
+        .map_err(anyhow::Error::msg)?;
     let card = ModelCard::load(&card_path_for(&args.model))?;
     let pre = card.preprocess();
+    // The whole tensor is held before it is written: within one batch's budget.
+    let most = oodscope_data::limits::max_batch_images(pre.len());
+    if args.images.len() > most {
+        bail!(
+            "{} images of {}×{}×{} are over the {} MiB limit for one tensor: preprocess {most} or fewer at once",
+            args.images.len(),
+            pre.channels,
+            pre.height,
+            pre.width,
+            oodscope_data::limits::MAX_BATCH_BYTES >> 20
+        );
+    }
     let mut pixels = Vec::with_capacity(args.images.len() * pre.len());
+    let cancel = super::interrupt_flag();
     for image in &args.images {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(oodscope_engine::Error::Cancelled.into());
+        }
         let mut one = decode_file(image, &pre).map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
         if !args.no_normalize {
             normalize(&mut one, &card.mean, &card.std);
@@ -45,10 +77,15 @@ pub fn preprocess_command(args: &PreprocessArgs) -> Result<()> {
     let shape = (args.images.len(), pre.channels, pre.height, pre.width);
     let tensor =
         Array4::from_shape_vec(shape, pixels).context("preprocessed images have the wrong number of values")?;
-    if args.out.as_os_str().is_empty() {
-        bail!("--out is empty");
-    }
-    ndarray_npy::write_npy(&args.out, &tensor).with_context(|| format!("cannot write {}", args.out.display()))?;
+    // Into a temporary renamed into place: a full disk or a stop leaves no truncated .npy.
+    let written = AtomicFile::create(&args.out).and_then(|mut file| {
+        tensor.write_npy(&mut file).map_err(|e| match e {
+            WriteNpyError::Io(e) => e,
+            other => std::io::Error::other(other),
+        })?;
+        file.commit()
+    });
+    written.with_context(|| format!("cannot write {}", args.out.display()))?;
     super::write_output_note(&args.out);
     Ok(())
 }
