@@ -64,6 +64,8 @@ pub struct Obtained {
     pub fit: Fit,
     /// The pass, when the fit was computed now (`None`: read from the cache).
     pub computed: Option<FitSummary>,
+    /// Why the cache's file could not be used and was replaced (damaged, truncated), in one line.
+    pub replaced: Option<String>,
 }
 
 /// The fit of `model` on `train`: from the cache when it holds one for exactly these inputs, else
@@ -76,16 +78,21 @@ pub fn obtain(
     on_progress: &mut dyn FnMut(FitProgress),
 ) -> Result<Obtained, Error> {
     let path = cached_path(model, train, options).map_err(Error::Invalid)?;
+    let mut replaced = None;
     if path.is_file() {
+        // The digest is checked here too: a cache file changed since it was written (a flipped
+        // bit, a bad disk) is refitted, never used.
         match Fit::load(&path, model, bank_budget()) {
             Ok(mut fit) => {
                 fit.info.cached = true;
-                return Ok(Obtained { fit, computed: None });
+                return Ok(Obtained {
+                    fit,
+                    computed: None,
+                    replaced: None,
+                });
             }
-            // A damaged cache entry is replaced.
-            Err(_) => {
-                let _ = std::fs::remove_file(&path);
-            }
+            // A damaged cache entry is replaced (by an atomic rename of the new file).
+            Err(why) => replaced = Some(why),
         }
     }
     create_parent(&path)?;
@@ -94,6 +101,7 @@ pub fn obtain(
     Ok(Obtained {
         fit,
         computed: Some(summary),
+        replaced,
     })
 }
 

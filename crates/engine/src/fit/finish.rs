@@ -152,7 +152,7 @@ impl Finish<'_> {
         }
         let counts: Vec<i64> = info.counts.iter().map(|&c| c as i64).collect();
         writer.write_i64(&counts)?;
-        writer.finish()?;
+        info.tensors_sha256 = writer.finish()?;
         info.path = out.to_path_buf();
         Ok(info)
     }

@@ -142,7 +142,9 @@ pub fn merge_parts(
     let mut accumulator = first.accumulator(device).map_err(fail(first))?;
     for part in &parts[1..] {
         let next = part.accumulator(device).map_err(fail(part))?;
-        accumulator.merge(&next).map_err(|e| fail(part)(e.to_string()))?;
+        accumulator
+            .merge(&next)
+            .map_err(|e| fail(part)(crate::model::first_line(&e.to_string())))?;
     }
     if accumulator.images() == 0 {
         return Err(Error::Invalid(format!(

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tch::Tensor;
 
 use crate::Error;
-use crate::model::Model;
-use crate::pipeline::stream::{DecodeSchedule, Stream};
+use crate::model::{Model, Outputs};
+use crate::pipeline::stream::{DecodeSchedule, Item, Stream};
 use crate::pipeline::{Progress, SkippedFile};
 use crate::stats::{Fit, FitInfo};
 use oodscope_data::{ImageSet, SetSource, Shard};
@@ -174,8 +174,10 @@ fn listing_shift(
     for first in (0..before).step_by(batch) {
         let chunk = slice(set, first..(first + batch).min(before));
         let mut shift = None;
-        stream_of(model, std::slice::from_ref(&chunk), options).run(cancel, &mut |_| {}, &mut |_, x| {
+        let mut seen = 0;
+        stream_of(model, std::slice::from_ref(&chunk), options).run(cancel, &mut |_| {}, &mut |items, x| {
             let outputs = tch::no_grad(|| model.forward(x))?;
+            check_finite(&outputs, &chunk, items, &mut seen)?;
             if let Some(z) = &outputs.features {
                 shift = Some(accumulate::Accumulator::shift_of(z).map_err(tch_error)?);
             }
@@ -245,8 +247,10 @@ fn run_pass<'m>(
         });
     };
     let sets = std::slice::from_ref(set);
+    let mut seen = 0;
     let stats = stream_of(model, sets, options).run(cancel, &mut report_images, &mut |items, x| {
         let outputs = tch::no_grad(|| model.forward(x))?;
+        check_finite(&outputs, set, items, &mut seen)?;
         let labels: Option<Vec<usize>> = set
             .labelled
             .then(|| items.iter().map(|i| set.label(i.index).unwrap_or(0)).collect());
@@ -254,6 +258,32 @@ fn run_pass<'m>(
             .map_err(|e| Error::Invalid(format!("fit: {e}")))
     })?;
     Ok((pass, stats.skipped))
+}
+
+/// Stops the pass at the first batch with NaN or infinite outputs, naming the first few of its
+/// images and how many there are (`seen`: the images passed before this batch, counted on).
+fn check_finite(outputs: &Outputs, set: &ImageSet, items: &[Item], seen: &mut usize) -> Result<(), Error> {
+    let bad = pass::non_finite_rows(outputs).map_err(tch_error)?;
+    *seen += items.len();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = bad
+        .iter()
+        .filter_map(|&row| items.get(row))
+        .take(3)
+        .map(|item| set.item_name(item.index))
+        .collect();
+    let more = match bad.len() - names.len() {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    Err(Error::Invalid(format!(
+        "fit: the model's outputs are NaN or infinite for {} of the {} images passed so far ({}{more}), so every statistic would be NaN: fix the model, or leave these images out",
+        bad.len(),
+        *seen,
+        names.join(", ")
+    )))
 }
 
 fn write_error(out: &Path) -> impl Fn(pass::WriteError) -> Error + '_ {
@@ -268,5 +298,5 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 fn tch_error(e: tch::TchError) -> Error {
-    Error::Invalid(format!("fit: {e}"))
+    Error::Invalid(format!("fit: {}", crate::model::first_line(&e.to_string())))
 }

@@ -2,7 +2,7 @@
 //! — its counts and float64 sums (each with its rounding error) under the shift of the whole
 //! listing, its raw features (its block of the KNN bank), the head — and, in the header, the
 //! provenance of the whole fit (model, card, options, the whole listing's hash and length) with
-//! the shard and its block of the listing.
+//! the shard and its block of the listing, and the digest of its tensors (checked when it is opened).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -14,12 +14,13 @@ use super::accumulate::Accumulator;
 use super::finish::{FeatureBlocks, block_rows};
 use super::pass::{Pass, WriteError};
 use crate::stats::FitInfo;
-use crate::stats::fit_file::{Entry, Reader, Writer};
+use crate::stats::fit_file::{DigestError, Entry, Reader, Writer};
 use oodscope_data::Shard;
 
-/// The value of a part's header `format` field, and the version of its layout.
+/// The value of a part's header `format` field, and the version of its layout (2: with the digest
+/// of the tensors' data).
 pub const PART_FORMAT: &str = "oodscope-fit-part";
-pub const PART_FORMAT_VERSION: u32 = 1;
+pub const PART_FORMAT_VERSION: u32 = 2;
 
 /// The images of shard `shard` of a fit over `len` images in batches of `batch_size`: whole
 /// batches (shard `i` of the `⌈len/batch⌉` batches, as [`Shard::range`] splits them), so every image
@@ -159,6 +160,19 @@ impl Part {
                     info.fit.images
                 ));
             }
+        }
+        let redo = format!("redo it with `oodscope fit --shard {} --out PART`", info.shard);
+        match reader.check_digest() {
+            Ok(_) => {}
+            Err(DigestError::Mismatch) => {
+                return Err(format!("damaged: its tensors do not match their digest; {redo}"));
+            }
+            Err(DigestError::Missing) => {
+                return Err(format!(
+                    "its header has no digest of its tensors (`tensors_sha256`); {redo}"
+                ));
+            }
+            Err(DigestError::Io(e)) => return Err(format!("cannot read it: {e}")),
         }
         Ok(Part {
             path: path.to_path_buf(),

@@ -3,7 +3,7 @@
 //! percentiles, the normalised bank) written into the fit file with the provenance in its header.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -13,6 +13,7 @@ use super::FitOptions;
 use super::accumulate::Accumulator;
 use super::finish::{FeatureBlocks, Finish, block_rows};
 use crate::model::{Model, Outputs};
+use crate::output::AtomicFile;
 use crate::stats::info::{FORMAT_VERSION, FitInfo, LabelSource, listing_hash, model_hash};
 use oodscope_data::{ImageSet, SetSource};
 
@@ -62,45 +63,43 @@ impl Provenance {
                     "{}x{}x{} {:?}, mean {:?}, std {:?}",
                     pre.channels, pre.height, pre.width, pre.resize, model.card.mean, model.card.std
                 ),
+                tensors_sha256: String::new(),
                 cached: false,
             },
         })
     }
 }
 
-/// The raw features of a pass, row after row (float32), in a temporary file beside the fit file,
-/// removed when dropped.
+/// The raw features of a pass, row after row (float32), in a temporary file beside the fit file
+/// (unique per process and per pass, so that two fits of one target never share it: an
+/// [`AtomicFile`] that is never committed), removed when dropped.
 pub struct FeatureFile {
-    path: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: AtomicFile,
+    closed: bool,
 }
 
 impl FeatureFile {
     pub fn create(fit_path: &Path) -> std::io::Result<FeatureFile> {
-        let mut name = fit_path
-            .file_name()
-            .map(std::ffi::OsStr::to_os_string)
-            .unwrap_or_default();
-        name.push(".features.tmp");
-        let path = fit_path.with_file_name(name);
-        let out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        Ok(FeatureFile { path, out: Some(out) })
+        Ok(FeatureFile {
+            out: AtomicFile::create(fit_path)?,
+            closed: false,
+        })
     }
 
     fn append(&mut self, values: &[f32]) -> std::io::Result<()> {
-        let out = self.out.as_mut().ok_or_else(|| std::io::Error::other("closed"))?;
+        if self.closed {
+            return Err(std::io::Error::other("closed"));
+        }
         let mut bytes = Vec::with_capacity(values.len() * 4);
         for v in values {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
-        out.write_all(&bytes)
+        self.out.write_all(&bytes)
     }
 
     fn close(&mut self) -> std::io::Result<()> {
-        if let Some(mut out) = self.out.take() {
-            out.flush()?;
-        }
-        Ok(())
+        self.closed = true;
+        self.out.flush()
     }
 
     /// Closes the file for writing (before it is read back).
@@ -112,7 +111,7 @@ impl FeatureFile {
 impl FeatureBlocks for FeatureFile {
     fn for_each_block(&self, width: usize, f: &mut dyn FnMut(&[f32])) -> std::io::Result<()> {
         let rows = block_rows(width);
-        let mut reader = std::io::BufReader::new(File::open(&self.path)?);
+        let mut reader = std::io::BufReader::new(File::open(self.out.temp_path())?);
         let mut bytes = vec![0u8; rows * width * 4];
         let mut values = vec![0f32; rows * width];
         loop {
@@ -129,12 +128,6 @@ impl FeatureBlocks for FeatureFile {
     }
 }
 
-impl Drop for FeatureFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
@@ -144,6 +137,21 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize
         }
     }
     Ok(filled)
+}
+
+/// The rows of a batch whose logits or features are not all finite (NaN or ±inf): one `isfinite`
+/// per batch. A fit that took them in would be NaN in every statistic.
+pub fn non_finite_rows(outputs: &Outputs) -> Result<Vec<usize>, tch::TchError> {
+    let mut finite = outputs.logits.f_isfinite()?.f_all_dim(1, false)?;
+    if let Some(z) = &outputs.features {
+        finite = finite.f_logical_and(&z.f_isfinite()?.f_all_dim(1, false)?)?;
+    }
+    let bad = finite
+        .f_logical_not()?
+        .f_nonzero()?
+        .f_view([-1])?
+        .f_to_device(tch::Device::Cpu)?;
+    Ok(Vec::<i64>::try_from(bad)?.into_iter().map(|i| i as usize).collect())
 }
 
 /// Why writing stopped.
@@ -162,7 +170,14 @@ macro_rules! failed_from {
         })*
     };
 }
-failed_from!(std::io::Error, tch::TchError, serde_json::Error, String);
+failed_from!(std::io::Error, serde_json::Error, String);
+
+impl From<tch::TchError> for WriteError {
+    /// The cause only: libtorch's C++ frames are never shown.
+    fn from(e: tch::TchError) -> Self {
+        WriteError::Failed(crate::model::first_line(&e.to_string()))
+    }
+}
 
 /// One fit pass in progress.
 pub struct Pass<'a> {
@@ -199,9 +214,9 @@ impl<'a> Pass<'a> {
         let labels = if self.labelled { labels } else { None };
         self.accumulator
             .add(&outputs.logits, outputs.features.as_ref(), labels, head)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::model::first_line(&e.to_string()))?;
         if let Some(z) = &outputs.features {
-            let values = crate::tensor::to_vec_f32(z).map_err(|e| e.to_string())?;
+            let values = crate::tensor::to_vec_f32(z).map_err(|e| crate::model::first_line(&e.to_string()))?;
             self.features.append(&values).map_err(|e| e.to_string())?;
         }
         Ok(())

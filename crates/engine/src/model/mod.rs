@@ -1,7 +1,9 @@
 //! Models: loading TorchScript files and AOTInductor packages on a device, checking them against
-//! the card (and the head against the logits), and the forward pass.
+//! the card (and the head against the logits), and the forward pass. A model file's zip archive
+//! is checked against its CRCs first (`archive`).
 
 pub mod aoti;
+pub mod archive;
 pub mod card;
 pub mod format;
 pub mod head;
@@ -425,6 +427,8 @@ fn load_net(path: &Path, device: Device) -> Result<Net, ModelError> {
     if !path.is_file() {
         return Err(ModelError::model(path, "no such file"));
     }
+    // libtorch does not check the archive's CRCs: overwritten weights would load.
+    archive::check_crcs(path).map_err(|m| ModelError::model(path, m))?;
     if !is_package(path) {
         return load_module(path, device).map(Net::Script);
     }

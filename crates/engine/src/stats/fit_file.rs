@@ -2,16 +2,28 @@
 //! holding the provenance. Writing streams: the header is written first from the tensors' shapes,
 //! then each tensor's bytes in order, so a KNN bank of any size never sits in memory. (The crate's
 //! own writer asks every tensor for its bytes at once.) The file appears under its name only when
-//! complete; a cancelled or failed write leaves nothing behind.
-
+//! complete (a temporary file of its own beside it, renamed into place), so two runs writing the
+//! same file both succeed; a cancelled or failed write leaves nothing behind.
+//!
+//! The header's `tensors_sha256` is the SHA-256 of every byte after the header (the tensors' data,
+//! in file order), hashed as the writer writes them and patched into its place in the header at
+//! the end; [`Reader::check_digest`] reads the data back once and compares.
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorInfo};
+use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
+
+use crate::output::AtomicFile;
+
+/// The header's metadata key of the digest of the tensors' data.
+pub const DIGEST_KEY: &str = "tensors_sha256";
+/// What the header holds at [`DIGEST_KEY`] until the data is written (as long as a hex SHA-256).
+const DIGEST_PLACEHOLDER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A tensor the writer will receive, in order.
 #[derive(Debug, Clone)]
@@ -59,11 +71,13 @@ struct Header<'a> {
     tensors: BTreeMap<String, TensorInfo>,
 }
 
-/// Writes a fit file tensor by tensor, into `<path>.partial`, renamed to `path` by [`Writer::finish`].
+/// Writes a fit file tensor by tensor, into a temporary file of its own beside `path` (unique per
+/// process and per write: [`AtomicFile`]), renamed to `path` by [`Writer::finish`].
 pub struct Writer {
-    out: BufWriter<File>,
-    partial: PathBuf,
-    path: PathBuf,
+    out: AtomicFile,
+    /// The digest of the data so far, and where its hex digits go in the file.
+    hasher: Sha256,
+    digest_at: u64,
     entries: Vec<Entry>,
     /// Index of the entry being written, and its bytes so far.
     current: usize,
@@ -71,8 +85,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes the header for `entries` (their data must follow in this order).
+    /// Writes the header for `entries` (their data must follow in this order), with `metadata` and
+    /// a place for the digest.
     pub fn create(path: &Path, entries: Vec<Entry>, metadata: &BTreeMap<String, String>) -> std::io::Result<Writer> {
+        let mut metadata = metadata.clone();
+        metadata.insert(DIGEST_KEY.into(), DIGEST_PLACEHOLDER.into());
         let mut tensors = BTreeMap::new();
         let mut offset = 0;
         for e in &entries {
@@ -87,20 +104,30 @@ impl Writer {
             );
             offset = end;
         }
-        let mut header = serde_json::to_string(&Header { metadata, tensors }).map_err(std::io::Error::other)?;
+        let mut header = serde_json::to_string(&Header {
+            metadata: &metadata,
+            tensors,
+        })
+        .map_err(std::io::Error::other)?;
         while header.len() % 8 != 0 {
             header.push(' ');
         }
-        let partial = partial_path(path);
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&partial)?);
+        // The key and its value, as JSON writes them (the other values are JSON strings, whose
+        // quotes are escaped: this sequence occurs once).
+        let slot = format!("\"{DIGEST_KEY}\":\"{DIGEST_PLACEHOLDER}\"");
+        let digest_at = header
+            .find(&slot)
+            .map(|at| 8 + (at + slot.len() - 1 - DIGEST_PLACEHOLDER.len()) as u64)
+            .ok_or_else(|| std::io::Error::other("the header has no place for the digest"))?;
+        let mut out = AtomicFile::create(path)?;
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(header.as_bytes())?;
         // Empty tensors take no bytes: the first to receive data is the first non-empty one.
         let current = entries.iter().take_while(|e| e.bytes() == 0).count();
         Ok(Writer {
             out,
-            partial,
-            path: path.to_path_buf(),
+            hasher: Sha256::new(),
+            digest_at,
             entries,
             current,
             written: 0,
@@ -129,6 +156,7 @@ impl Writer {
     ) -> std::io::Result<()> {
         self.expect(dtype, values.len() * N)?;
         let bytes: Vec<u8> = values.iter().flat_map(|&v| le_bytes(v)).collect();
+        self.hasher.update(&bytes);
         self.out.write_all(&bytes)
     }
 
@@ -181,8 +209,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Checks that every announced byte was written, syncs, and renames the file into place.
-    pub fn finish(mut self) -> std::io::Result<()> {
+    /// Checks that every announced byte was written, writes the digest into the header, syncs, and
+    /// renames the file into place (replacing what is there at once: a reader sees the old file
+    /// or the new one, whole). Returns the digest (hex).
+    pub fn finish(mut self) -> std::io::Result<String> {
         while self.entries.get(self.current).is_some_and(|e| e.bytes() == 0) {
             self.current += 1;
         }
@@ -193,24 +223,26 @@ impl Writer {
             )));
         }
         self.out.flush()?;
-        self.out.get_ref().sync_all()?;
-        std::fs::rename(&self.partial, &self.path)
+        let digest = format!("{:x}", self.hasher.finalize());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.out.temp_path())?
+            .write_all_at(digest.as_bytes(), self.digest_at)?;
+        // The commit syncs the file (its data, whichever handle wrote it) before the rename.
+        self.out.commit()?;
+        Ok(digest)
     }
 }
 
-impl Drop for Writer {
-    /// An unfinished file is removed.
-    fn drop(&mut self) {
-        if self.partial.exists() {
-            let _ = std::fs::remove_file(&self.partial);
-        }
-    }
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
+/// Why the data of a file does not check out against its digest.
+#[derive(Debug)]
+pub enum DigestError {
+    /// The header has no digest (a file made before digests, or edited).
+    Missing,
+    /// The data does not hash to the digest: changed since it was written.
+    Mismatch,
+    /// The data could not be read.
+    Io(std::io::Error),
 }
 
 /// A fit file opened for reading: its header parsed by the `safetensors` crate (over a memory map,
@@ -218,6 +250,7 @@ fn partial_path(path: &Path) -> PathBuf {
 pub struct Reader {
     file: File,
     data_start: u64,
+    data_end: u64,
     tensors: HashMap<String, TensorInfo>,
     pub metadata: HashMap<String, String>,
 }
@@ -229,13 +262,14 @@ impl Reader {
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot read it: {e}"))?;
         let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
             .map_err(|e| format!("not a safetensors file (or truncated): {e:?}"))?;
-        let tensors = metadata
+        let tensors: HashMap<String, TensorInfo> = metadata
             .tensors()
             .into_iter()
             .map(|(name, info)| (name, info.clone()))
             .collect();
         Ok(Reader {
             data_start: 8 + header_len as u64,
+            data_end: map.len() as u64,
             tensors,
             metadata: metadata.metadata().clone().unwrap_or_default(),
             file,
@@ -281,6 +315,33 @@ impl Reader {
     /// Reads `len` bytes at `offset` (a block of the bank).
     pub fn read_at(&self, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
         self.file.read_exact_at(buffer, offset)
+    }
+
+    /// The digest the header records, if any.
+    pub fn digest(&self) -> Option<&str> {
+        self.metadata.get(DIGEST_KEY).map(String::as_str)
+    }
+
+    /// Reads every byte of the tensors' data once (in blocks: a bank that stays on disk is never
+    /// held in memory) and compares its SHA-256 with the header's. Returns the digest.
+    pub fn check_digest(&self) -> Result<String, DigestError> {
+        let expected = self.digest().ok_or(DigestError::Missing)?.to_string();
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 4 << 20];
+        let mut at = self.data_start;
+        while at < self.data_end {
+            let len = ((self.data_end - at) as usize).min(buffer.len());
+            self.file
+                .read_exact_at(&mut buffer[..len], at)
+                .map_err(DigestError::Io)?;
+            hasher.update(&buffer[..len]);
+            at += len as u64;
+        }
+        if format!("{:x}", hasher.finalize()) == expected {
+            Ok(expected)
+        } else {
+            Err(DigestError::Mismatch)
+        }
     }
 }
 
@@ -331,6 +392,149 @@ mod tests {
         let mut w = Writer::create(&unfinished, entries, &meta).unwrap();
         w.write_f32(&[1.0]).unwrap();
         assert!(w.finish().is_err());
-        assert!(!unfinished.exists() && !partial_path(&unfinished).exists());
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["e.safetensors", "f.safetensors"], "nothing else is left behind");
+    }
+
+    /// A small file written by the writer, with its bytes.
+    fn written(path: &Path) -> Vec<u8> {
+        let meta: BTreeMap<String, String> = [("format".to_string(), "test".to_string())].into();
+        let mut w = Writer::create(path, vec![Entry::f32("bank", &[4, 2]), Entry::i64("n", &[1])], &meta).unwrap();
+        w.write_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+        w.write_i64(&[4]).unwrap();
+        let digest = w.finish().unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let data = &bytes[8 + header_len..];
+        assert_eq!(
+            digest,
+            format!("{:x}", Sha256::digest(data)),
+            "the digest is of the data"
+        );
+        bytes
+    }
+
+    #[test]
+    fn the_digest_covers_every_byte_of_the_data_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        let bytes = written(&path);
+        let r = Reader::open(&path).unwrap();
+        let digest = r.check_digest().unwrap();
+        assert_eq!(r.digest(), Some(digest.as_str()));
+        // Python's safetensors and tch still read the file (the digest is one more metadata value).
+        assert_eq!(Tensor::read_safetensors(&path).unwrap().len(), 2);
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        for at in [8 + header_len, bytes.len() - 1, 8 + header_len + 17] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            std::fs::write(&path, &damaged).unwrap();
+            let r = Reader::open(&path).unwrap();
+            assert!(matches!(r.check_digest(), Err(DigestError::Mismatch)), "byte {at}");
+        }
+        // A header without a digest (a file of an older oodscope) says so.
+        let tensor = Tensor::from_slice(&[1f32, 2.0]);
+        Tensor::write_safetensors(&[("t", &tensor)], &path).unwrap();
+        let r = Reader::open(&path).unwrap();
+        assert!(matches!(r.check_digest(), Err(DigestError::Missing)));
+    }
+
+    #[test]
+    fn two_writers_of_one_file_at_once_both_finish_and_leave_one_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.safetensors");
+        let meta: BTreeMap<String, String> = [("format".to_string(), "test".to_string())].into();
+        let entries = vec![Entry::f32("bank", &[2, 2])];
+        let mut a = Writer::create(&path, entries.clone(), &meta).unwrap();
+        let mut b = Writer::create(&path, entries, &meta).unwrap();
+        a.write_f32(&[1.0, 2.0]).unwrap();
+        b.write_f32(&[5.0, 6.0, 7.0, 8.0]).unwrap();
+        a.write_f32(&[3.0, 4.0]).unwrap();
+        b.finish().unwrap();
+        a.finish().unwrap();
+        let r = Reader::open(&path).unwrap();
+        r.check_digest().unwrap();
+        assert_eq!(
+            Vec::<f32>::try_from(r.tensor("bank").unwrap().view([-1])).unwrap(),
+            [1.0, 2.0, 3.0, 4.0],
+            "the last to finish"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
+
+// SCRATCH-TIMING (temporary, removed before handing back)
+#[cfg(test)]
+mod scratch_timing {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn scratch_timings() {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        let path = dir.path().join("big.safetensors");
+        let (n, d) = (100_000usize, 512usize);
+        let meta: BTreeMap<String, String> = [("format".to_string(), "test".to_string())].into();
+        let t = Instant::now();
+        let mut w = Writer::create(
+            &path,
+            vec![Entry::f32("knn_bank", &[n, d]), Entry::f64("m", &[d])],
+            &meta,
+        )
+        .unwrap();
+        let row: Vec<f32> = (0..d * 1000).map(|i| (i % 97) as f32 / 97.0).collect();
+        for _ in 0..n / 1000 {
+            w.write_f32(&row).unwrap();
+        }
+        w.write_f64(&vec![0.5; d]).unwrap();
+        w.finish().unwrap();
+        eprintln!("write {:.3} s", t.elapsed().as_secs_f64());
+        for round in 0..3 {
+            let t = Instant::now();
+            let r = std::sync::Arc::new(Reader::open(&path).unwrap());
+            let bank = super::super::Bank::open(r.clone(), "knn_bank", Device::Cpu, 256 << 20)
+                .unwrap()
+                .unwrap();
+            let loaded = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            r.check_digest().unwrap();
+            let digest = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let r2 = std::sync::Arc::new(Reader::open(&path).unwrap());
+            let disk = super::super::Bank::open(r2, "knn_bank", Device::Cpu, 0)
+                .unwrap()
+                .unwrap();
+            let on_disk = t.elapsed().as_secs_f64();
+            eprintln!(
+                "round {round}: open + bank in memory {loaded:.3} s ({}); digest {digest:.3} s; open + bank on disk {on_disk:.4} s ({})",
+                bank.on_disk(),
+                disk.on_disk()
+            );
+        }
+        let mut models: Vec<std::path::PathBuf> = std::fs::read_dir("/work/wt22/models")
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pt"))
+            .collect();
+        models.push("/tmp/wt22-check/big.pt".into());
+        for m in models {
+            for round in 0..3 {
+                let t = Instant::now();
+                crate::model::archive::check_crcs(&m).unwrap();
+                let crc = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let _module = tch::CModule::load_on_device(&m, Device::Cpu).unwrap();
+                let load = t.elapsed().as_secs_f64();
+                eprintln!(
+                    "{} round {round}: CRCs {crc:.4} s, libtorch load {load:.4} s",
+                    m.display()
+                );
+            }
+        }
     }
 }

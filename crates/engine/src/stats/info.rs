@@ -1,5 +1,5 @@
 //! What a fit file says about itself: its format, where its images came from, the hashes of the
-//! model and the listing it was made from.
+//! model and the listing it was made from, and the digest of its tensors.
 
 use std::fs::File;
 use std::io::Read;
@@ -10,9 +10,10 @@ use sha2::{Digest, Sha256};
 use crate::model::Model;
 use oodscope_data::{ImageSet, SetSource};
 
-/// The value of the header's `format` field, and the version of its layout.
+/// The value of the header's `format` field, and the version of its layout (2: with the digest of
+/// the tensors' data).
 pub const FORMAT: &str = "oodscope-fit";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Where the classes of the fit images came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,6 +50,10 @@ pub struct FitInfo {
     pub predicted_counts: Vec<u64>,
     pub feature_width: Option<usize>,
     pub preprocess: String,
+    /// SHA-256 of the tensors' data (the header's `tensors_sha256`, beside this provenance: it is
+    /// known only once the data is written). Empty until then.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tensors_sha256: String,
     /// Whether this fit came from the cache (set when it is used, not stored).
     #[serde(skip)]
     pub cached: bool,
@@ -71,6 +76,7 @@ impl FitInfo {
             ));
         }
         info.path = path.to_path_buf();
+        info.tensors_sha256 = metadata.get(super::fit_file::DIGEST_KEY).cloned().unwrap_or_default();
         Ok(info)
     }
 

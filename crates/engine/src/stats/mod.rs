@@ -1,9 +1,11 @@
 //! A fit loaded back for the detectors: the statistics of ID training images on the model's device
 //! (class means and the quadratic forms of Mahalanobis, ViM's space, ReAct's percentiles, KL
-//! templates, the KNN bank), what the file says about itself (`info`), and the file format
-//! (`fit_file`). `crate::fit` produces them; the detectors read them from here.
+//! templates, the KNN bank), what the file says about itself (`info`), the file format
+//! (`fit_file`), and its header checked against its tensors (`check`). `crate::fit` produces them;
+//! the detectors read them from here.
 
 pub mod bank;
+pub mod check;
 pub mod fit_file;
 pub mod info;
 pub mod percentile;
@@ -26,8 +28,9 @@ use crate::model::Model;
 pub struct StatsError(pub String);
 
 impl From<tch::TchError> for StatsError {
+    /// The cause only: libtorch's C++ frames are never shown.
     fn from(e: tch::TchError) -> Self {
-        StatsError(e.to_string())
+        StatsError(crate::model::first_line(&e.to_string()))
     }
 }
 
@@ -91,7 +94,8 @@ impl Fit {
 
 impl Fit {
     /// Loads a fit file for `model`: it must have been made from this model (same file hash and
-    /// card), else the message says so. Banks over `bank_budget` bytes stay on disk.
+    /// card), its tensors must match their digest and its header must agree with them, else the
+    /// message says which, in one line. Banks over `bank_budget` bytes stay on disk.
     pub fn load(path: &Path, model: &Model, bank_budget: usize) -> Result<Fit, String> {
         let fail = |m: String| format!("fit file {}: {m}", path.display());
         let reader = Arc::new(fit_file::Reader::open(path).map_err(fail)?);
@@ -104,13 +108,41 @@ impl Fit {
                 short(&info.model_sha256)
             )));
         }
+        // The digest is checked on a thread of its own while the tensors load (each reads the data
+        // once; hashing a 200 MB bank takes about 0.2 s, as long as loading it): a damaged file is
+        // refused whatever else it says.
+        let (digest, loaded) = std::thread::scope(|scope| {
+            let digest = scope.spawn(|| reader.check_digest());
+            let loaded = check::check(&info, &reader, &model.card.classes, model.feature_width)
+                .map_err(|m| fail(format!("{m}; refit")))
+                .and_then(|()| Fit::read(&reader, info, model, bank_budget));
+            (digest.join(), loaded)
+        });
+        match digest {
+            Ok(Ok(_)) => loaded,
+            Ok(Err(fit_file::DigestError::Mismatch)) => Err(format!(
+                "fit file {} is damaged: its tensors do not match their digest; refit",
+                path.display()
+            )),
+            Ok(Err(fit_file::DigestError::Missing)) => Err(fail(
+                "its header has no digest of its tensors (`tensors_sha256`); refit".into(),
+            )),
+            Ok(Err(fit_file::DigestError::Io(e))) => Err(fail(format!("cannot read it: {e}"))),
+            Err(_) => Err(fail("its digest could not be checked".into())),
+        }
+    }
+
+    /// The tensors of a fit whose header was checked against them, onto the model's device.
+    fn read(reader: &Arc<fit_file::Reader>, info: FitInfo, model: &Model, bank_budget: usize) -> Result<Fit, String> {
+        let fail = |m: String| format!("fit file {}: {m}", info.path.display());
+        let torch = |e: tch::TchError| fail(crate::model::first_line(&e.to_string()));
         let device = model.device;
         let get = |name: &str| -> Result<Option<Tensor>, String> {
             if !reader.has(name) {
                 return Ok(None);
             }
             let t = reader.tensor(name).map_err(fail)?;
-            Ok(Some(t.f_to_device(device).map_err(|e| fail(e.to_string()))?))
+            Ok(Some(t.f_to_device(device).map_err(torch)?))
         };
         let present: Vec<usize> = nonzero(&info.counts);
         let rows = |t: Option<Tensor>, which: &[usize]| -> Result<Option<Tensor>, String> {
@@ -120,7 +152,7 @@ impl Fit {
                 t.f_index_select(0, &index)
             })
             .transpose()
-            .map_err(|e| fail(e.to_string()))
+            .map_err(torch)
         };
         let predicted: Vec<usize> = nonzero(&info.predicted_counts);
         let klm_templates = rows(get("klm_templates")?, &predicted)?.ok_or_else(|| fail("no KL templates".into()))?;
@@ -146,7 +178,7 @@ impl Fit {
         let class_means = rows(get("class_means")?, &present)?;
         let quadratic = |centres: &Option<Tensor>, precision: Option<Tensor>| -> Result<Option<Quadratic>, String> {
             match (centres, precision) {
-                (Some(c), Some(p)) => Quadratic::new(c, &p).map(Some).map_err(|e| fail(e.to_string())),
+                (Some(c), Some(p)) => Quadratic::new(c, &p).map(Some).map_err(torch),
                 _ => Ok(None),
             }
         };
@@ -155,7 +187,7 @@ impl Fit {
             .as_ref()
             .map(|m| m.f_unsqueeze(0))
             .transpose()
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(torch)?;
         Ok(Fit {
             mahalanobis: quadratic(&class_means, get("shared_pinv")?)?,
             global: quadratic(&global_centre, get("global_pinv")?)?,
@@ -188,5 +220,5 @@ pub fn short(hash: &str) -> &str {
 }
 
 fn to_vec_f64_string(t: &Tensor) -> Result<Vec<f64>, String> {
-    crate::tensor::to_vec_f64(t).map_err(|e| e.to_string())
+    crate::tensor::to_vec_f64(t).map_err(|e| crate::model::first_line(&e.to_string()))
 }

@@ -2,12 +2,12 @@
 //! training images that the feature methods need, computed once (with progress) and cached.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::ProgressBar;
 
+use super::paths::Paths;
 use super::{RunArgs, progress_bar, write_output_note};
 use oodscope_data::Shard;
 use oodscope_data::{ImageSet, Role};
@@ -34,6 +34,13 @@ pub struct FitArgs {
 }
 
 impl FitArgs {
+    /// Its inputs (`--train`, `--fit`), for the check of a command's outputs.
+    pub(crate) fn inputs<'a>(&self, paths: &'a mut Paths) -> &'a mut Paths {
+        paths
+            .input("--train", self.train.as_deref())
+            .input("--fit", self.fit.as_deref())
+    }
+
     /// The fit the methods need (`None` when none needs one, or none was given — the plan then
     /// says what is missing). Prints where it came from.
     pub fn obtain(&self, model: &Model, methods: &[ScoreSettings], run: &RunArgs) -> Result<Option<Fit>> {
@@ -58,9 +65,11 @@ impl FitArgs {
             max_images: self.max_fit_images,
         };
         let bar = progress_bar(set.len() as u64, run.quiet);
-        let cancel = AtomicBool::new(false);
-        let obtained = obtain(model, &set, &options, &cancel, &mut |p| show(&bar, p))?;
+        let obtained = obtain(model, &set, &options, super::interrupt_flag(), &mut |p| show(&bar, p))?;
         bar.finish_and_clear();
+        if let Some(why) = &obtained.replaced {
+            eprintln!("note: the cached fit could not be used and was fitted again ({why})");
+        }
         let info = &obtained.fit.info;
         match &obtained.computed {
             None => eprintln!(
@@ -113,6 +122,12 @@ pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
     if let (Some(shard), None) = (args.shard, &args.out) {
         bail!("fit --shard {shard} needs --out PART: where to write this shard's part for `oodscope fit-merge`");
     }
+    Paths::new()
+        .model("--model", &args.model)
+        .input("--train", args.train.as_path())
+        .output("--out", args.out.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
     let model = args.run.load_model(&args.model)?;
     if model.feature_width.is_none() {
         eprintln!(
@@ -143,8 +158,8 @@ pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
         args.train.display()
     );
     let bar = progress_bar(used as u64, args.run.quiet);
-    let cancel = AtomicBool::new(false);
-    let summary = fit_model(&model, &set, &options, &out, &cancel, &mut |p| show(&bar, p))?;
+    let cancel = super::interrupt_flag();
+    let summary = fit_model(&model, &set, &options, &out, cancel, &mut |p| show(&bar, p))?;
     bar.finish_and_clear();
     let info = &summary.info;
     let rate = super::score::rate(info.images as usize, summary.elapsed.as_secs_f64());

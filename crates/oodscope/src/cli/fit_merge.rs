@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 
 use super::fit::{note_labels, print_fit, show};
+use super::paths::Paths;
 use super::{interrupt_flag, progress_bar, write_output_note};
 use oodscope_engine::fit::cache::{cached_path_for, create_parent};
 use oodscope_engine::fit::merge::{merge_parts, open_parts};
@@ -26,6 +27,14 @@ pub struct FitMergeArgs {
 
 /// Runs `oodscope fit-merge`.
 pub fn fit_merge_command(args: &FitMergeArgs) -> Result<()> {
+    let mut paths = Paths::new();
+    for part in &args.parts {
+        paths.input("PART", part.as_path());
+    }
+    paths
+        .output("--out", args.out.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
     let parts = open_parts(&args.parts).map_err(|e| anyhow!(e))?;
     let first = &parts[0].info;
     let out = match &args.out {

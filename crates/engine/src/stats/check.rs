@@ -1,0 +1,114 @@
+//! A fit file's header checked against its tensors and its model before anything is computed from
+//! them: the classes, the counts (header and tensor), the image total, the feature width and every
+//! tensor's type and shape agree, or one line says what differs. An edited header would otherwise
+//! give NaN statistics, or an error deep inside libtorch.
+
+use safetensors::tensor::Dtype;
+
+use super::REACT_LEVELS;
+use super::fit_file::Reader;
+use super::info::FitInfo;
+
+/// The tensors that depend on the feature width `D` (every one but the KL templates and the
+/// counts), with their type and shape for `n` images.
+fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 12] {
+    [
+        ("knn_bank", Dtype::F32, vec![n, d]),
+        ("class_means", Dtype::F64, vec![c, d]),
+        ("shared_cov", Dtype::F64, vec![d, d]),
+        ("shared_pinv", Dtype::F64, vec![d, d]),
+        ("global_mean", Dtype::F64, vec![d]),
+        ("global_cov", Dtype::F64, vec![d, d]),
+        ("global_pinv", Dtype::F64, vec![d, d]),
+        ("vim_u", Dtype::F64, vec![d]),
+        ("vim_eigenvectors", Dtype::F64, vec![d, d]),
+        ("vim_eigenvalues", Dtype::F64, vec![d]),
+        ("vim_alpha", Dtype::F64, vec![d]),
+        ("react_percentiles", Dtype::F64, vec![REACT_LEVELS]),
+    ]
+}
+
+/// Checks `info` (the header) against the tensors of `reader` and the model's classes and feature
+/// width; the reason in one line when they disagree (the caller names the file).
+pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width: Option<usize>) -> Result<(), String> {
+    let c = classes.len();
+    if info.classes != classes {
+        return Err(match info.classes.iter().zip(classes).position(|(a, b)| a != b) {
+            Some(i) => format!(
+                "its header names class {i} `{}`, the model's card `{}`",
+                info.classes[i], classes[i]
+            ),
+            None => format!("its header lists {} classes, the model's card {c}", info.classes.len()),
+        });
+    }
+    for (name, counts) in [("counts", &info.counts), ("predicted_counts", &info.predicted_counts)] {
+        if counts.len() != c {
+            return Err(format!(
+                "its header's `{name}` has {} entries for {c} classes",
+                counts.len()
+            ));
+        }
+        let sum: u128 = counts.iter().map(|&n| u128::from(n)).sum();
+        if sum != u128::from(info.images) {
+            return Err(format!(
+                "its header's `{name}` sum to {sum}, but it says it holds {} images",
+                info.images
+            ));
+        }
+    }
+    if info.images == 0 {
+        return Err("its header says it holds no images".into());
+    }
+    expect(reader, "counts", Dtype::I64, &[c])?;
+    let stored = reader
+        .tensor("counts")
+        .and_then(|t| Vec::<i64>::try_from(t).map_err(|e| crate::model::first_line(&e.to_string())))?;
+    let header: Vec<i64> = info.counts.iter().map(|&n| n as i64).collect();
+    if stored != header {
+        return Err(format!(
+            "its header's `counts` {header:?} differ from its `counts` tensor {stored:?}"
+        ));
+    }
+    expect(reader, "klm_templates", Dtype::F64, &[c, c])?;
+    if info.feature_width != feature_width {
+        return Err(format!(
+            "its header says feature_width = {}, the model gives {}",
+            width(info.feature_width),
+            width(feature_width)
+        ));
+    }
+    let n = usize::try_from(info.images).map_err(|_| format!("its header says {} images", info.images))?;
+    match feature_width {
+        Some(d) => {
+            expect(reader, "knn_bank", Dtype::F32, &[n, d])?;
+            for (name, dtype, shape) in feature_tensors(n, c, d) {
+                if reader.has(name) {
+                    expect(reader, name, dtype, &shape)?;
+                }
+            }
+        }
+        None => {
+            if let Some((name, ..)) = feature_tensors(0, c, 0).into_iter().find(|(name, ..)| reader.has(name)) {
+                return Err(format!(
+                    "it holds `{name}`, but its header says it has no features (feature_width = none)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tensor `name` is there, of `dtype` and `shape`.
+fn expect(reader: &Reader, name: &str, dtype: Dtype, shape: &[usize]) -> Result<(), String> {
+    match reader.location(name) {
+        None => Err(format!("it has no `{name}` tensor")),
+        Some((_, s, t)) if s == shape && t == dtype => Ok(()),
+        Some((_, s, t)) => Err(format!(
+            "its `{name}` tensor is {t:?} {s:?}, its header implies {dtype:?} {shape:?}"
+        )),
+    }
+}
+
+fn width(d: Option<usize>) -> String {
+    d.map_or("none".into(), |d| d.to_string())
+}
