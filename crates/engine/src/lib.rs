@@ -3,7 +3,8 @@
 //!
 //! Modules point one way (docs/architecture.md draws them):
 //! `report → (compare, tune) → results → score → detect → model`, with `fit` producing what
-//! `detect` reads, `evaluate` joining scores and `oodscope_metrics`, and `oodscope_data` under all.
+//! `detect` reads, `evaluate` joining scores and `oodscope_metrics`, `output` (atomic files) under
+//! `results` and `report`, and `oodscope_data` under all.
 
 pub mod alloc;
 pub mod assets;
@@ -13,6 +14,7 @@ mod error;
 pub mod evaluate;
 pub mod fit;
 pub mod model;
+pub mod output;
 pub mod pipeline;
 pub mod report;
 pub mod results;

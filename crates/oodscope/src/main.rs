@@ -1,4 +1,5 @@
-//! oodscope binary: parses the command line and runs the command; errors end in one line and exit 1.
+//! oodscope binary: parses the command line and runs the command; errors end in one line and exit 1,
+//! a run stopped by SIGINT or SIGTERM exits 130 or 143.
 
 mod cli;
 mod train;
@@ -30,6 +31,22 @@ fn main() {
     });
     // Before any tch call: libtorch decides once whether CUDA exists.
     oodscope_engine::torch_libs::load_cuda_or_warn();
+    // The long commands stop at the next batch on SIGINT or SIGTERM (from the start: the model's
+    // loading and the folders' listing come before the first batch).
+    if matches!(
+        cli.command,
+        Some(
+            Command::Score(_)
+                | Command::Tune(_)
+                | Command::Compare(_)
+                | Command::Fit(_)
+                | Command::FitMerge(_)
+                | Command::Merge(_)
+                | Command::Preprocess(_)
+        )
+    ) {
+        cli::interrupt_flag();
+    }
     let result = match &cli.command {
         Some(Command::Score(args)) => score_command(args),
         Some(Command::Tune(args)) => tune_command(args),
@@ -53,6 +70,14 @@ fn main() {
         }
     };
     if let Err(err) = result {
+        // Stopped by a signal: its line is printed already; the shell's status says which.
+        if let Some(signal) = cli::signals::received()
+            && err
+                .chain()
+                .any(|e| matches!(e.downcast_ref(), Some(oodscope_engine::Error::Cancelled)))
+        {
+            std::process::exit(cli::signals::exit_code(signal));
+        }
         let message = format!("{err:#}").replace('\n', " ");
         eprintln!("error: {message}");
         std::process::exit(1);

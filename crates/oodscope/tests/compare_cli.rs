@@ -365,7 +365,7 @@ fn a_cancelled_comparison_returns_cancelled_and_the_cli_writes_nothing() {
     });
     assert!(matches!(result, Err(Error::Cancelled)), "{:?}", result.map(|_| ()));
 
-    // On the command line: Ctrl-C (SIGINT) mid-run ends it with one line and no output files.
+    // On the command line: Ctrl-C (SIGINT) mid-run ends it with one line, exit 130 and no output files.
     let out = tempfile::tempdir().unwrap();
     let report = out.path().join("r.json");
     let table = out.path().join("t.md");
@@ -405,8 +405,14 @@ fn a_cancelled_comparison_returns_cancelled_and_the_cli_writes_nothing() {
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(err.contains("error: cancelled: nothing was written"), "{err}");
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert_eq!(
+        err.lines().last(),
+        Some(
+            "oodscope: interrupted (SIGINT): stopping after this batch and removing temporary files (Ctrl-C again stops at once)"
+        ),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(out.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -1,6 +1,5 @@
 //! Output shared by the CLI and the GUI: metrics table, scores CSV, report JSON, histogram PNG.
 
-pub mod atomic;
 pub mod compare_files;
 pub mod csv;
 pub mod heatmap;
@@ -10,5 +9,3 @@ pub mod png;
 pub mod roc;
 pub mod table;
 pub mod tuning;
-
-pub use atomic::write_atomically;

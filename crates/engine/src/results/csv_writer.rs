@@ -6,9 +6,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::atomic_file::AtomicFile;
 use crate::detect::ScoreSettings;
 use crate::detect::plan::BatchScores;
+use crate::output::AtomicFile;
 use crate::pipeline::stream::Item;
 use crate::score::run::{BatchSink, ScoreRun};
 use oodscope_data::ImageSet;

@@ -5,43 +5,47 @@
 //! a single run writes), into a file renamed into place when complete.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
-use arrow_schema::SchemaRef;
+use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
 
 use super::parquet_writer::TableWriter;
 use super::reader::ResultsFile;
 use super::schema::{INDEX, Metadata, SetMeta};
+use crate::Error;
 use oodscope_data::Shard;
 
-/// Merges `parts` into `out`; returns the merged file's metadata. Nothing is written on any error.
-pub fn merge(parts: &[PathBuf], out: &Path) -> Result<Metadata, String> {
+/// Merges `parts` into `out`; returns the merged file's metadata. Nothing is written on any error,
+/// nor when `cancel` is raised (checked between row groups).
+pub fn merge(parts: &[PathBuf], out: &Path, cancel: &AtomicBool) -> Result<Metadata, Error> {
     if parts.is_empty() {
-        return Err("merge needs at least one part".into());
+        return Err(Error::Invalid("merge needs at least one part".into()));
     }
     let files = parts
         .iter()
         .map(|p| ResultsFile::read(p))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::Invalid)?;
     let first = &files[0];
     for other in &files[1..] {
-        check_same(first, other)?;
+        check_same(first, other).map_err(Error::Invalid)?;
     }
-    let order = shard_order(&files)?;
+    let order = shard_order(&files).map_err(Error::Invalid)?;
     for file in &files {
-        check_blocks(file)?;
+        check_blocks(file).map_err(Error::Invalid)?;
     }
     let merged = merged_metadata(&files, &order);
     let schema = first.schema();
-    let mut writer = TableWriter::create(out, schema.clone())?;
+    let mut writer = TableWriter::create(out, schema.clone()).map_err(Error::Invalid)?;
     for (s, set) in merged.sets.iter().enumerate() {
         for &p in &order {
-            copy_set(&files[p], s, set, &schema, &mut writer)?;
+            copy_set(&files[p], s, set, &schema, &mut writer, cancel)?;
         }
     }
-    writer.finish(&merged)?;
+    writer.finish(&merged).map_err(Error::Invalid)?;
     Ok(merged)
 }
 
@@ -116,6 +120,12 @@ fn check_same(first: &ResultsFile, other: &ResultsFile) -> Result<(), String> {
     if fit(a) != fit(b) {
         return differs("the fit (its statistics' sha256)", &fit(a), &fit(b));
     }
+    // Two fits with the same provenance can still differ in their tensors (a damaged copy with
+    // its digest rewritten, a refit on changed bytes): the digest of their data tells them apart.
+    let tensors = |m: &Metadata| m.fit.as_ref().map_or(String::new(), |f| short(&f.tensors_sha256));
+    if tensors(a) != tensors(b) {
+        return differs("the fit's tensor data (sha256)", &tensors(a), &tensors(b));
+    }
     let sets = |m: &Metadata| {
         m.sets
             .iter()
@@ -137,17 +147,64 @@ fn check_same(first: &ResultsFile, other: &ResultsFile) -> Result<(), String> {
         return differs("the shard count", &a.shard.to_string(), &b.shard.to_string());
     }
     if first.schema() != other.schema() {
-        let names = |f: &ResultsFile| {
-            f.schema()
-                .fields()
-                .iter()
-                .map(|c| c.name().clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        return differs("the columns", &names(first), &names(other));
+        return Err(format!(
+            "{}: the columns differ from {}'s ({}): parts of different runs cannot be merged",
+            other.path.display(),
+            first.path.display(),
+            column_difference(&first.schema(), &other.schema())
+        ));
     }
     Ok(())
+}
+
+/// The first difference between two parts' columns, `other`'s side first (as [`check_same`] says
+/// the others): a name, a type, a nullability, a field's metadata, or columns only one part has.
+fn column_difference(first: &Schema, other: &Schema) -> String {
+    let nullable = |f: &Field| if f.is_nullable() { "nullable" } else { "not nullable" };
+    // Display is Arrow's reversible form (it names nested nullability); Debug where it ties.
+    let type_of = |a: &Field, b: &Field| {
+        let (x, y) = (a.data_type().to_string(), b.data_type().to_string());
+        if x == y {
+            (format!("{:?}", a.data_type()), format!("{:?}", b.data_type()))
+        } else {
+            (x, y)
+        }
+    };
+    let (a, b) = (first.fields(), other.fields());
+    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+        if x.name() != y.name() {
+            return format!("column {}: `{}` vs `{}`", i + 1, y.name(), x.name());
+        }
+        if x.data_type() != y.data_type() {
+            let (tx, ty) = type_of(x, y);
+            return format!("column `{}`: type {ty} vs {tx}", x.name());
+        }
+        if x.is_nullable() != y.is_nullable() {
+            return format!("column `{}`: {} vs {}", x.name(), nullable(y), nullable(x));
+        }
+        if x != y {
+            return format!(
+                "column `{}`: field metadata {:?} vs {:?}",
+                x.name(),
+                y.metadata(),
+                x.metadata()
+            );
+        }
+    }
+    let names = |fields: &[FieldRef]| {
+        fields
+            .iter()
+            .map(|f| format!("`{}`", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if b.len() > a.len() {
+        format!("{} only in this part", names(&b[a.len()..]))
+    } else if a.len() > b.len() {
+        format!("{} missing from this part", names(&a[b.len()..]))
+    } else {
+        "the schemas' metadata".into()
+    }
 }
 
 /// Each set's block is the shard's (whole batches, [`Shard::blocks`]), and its rows and skipped
@@ -211,7 +268,8 @@ fn copy_set(
     set: &SetMeta,
     schema: &SchemaRef,
     writer: &mut TableWriter,
-) -> Result<(), String> {
+    cancel: &AtomicBool,
+) -> Result<(), Error> {
     let at = file.path.display();
     let block = &file.meta.sets[s];
     let mut skipped = file
@@ -228,25 +286,28 @@ fn copy_set(
             set.name
         )
     };
-    for batch in file.set_batches(s, None)? {
-        let batch = batch.map_err(|e| format!("{at}: cannot read (truncated or corrupt?): {e}"))?;
+    for batch in file.set_batches(s, None).map_err(Error::Invalid)? {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        let batch = batch.map_err(|e| Error::Invalid(format!("{at}: cannot read (truncated or corrupt?): {e}")))?;
         let index = batch
             .column_by_name(INDEX)
             .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-            .ok_or_else(|| format!("{at}: its `{INDEX}` column is missing or mistyped"))?;
+            .ok_or_else(|| Error::Invalid(format!("{at}: its `{INDEX}` column is missing or mistyped")))?;
         if index.null_count() > 0 {
-            return Err(format!("{at}: its `{INDEX}` column has nulls"));
+            return Err(Error::Invalid(format!("{at}: its `{INDEX}` column has nulls")));
         }
         for &i in index.values() {
             if i < next || i >= block.end {
-                return Err(format!(
+                return Err(Error::Invalid(format!(
                     "{at}: set `{}` has image #{i} twice or outside shard {}'s block: a duplicate",
                     set.name, file.meta.shard
-                ));
+                )));
             }
             while next < i {
                 if skipped.next_if(|&k| k == next).is_none() {
-                    return Err(gap(next));
+                    return Err(Error::Invalid(gap(next)));
                 }
                 next += 1;
             }
@@ -254,12 +315,12 @@ fn copy_set(
         }
         let batch = batch
             .with_schema(schema.clone())
-            .map_err(|e| format!("{at}: its columns differ from the first part's: {e}"))?;
-        writer.write(s, &batch)?;
+            .map_err(|e| Error::Invalid(format!("{at}: its columns differ from the first part's: {e}")))?;
+        writer.write(s, &batch).map_err(Error::Invalid)?;
     }
     while next < block.end {
         if skipped.next_if(|&k| k == next).is_none() {
-            return Err(gap(next));
+            return Err(Error::Invalid(gap(next)));
         }
         next += 1;
     }
@@ -308,7 +369,8 @@ mod tests {
             .map(|i| write_part(dir.path(), &format!("p{i}.parquet"), Shard::new(i, 3).unwrap(), 1.0))
             .collect();
         let out = dir.path().join("all.parquet");
-        let meta = merge(&[parts[2].clone(), parts[0].clone(), parts[1].clone()], &out).unwrap();
+        let go = AtomicBool::new(false);
+        let meta = merge(&[parts[2].clone(), parts[0].clone(), parts[1].clone()], &out, &go).unwrap();
         assert_eq!(meta.shard, Shard::WHOLE);
         assert_eq!((meta.sets[0].start, meta.sets[0].end, meta.sets[0].rows), (0, 10, 10));
         let all = crate::results::open(&out).unwrap();
@@ -319,7 +381,7 @@ mod tests {
         let fail = |parts: &[&PathBuf]| {
             let parts: Vec<PathBuf> = parts.iter().map(|p| (*p).clone()).collect();
             let out = dir.path().join("refused.parquet");
-            let err = merge(&parts, &out).unwrap_err();
+            let err = merge(&parts, &out, &go).unwrap_err().to_string();
             assert!(!out.exists());
             err
         };
@@ -331,5 +393,103 @@ mod tests {
             err.contains("t2.parquet: the methods and their parameters differ"),
             "{err}"
         );
+    }
+
+    /// Part `from` rewritten at `to` with column `name` nullable (its rows and metadata unchanged).
+    fn with_nullable_column(from: &Path, to: &Path, name: &str) {
+        let file = ResultsFile::read(from).unwrap();
+        let fields: Vec<Field> = file
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let f = f.as_ref().clone();
+                if f.name() == name { f.with_nullable(true) } else { f }
+            })
+            .collect();
+        let schema = std::sync::Arc::new(Schema::new(fields));
+        let mut writer = TableWriter::create(to, schema.clone()).unwrap();
+        for s in 0..file.meta.sets.len() {
+            for batch in file.set_batches(s, None).unwrap() {
+                writer
+                    .write(s, &batch.unwrap().with_schema(schema.clone()).unwrap())
+                    .unwrap();
+            }
+        }
+        writer.finish(&file.meta).unwrap();
+    }
+
+    #[test]
+    fn a_column_whose_nullability_differs_is_named_with_the_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts: Vec<PathBuf> = (0..2)
+            .map(|i| write_part(dir.path(), &format!("p{i}.parquet"), Shard::new(i, 2).unwrap(), 1.0))
+            .collect();
+        let odd = dir.path().join("odd.parquet");
+        with_nullable_column(&parts[1], &odd, "pred");
+        let out = dir.path().join("all.parquet");
+        let err = merge(&[parts[0].clone(), odd.clone()], &out, &AtomicBool::new(false)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: the columns differ from {}'s (column `pred`: nullable vs not nullable): parts of different runs cannot be merged",
+                odd.display(),
+                parts[0].display()
+            )
+        );
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn column_differences_say_what_differs() {
+        use arrow_schema::DataType;
+        let list = |nullable| DataType::List(std::sync::Arc::new(Field::new_list_field(DataType::Float32, nullable)));
+        let schema = |fields: Vec<Field>| Schema::new(fields);
+        let a = schema(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("l", list(true), false),
+        ]);
+        let renamed = schema(vec![
+            Field::new("b", DataType::Int64, false),
+            Field::new("l", list(true), false),
+        ]);
+        let retyped = schema(vec![
+            Field::new("a", DataType::Float64, false),
+            Field::new("l", list(true), false),
+        ]);
+        let inner = schema(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("l", list(false), false),
+        ]);
+        let more = schema(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("l", list(true), false),
+            Field::new("x", DataType::Float32, false),
+        ]);
+        assert_eq!(column_difference(&a, &renamed), "column 1: `b` vs `a`");
+        assert_eq!(column_difference(&a, &retyped), "column `a`: type Float64 vs Int64");
+        assert_eq!(
+            column_difference(&a, &inner),
+            "column `l`: type List(non-null Float32) vs List(Float32)"
+        );
+        assert_eq!(column_difference(&a, &more), "`x` only in this part");
+        assert_eq!(column_difference(&more, &a), "`x` missing from this part");
+    }
+
+    #[test]
+    fn a_cancelled_merge_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts: Vec<PathBuf> = (0..2)
+            .map(|i| write_part(dir.path(), &format!("p{i}.parquet"), Shard::new(i, 2).unwrap(), 1.0))
+            .collect();
+        let out = dir.path().join("all.parquet");
+        let err = merge(&parts, &out, &AtomicBool::new(true)).unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["p0.parquet", "p1.parquet"]);
     }
 }

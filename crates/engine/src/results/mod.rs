@@ -3,7 +3,6 @@
 //! window and reports ([`open`]), and shards' parts merged into the whole run's ([`merge()`]); the
 //! streamed scores CSV beside it.
 
-pub mod atomic_file;
 pub mod csv_writer;
 pub mod merge;
 pub mod parquet_writer;

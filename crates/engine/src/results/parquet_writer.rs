@@ -14,12 +14,12 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use super::atomic_file::AtomicFile;
 use super::schema::{KEY, Metadata, SkippedMeta, UnreadableMeta, arrow_schema};
 use crate::detect::plan::BatchScores;
+use crate::output::AtomicFile;
 use crate::pipeline::stream::Item;
 use crate::score::run::{BatchSink, ScoreRun};
-use oodscope_data::ImageSet;
+use oodscope_data::{ImageSet, path_to_text};
 
 /// Rows per row group at most (a row group is also closed at every change of set).
 pub const ROW_GROUP_ROWS: usize = 1 << 17;
@@ -135,7 +135,7 @@ impl ResultsWriter {
                 .unreadable
                 .extend(set.unreadable.iter().map(|(p, r)| UnreadableMeta {
                     set: set.name.clone(),
-                    path: p.display().to_string(),
+                    path: path_to_text(p),
                     reason: r.clone(),
                 }));
         }

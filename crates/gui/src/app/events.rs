@@ -292,7 +292,7 @@ impl OodscopeApp {
                 None => DropOutcome::Failed(
                     run.skipped
                         .iter()
-                        .find(|k| Path::new(&k.path) == file.path)
+                        .find(|k| k.path == oodscope_data::path_to_text(&file.path))
                         .map_or("skipped".into(), |k| k.reason.clone()),
                 ),
             };

@@ -6,10 +6,11 @@ use std::path::Path;
 use super::{ExportKind, OodscopeApp};
 use crate::Error;
 use oodscope_engine::evaluate::evaluate;
+use oodscope_engine::output::write_atomically;
+use oodscope_engine::report::csv::scores_csv;
 use oodscope_engine::report::histogram::{HistogramPlot, Series, histogram_png};
 use oodscope_engine::report::json::{RunContext, build_report};
 use oodscope_engine::report::roc::{RocCurve, roc_png};
-use oodscope_engine::report::{csv::scores_csv, write_atomically};
 use oodscope_engine::score::ScoreRun;
 
 pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<(), Error> {

@@ -171,5 +171,5 @@ fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), Stri
     let [w, h] = image.size;
     let bytes: Vec<u8> = image.pixels.iter().flat_map(|p| [p.r(), p.g(), p.b()]).collect();
     let png = oodscope_engine::report::png::encode_rgb(w as u32, h as u32, bytes)?;
-    oodscope_engine::report::write_atomically(path, &png).map_err(|e| e.to_string())
+    oodscope_engine::output::write_atomically(path, &png).map_err(|e| e.to_string())
 }

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
+use super::paths::Paths;
 use super::{
     FitArgs, ResultsArgs, RunArgs, StreamedOutputs, interrupt_flag, open_sets, progress_bar, report_skipped,
     write_output,
 };
-use oodscope_engine::Error;
 use oodscope_engine::compare::groups::split_group;
 use oodscope_engine::compare::{CompareOptions, Leaderboard, TuneSpec, compare_into, parse_methods, select};
 use oodscope_engine::detect::plan::dims_of;
@@ -87,6 +87,9 @@ fn given_params(texts: &[String]) -> Result<Vec<(Method, Params)>> {
         let (name, value) =
             Params::parse_assignment(&text[text.find('.').map_or(0, |i| i + 1)..]).map_err(anyhow::Error::msg)?;
         match given.iter_mut().find(|(m, _)| *m == method) {
+            Some((_, params)) if params.contains(&name) => {
+                bail!("--param {method}.{name} is given twice: give each parameter once")
+            }
             Some((_, params)) => params.set(&name, value),
             None => {
                 let mut params = Params::new();
@@ -100,6 +103,22 @@ fn given_params(texts: &[String]) -> Result<Vec<(Method, Params)>> {
 
 /// Runs `oodscope compare`.
 pub fn compare_command(args: &CompareArgs) -> Result<()> {
+    let ood_paths: Vec<String> = args.ood.iter().map(|spec| split_group(spec).1.to_string()).collect();
+    let mut paths = Paths::new();
+    paths
+        .model("--model", &args.model)
+        .sets("--id", &args.id)
+        .sets("--ood", &ood_paths);
+    args.fit
+        .inputs(&mut paths)
+        .output("--results", args.results.results.as_deref())
+        .output("--scores", args.scores.as_deref())
+        .output("--report", args.report.as_deref())
+        .output("--table", args.table.as_deref())
+        .output("--csv", args.csv.as_deref())
+        .output("--roc", args.roc.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
     let requested = parse_methods(&args.methods).map_err(anyhow::Error::msg)?;
     let given = given_params(&args.params)?;
     if args.tune && (args.results.shard.is_some() || args.results.results.is_some()) {
@@ -231,10 +250,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         &mut outputs.sinks(),
     );
     bar.finish_and_clear();
-    let result = match outcome {
-        Err(Error::Cancelled) => bail!("cancelled: nothing was written"),
-        other => other?,
-    };
+    let result = outcome?;
     report_skipped(&result.run, &result.sets);
 
     let board = Leaderboard::new(&result.run, &result.sets, &groups);

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::write_output;
+use super::paths::Paths;
+use super::{interrupt_flag, write_output};
 use oodscope_engine::compare::{CompareResult, Leaderboard};
 use oodscope_engine::evaluate::evaluate;
 use oodscope_engine::report::compare_files::{CompareContext, compare_report, leaderboard_markdown};
@@ -30,13 +31,16 @@ pub struct MergeArgs {
 
 /// Runs `oodscope merge`.
 pub fn merge_command(args: &MergeArgs) -> Result<()> {
-    let same = |p: &PathBuf| {
-        p == &args.out || (p.canonicalize().ok().is_some() && p.canonicalize().ok() == args.out.canonicalize().ok())
-    };
-    if let Some(part) = args.parts.iter().find(|p| same(p)) {
-        bail!("{}: --out is one of the parts", part.display());
+    let mut paths = Paths::new();
+    for part in &args.parts {
+        paths.input("PART", part.as_path());
     }
-    let meta = merge(&args.parts, &args.out).map_err(anyhow::Error::msg)?;
+    paths
+        .output("--out", args.out.as_path())
+        .output("--report", args.report.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
+    let meta = merge(&args.parts, &args.out, interrupt_flag())?;
     let rows: u64 = meta.sets.iter().map(|s| s.rows).sum();
     eprintln!(
         "merged {} parts ({rows} images, {} skipped) into {}",

@@ -6,14 +6,15 @@ pub mod fit;
 pub mod fit_merge;
 pub mod merge;
 pub mod methods;
+pub(crate) mod paths;
 pub mod preprocess;
 pub mod score;
+pub(crate) mod signals;
 pub mod train;
 pub mod tune;
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -23,7 +24,7 @@ use oodscope_data::set::make_names_unique;
 use oodscope_data::{ImageSet, Role, Shard};
 use oodscope_engine::detect::Params;
 use oodscope_engine::model::{DeviceChoice, Model, set_model_threads};
-use oodscope_engine::report::write_atomically;
+use oodscope_engine::output::write_atomically;
 use oodscope_engine::results::csv_writer::CsvFile;
 use oodscope_engine::results::{ResultsWriter, RunDescription};
 use oodscope_engine::score::{BatchSink, ScoreRun};
@@ -173,18 +174,28 @@ pub struct MethodArgs {
 }
 
 impl MethodArgs {
-    /// The parameters as given (not yet checked against a method).
+    /// The parameters as given (not yet checked against a method); a parameter given twice (by
+    /// `--param` twice, or also by its shorthand) is an error rather than the last one silently.
     pub fn given(&self) -> Result<Params, String> {
         let mut params = Params::new();
         for text in &self.params {
             let (name, value) = Params::parse_assignment(text)?;
+            if params.contains(&name) {
+                return Err(format!("--param {name} is given twice: give each parameter once"));
+            }
             params.set(&name, value);
         }
-        if let Some(t) = self.temperature {
-            params.set("temperature", t);
-        }
-        if let Some(e) = self.epsilon {
-            params.set("epsilon", e);
+        for (flag, name, value) in [
+            ("--temperature", "temperature", self.temperature),
+            ("--epsilon", "epsilon", self.epsilon),
+        ] {
+            let Some(value) = value else { continue };
+            if params.contains(name) {
+                return Err(format!(
+                    "{name} is given twice (--param {name}=… and {flag}): give it once"
+                ));
+            }
+            params.set(name, value);
         }
         Ok(params)
     }
@@ -341,7 +352,7 @@ pub(crate) fn report_skipped(run: &ScoreRun, sets: &[ImageSet]) {
         eprintln!("  [{}] {}: {}", sets[s.set].name, s.path, s.reason);
     }
     for (set, (path, reason)) in unreadable {
-        eprintln!("  [{set}] {}: {reason}", path.display());
+        eprintln!("  [{set}] {}: {reason}", oodscope_data::path_to_text(path));
     }
 }
 
@@ -355,23 +366,8 @@ pub(crate) fn write_output_note(path: &Path) {
     eprintln!("wrote {}", path.display());
 }
 
-/// The cancel flag of a command-line run, set by Ctrl-C (or SIGTERM) and checked between batches,
-/// so an interrupted command stops cleanly and writes nothing half-done. A second Ctrl-C ends the
-/// process at once.
+/// The cancel flag of a command-line run, raised by SIGINT (Ctrl-C) or SIGTERM and checked between
+/// batches, so an interrupted command stops cleanly and writes nothing half-done ([`signals`]).
 pub(crate) fn interrupt_flag() -> &'static AtomicBool {
-    static FLAG: AtomicBool = AtomicBool::new(false);
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let handler = || {
-            if FLAG.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted again: stopping now");
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupted: stopping after this batch (Ctrl-C again to stop now)");
-        };
-        if let Err(e) = ctrlc::set_handler(handler) {
-            eprintln!("note: Ctrl-C cannot be caught ({e}); it will end the run at once");
-        }
-    });
-    &FLAG
+    signals::install()
 }

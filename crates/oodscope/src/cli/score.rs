@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::paths::Paths;
 use super::{
     FitArgs, InputArgs, MethodArgs, ResultsArgs, RunArgs, StreamedOutputs, open_sets, progress_bar, report_skipped,
     write_output,
@@ -52,6 +53,19 @@ pub struct ScoreArgs {
 
 /// Runs `oodscope score`: everything a script needs, headless.
 pub fn score_command(args: &ScoreArgs) -> Result<()> {
+    let mut paths = Paths::new();
+    paths
+        .model("--model", &args.input.model)
+        .sets("--id", &args.input.id)
+        .sets("--ood", &args.input.ood);
+    args.fit
+        .inputs(&mut paths)
+        .output("--results", args.results.results.as_deref())
+        .output("--scores", args.scores.as_deref())
+        .output("--report", args.report.as_deref())
+        .output("--histogram", args.histogram.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
     let given = args.params.given().map_err(anyhow::Error::msg)?;
     let model = args.run.load_model(&args.input.model)?;
     let settings = ScoreSettings::new(args.method, &given, &dims_of(&model)).map_err(anyhow::Error::msg)?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::paths::Paths;
 use super::{FitArgs, InputArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
 use oodscope_engine::detect::params::{EPSILON_GRID_MAX, EPSILON_GRID_STEPS, evenly_spaced};
 use oodscope_engine::detect::plan::{dims_of, dims_with_fit};
@@ -100,6 +101,17 @@ impl TuneArgs {
 
 /// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
 pub fn tune_command(args: &TuneArgs) -> Result<()> {
+    let mut paths = Paths::new();
+    paths
+        .model("--model", &args.input.model)
+        .sets("--id", &args.input.id)
+        .sets("--ood", &args.input.ood);
+    args.fit
+        .inputs(&mut paths)
+        .output("--grid", args.grid.as_deref())
+        .output("--heatmap", args.heatmap.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
     let model = args.run.load_model(&args.input.model)?;
     if let Some(missing) = args.method.missing(&model.capabilities(), true) {
         anyhow::bail!(missing.message(args.method.name(), &model.card.name));

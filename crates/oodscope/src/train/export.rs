@@ -79,6 +79,6 @@ pub fn write_card(
         std = super::FMNIST_STD,
         classes = quoted.join(", "),
     );
-    oodscope_engine::report::write_atomically(path, text.as_bytes())
+    oodscope_engine::output::write_atomically(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
