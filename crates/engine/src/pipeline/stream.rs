@@ -138,8 +138,13 @@ impl Stream<'_> {
                     .f_view([n, c, h, w])
                     .and_then(|x| x.f_to_kind(Kind::Float))
                     .and_then(|x| x.f_to_device(self.device))
-                    .map_err(|e| Error::Invalid(format!("cannot move a batch to the device: {e}")))?;
+                    .map_err(|e| {
+                        let cause = crate::model::first_line(&e.to_string());
+                        Error::Invalid(format!("cannot move a batch to the device: {cause}"))
+                    })?;
                 stats.stages.to_device += clock.elapsed();
+                // The model's thread count follows the cores other processes leave (on the CPU).
+                crate::model::adapt_model_threads();
                 let clock = Instant::now();
                 on_batch(&batch.items, &x)?;
                 stats.stages.model += clock.elapsed();

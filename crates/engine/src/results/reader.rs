@@ -52,12 +52,22 @@ impl ResultsFile {
             .ok_or_else(|| format!("{at}: a Parquet file, but not an oodscope results file (no `{KEY}` metadata)"))?;
         let meta = Metadata::from_json(&text).map_err(|e| format!("{at}: {e}"))?;
         check_schema(arrow.schema(), &meta).map_err(|e| format!("{at}: {e}"))?;
-        let rows: u64 = meta.sets.iter().map(|s| s.rows).sum();
-        let file_rows = arrow.metadata().file_metadata().num_rows() as u64;
-        if rows != file_rows {
-            return Err(format!(
-                "{at}: {file_rows} rows, but its metadata counts {rows}: not a whole oodscope results file"
-            ));
+        // The counts are checked before any arithmetic on them: a damaged footer may say anything.
+        let damaged = |what: String| format!("{at}: {what}: not a whole oodscope results file");
+        let rows = meta
+            .sets
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(s.rows))
+            .ok_or_else(|| damaged("its metadata's row counts overflow".into()))?;
+        let file_rows = arrow.metadata().file_metadata().num_rows();
+        if u64::try_from(file_rows) != Ok(rows) {
+            return Err(damaged(format!("{file_rows} rows, but its metadata counts {rows}")));
+        }
+        let group_rows = arrow.metadata().row_groups().iter().try_fold(0u64, |sum, g| {
+            u64::try_from(g.num_rows()).ok().and_then(|n| sum.checked_add(n))
+        });
+        if group_rows != Some(rows) {
+            return Err(damaged(format!("its row groups do not add up to its {rows} rows")));
         }
         let set_rows = rows_by_set(&arrow, &meta.sets);
         Ok(ResultsFile {
@@ -102,7 +112,8 @@ impl ResultsFile {
 
 /// Where each set's rows are (the sets' rows follow each other in set order): the row groups that
 /// hold them, and the selection of their rows within those groups. Our files keep one set per
-/// row group; a file rewritten by another tool may not, and reads the same.
+/// row group; a file rewritten by another tool may not, and reads the same. The row groups' counts
+/// and the sets' are checked first (`ResultsFile::read`): they add up to the same total.
 fn rows_by_set(arrow: &ArrowReaderMetadata, sets: &[SetMeta]) -> Vec<(Vec<usize>, RowSelection)> {
     let groups = arrow.metadata().row_groups();
     let mut starts = Vec::with_capacity(groups.len() + 1);

@@ -263,7 +263,12 @@ pub fn run_scoring_into(
             // One image runs as two copies: libtorch's CPU kernels take another path for a single
             // row (the fixture model's logits then differ in the last bit), and an image must score
             // the same in any batch, so that shards merged equal the whole run bit for bit.
-            let pair = Tensor::f_cat(&[x, x], 0).map_err(|e| Error::Invalid(format!("cannot batch an image: {e}")))?;
+            let pair = Tensor::f_cat(&[x, x], 0).map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot batch an image: {}",
+                    crate::model::first_line(&e.to_string())
+                ))
+            })?;
             first_image(plan.score_batch(&pair)?)
         } else {
             plan.score_batch(x)?

@@ -301,7 +301,7 @@ impl Reader {
         let mut bytes = vec![0u8; end - start];
         self.file
             .read_exact_at(&mut bytes, self.data_start + start as u64)
-            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+            .map_err(|e| format!("tensor `{name}`: {}", crate::model::first_line(&e.to_string())))?;
         let kind = match info.dtype {
             Dtype::F64 => Kind::Double,
             Dtype::F32 => Kind::Float,
@@ -309,7 +309,8 @@ impl Reader {
             other => return Err(format!("tensor `{name}` has an unexpected type {other:?}")),
         };
         let shape: Vec<i64> = info.shape.iter().map(|&s| s as i64).collect();
-        Tensor::f_from_data_size(&bytes, &shape, kind).map_err(|e| format!("tensor `{name}`: {e}"))
+        Tensor::f_from_data_size(&bytes, &shape, kind)
+            .map_err(|e| format!("tensor `{name}`: {}", crate::model::first_line(&e.to_string())))
     }
 
     /// Reads `len` bytes at `offset` (a block of the bank).
