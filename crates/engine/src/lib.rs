@@ -13,6 +13,7 @@ pub mod detect;
 mod error;
 pub mod evaluate;
 pub mod fit;
+pub mod fuzzing;
 pub mod model;
 pub mod output;
 pub mod pipeline;

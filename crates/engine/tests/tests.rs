@@ -5,6 +5,7 @@ mod support;
 
 mod bundled_models;
 mod feature_methods;
+mod fuzz_corpus;
 mod pytorch_parity;
 mod tune_reference;
 mod tune_reuse;
