@@ -72,7 +72,7 @@ pub struct PipelineArgs {
     pub fit: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// libtorch intra-op threads [default: oodscope's: all cores on the CPU, 1 with CUDA].
+    /// libtorch intra-op threads [default: oodscope's: the cores other processes leave free on the CPU, 1 with CUDA].
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, default_value = "cpu")]

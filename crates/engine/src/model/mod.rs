@@ -9,6 +9,7 @@ pub mod format;
 pub mod head;
 pub mod outputs;
 mod probe;
+pub mod threads;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use card::{CardKind, HeadSource, ModelCard, OutputKind, ResizeMode, card_pat
 pub use head::Head;
 pub use outputs::Outputs;
 use outputs::{OutputShape, split_outputs};
+pub use threads::{adapt_model_threads, default_model_threads, set_model_threads};
 
 /// Anything wrong with a model file or its card; always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -85,28 +87,6 @@ impl DeviceChoice {
             )),
         }
     }
-}
-
-/// The default number of threads libtorch uses inside one operation (its intra-op pool).
-///
-/// - On the CPU, all the cores: a run decodes and scores its batches in turn rather than side by
-///   side (see `score::run`), so the model has the cores to itself while it works. On 2 cores ODIN
-///   on the bundled ResNet ran at 910 images/s with two threads against 559 with one.
-/// - On a GPU, one: the CPU only copies batches there, and an idle pool of busy-waiting threads
-///   takes the cores from the decoders. On an H100 with 16 cores MSP at batch 64 ran at 47 000 to
-///   52 000 images/s with one thread against 6 600 to 11 000 with sixteen.
-pub fn default_model_threads(device: Device) -> usize {
-    match device {
-        Device::Cpu => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        _ => 1,
-    }
-}
-
-/// Sets libtorch's intra-op thread count (process-wide) for a model on `device`; `None` means
-/// [`default_model_threads`].
-pub fn set_model_threads(threads: Option<usize>, device: Device) {
-    let threads = threads.unwrap_or_else(|| default_model_threads(device));
-    tch::set_num_threads(threads.max(1) as i32);
 }
 
 /// A short name for a device, as shown to users and written in reports.

@@ -124,7 +124,7 @@ pub struct RunArgs {
     /// auto (CUDA when available), cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Threads libtorch uses inside each operation [default: all cores on the CPU, 1 with CUDA].
+    /// Threads libtorch uses inside each operation [default: the cores other processes leave free, followed as they change; 1 with CUDA].
     #[arg(long)]
     pub threads: Option<usize>,
     /// No progress bar.
