@@ -106,30 +106,28 @@ fn signal_once_writing(run: &mut Running, dir: &Path, signal: &str) {
     run.signal(signal);
 }
 
-#[test]
-fn sigterm_during_fit_says_so_cleans_up_and_exits_143() {
+/// A fit stopped by `signal` (`TERM` or `INT`, named `name` in its line) says so once as its
+/// last line `line`, exits `code` and leaves no temporary.
+fn fit_stopped_by(signal: &str, name: &str, line: &str, code: i32) {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let mut run = start_fit(cache.path(), &out.path().join("f.safetensors"));
-    signal_once_writing(&mut run, out.path(), "TERM");
-    let (code, lines) = run.finish();
-    assert_eq!(code, Some(143), "{lines:?}");
-    assert_eq!(lines.last().map(String::as_str), Some(SIGTERM_LINE), "{lines:?}");
-    assert_eq!(lines.iter().filter(|l| l.contains("SIGTERM")).count(), 1, "{lines:?}");
+    signal_once_writing(&mut run, out.path(), signal);
+    let (exit, lines) = run.finish();
+    assert_eq!(exit, Some(code), "{lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some(line), "{lines:?}");
+    assert_eq!(lines.iter().filter(|l| l.contains(name)).count(), 1, "{lines:?}");
     assert!(left_behind(out.path()).is_empty(), "left: {:?}", names(out.path()));
 }
 
 #[test]
+fn sigterm_during_fit_says_so_cleans_up_and_exits_143() {
+    fit_stopped_by("TERM", "SIGTERM", SIGTERM_LINE, 143);
+}
+
+#[test]
 fn sigint_during_fit_says_so_cleans_up_and_exits_130() {
-    let cache = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let mut run = start_fit(cache.path(), &out.path().join("f.safetensors"));
-    signal_once_writing(&mut run, out.path(), "INT");
-    let (code, lines) = run.finish();
-    assert_eq!(code, Some(130), "{lines:?}");
-    assert_eq!(lines.last().map(String::as_str), Some(SIGINT_LINE), "{lines:?}");
-    assert_eq!(lines.iter().filter(|l| l.contains("SIGINT")).count(), 1, "{lines:?}");
-    assert!(left_behind(out.path()).is_empty(), "left: {:?}", names(out.path()));
+    fit_stopped_by("INT", "SIGINT", SIGINT_LINE, 130);
 }
 
 #[test]

@@ -140,10 +140,13 @@ fn resolve(path: &Path) -> PathBuf {
         if let Ok(real) = base.canonicalize() {
             break real;
         }
-        match (base.parent(), base.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                base = parent;
+        // The last component, `..` included (which `file_name` does not give): it is resolved
+        // below, against the real folder above it.
+        let mut components = base.components();
+        match components.next_back() {
+            Some(last @ (Component::Normal(_) | Component::ParentDir | Component::CurDir)) => {
+                rest.push(last.as_os_str().to_os_string());
+                base = components.as_path();
             }
             _ => break base.to_path_buf(),
         }
