@@ -155,6 +155,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "rmds",
         "knn",
         "vim",
+        "residual",
         "react",
         "ash-p",
         "ash-b",

@@ -7,6 +7,7 @@ use tch::{Kind, Tensor};
 use super::features;
 use crate::detect::{Context, DetectError, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
 use crate::model::Outputs;
+use crate::stats::Vim as VimSpace;
 
 pub struct Vim;
 
@@ -50,14 +51,7 @@ impl Detector for Vim {
         let fit = ctx.fit()?;
         let vim = fit.vim.as_ref().ok_or_else(|| DetectError(fit.lacks("ViM space")))?;
         let dim = params.count("dim")?;
-        let d = vim.alpha.len();
-        if dim >= d {
-            return Err(DetectError(format!("dim = {dim} must be below D = {d}")));
-        }
-        let residual = features(outputs)?
-            .f_sub(&vim.origin)?
-            .f_mm(&vim.eigenvectors.f_narrow(1, dim as i64, (d - dim) as i64)?)?
-            .f_norm_scalaropt_dim(2.0, [1i64], false)?;
+        let residual = residual_norm(&features(outputs)?, vim, dim)?;
         let energy = outputs.logits.f_to_kind(Kind::Double)?.f_logsumexp([1], false)?;
         Ok(energy.f_sub(&residual.f_mul_scalar(vim.alpha[dim])?)?)
     }
@@ -65,4 +59,16 @@ impl Detector for Vim {
         let fit = ctx.fit().map_err(|e| e.0)?;
         fit.vim.as_ref().map(|_| ()).ok_or_else(|| fit.lacks("ViM space"))
     }
+}
+
+/// `‖(z − u)ᵀR‖₂` per row of the features `z`: the part of `z − u` outside the principal subspace of
+/// the `dim` largest eigenvectors (ViM's residual, and the `residual` method's score negated).
+pub fn residual_norm(z: &Tensor, space: &VimSpace, dim: usize) -> DetectResult<Tensor> {
+    let d = space.alpha.len();
+    if dim >= d {
+        return Err(DetectError(format!("dim = {dim} must be below D = {d}")));
+    }
+    Ok(z.f_sub(&space.origin)?
+        .f_mm(&space.eigenvectors.f_narrow(1, dim as i64, (d - dim) as i64)?)?
+        .f_norm_scalaropt_dim(2.0, [1i64], false)?)
 }
