@@ -156,6 +156,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "knn",
         "vim",
         "residual",
+        "fdbd",
         "react",
         "ash-p",
         "ash-b",

@@ -5,7 +5,7 @@ use super::confidence::Confidence;
 use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
 use super::features::{
-    dice::Dice, gradnorm::GradNorm, knn::Knn, mahalanobis::Mahalanobis, react::React, residual::Residual,
+    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, mahalanobis::Mahalanobis, react::React, residual::Residual,
     rmds::RelativeMahalanobis, scale::Scale, vim::Vim,
 };
 use super::logits::{
@@ -26,6 +26,7 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &Knn,
     &Vim,
     &Residual,
+    &Fdbd,
     &React,
     &Ash(Variant::Prune),
     &Ash(Variant::Binarize),

@@ -1,8 +1,9 @@
 //! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, KNN, ViM and its
-//! residual, ReAct, ASH, SCALE, DICE and GradNorm.
+//! residual, fDBD, ReAct, ASH, SCALE, DICE and GradNorm.
 
 pub mod ash;
 pub mod dice;
+pub mod fdbd;
 pub mod gradnorm;
 pub mod knn;
 pub mod mahalanobis;
