@@ -157,6 +157,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "vim",
         "residual",
         "fdbd",
+        "nci",
         "react",
         "ash-p",
         "ash-b",

@@ -5,8 +5,8 @@ use super::confidence::Confidence;
 use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
 use super::features::{
-    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, mahalanobis::Mahalanobis, react::React, residual::Residual,
-    rmds::RelativeMahalanobis, scale::Scale, vim::Vim,
+    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, mahalanobis::Mahalanobis, nci::Nci, react::React,
+    residual::Residual, rmds::RelativeMahalanobis, scale::Scale, vim::Vim,
 };
 use super::logits::{
     energy::Energy, entropy::Entropy, gen_entropy::Gen, klm::KlMatching, maxlogit::MaxLogit, msp::Msp, odin::Odin,
@@ -27,6 +27,7 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &Vim,
     &Residual,
     &Fdbd,
+    &Nci,
     &React,
     &Ash(Variant::Prune),
     &Ash(Variant::Binarize),

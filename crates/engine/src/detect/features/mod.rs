@@ -1,5 +1,5 @@
 //! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, KNN, ViM and its
-//! residual, fDBD, ReAct, ASH, SCALE, DICE and GradNorm.
+//! residual, fDBD, NCI, ReAct, ASH, SCALE, DICE and GradNorm.
 
 pub mod ash;
 pub mod dice;
@@ -7,6 +7,7 @@ pub mod fdbd;
 pub mod gradnorm;
 pub mod knn;
 pub mod mahalanobis;
+pub mod nci;
 pub mod react;
 pub mod residual;
 pub mod rmds;
