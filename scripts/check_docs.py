@@ -8,8 +8,8 @@
   underscores dropped, spaces turned into hyphens; a repeated heading gets -1, -2, … as on GitHub.
   http(s), mailto and other links with a scheme are not checked. Links inside code (fenced blocks
   and `inline code`) are not links.
-- No checked file may mention the workspace's shared folder (`../shared`, `shared/SCORING`): a
-  clone of the repository has no such folder.
+- No checked file may mention the workspace's shared folder (the `shared` folder beside the
+  repository, or its `SCORING` file): a clone of the repository has no such folder.
 - README.md may have at most 250 lines.
 
 Prints one line per problem (`file:line: message`) and exits 1, or a one-line summary and exits 0.
@@ -28,7 +28,8 @@ import unicodedata
 from urllib.parse import unquote
 
 README_MAX_LINES = 250
-FORBIDDEN = ("../shared", "shared/SCORING")
+# The workspace's shared folder, one level above the repository, and its scoring document.
+FORBIDDEN = re.compile(r"\.\./shared\b|\bshared/SCORING")
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$|^ {0,3}(#{1,6})[ \t]*$")
@@ -139,9 +140,8 @@ def check_file(root, rel, allow_missing, cache, problems, stats):
         raw = f.read()
 
     for n, line in enumerate(raw.split("\n"), 1):
-        for bad in FORBIDDEN:
-            if bad in line:
-                problems.append(f"{rel}:{n}: mentions `{bad}`: a clone has no shared folder; point at docs/ instead")
+        for bad in FORBIDDEN.finditer(line):
+            problems.append(f"{rel}:{n}: mentions `{bad[0]}`: a clone has no shared folder; point at docs/ instead")
 
     text = blank_code(raw)
     targets = []
