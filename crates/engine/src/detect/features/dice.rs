@@ -4,8 +4,8 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::features;
-use crate::detect::{Context, DetectError, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
+use super::{features, mean_feature};
+use crate::detect::{Context, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
 use crate::model::Outputs;
 use crate::stats::percentile::percentile_of_sorted;
 
@@ -14,11 +14,7 @@ pub struct Dice;
 /// `W ⊙ M`: the head's weights where their contribution `W ⊙ z̄` is above its `percentile`-th
 /// percentile (numpy's interpolation), float64.
 fn masked_weights(ctx: &Context, percentile: f64) -> DetectResult<Tensor> {
-    let fit = ctx.fit()?;
-    let mean = fit
-        .global_mean
-        .as_ref()
-        .ok_or_else(|| DetectError(fit.lacks("mean feature")))?;
+    let mean = mean_feature(ctx)?;
     let w = ctx.head()?.weight.f_to_kind(Kind::Double)?;
     let contributions = w.f_mul(&mean.f_unsqueeze(0)?)?;
     let mut sorted = Vec::<f64>::try_from(contributions.f_to_device(Device::Cpu)?.f_contiguous()?.f_view([-1])?)?;

@@ -5,7 +5,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::features;
+use super::{features, head_logits, mean_feature};
 use crate::detect::{Context, DetectError, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
 use crate::model::Outputs;
 
@@ -46,19 +46,13 @@ impl Detector for Fdbd {
         Vec::new()
     }
     fn score(&self, outputs: &Outputs, ctx: &Context, _params: &Params) -> DetectResult<Tensor> {
-        let fit = ctx.fit()?;
-        let mean = fit
-            .global_mean
-            .as_ref()
-            .ok_or_else(|| DetectError(fit.lacks("mean feature")))?;
-        let head = ctx.head()?;
-        let w = head.weight.f_to_kind(Kind::Double)?;
+        let mean = mean_feature(ctx)?;
+        let z = features(outputs)?;
+        let (w, logits) = head_logits(ctx, &z)?;
         let classes = w.size()[0];
         if classes < 2 {
             return Err(DetectError("fDBD needs at least 2 classes".into()));
         }
-        let z = features(outputs)?;
-        let logits = z.f_linear(&w, Some(&head.bias.f_to_kind(Kind::Double)?))?;
         let (top, predicted) = logits.f_max_dim(1, true)?;
         let gaps = top.f_sub(&logits)?; // ℓ_ŷ − ℓ_c ≥ 0, and 0 at c = ŷ
         // ‖w_ŷ − w_c‖, with 1 at c = ŷ (its gap is 0) so that nothing divides by 0.
@@ -76,10 +70,6 @@ impl Detector for Fdbd {
         Ok(mean_distance.f_div(&from_mean)?)
     }
     fn check(&self, ctx: &Context, _params: &Params) -> Result<(), String> {
-        let fit = ctx.fit().map_err(|e| e.0)?;
-        fit.global_mean
-            .as_ref()
-            .map(|_| ())
-            .ok_or_else(|| fit.lacks("mean feature"))
+        mean_feature(ctx).map(|_| ()).map_err(|e| e.0)
     }
 }

@@ -14,7 +14,7 @@ pub mod rmds;
 pub mod scale;
 pub mod vim;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::{Context, DetectError, DetectResult};
 use crate::stats::{Fit, Quadratic};
@@ -27,6 +27,22 @@ fn class_distances<'a>(ctx: &Context<'a>) -> DetectResult<(&'a Fit, &'a Quadrati
         .as_ref()
         .ok_or_else(|| DetectError(fit.lacks("class means")))?;
     Ok((fit, quadratic))
+}
+
+/// The mean of all fit features `z̄` (DICE, fDBD, NCI), or why the fit has none.
+fn mean_feature<'a>(ctx: &Context<'a>) -> DetectResult<&'a Tensor> {
+    let fit = ctx.fit()?;
+    fit.global_mean
+        .as_ref()
+        .ok_or_else(|| DetectError(fit.lacks("mean feature")))
+}
+
+/// The head's weights `W` and its logits `W·z + b` for the features `z`, float64.
+fn head_logits(ctx: &Context, z: &Tensor) -> DetectResult<(Tensor, Tensor)> {
+    let head = ctx.head()?;
+    let w = head.weight.f_to_kind(Kind::Double)?;
+    let logits = z.f_linear(&w, Some(&head.bias.f_to_kind(Kind::Double)?))?;
+    Ok((w, logits))
 }
 
 /// The features of the outputs in float64.

@@ -4,8 +4,8 @@
 
 use tch::{Kind, Tensor};
 
-use super::features;
-use crate::detect::{Context, DetectError, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
+use super::{features, head_logits, mean_feature};
+use crate::detect::{Context, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
 use crate::model::Outputs;
 
 pub struct Nci;
@@ -37,18 +37,11 @@ impl Detector for Nci {
         ]
     }
     fn score(&self, outputs: &Outputs, ctx: &Context, params: &Params) -> DetectResult<Tensor> {
-        let fit = ctx.fit()?;
-        let mean = fit
-            .global_mean
-            .as_ref()
-            .ok_or_else(|| DetectError(fit.lacks("mean feature")))?;
+        let mean = mean_feature(ctx)?;
         let alpha = params.get("alpha")?;
-        let head = ctx.head()?;
-        let w = head.weight.f_to_kind(Kind::Double)?;
         let z = features(outputs)?;
-        let predicted = z
-            .f_linear(&w, Some(&head.bias.f_to_kind(Kind::Double)?))?
-            .f_argmax(1, false)?;
+        let (w, logits) = head_logits(ctx, &z)?;
+        let predicted = logits.f_argmax(1, false)?;
         let centred = z.f_sub(mean)?;
         let alignment = centred
             .f_mul(&w.f_index_select(0, &predicted)?)?
@@ -61,10 +54,6 @@ impl Detector for Nci {
         Ok(alignment.f_add(&l1.f_mul_scalar(alpha)?)?)
     }
     fn check(&self, ctx: &Context, _params: &Params) -> Result<(), String> {
-        let fit = ctx.fit().map_err(|e| e.0)?;
-        fit.global_mean
-            .as_ref()
-            .map(|_| ())
-            .ok_or_else(|| fit.lacks("mean feature"))
+        mean_feature(ctx).map(|_| ()).map_err(|e| e.0)
     }
 }
