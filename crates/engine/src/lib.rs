@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod assets;
 pub mod compare;
+pub mod deploy;
 pub mod detect;
 mod error;
 pub mod evaluate;

@@ -6,8 +6,8 @@ mod train;
 
 use clap::Parser;
 use cli::{
-    Cli, Command, compare_command, fit_command, fit_merge_command, merge_command, methods_command, preprocess_command,
-    score_command, train_command, tune_command,
+    Cli, Command, check_command, compare_command, detector_command, fit_command, fit_merge_command, merge_command,
+    methods_command, preprocess_command, score_command, train_command, tune_command,
 };
 
 fn main() {
@@ -43,6 +43,8 @@ fn main() {
                 | Command::FitMerge(_)
                 | Command::Merge(_)
                 | Command::Preprocess(_)
+                | Command::Detector(_)
+                | Command::Check(_)
         )
     ) {
         cli::interrupt_flag();
@@ -57,6 +59,11 @@ fn main() {
         Some(Command::FitMerge(args)) => fit_merge_command(args),
         Some(Command::Merge(args)) => merge_command(args),
         Some(Command::Preprocess(args)) => preprocess_command(args),
+        Some(Command::Detector(args)) => detector_command(args),
+        Some(Command::Check(args)) => match check_command(args) {
+            Ok(true) if args.fail_on_ood => std::process::exit(cli::check::OOD_EXIT),
+            other => other.map(|_| ()),
+        },
         None if oodscope_gui::has_display() => oodscope_gui::run_gui(&cli.gui.startup_options()).map_err(Into::into),
         None if cli.gui.results.is_some() => {
             eprintln!("oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): printing the results file's metrics");

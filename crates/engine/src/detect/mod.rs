@@ -249,6 +249,12 @@ pub trait Detector: Send + Sync {
         Ok(None)
     }
 
+    /// The tensors of a fit file this method reads (a saved detector keeps only these, besides the
+    /// counts and the KL templates every fit has).
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Whether these parameters can score with this context (enough fit images for k, …).
     fn check(&self, _ctx: &Context, _params: &Params) -> Result<(), String> {
         Ok(())

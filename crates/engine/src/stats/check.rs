@@ -10,7 +10,8 @@ use super::fit_file::Reader;
 use super::info::FitInfo;
 
 /// The tensors that depend on the feature width `D` (every one but the KL templates and the
-/// counts), with their type and shape for `n` images.
+/// counts), with their type and shape for `n` images. Each is optional: a fit holds them all, a
+/// saved detector only its method's.
 fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 12] {
     [
         ("knn_bank", Dtype::F32, vec![n, d]),
@@ -80,7 +81,6 @@ pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width:
     let n = usize::try_from(info.images).map_err(|_| format!("its header says {} images", info.images))?;
     match feature_width {
         Some(d) => {
-            expect(reader, "knn_bank", Dtype::F32, &[n, d])?;
             for (name, dtype, shape) in feature_tensors(n, c, d) {
                 if reader.has(name) {
                     expect(reader, name, dtype, &shape)?;

@@ -58,6 +58,15 @@ impl Entry {
         }
     }
 
+    /// Raw bytes (a JSON document, an embedded file), as a U8 vector.
+    pub fn u8(name: &str, len: usize) -> Self {
+        Entry {
+            name: name.into(),
+            dtype: Dtype::U8,
+            shape: vec![len],
+        }
+    }
+
     fn bytes(&self) -> usize {
         self.shape.iter().product::<usize>() * self.dtype.size()
     }
@@ -145,6 +154,18 @@ impl Writer {
 
     pub fn write_i64(&mut self, values: &[i64]) -> std::io::Result<()> {
         self.write_values(Dtype::I64, values, i64::to_le_bytes)
+    }
+
+    /// Appends bytes of the current U8 tensor.
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_raw(Dtype::U8, bytes)
+    }
+
+    /// Appends the current tensor's data as stored bytes of its type (copied from another file).
+    pub fn write_raw(&mut self, dtype: Dtype, bytes: &[u8]) -> std::io::Result<()> {
+        self.expect(dtype, bytes.len())?;
+        self.hasher.update(bytes);
+        self.out.write_all(bytes)
     }
 
     /// Values of `dtype` as little-endian bytes (safetensors' byte order).
@@ -311,6 +332,23 @@ impl Reader {
         let shape: Vec<i64> = info.shape.iter().map(|&s| s as i64).collect();
         Tensor::f_from_data_size(&bytes, &shape, kind)
             .map_err(|e| format!("tensor `{name}`: {}", crate::model::first_line(&e.to_string())))
+    }
+
+    /// A U8 tensor's bytes (a JSON document, an embedded file).
+    pub fn bytes(&self, name: &str) -> Result<Vec<u8>, String> {
+        let info = self.tensors.get(name).ok_or_else(|| format!("no `{name}`"))?;
+        if info.dtype != Dtype::U8 || info.shape.len() != 1 {
+            return Err(format!(
+                "`{name}` is {:?} {:?}, not a byte vector",
+                info.dtype, info.shape
+            ));
+        }
+        let (start, end) = info.data_offsets;
+        let mut bytes = vec![0u8; end - start];
+        self.file
+            .read_exact_at(&mut bytes, self.data_start + start as u64)
+            .map_err(|e| format!("`{name}`: {}", crate::model::first_line(&e.to_string())))?;
+        Ok(bytes)
     }
 
     /// Reads `len` bytes at `offset` (a block of the bank).

@@ -132,6 +132,16 @@ impl Fit {
         }
     }
 
+    /// The fit inside another checked file (a saved detector: its loader checked the digest and the
+    /// model): the header `info` checked against the tensors there, which are read onto the model's
+    /// device. Tensors the file leaves out are absent from the fit (a detector keeps only its
+    /// method's).
+    pub fn from_checked(reader: Arc<fit_file::Reader>, info: FitInfo, model: &Model) -> Result<Fit, String> {
+        check::check(&info, &reader, &model.card.classes, model.feature_width)
+            .map_err(|m| format!("the fit in {}: {m}", info.path.display()))?;
+        Fit::read(&reader, info, model, usize::MAX)
+    }
+
     /// The tensors of a fit whose header was checked against them, onto the model's device.
     fn read(reader: &Arc<fit_file::Reader>, info: FitInfo, model: &Model, bank_budget: usize) -> Result<Fit, String> {
         let fail = |m: String| format!("fit file {}: {m}", info.path.display());

@@ -1,7 +1,9 @@
 //! The command line: the argument definitions every sub-command shares, and their helpers (sets,
 //! progress bar, skipped files, outputs). Each sub-command is a file of its own.
 
+pub mod check;
 pub mod compare;
+pub mod detector;
 pub mod fit;
 pub mod fit_merge;
 pub mod merge;
@@ -29,7 +31,9 @@ use oodscope_engine::results::csv_writer::CsvFile;
 use oodscope_engine::results::{ResultsWriter, RunDescription};
 use oodscope_engine::score::{BatchSink, ScoreRun};
 
+pub use check::{CheckArgs, check_command};
 pub use compare::{CompareArgs, compare_command};
+pub use detector::{DetectorArgs, detector_command};
 pub use fit::{FitArgs, FitCommandArgs, fit_command};
 pub use fit_merge::{FitMergeArgs, fit_merge_command};
 pub use merge::{MergeArgs, merge_command};
@@ -114,6 +118,10 @@ pub enum Command {
     Train(TrainArgs),
     /// Preprocess one image as the model's card says and write the tensor the model receives (.npy).
     Preprocess(PreprocessArgs),
+    /// Save a calibrated detector (method, parameters, δ) to one file, or describe one.
+    Detector(DetectorArgs),
+    /// A saved detector's verdict on image files or folders: id or ood, score, p-value, class.
+    Check(CheckArgs),
 }
 
 /// How a model runs, shared by `score` and `tune`.

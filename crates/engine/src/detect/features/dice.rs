@@ -41,6 +41,11 @@ impl Detector for Dice {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["global_mean"]
+    }
+
     fn params(&self, _dims: &Dims) -> Vec<ParamSpec> {
         vec![
             ParamSpec::real("percentile", "p", "Sparsity percentile", 90.0, [0.0, 100.0])

@@ -42,6 +42,11 @@ impl Detector for Fdbd {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["global_mean"]
+    }
+
     fn params(&self, _dims: &Dims) -> Vec<ParamSpec> {
         Vec::new()
     }

@@ -25,6 +25,11 @@ impl Detector for Knn {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["knn_bank"]
+    }
+
     fn params(&self, dims: &Dims) -> Vec<ParamSpec> {
         let most = dims.bank.unwrap_or(1000).max(1) as f64;
         let grid: Vec<f64> = [1.0, 10.0, 50.0, 100.0, 200.0, 500.0, 1000.0]

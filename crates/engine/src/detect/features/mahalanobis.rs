@@ -28,6 +28,11 @@ impl Detector for Mahalanobis {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["class_means", "shared_pinv"]
+    }
+
     fn params(&self, _dims: &Dims) -> Vec<ParamSpec> {
         vec![ParamSpec::epsilon(0.0).grid(&[0.0, 0.0005, 0.001, 0.0014, 0.002, 0.005])]
     }

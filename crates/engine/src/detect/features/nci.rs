@@ -28,6 +28,11 @@ impl Detector for Nci {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["global_mean"]
+    }
+
     fn params(&self, _dims: &Dims) -> Vec<ParamSpec> {
         vec![
             ParamSpec::real("alpha", "α", "Feature-norm weight α", 0.0, [0.0, f64::INFINITY])

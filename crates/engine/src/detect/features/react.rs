@@ -27,6 +27,11 @@ impl Detector for React {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["react_percentiles"]
+    }
+
     fn params(&self, _dims: &Dims) -> Vec<ParamSpec> {
         vec![
             ParamSpec::real("percentile", "p", "Clip percentile", 90.0, [0.0, 100.0])

@@ -24,6 +24,11 @@ impl Detector for Residual {
     fn needs(&self) -> Needs {
         Vim.needs()
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["vim_u", "vim_eigenvectors", "vim_eigenvalues", "vim_alpha"]
+    }
+
     fn params(&self, dims: &Dims) -> Vec<ParamSpec> {
         Vim.params(dims)
     }

@@ -26,6 +26,11 @@ impl Detector for RelativeMahalanobis {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["class_means", "shared_pinv", "global_mean", "global_pinv"]
+    }
+
     fn score(&self, outputs: &Outputs, ctx: &Context, _params: &Params) -> DetectResult<Tensor> {
         let (fit, classes) = class_distances(ctx)?;
         let global = fit

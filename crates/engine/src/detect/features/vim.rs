@@ -34,6 +34,11 @@ impl Detector for Vim {
             ..Needs::default()
         }
     }
+
+    fn fit_tensors(&self) -> &'static [&'static str] {
+        &["vim_u", "vim_eigenvectors", "vim_eigenvalues", "vim_alpha"]
+    }
+
     fn params(&self, dims: &Dims) -> Vec<ParamSpec> {
         let d = dims.features.unwrap_or(2).max(2);
         let grid: Vec<f64> = [d / 8, d / 4, d / 2, 3 * d / 4, 256, 512, 1000]
