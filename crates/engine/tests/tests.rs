@@ -4,6 +4,7 @@
 mod support;
 
 mod bundled_models;
+mod deploy;
 mod feature_methods;
 mod fuzz_corpus;
 mod pytorch_parity;

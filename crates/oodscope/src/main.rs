@@ -49,6 +49,24 @@ fn main() {
     ) {
         cli::interrupt_flag();
     }
+    // Commands whose output is read by pipes: a closed pipe ends them quietly.
+    if matches!(
+        cli.command,
+        Some(
+            Command::Score(_)
+                | Command::Tune(_)
+                | Command::Compare(_)
+                | Command::Fit(_)
+                | Command::FitMerge(_)
+                | Command::Merge(_)
+                | Command::Methods(_)
+                | Command::Preprocess(_)
+                | Command::Detector(_)
+                | Command::Check(_)
+        )
+    ) {
+        cli::signals::end_quietly_on_closed_pipe();
+    }
     let result = match &cli.command {
         Some(Command::Score(args)) => score_command(args),
         Some(Command::Tune(args)) => tune_command(args),

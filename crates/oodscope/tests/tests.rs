@@ -9,6 +9,7 @@ mod bad_inputs;
 mod cli_outputs;
 mod cli_reference;
 mod compare_cli;
+mod detector_cli;
 mod fit_cli;
 mod fit_shard;
 mod own_model;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
+use super::detector;
 use super::paths::Paths;
 use super::{
     FitArgs, ResultsArgs, RunArgs, StreamedOutputs, interrupt_flag, open_sets, progress_bar, report_skipped,
@@ -13,6 +14,7 @@ use super::{
 };
 use oodscope_engine::compare::groups::split_group;
 use oodscope_engine::compare::{CompareOptions, Leaderboard, TuneSpec, compare_into, parse_methods, select};
+use oodscope_engine::deploy::SetSummary;
 use oodscope_engine::detect::plan::dims_of;
 use oodscope_engine::detect::{Method, Params, ScoreSettings};
 use oodscope_engine::model::device_name;
@@ -73,6 +75,13 @@ pub struct CompareArgs {
     /// Write every method's ROC curve (ID against all OOD sets pooled) on one PNG.
     #[arg(long)]
     pub roc: Option<PathBuf>,
+    /// Save the leading method (best mean AUROC; its chosen parameters with --tune) as a detector
+    /// file, δ calibrated on the ID sets' validation split (with --tune) or on the ID sets.
+    #[arg(long, value_name = "FILE.oodsd")]
+    pub save_detector: Option<PathBuf>,
+    /// With --save-detector: δ for at most this false-alarm rate on new ID images [default: 0.05].
+    #[arg(long, value_name = "ALPHA", requires = "save_detector")]
+    pub false_alarm: Option<f64>,
 }
 
 /// Each method's given parameters, from `--param METHOD.NAME=VALUE`.
@@ -117,6 +126,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         .output("--table", args.table.as_deref())
         .output("--csv", args.csv.as_deref())
         .output("--roc", args.roc.as_deref())
+        .output("--save-detector", args.save_detector.as_deref())
         .check()
         .map_err(anyhow::Error::msg)?;
     let requested = parse_methods(&args.methods).map_err(anyhow::Error::msg)?;
@@ -125,6 +135,9 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         bail!(
             "--tune chooses parameters on a validation split of the whole sets: run it without --shard and --results, then compare at the chosen parameters (--param) with them"
         );
+    }
+    if args.save_detector.is_some() && args.results.shard.is_some() {
+        bail!("--save-detector needs the whole comparison: run it without --shard");
     }
     let model = args.run.load_model(&args.model)?;
     args.results.check(&model)?;
@@ -294,5 +307,61 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         let png = roc_overlay_png(&model.card.name, &board, &result).map_err(anyhow::Error::msg)?;
         write_output(path, &png)?;
     }
+    if let Some(path) = &args.save_detector {
+        save_leader(args, &model, fit.as_ref(), &sets, &board, &result, path)?;
+    }
     Ok(())
+}
+
+/// `--save-detector`: the leaderboard's first method, calibrated on the ID sets' validation split
+/// (tuned) or on the ID sets themselves (then not held out: the manifest says so).
+fn save_leader(
+    args: &CompareArgs,
+    model: &oodscope_engine::model::Model,
+    fit: Option<&oodscope_engine::stats::Fit>,
+    sets: &[oodscope_data::ImageSet],
+    board: &Leaderboard,
+    result: &oodscope_engine::compare::CompareResult,
+    path: &std::path::Path,
+) -> Result<()> {
+    let Some(leader) = board.rows.first() else {
+        bail!("--save-detector: no method has metrics on every OOD set");
+    };
+    let (calibration, calibration_set) = match &result.tuning {
+        Some(tuning) => (
+            detector::id_validation_splits(sets, &tuning.splits),
+            "the ID sets' validation split".to_string(),
+        ),
+        None => (
+            sets.iter()
+                .filter(|s| s.role == oodscope_data::Role::Id)
+                .cloned()
+                .collect(),
+            "the ID sets (also compared on: not held out)".to_string(),
+        ),
+    };
+    let metrics = board.sets.iter().map(|s| s.name.as_str()).zip(&leader.per_set);
+    detector::save_from_search(
+        detector::FromSearch {
+            model,
+            fit,
+            settings: &leader.settings,
+            calibration,
+            calibration_set,
+            made_by: "compare",
+            sets: board
+                .sets
+                .iter()
+                .map(|s| SetSummary {
+                    name: s.name.clone(),
+                    role: "ood".into(),
+                    images: s.count,
+                })
+                .collect(),
+            metrics: Some(detector::metrics_seen(metrics)),
+            false_alarm: args.false_alarm,
+            run: &args.run,
+        },
+        path,
+    )
 }

@@ -128,7 +128,7 @@ fn save_command(args: &SaveArgs) -> Result<()> {
         set.len(),
         args.calibration.display()
     );
-    let (scores, skipped) = calibration_scores(&model, fit.as_ref(), &settings, &set, &args.run)?;
+    let (scores, skipped) = calibration_scores(&model, fit.as_ref(), &settings, std::slice::from_ref(&set), &args.run)?;
     let calibration = calibrate(scores, args.false_alarm, args.threshold)?;
     let name = args.name.clone().unwrap_or_else(|| default_name(&model, &settings));
     let request = SaveRequest {
@@ -154,17 +154,103 @@ fn save_command(args: &SaveArgs) -> Result<()> {
     Ok(())
 }
 
-/// The scores of a calibration set at `settings`, and how many of its files were skipped.
+/// What `tune --save-detector` and `compare --save-detector` save: the chosen (or leading) method,
+/// calibrated on the ID images of their validation split.
+pub(crate) struct FromSearch<'a> {
+    pub model: &'a Model,
+    pub fit: Option<&'a Fit>,
+    pub settings: &'a ScoreSettings,
+    /// The calibration images (the ID sets' validation splits), and how they are described.
+    pub calibration: Vec<ImageSet>,
+    pub calibration_set: String,
+    pub made_by: &'static str,
+    pub sets: Vec<SetSummary>,
+    pub metrics: Option<serde_json::Value>,
+    pub false_alarm: Option<f64>,
+    pub run: &'a RunArgs,
+}
+
+/// Calibrates and saves a searched method to `out`.
+pub(crate) fn save_from_search(from: FromSearch, out: &Path) -> Result<()> {
+    eprintln!(
+        "oodscope: calibrating {} for the detector on {} ({} images)",
+        from.settings.describe(),
+        from.calibration_set,
+        from.calibration.iter().map(ImageSet::len).sum::<usize>()
+    );
+    let (scores, skipped) = calibration_scores(from.model, from.fit, from.settings, &from.calibration, from.run)?;
+    let calibration = calibrate(scores, from.false_alarm, None)?;
+    let mut sets = vec![SetSummary {
+        name: from.calibration_set.clone(),
+        role: "calibration".into(),
+        images: calibration.scores.len(),
+    }];
+    sets.extend(from.sets);
+    let request = SaveRequest {
+        name: default_name(from.model, from.settings),
+        model: from.model,
+        settings: from.settings,
+        fit: from.fit,
+        calibration: &calibration,
+        calibration_set: from.calibration_set,
+        calibration_skipped: skipped,
+        embed_model: false,
+        made_by: from.made_by.into(),
+        sets,
+        metrics: from.metrics,
+    };
+    let manifest = save(&request, out)?;
+    write_output_note(out);
+    eprint!("{}", describe(&manifest, out));
+    Ok(())
+}
+
+/// The first `validation` images of each ID set (the validation split of `tune` and `compare`).
+pub(crate) fn id_validation_splits(
+    sets: &[ImageSet],
+    splits: &[oodscope_engine::tune::split::SetSplit],
+) -> Vec<ImageSet> {
+    sets.iter()
+        .zip(splits)
+        .filter(|(set, split)| set.role == Role::Id && split.validation > 0)
+        .map(|(set, split)| set.block(0..split.validation, true))
+        .collect()
+}
+
+/// Per OOD set, the metrics a detector was chosen with (for its provenance).
+pub(crate) fn metrics_seen<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Result<oodscope_metrics::DetectionMetrics, String>)>,
+) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = entries
+        .into_iter()
+        .map(|(name, metrics)| {
+            let value = match metrics {
+                Ok(m) => serde_json::json!({
+                    "fpr_at_95_tpr": m.fpr_at_95_tpr,
+                    "detection_error": m.detection_error,
+                    "auroc": m.auroc,
+                    "aupr_in": m.aupr_in,
+                    "aupr_out": m.aupr_out,
+                }),
+                Err(e) => serde_json::json!({ "error": e }),
+            };
+            (name.to_string(), value)
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
+
+/// The scores of calibration sets at `settings`, and how many of their files were skipped.
 pub(crate) fn calibration_scores(
     model: &Model,
     fit: Option<&Fit>,
     settings: &ScoreSettings,
-    set: &ImageSet,
+    sets: &[ImageSet],
     run_args: &RunArgs,
 ) -> Result<(Vec<f32>, usize)> {
     let plan = Plan::single(model, settings, fit)?;
-    let sets = std::slice::from_ref(set);
-    let bar = progress_bar(set.len() as u64, run_args.quiet);
+    let total: usize = sets.iter().map(ImageSet::len).sum();
+    let bar = progress_bar(total as u64, run_args.quiet);
     let run = run_scoring_into(
         &plan,
         sets,
@@ -177,7 +263,7 @@ pub(crate) fn calibration_scores(
     )?;
     bar.finish_and_clear();
     report_skipped(&run, sets);
-    let skipped = run.skipped.len() + set.unreadable.len();
+    let skipped = run.skipped.len() + sets.iter().map(|s| s.unreadable.len()).sum::<usize>();
     Ok((run.scores().to_vec(), skipped))
 }
 

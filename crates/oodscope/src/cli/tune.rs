@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::detector;
 use super::paths::Paths;
 use super::{FitArgs, InputArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
+use oodscope_engine::deploy::SetSummary;
 use oodscope_engine::detect::params::{EPSILON_GRID_MAX, EPSILON_GRID_STEPS, evenly_spaced};
 use oodscope_engine::detect::plan::{dims_of, dims_with_fit};
 use oodscope_engine::model::device_name;
@@ -58,6 +60,13 @@ pub struct TuneArgs {
     /// Write a PNG heatmap of the validation objective over the (at most two) parameters, the best cell outlined.
     #[arg(long)]
     pub heatmap: Option<PathBuf>,
+    /// Save the chosen setting as a detector file (`oodscope check`, `oodscope serve`), δ calibrated
+    /// on the ID sets' validation split.
+    #[arg(long, value_name = "FILE.oodsd")]
+    pub save_detector: Option<PathBuf>,
+    /// With --save-detector: δ for at most this false-alarm rate on new ID images [default: 0.05].
+    #[arg(long, value_name = "ALPHA", requires = "save_detector")]
+    pub false_alarm: Option<f64>,
 }
 
 impl TuneArgs {
@@ -110,6 +119,7 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
         .inputs(&mut paths)
         .output("--grid", args.grid.as_deref())
         .output("--heatmap", args.heatmap.as_deref())
+        .output("--save-detector", args.save_detector.as_deref())
         .check()
         .map_err(anyhow::Error::msg)?;
     let model = args.run.load_model(&args.input.model)?;
@@ -178,6 +188,34 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
     if let Some(path) = &args.heatmap {
         let png = tune_heatmap(&model.card.name, &result, &sets).map_err(anyhow::Error::msg)?;
         write_output(path, &png)?;
+    }
+    if let Some(path) = &args.save_detector {
+        let metrics = result.test_evaluation.ood.iter().map(|o| (o.name.as_str(), &o.method));
+        let sizes = result.test_split_scored();
+        detector::save_from_search(
+            detector::FromSearch {
+                model: &model,
+                fit: fit.as_ref(),
+                settings: &result.chosen,
+                calibration: detector::id_validation_splits(&sets, &result.splits),
+                calibration_set: "the ID sets' validation split".into(),
+                made_by: "tune",
+                sets: result
+                    .test_sets
+                    .iter()
+                    .zip(sizes)
+                    .map(|(s, images)| SetSummary {
+                        name: s.name.clone(),
+                        role: format!("{} (test split)", s.role.name()),
+                        images,
+                    })
+                    .collect(),
+                metrics: Some(detector::metrics_seen(metrics)),
+                false_alarm: args.false_alarm,
+                run: &args.run,
+            },
+            path,
+        )?;
     }
     Ok(())
 }
