@@ -133,6 +133,13 @@ fn score_writes_table_csv_report_and_histogram() {
         }
         assert!(report["baseline_metrics"][set]["auroc"].is_number());
     }
+    assert!(
+        report["rule"]
+            .as_str()
+            .unwrap()
+            .starts_with("higher scores are more in-distribution"),
+        "the report says which side of a threshold is ID: {report}"
+    );
     assert!(report["skipped"].as_array().unwrap().is_empty());
 
     // Metrics in the report are those of the CSV's scores.

@@ -282,6 +282,8 @@ pub fn leaderboard_csv(board: &Leaderboard) -> Result<Vec<u8>, String> {
 #[derive(Debug, Serialize)]
 pub struct CompareReport {
     pub oodscope_version: &'static str,
+    /// Which side of a threshold is in-distribution, in words.
+    pub rule: &'static str,
     pub settings: CompareSettings,
     pub sets: Vec<SetEntry>,
     pub skipped: Vec<SkippedEntry>,
@@ -415,6 +417,7 @@ pub fn compare_report(
     });
     CompareReport {
         oodscope_version: env!("CARGO_PKG_VERSION"),
+        rule: super::json::REPORT_RULE,
         settings: CompareSettings {
             model: ctx.model_path.clone(),
             model_name: ctx.model_name.to_string(),

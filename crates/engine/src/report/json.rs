@@ -12,6 +12,8 @@ use oodscope_metrics::DetectionMetrics;
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub oodscope_version: &'static str,
+    /// Which side of a threshold is in-distribution, in words (every score here is oriented so).
+    pub rule: &'static str,
     pub settings: ReportSettings,
     pub sets: Vec<SetCounts>,
     pub skipped: Vec<SkippedEntry>,
@@ -96,6 +98,9 @@ impl From<&Result<DetectionMetrics, String>> for MetricsEntry {
     }
 }
 
+/// The orientation of every score and the rule of `threshold_at_95_tpr`, as reports state it.
+pub const REPORT_RULE: &str = "higher scores are more in-distribution; threshold_at_95_tpr: score > threshold is called in-distribution (id), which keeps at least 95% of the ID images";
+
 /// What a report says about the model and run (not derivable from the scores).
 pub struct RunContext<'a> {
     pub model_path: String,
@@ -125,6 +130,7 @@ pub fn build_report(ctx: &RunContext, sets: &[ImageSet], run: &ScoreRun, evaluat
     let elapsed = run.elapsed.as_secs_f64();
     Report {
         oodscope_version: env!("CARGO_PKG_VERSION"),
+        rule: REPORT_RULE,
         settings: ReportSettings {
             model: ctx.model_path.clone(),
             model_name: ctx.model_name.to_string(),

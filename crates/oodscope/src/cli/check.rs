@@ -120,8 +120,9 @@ pub fn check_command(args: &CheckArgs) -> Result<bool> {
         .count();
     print_records(&records, args.format)?;
     eprintln!(
-        "checked {} images with {}: {ids} id, {ood} ood, {} skipped",
+        "checked {} image{} with {}: {ids} id, {ood} ood, {} skipped",
         records.len(),
+        if records.len() == 1 { "" } else { "s" },
         detector.name(),
         records.len() - ids - ood
     );
