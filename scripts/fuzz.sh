@@ -10,7 +10,7 @@ source scripts/env.sh
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(card image results fit)
+[ ${#targets[@]} -gt 0 ] || targets=(card image results fit detector)
 
 # The project's own setup (the venv's libtorch) and the fuzzing tools.
 [ -x .venv/bin/python ] || scripts/setup.sh

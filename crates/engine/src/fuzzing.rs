@@ -70,6 +70,15 @@ pub fn fit(bytes: &[u8], model: &Model) -> Result<(), String> {
     })
 }
 
+/// A detector file's bytes opened as `detector show` opens one: its header, format and version, the
+/// digest over its contents and its manifest (the model it names is not loaded: a fuzzed file
+/// cannot pass the digest, so nothing past it would be reached).
+pub fn detector(bytes: &[u8]) -> Result<(), String> {
+    with_file(bytes, "fuzz.oodsd", |path| {
+        crate::deploy::open(path).map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
 /// The bundled demo model (with features), the one the fit corpus was made for.
 pub fn demo_model() -> Result<Model, String> {
     let path = crate::assets::assets_root().join("models/fmnist-resnet.pt");

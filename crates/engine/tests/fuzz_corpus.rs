@@ -111,3 +111,8 @@ fn the_fit_readers_saved_inputs_return_without_a_panic() {
     let refused = fuzzing::fit(&damaged, &model).unwrap_err();
     assert!(refused.contains("do not match their digest"), "{refused}");
 }
+
+#[test]
+fn the_detector_readers_saved_inputs_return_without_a_panic() {
+    assert!(replay("detector", fuzzing::detector) >= 2);
+}
