@@ -163,6 +163,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "ash-b",
         "ash-s",
         "scale",
+        "lts",
         "dice",
         "gradnorm",
     ] {

@@ -5,7 +5,7 @@ use super::confidence::Confidence;
 use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
 use super::features::{
-    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, mahalanobis::Mahalanobis, nci::Nci, react::React,
+    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, lts::Lts, mahalanobis::Mahalanobis, nci::Nci, react::React,
     residual::Residual, rmds::RelativeMahalanobis, scale::Scale, vim::Vim,
 };
 use super::logits::{
@@ -33,6 +33,7 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &Ash(Variant::Binarize),
     &Ash(Variant::Scale),
     &Scale,
+    &Lts,
     &Dice,
     &GradNorm,
     &Confidence,

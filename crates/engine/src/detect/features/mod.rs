@@ -6,6 +6,7 @@ pub mod dice;
 pub mod fdbd;
 pub mod gradnorm;
 pub mod knn;
+pub mod lts;
 pub mod mahalanobis;
 pub mod nci;
 pub mod react;
