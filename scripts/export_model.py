@@ -32,8 +32,17 @@ What it does, in order:
      transforms() or timm's pretrained config, else the flags), classes (`--classes`, else the
      weights' ImageNet names when the model has 1000 outputs, else c0, c1, …), outputs and head;
   6. reloads the file and checks its logits, features and input gradients against the eager model
-     at batch sizes 1 and 2 (relative 1e-4 for outputs, 1e-3 for gradients), then runs oodscope's
-     own load probe (`oodscope methods --model OUT`) when the binary can be found.
+     (relative 1e-4 for outputs, 1e-3 for gradients) at batch sizes 1 and 2, on single images across
+     the input range (black, grey, white, noise: a forward that branches on the input's values, which
+     tracing freezes to one branch, differs on some of them), and on up to 16 of your own images
+     with `--check-images DIR`; then runs oodscope's own load probe (`oodscope methods --model OUT`)
+     when the binary can be found. Everything is written into a folder of its own beside OUT and
+     moved into place only when every check passed: a failed export leaves nothing behind.
+
+A model may return the logits tensor, or a dict / Hugging Face ModelOutput / dataclass with a
+`logits` tensor (unwrapped); anything else is named with the fix. The card's preprocessing is the
+preset's (`--preprocess`), with `--resize`, `--crop`, `--interpolation` and `--backend` instead
+where given.
 
 With `--format aoti` (an AOTInductor package, `.pt2`: the upstream successor of TorchScript, run by
 libtorch with no Python) step 4 is torch.export.export with a dynamic batch dim, then
@@ -50,14 +59,17 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import importlib
 import math
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -390,6 +402,36 @@ def find_head(model: nn.Module, override: str | None) -> str:
     )
 
 
+def unwrap_logits(out):
+    """The logits tensor of a model's output: the tensor itself, or the `logits` of a dict, a Hugging
+    Face ModelOutput or a dataclass; anything else is named with the fix."""
+    if torch.is_tensor(out):
+        return out
+    if isinstance(out, Mapping):
+        if torch.is_tensor(out.get("logits")):
+            return out["logits"]
+        keys = ", ".join(sorted(str(k) for k in out))
+        raise ExportError(
+            f"the model returns a {type(out).__name__} with keys [{keys}] and no `logits` tensor: wrap it so "
+            "that forward returns the logits (e.g. `return self.net(x)[\"scores\"]`) and export the wrapper"
+        )
+    logits = getattr(out, "logits", None)
+    if torch.is_tensor(logits):
+        return logits
+    if dataclasses.is_dataclass(out):
+        fields = ", ".join(f.name for f in dataclasses.fields(out))
+        raise ExportError(
+            f"the model returns a {type(out).__name__} dataclass with fields [{fields}] and no `logits` tensor: "
+            "wrap it so that forward returns the logits tensor and export the wrapper"
+        )
+    if isinstance(out, (tuple, list)):
+        raise ExportError(
+            f"the model returns a {type(out).__name__} of {len(out)} items: wrap it so that forward returns the "
+            "logits tensor alone (e.g. `return self.net(x)[0]`) and export the wrapper"
+        )
+    raise ExportError(f"the model returns {type(out).__name__}; expected a logits tensor [N, C]")
+
+
 class WithFeatures(nn.Module):
     """The model, returning (logits, z): z is what its final linear layer receives."""
 
@@ -408,7 +450,7 @@ class WithFeatures(nn.Module):
 
     def forward(self, x):
         self._z.clear()
-        logits = self.model(x)
+        logits = unwrap_logits(self.model(x))
         z = self._z[-1] if self._z else None
         self._z.clear()
         if z is None:
@@ -496,12 +538,60 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item() / max(b.abs().max().item(), 1e-12)
 
 
-def parity(eager: WithFeatures, out: Path, size: int, channels: int) -> None:
+def spanning_inputs(size: int, channels: int, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Images across the input range, normalised as the card says: black, mid-grey and white, and
+    uniform noise. A forward that branches on the input's values (a Python `if` on a tensor, which
+    tracing freezes to the branch of its example) gives another output on some of them."""
+    gen = torch.Generator().manual_seed(2)
+    pixels = torch.stack(
+        [
+            torch.zeros(channels, size, size),
+            torch.full((channels, size, size), 0.5),
+            torch.ones(channels, size, size),
+            torch.rand(channels, size, size, generator=gen),
+        ]
+    )
+    return normalise(pixels, mean, std)
+
+
+def normalise(pixels: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (pixels - m) / s
+
+
+def check_images(folder: Path, size: int, channels: int, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Up to 16 of the user's images (sorted by name), resized to the input size, normalised."""
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise ExportError(f"--check-images {folder}: no such folder")
+    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())[:16]
+    if not files:
+        raise ExportError(f"--check-images {folder}: no image files in it")
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+                arr = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).float() / 255.0
+        except Exception as e:  # noqa: BLE001 - any unreadable file is named
+            raise ExportError(f"--check-images: cannot read {f}: {str(e).splitlines()[0][:200]}") from None
+        images.append(arr.view(size, size, channels).permute(2, 0, 1))
+    return normalise(torch.stack(images), mean, std)
+
+
+def parity(eager: WithFeatures, out: Path, size: int, channels: int, inputs: list[tuple[str, torch.Tensor]]) -> None:
+    """The file's logits, features and ODIN input gradient against the eager model's: on random
+    inputs at batch sizes 1 and 2, then on each named batch of `inputs` (images across the input
+    range, the user's own images)."""
     loaded = torch.jit.load(str(out))
     gen = torch.Generator().manual_seed(0)
+    batches = [("random inputs", torch.randn(batch, channels, size, size, generator=gen)) for batch in (1, 2)]
     worst = {"logits": 0.0, "features": 0.0, "gradient": 0.0}
-    for batch in (1, 2):
-        x = torch.randn(batch, channels, size, size, generator=gen)
+    for what, x in batches + inputs:
+        batch = x.shape[0]
         try:
             with torch.no_grad():
                 got = loaded(x)
@@ -512,10 +602,11 @@ def parity(eager: WithFeatures, out: Path, size: int, channels: int) -> None:
             ) from None
         with torch.no_grad():
             want = eager(x)
+        here = {}
         for name, g, w in zip(("logits", "features"), got, want):
             if g.shape != w.shape:
                 raise ExportError(f"batch size {batch}: exported {name} have shape {list(g.shape)}, eager {list(w.shape)}")
-            worst[name] = max(worst[name], relative(g, w))
+            here[name] = relative(g, w)
         # The ODIN loss's input gradient, through the file and through the eager model.
         grads = []
         for module in (loaded, eager):
@@ -530,10 +621,21 @@ def parity(eager: WithFeatures, out: Path, size: int, channels: int) -> None:
                     f"({str(e).splitlines()[0][:200]}): gradient methods (ODIN, ε > 0) would fail"
                 ) from None
             grads.append(grad)
-        worst["gradient"] = max(worst["gradient"], relative(grads[0], grads[1]))
+        here["gradient"] = relative(grads[0], grads[1])
+        if what != "random inputs" and (here["logits"] > OUTPUT_RTOL or here["features"] > OUTPUT_RTOL):
+            raise ExportError(
+                f"on {what} the exported file's outputs differ from the eager model's (relative "
+                f"{max(here['logits'], here['features']):.1e}) though they agree on random inputs: the forward "
+                "branches on the input's values (a Python `if` on a tensor), and tracing kept one branch; "
+                "make it branch-free (torch.where) or export the wrapper that always takes the branch you want"
+            )
+        for k, v in here.items():
+            worst[k] = max(worst[k], v)
+    checked = ", ".join(dict.fromkeys(what for what, _ in inputs))
     say(
-        "exported vs eager at batch sizes 1 and 2: max relative difference "
-        f"logits {worst['logits']:.1e}, features {worst['features']:.1e}, input gradient {worst['gradient']:.1e}"
+        f"exported vs eager at batch sizes 1 and 2{' and on ' + checked if checked else ''}: max relative "
+        f"difference logits {worst['logits']:.1e}, features {worst['features']:.1e}, input gradient "
+        f"{worst['gradient']:.1e}"
     )
     if worst["logits"] > OUTPUT_RTOL or worst["features"] > OUTPUT_RTOL:
         raise ExportError(f"the exported file's outputs differ from the eager model's by more than {OUTPUT_RTOL:g}")
@@ -660,10 +762,43 @@ def export(args) -> None:
         else:
             classes = [f"c{i}" for i in range(num_logits)]
 
+    preset = args.preprocess or built.preset
+    mean = args.mean or built.mean
+    std = args.std or built.std
+    if mean is None or std is None:
+        say("note: no --mean/--std and none known for this model: ImageNet's are written")
+        mean, std = mean or IMAGENET_MEAN[:channels], std or IMAGENET_STD[:channels]
+    if len(mean) != channels or len(std) != channels:
+        raise ExportError(f"--mean/--std need {channels} values, one per channel")
+    # One image at a time: a branch on a batch statistic would see the range averaged away.
+    spanning = spanning_inputs(size, channels, mean, std)
+    inputs = [("images across the input range (black, grey, white, noise)", spanning[i : i + 1]) for i in range(len(spanning))]
+    if args.check_images:
+        inputs.append((f"your images in {args.check_images}", check_images(Path(args.check_images), size, channels, mean, std)))
+
+    # Everything is written into a folder of its own beside the target and moved into place only
+    # when every check passed: a failed export leaves nothing behind (and no half-checked file).
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        written = write_and_check(args, built, wrapped, head, head_name, stage / out.name, size, channels, classes,
+                                  num_logits, width, preset, mean, std, inputs)
+        for path in written:
+            os.replace(path, out.parent / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_and_check(args, built, wrapped, head, head_name, out, size, channels, classes, num_logits, width, preset,
+                    mean, std, inputs) -> list[Path]:
+    """Traces (or compiles) the model into `out`, writes its card (and head file) beside it, checks
+    them; returns the files written."""
+    aoti = args.format == "aoti"
+    gen = torch.Generator().manual_seed(1)
+    example = torch.randn(2, channels, size, size, generator=gen)
     # Traced with autograd on and an input that requires grad: under no_grad (or with nothing
     # requiring grad) PyTorch takes inference-only fast paths (nn.MultiheadAttention's
     # _native_multi_head_attention) that have no derivative, and ODIN would fail on the file.
-    out.parent.mkdir(parents=True, exist_ok=True)
     head_file = out.with_name(f"{out.stem}.head.safetensors")
     if aoti:
         compile_aoti(wrapped, out, size, channels, args.device)
@@ -673,40 +808,55 @@ def export(args) -> None:
         traced = torch.jit.trace(wrapped, example, check_trace=False)
         traced.save(str(out))
 
-    preset = args.preprocess or built.preset
-    mean = args.mean or built.mean
-    std = args.std or built.std
-    if mean is None or std is None:
-        say("note: no --mean/--std and none known for this model: ImageNet's are written")
-        mean, std = mean or IMAGENET_MEAN[:channels], std or IMAGENET_STD[:channels]
-    if len(mean) != channels or len(std) != channels:
-        raise ExportError(f"--mean/--std need {channels} values, one per channel")
     weights_note = f"weights {Path(args.weights).name}" if args.weights else "random weights"
     card = {
-        "name": args.name or out.stem,
+        "name": args.name or Path(args.out).stem,
         "input": [channels, size, size],
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
         "classes": classes,
         "outputs": "logits+features",
         "head": head_file.name if aoti else f"model.{head_name}",
-        **preprocessing(built, preset, size),
+        **card_preprocessing(args, built, preset, size),
         "notes": f"exported by scripts/export_model.py from {built.source} ({weights_note}); "
         f"features: the {width}-d input of `{head_name}`",
     }
     card_path = out.with_suffix(".toml")
     write_card(card_path, card)
+    final = Path(args.out)
     head_note = f"head `{head_name}` in {head_file.name}" if aoti else f"head `model.{head_name}`"
-    say(f"wrote {out} and {card_path}: {num_logits} classes, {width} features, {head_note}, preprocessing {preset}")
+    say(
+        f"writing {final} and {final.with_suffix('.toml')}: {num_logits} classes, {width} features, {head_note}, "
+        f"preprocessing {preset}"
+    )
 
     if aoti:
         aoti_parity(wrapped, out, size, channels, args.device)
     else:
-        parity(wrapped, out, size, channels)
+        parity(wrapped, out, size, channels, inputs)
     if args.skip_oodscope_check:
         say("oodscope's load probe skipped (--skip-oodscope-check)")
     else:
         oodscope_probe(find_oodscope(args.oodscope), out)
+    return [out, card_path] + ([head_file] if aoti else [])
+
+
+def card_preprocessing(args, built: Built, preset: str, size: int) -> dict:
+    """The preset's preprocessing fields, with what the flags give instead."""
+    fields = preprocessing(built, preset, size)
+    if args.resize is not None:
+        fields["resize"] = args.resize
+    if args.crop is not None:
+        fields["crop"] = [args.crop, args.crop]
+    if args.interpolation is not None:
+        fields["interpolation"] = args.interpolation
+    if args.backend is not None:
+        fields["backend"] = args.backend
+    if fields.get("crop") and fields["crop"] != [size, size]:
+        raise ExportError(f"--crop {fields['crop'][0]} must equal the input size {size} (the crop is what the model takes)")
+    if isinstance(fields.get("resize"), int) and fields["resize"] < size:
+        raise ExportError(f"--resize {fields['resize']} is smaller than the input size {size}: nothing to crop")
+    return fields
 
 
 def main(argv=None) -> int:
@@ -728,6 +878,11 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-oodscope-check", action="store_true", help="do not run oodscope's load probe on the result")
     parser.add_argument("--format", choices=("torchscript", "aoti"), default="torchscript", help="torchscript (.pt, every method) or aoti (an AOTInductor package, .pt2: inference only)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="with --format aoti: the device the package is compiled for (it runs only there)")
+    parser.add_argument("--resize", type=int, help="the card's resize: the shorter side in pixels before the crop (default: the preset's)")
+    parser.add_argument("--crop", type=int, help="the card's centre crop (equal to the input size; default: the preset's)")
+    parser.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="the card's resize filter (default: the preset's)")
+    parser.add_argument("--backend", choices=("pil", "tensor"), help="the card's resize backend: pil (Pillow's 8-bit filters) or tensor (torchvision's float resize)")
+    parser.add_argument("--check-images", metavar="DIR", help="also check the exported file against the eager model on up to 16 of these images")
     parser.add_argument("--out", required=True, help="the file to write (.pt, or .pt2 with --format aoti); the card goes beside it")
     args = parser.parse_args(argv)
     try:

@@ -131,7 +131,7 @@ fn save_show_and_check_give_the_conformal_threshold_and_verdicts_that_follow_fro
         "a useful test has both verdicts: {ood} of {}",
         records.len()
     );
-    assert!(err.contains(&format!("{} ood", ood)), "{err}");
+    assert!(err.contains(&format!("{ood} ood")), "{err}");
 
     // --fail-on-ood: 3 on the OOD folder, 0 on ID images above δ.
     let (code, _, _) = oodscope(&[

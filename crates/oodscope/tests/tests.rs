@@ -10,6 +10,7 @@ mod cli_outputs;
 mod cli_reference;
 mod compare_cli;
 mod detector_cli;
+mod export_checks;
 mod fit_cli;
 mod fit_shard;
 mod own_model;

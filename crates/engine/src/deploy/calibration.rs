@@ -67,7 +67,8 @@ impl Calibration {
 
     /// Whether a score is out-of-distribution: below δ (or not a number).
     pub fn is_ood(&self, score: f32) -> bool {
-        !(score >= self.threshold)
+        // Written so that NaN (which compares false) is out-of-distribution.
+        score.partial_cmp(&self.threshold).is_none_or(std::cmp::Ordering::is_lt)
     }
 
     /// The share of the calibration scores below δ (what δ flags of the calibration set itself).

@@ -195,7 +195,7 @@ fn print_records(records: &[Record], format: Format) -> Result<()> {
                 "skipped",
             ])?;
             for r in records {
-                match r {
+                let row = match r {
                     Record::Verdict {
                         path,
                         verdict,
@@ -204,20 +204,24 @@ fn print_records(records: &[Record], format: Format) -> Result<()> {
                         class,
                         class_index,
                         probability,
-                    } => w.write_record([
-                        path.as_str(),
-                        verdict,
-                        &score.to_string(),
-                        &p_value.to_string(),
-                        class,
-                        &class_index.to_string(),
-                        &probability.to_string(),
-                        "",
-                    ])?,
+                    } => [
+                        path.clone(),
+                        verdict.to_string(),
+                        score.to_string(),
+                        p_value.to_string(),
+                        class.clone(),
+                        class_index.to_string(),
+                        probability.to_string(),
+                        String::new(),
+                    ],
                     Record::Skipped { path, skipped } => {
-                        w.write_record([path.as_str(), "", "", "", "", "", "", skipped])?
+                        let mut row: [String; 8] = Default::default();
+                        row[0] = path.clone();
+                        row[7] = skipped.clone();
+                        row
                     }
-                }
+                };
+                w.write_record(&row)?;
             }
             w.flush()?;
         }

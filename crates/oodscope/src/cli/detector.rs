@@ -20,7 +20,7 @@ use oodscope_engine::stats::Fit;
 #[derive(Debug, Subcommand)]
 pub enum DetectorCommand {
     /// Calibrate a method on held-out ID images and save it, with δ, as one detector file.
-    Save(SaveArgs),
+    Save(Box<SaveArgs>),
     /// Describe a detector file: method, parameters, δ and its rule, model, fit, provenance.
     Show(ShowArgs),
 }

@@ -62,15 +62,6 @@ fn on_signal(signal: i32) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn exit_codes_are_the_shells() {
-        assert_eq!(super::exit_code(signal_hook::consts::SIGINT), 130);
-        assert_eq!(super::exit_code(signal_hook::consts::SIGTERM), 143);
-    }
-}
-
 /// Output into a closed pipe (`oodscope detector show X --json | head`) ends the process quietly,
 /// as it does other Unix tools: Rust ignores SIGPIPE by default, and a print into a closed pipe then
 /// panics. Not for `serve` or the window, whose sockets must survive a peer that went away.
@@ -78,5 +69,14 @@ pub(crate) fn end_quietly_on_closed_pipe() {
     // SAFETY: only restores the signal's default disposition; no handler of ours is involved.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exit_codes_are_the_shells() {
+        assert_eq!(super::exit_code(signal_hook::consts::SIGINT), 130);
+        assert_eq!(super::exit_code(signal_hook::consts::SIGTERM), 143);
     }
 }

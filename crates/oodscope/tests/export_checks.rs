@@ -1,0 +1,134 @@
+//! `scripts/export_model.py`'s checks on what a user's model returns and does: dict outputs are
+//! unwrapped (or named with the fix), a forward that branches on the input's values is caught on
+//! images across the input range, `--check-images` runs the check on the user's own images, a
+//! failed export leaves nothing behind, and the card's preprocessing comes from flags.
+
+use crate::support;
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs the exporter on a builder of tests/fixtures/own_custom_net.py into `dir/net.pt`; returns
+/// (exit code, everything it printed).
+fn export(builder: &str, dir: &Path, extra: &[&str]) -> (i32, String) {
+    let fixtures = support::repo_root().join("tests/fixtures");
+    let out = dir.join("net.pt");
+    let done = Command::new(support::python())
+        .arg(support::repo_root().join("scripts/export_model.py"))
+        .args([
+            "--model",
+            &format!("own_custom_net:{builder}"),
+            "--model-path",
+            fixtures.to_str().unwrap(),
+        ])
+        .args(["--head", "out", "--input-size", "32", "--out", out.to_str().unwrap()])
+        .args(extra)
+        .env("OODSCOPE_BIN", env!("CARGO_BIN_EXE_oodscope"))
+        .output()
+        .unwrap();
+    (
+        done.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&done.stdout).to_string() + &String::from_utf8_lossy(&done.stderr),
+    )
+}
+
+/// The names in `dir`, hidden ones included.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_dict_output_is_unwrapped_and_one_without_logits_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = export("build_dict", dir.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(listing(dir.path()), ["net.pt", "net.toml"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = export("build_dict_without_logits", dir.path(), &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("returns a dict with keys [embedding, scores] and no `logits` tensor")
+            && text.contains("wrap it"),
+        "{text}"
+    );
+    assert!(!text.contains("Traceback"), "{text}");
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+}
+
+#[test]
+fn a_forward_that_branches_on_the_inputs_values_is_caught_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = export("build_branchy", dir.path(), &[]);
+    assert_eq!(code, 1, "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("export: error: on images across the input range")
+            && last.contains("branches on the input's values"),
+        "{text}"
+    );
+    assert!(
+        listing(dir.path()).is_empty(),
+        "a failed export leaves nothing: {:?}",
+        listing(dir.path())
+    );
+    // An existing model of the same name is left as it was.
+    std::fs::write(dir.path().join("net.pt"), b"the user's earlier file").unwrap();
+    let (code, _) = export("build_branchy", dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        std::fs::read(dir.path().join("net.pt")).unwrap(),
+        b"the user's earlier file"
+    );
+    assert_eq!(listing(dir.path()), ["net.pt"]);
+}
+
+#[test]
+fn check_images_and_preprocessing_flags_reach_the_check_and_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = oodscope_engine::assets_root().join("assets/demo/photo-crops");
+    let (code, text) = export(
+        "build",
+        dir.path(),
+        &[
+            "--check-images",
+            images.to_str().unwrap(),
+            "--preprocess",
+            "torchvision-imagenet",
+            "--resize",
+            "40",
+            "--interpolation",
+            "bicubic",
+            "--backend",
+            "tensor",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("and on images across the input range") && text.contains("your images in"),
+        "{text}"
+    );
+    let card = std::fs::read_to_string(dir.path().join("net.toml")).unwrap();
+    for line in [
+        "resize = 40",
+        "crop = [32, 32]",
+        "interpolation = \"bicubic\"",
+        "backend = \"tensor\"",
+    ] {
+        assert!(card.contains(line), "{line} not in {card}");
+    }
+    let (code, text) = export("build", dir.path(), &["--check-images", "/no/such/folder"]);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("--check-images /no/such/folder: no such folder"),
+        "{text}"
+    );
+    let (code, text) = export("build", dir.path(), &["--preprocess", "timm", "--crop", "24"]);
+    assert_eq!(code, 1);
+    assert!(text.contains("--crop 24 must equal the input size 32"), "{text}");
+}
