@@ -160,6 +160,7 @@ def build(args, classes: list[str] | None) -> Built:
     # num_classes when --num-classes says so (it may not take that argument).
     num_classes = args.num_classes or (len(classes) if classes else None)
     if sep and kind == "torchvision":
+        flags_outside_weights(rest, kwargs, Path(args.weights) if args.weights else None)
         return build_torchvision(rest, num_classes, kwargs)
     if sep and kind == "timm":
         return build_timm(rest, num_classes, kwargs)
@@ -182,6 +183,30 @@ def build(args, classes: list[str] | None) -> Built:
         f"--model {spec!r}: expected torchvision:NAME, timm:NAME, onnx:FILE, pickle:FILE or "
         "module.path:function"
     )
+
+
+# torchvision builders whose flags change the computation or the keys but are not in a state_dict:
+# the keys of each one's auxiliary classifiers.
+AUX_KEYS = {"inception_v3": ("AuxLogits.",), "googlenet": ("aux1.", "aux2.")}
+
+
+def flags_outside_weights(name: str, kwargs: dict, weights: Path | None) -> None:
+    """`aux_logits` read from the weights (whether they hold the auxiliary classifiers), and
+    `transform_input` required from the user: no state_dict records it, and a wrong value moves every
+    score silently (torchvision turns it on only when it builds the model from its own ImageNet
+    weights)."""
+    if name not in AUX_KEYS or weights is None:
+        return
+    if "aux_logits" not in kwargs:
+        has_aux = any(k.startswith(AUX_KEYS[name]) for k in read_state_dict(weights))
+        kwargs["aux_logits"] = has_aux
+        say(f"note: {name} built with aux_logits={has_aux}: the weights {'hold' if has_aux else 'have no'} auxiliary classifier keys")
+    if "transform_input" not in kwargs:
+        raise ExportError(
+            f"{name} has a flag its weights do not record: transform_input (torchvision turns it on when it "
+            "builds the model from its ImageNet weights, where fine-tuning usually starts; off otherwise): "
+            "pass --model-arg transform_input=True or --model-arg transform_input=False, as the model was trained"
+        )
 
 
 def build_torchvision(name: str, num_classes: int | None, kwargs: dict) -> Built:

@@ -132,3 +132,60 @@ fn check_images_and_preprocessing_flags_reach_the_check_and_the_card() {
     assert_eq!(code, 1);
     assert!(text.contains("--crop 24 must equal the input size 32"), "{text}");
 }
+
+#[test]
+fn constructor_flags_outside_the_weights_are_read_from_them_or_asked_for_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("googlenet.pth");
+    // A GoogLeNet saved without its auxiliary classifiers, as after fine-tuning with aux_logits=False.
+    let made = Command::new(support::python())
+        .args([
+            "-c",
+            "import sys, torch, torchvision\nm = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False, num_classes=3)\ntorch.save(m.state_dict(), sys.argv[1])",
+            weights.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let run = |extra: &[&str]| {
+        let out = dir.path().join("g.pt");
+        let done = Command::new(support::python())
+            .arg(support::repo_root().join("scripts/export_model.py"))
+            .args([
+                "--model",
+                "torchvision:googlenet",
+                "--num-classes",
+                "3",
+                "--input-size",
+                "64",
+            ])
+            .args([
+                "--weights",
+                weights.to_str().unwrap(),
+                "--skip-oodscope-check",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            done.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&done.stdout).to_string() + &String::from_utf8_lossy(&done.stderr),
+        )
+    };
+    let (code, text) = run(&[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("aux_logits=False: the weights have no auxiliary classifier keys"),
+        "{text}"
+    );
+    assert!(
+        text.contains("googlenet has a flag its weights do not record: transform_input")
+            && text.contains("--model-arg transform_input=True or --model-arg transform_input=False"),
+        "{text}"
+    );
+    let (code, text) = run(&["--model-arg", "transform_input=False"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(dir.path().join("g.toml").exists());
+}
