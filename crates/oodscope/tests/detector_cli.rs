@@ -59,6 +59,24 @@ fn conformal(mut scores: Vec<f32>, alpha: f64) -> f32 {
     scores[k - 1]
 }
 
+/// `oodscope detector save` of the bundled model calibrated on the demo's Fashion-MNIST test images
+/// into `out`, with more flags.
+fn save(out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let (model, calibration) = (model(), demo("fmnist-test"));
+    let mut args = vec![
+        "detector",
+        "save",
+        "--model",
+        &model,
+        "--calibration",
+        &calibration,
+        "--quiet",
+    ];
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    oodscope(&args)
+}
+
 fn jsonl(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -68,25 +86,19 @@ fn save_show_and_check_give_the_conformal_threshold_and_verdicts_that_follow_fro
     let dir = tempfile::tempdir().unwrap();
     let detector = dir.path().join("fmnist.oodsd");
     let detector_s = detector.to_str().unwrap();
-    let (code, out, err) = oodscope(&[
-        "detector",
-        "save",
-        "--model",
-        &model(),
-        "--method",
-        "energy",
-        "--param",
-        "temperature=2",
-        "--calibration",
-        &demo("fmnist-test"),
-        "--false-alarm",
-        "0.05",
-        "--name",
-        "fmnist-energy",
-        "--out",
-        detector_s,
-        "--quiet",
-    ]);
+    let (code, out, err) = save(
+        &detector,
+        &[
+            "--method",
+            "energy",
+            "--param",
+            "temperature=2",
+            "--false-alarm",
+            "0.05",
+            "--name",
+            "fmnist-energy",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("fmnist-energy") && out.contains("false-alarm rate ≤ 0.05"),
@@ -174,17 +186,7 @@ fn save_show_and_check_give_the_conformal_threshold_and_verdicts_that_follow_fro
 fn check_reads_paths_from_stdin_and_reports_files_it_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
     let detector = dir.path().join("msp.oodsd");
-    let (code, _, err) = oodscope(&[
-        "detector",
-        "save",
-        "--model",
-        &model(),
-        "--calibration",
-        &demo("fmnist-test"),
-        "--out",
-        detector.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let (code, _, err) = save(&detector, &[]);
     assert_eq!(code, 0, "{err}");
     let corrupt = dir.path().join("corrupt.png");
     std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nnot really").unwrap();

@@ -13,23 +13,11 @@ use std::process::Command;
 fn export(builder: &str, dir: &Path, extra: &[&str]) -> (i32, String) {
     let fixtures = support::repo_root().join("tests/fixtures");
     let out = dir.join("net.pt");
-    let done = Command::new(support::python())
-        .arg(support::repo_root().join("scripts/export_model.py"))
-        .args([
-            "--model",
-            &format!("own_custom_net:{builder}"),
-            "--model-path",
-            fixtures.to_str().unwrap(),
-        ])
-        .args(["--head", "out", "--input-size", "32", "--out", out.to_str().unwrap()])
-        .args(extra)
-        .env("OODSCOPE_BIN", env!("CARGO_BIN_EXE_oodscope"))
-        .output()
-        .unwrap();
-    (
-        done.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&done.stdout).to_string() + &String::from_utf8_lossy(&done.stderr),
-    )
+    let model = format!("own_custom_net:{builder}");
+    let mut args = vec!["--model", &model, "--model-path", fixtures.to_str().unwrap()];
+    args.extend(["--head", "out", "--input-size", "32", "--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    support::export_model(&args)
 }
 
 /// The names in `dir`, hidden ones included.
@@ -147,32 +135,25 @@ fn constructor_flags_outside_the_weights_are_read_from_them_or_asked_for_by_name
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let out = dir.path().join("g.pt");
     let run = |extra: &[&str]| {
-        let out = dir.path().join("g.pt");
-        let done = Command::new(support::python())
-            .arg(support::repo_root().join("scripts/export_model.py"))
-            .args([
-                "--model",
-                "torchvision:googlenet",
-                "--num-classes",
-                "3",
-                "--input-size",
-                "64",
-            ])
-            .args([
-                "--weights",
-                weights.to_str().unwrap(),
-                "--skip-oodscope-check",
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
-        (
-            done.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&done.stdout).to_string() + &String::from_utf8_lossy(&done.stderr),
-        )
+        let mut args = vec![
+            "--model",
+            "torchvision:googlenet",
+            "--num-classes",
+            "3",
+            "--input-size",
+            "64",
+        ];
+        args.extend([
+            "--weights",
+            weights.to_str().unwrap(),
+            "--skip-oodscope-check",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        args.extend_from_slice(extra);
+        support::export_model(&args)
     };
     let (code, text) = run(&[]);
     assert_eq!(code, 1, "{text}");

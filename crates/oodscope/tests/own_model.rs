@@ -11,7 +11,6 @@ use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -454,23 +453,15 @@ fn the_exporter_checks_its_file_with_oodscope_itself() {
     let target = out.path().join("net.pt");
     let fixtures = support::repo_root().join("tests/fixtures");
     let run = |extra: &[&str]| {
-        let done = Command::new(support::python())
-            .arg(support::repo_root().join("scripts/export_model.py"))
-            .args([
-                "--model",
-                "own_custom_net:build",
-                "--model-path",
-                fixtures.to_str().unwrap(),
-            ])
-            .args(["--head", "out", "--input-size", "32", "--out", target.to_str().unwrap()])
-            .args(extra)
-            .env("OODSCOPE_BIN", env!("CARGO_BIN_EXE_oodscope"))
-            .output()
-            .unwrap();
-        (
-            done.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&done.stdout).to_string() + &String::from_utf8_lossy(&done.stderr),
-        )
+        let mut args = vec![
+            "--model",
+            "own_custom_net:build",
+            "--model-path",
+            fixtures.to_str().unwrap(),
+        ];
+        args.extend(["--head", "out", "--input-size", "32", "--out", target.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        support::export_model(&args)
     };
     let (code, text) = run(&[]);
     assert_eq!(code, 0, "{text}");
@@ -481,23 +472,14 @@ fn the_exporter_checks_its_file_with_oodscope_itself() {
     assert!(card.contains("head = \"model.out\""), "{card}");
     assert!(card.contains("outputs = \"logits+features\""), "{card}");
     // Without --head the custom layer name cannot be guessed: one line saying how to name it.
-    let (code, text) = Command::new(support::python())
-        .arg(support::repo_root().join("scripts/export_model.py"))
-        .args([
-            "--model",
-            "own_custom_net:build",
-            "--model-path",
-            fixtures.to_str().unwrap(),
-        ])
-        .args(["--out", target.to_str().unwrap()])
-        .output()
-        .map(|d| {
-            (
-                d.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&d.stderr).to_string(),
-            )
-        })
-        .unwrap();
+    let (code, text) = support::export_model(&[
+        "--model",
+        "own_custom_net:build",
+        "--model-path",
+        fixtures.to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("--head") && text.contains("embed"), "{text}");
 }

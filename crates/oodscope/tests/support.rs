@@ -26,3 +26,18 @@ pub fn oodscope_with_cache(cache: &std::path::Path, args: &[&str]) -> (i32, Stri
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// Runs `scripts/export_model.py` with `args` (and this oodscope for its load probe); returns (exit
+/// code, everything it printed: stdout then stderr).
+pub fn export_model(args: &[&str]) -> (i32, String) {
+    let done = std::process::Command::new(python())
+        .arg(repo_root().join("scripts/export_model.py"))
+        .args(args)
+        .env("OODSCOPE_BIN", env!("CARGO_BIN_EXE_oodscope"))
+        .output()
+        .unwrap();
+    (
+        done.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&done.stdout).to_string() + &String::from_utf8_lossy(&done.stderr),
+    )
+}

@@ -41,23 +41,80 @@ pub enum Format {
     Table,
 }
 
-/// One image's record.
+/// One image's verdict, as a record holds it.
+#[derive(Debug, Serialize)]
+pub struct Checked {
+    path: String,
+    verdict: &'static str,
+    score: f32,
+    p_value: f64,
+    class: String,
+    class_index: usize,
+    probability: f32,
+}
+
+/// One image's record: its verdict, or why it was skipped.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Record {
-    Verdict {
-        path: String,
-        verdict: &'static str,
-        score: f32,
-        p_value: f64,
-        class: String,
-        class_index: usize,
-        probability: f32,
-    },
-    Skipped {
-        path: String,
-        skipped: String,
-    },
+    Verdict(Checked),
+    Skipped { path: String, skipped: String },
+}
+
+impl Record {
+    fn path(&self) -> &str {
+        match self {
+            Record::Verdict(c) => &c.path,
+            Record::Skipped { path, .. } => path,
+        }
+    }
+
+    fn verdict(&self) -> Option<&str> {
+        match self {
+            Record::Verdict(c) => Some(c.verdict),
+            Record::Skipped { .. } => None,
+        }
+    }
+}
+
+/// A record as a CSV row: every column, empty where it does not apply.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    path: &'a str,
+    verdict: Option<&'a str>,
+    score: Option<f32>,
+    p_value: Option<f64>,
+    class: Option<&'a str>,
+    class_index: Option<usize>,
+    probability: Option<f32>,
+    skipped: Option<&'a str>,
+}
+
+impl<'a> From<&'a Record> for CsvRow<'a> {
+    fn from(r: &'a Record) -> Self {
+        match r {
+            Record::Verdict(c) => CsvRow {
+                path: &c.path,
+                verdict: Some(c.verdict),
+                score: Some(c.score),
+                p_value: Some(c.p_value),
+                class: Some(&c.class),
+                class_index: Some(c.class_index),
+                probability: Some(c.probability),
+                skipped: None,
+            },
+            Record::Skipped { path, skipped } => CsvRow {
+                path,
+                verdict: None,
+                score: None,
+                p_value: None,
+                class: None,
+                class_index: None,
+                probability: None,
+                skipped: Some(skipped),
+            },
+        }
+    }
 }
 
 /// The exit status `--fail-on-ood` gives when some image is out-of-distribution.
@@ -91,7 +148,7 @@ pub fn check_command(args: &CheckArgs) -> Result<bool> {
             Some(&i) => {
                 let image = &run.images[i];
                 let v = detector.verdict(run.scores()[i], image.pred as usize, image.pred_prob);
-                Record::Verdict {
+                Record::Verdict(Checked {
                     path,
                     verdict: if v.is_ood { "ood" } else { "id" },
                     score: v.score,
@@ -99,7 +156,7 @@ pub fn check_command(args: &CheckArgs) -> Result<bool> {
                     class: classes.get(v.class).cloned().unwrap_or_default(),
                     class_index: v.class,
                     probability: v.probability,
-                }
+                })
             }
             None => Record::Skipped {
                 skipped: skipped.remove(&path).unwrap_or_else(|| "not scored".into()),
@@ -110,14 +167,8 @@ pub fn check_command(args: &CheckArgs) -> Result<bool> {
     }
     records.append(&mut unusable);
 
-    let ood = records
-        .iter()
-        .filter(|r| matches!(r, Record::Verdict { verdict: "ood", .. }))
-        .count();
-    let ids = records
-        .iter()
-        .filter(|r| matches!(r, Record::Verdict { verdict: "id", .. }))
-        .count();
+    let ood = records.iter().filter(|r| r.verdict() == Some("ood")).count();
+    let ids = records.iter().filter(|r| r.verdict() == Some("id")).count();
     print_records(&records, args.format)?;
     eprintln!(
         "checked {} image{} with {}: {ids} id, {ood} ood, {} skipped",
@@ -184,53 +235,15 @@ fn print_records(records: &[Record], format: Format) -> Result<()> {
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
-            w.write_record([
-                "path",
-                "verdict",
-                "score",
-                "p_value",
-                "class",
-                "class_index",
-                "probability",
-                "skipped",
-            ])?;
             for r in records {
-                let row = match r {
-                    Record::Verdict {
-                        path,
-                        verdict,
-                        score,
-                        p_value,
-                        class,
-                        class_index,
-                        probability,
-                    } => [
-                        path.clone(),
-                        verdict.to_string(),
-                        score.to_string(),
-                        p_value.to_string(),
-                        class.clone(),
-                        class_index.to_string(),
-                        probability.to_string(),
-                        String::new(),
-                    ],
-                    Record::Skipped { path, skipped } => {
-                        let mut row: [String; 8] = Default::default();
-                        row[0] = path.clone();
-                        row[7] = skipped.clone();
-                        row
-                    }
-                };
-                w.write_record(&row)?;
+                w.serialize(CsvRow::from(r))?;
             }
             w.flush()?;
         }
         Format::Table => {
             let width = records
                 .iter()
-                .map(|r| match r {
-                    Record::Verdict { path, .. } | Record::Skipped { path, .. } => path.chars().count(),
-                })
+                .map(|r| r.path().chars().count())
                 .max()
                 .unwrap_or(4)
                 .max(4);
@@ -241,17 +254,10 @@ fn print_records(records: &[Record], format: Format) -> Result<()> {
             )?;
             for r in records {
                 match r {
-                    Record::Verdict {
-                        path,
-                        verdict,
-                        score,
-                        p_value,
-                        class,
-                        probability,
-                        ..
-                    } => writeln!(
+                    Record::Verdict(c) => writeln!(
                         out,
-                        "{path:<width$}  {verdict:<7}  {score:>12.6}  {p_value:>8.4}  {class} ({probability:.3})"
+                        "{:<width$}  {:<7}  {:>12.6}  {:>8.4}  {} ({:.3})",
+                        c.path, c.verdict, c.score, c.p_value, c.class, c.probability
                     )?,
                     Record::Skipped { path, skipped } => writeln!(out, "{path:<width$}  skipped  {skipped}")?,
                 }
