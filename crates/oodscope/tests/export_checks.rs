@@ -170,3 +170,51 @@ fn constructor_flags_outside_the_weights_are_read_from_them_or_asked_for_by_name
     assert_eq!(code, 0, "{text}");
     assert!(dir.path().join("g.toml").exists());
 }
+
+/// `oodscope score --scores` of a model on the demo's photo crops (ID) and MNIST digits (OOD):
+/// the scores in file order.
+fn demo_scores(model: &Path, method: &[&str], dir: &Path) -> Vec<f64> {
+    let csv = dir.join("scores.csv");
+    let demo = |rel: &str| {
+        oodscope_engine::assets_root()
+            .join("assets/demo")
+            .join(rel)
+            .display()
+            .to_string()
+    };
+    let (id, ood) = (demo("photo-crops"), demo("mnist"));
+    let mut args = vec!["score", "--model", model.to_str().unwrap(), "--id", &id, "--ood", &ood];
+    args.extend_from_slice(method);
+    args.extend(["--scores", csv.to_str().unwrap(), "--quiet"]);
+    let (code, _, err) = support::oodscope_with_cache(dir, &args);
+    assert_eq!(code, 0, "{err}");
+    let mut reader = csv::Reader::from_path(&csv).unwrap();
+    reader.records().map(|r| r.unwrap()[3].parse().unwrap()).collect()
+}
+
+#[test]
+fn a_frozen_export_scores_as_the_plain_one_and_keeps_input_gradients() {
+    let plain = tempfile::tempdir().unwrap();
+    let frozen = tempfile::tempdir().unwrap();
+    let (code, text) = export("build", plain.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = export("build", frozen.path(), &["--freeze"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(listing(frozen.path()), ["net.head.safetensors", "net.pt", "net.toml"]);
+    let card = std::fs::read_to_string(frozen.path().join("net.toml")).unwrap();
+    assert!(card.contains("head = \"net.head.safetensors\""), "{card}");
+    for method in [
+        &["--method", "msp"][..],
+        &["--method", "odin", "--temperature", "10", "--epsilon", "0.002"],
+    ] {
+        let a = demo_scores(&plain.path().join("net.pt"), method, plain.path());
+        let b = demo_scores(&frozen.path().join("net.pt"), method, frozen.path());
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / x.abs().max(1e-6))
+            .fold(0.0, f64::max);
+        assert!(worst <= 1e-4, "{method:?}: frozen differs by {worst:e}");
+    }
+}
