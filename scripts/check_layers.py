@@ -30,13 +30,16 @@ ALLOWED = {
     "oodscope-data": set(),
     "oodscope-engine": {"oodscope-metrics", "oodscope-data"},
     "oodscope-gui": {"oodscope-metrics", "oodscope-data", "oodscope-engine"},
-    "oodscope": {"oodscope-metrics", "oodscope-data", "oodscope-engine", "oodscope-gui"},
-    "oodscope-bench": {"oodscope-metrics", "oodscope-data", "oodscope-engine", "oodscope-gui"},
+    # The server: a crate on the engine alone (no window, no command line).
+    "oodscope-serve": {"oodscope-data", "oodscope-engine"},
+    "oodscope": {"oodscope-metrics", "oodscope-data", "oodscope-engine", "oodscope-gui", "oodscope-serve"},
+    "oodscope-bench": {"oodscope-metrics", "oodscope-data", "oodscope-engine", "oodscope-gui", "oodscope-serve"},
     "oodscope-testkit": set(),
 }
 # Crates that must not appear anywhere in a crate's normal dependency tree.
 FORBIDDEN_TREE = {
     "oodscope-engine": {"egui", "eframe", "clap", "rfd", "egui_plot", "egui_kittest"},
+    "oodscope-serve": {"egui", "eframe", "clap", "rfd", "egui_plot", "egui_kittest"},
     "oodscope-data": {"tch", "torch-sys", "egui", "eframe", "clap", "rfd"},
     "oodscope-metrics": None,  # None: no dependencies at all
 }

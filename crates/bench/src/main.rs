@@ -7,6 +7,7 @@ mod interaction;
 mod knn;
 mod pipeline;
 mod results;
+mod serve_load;
 
 use std::path::PathBuf;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Milliseconds per δ move in the window on a results file (operating points, verdict counts,
     /// the gallery's verdict filter), after opening it as the window does.
     ResultsDelta(delta::DeltaArgs),
+    /// Throughput and p50 / p99 latency of an Open Inference Protocol server (`oodscope serve` or
+    /// the Python server of scripts/bench_serve_python.py) at several concurrencies.
+    ServeLoad(serve_load::ServeLoadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +197,7 @@ fn main() {
         Command::ResultsWrite(args) => results::write(args),
         Command::ResultsOpen(args) => results::open(args),
         Command::ResultsDelta(args) => delta::run(args),
+        Command::ServeLoad(args) => serve_load::run(args),
     };
     match result {
         Ok(json) => println!("{json}"),

@@ -7,6 +7,7 @@ mod error;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod ui;
+pub mod watch;
 pub mod window;
 pub mod worker;
 

@@ -22,6 +22,8 @@ pub struct StartupOptions {
     pub screenshots: Option<PathBuf>,
     /// A results file to open.
     pub results: Option<PathBuf>,
+    /// A running `oodscope serve` to watch (`http://HOST:PORT`).
+    pub watch: Option<String>,
 }
 
 /// Whether a window can be opened here (an X11 or Wayland display).
@@ -69,6 +71,7 @@ pub fn run_gui(args: &StartupOptions) -> Result<(), Error> {
     }
     let startup = startup_settings(args);
     let tour_dir = args.screenshots.clone();
+    let watch = args.watch.clone();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_inner_size([1440.0, 900.0])
@@ -83,6 +86,9 @@ pub fn run_gui(args: &StartupOptions) -> Result<(), Error> {
         Box::new(move |cc| {
             prepare_context(&cc.egui_ctx);
             let mut app = OodscopeApp::from_creation_context(cc, startup);
+            if let Some(url) = watch {
+                app.push(crate::app::Command::Watch(url));
+            }
             if let Some(dir) = tour_dir {
                 let _ = std::fs::create_dir_all(&dir);
                 let internet = oodscope_engine::assets_root().join("assets/internet");

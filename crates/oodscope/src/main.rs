@@ -78,6 +78,8 @@ fn main() {
         Some(Command::Merge(args)) => merge_command(args),
         Some(Command::Preprocess(args)) => preprocess_command(args),
         Some(Command::Detector(args)) => detector_command(args),
+        // `serve` handles SIGTERM and SIGINT itself: it drains the accepted requests and exits 0.
+        Some(Command::Serve(args)) => cli::serve::serve_command(args),
         Some(Command::Check(args)) => match check_command(args) {
             Ok(true) if args.fail_on_ood => std::process::exit(cli::check::OOD_EXIT),
             other => other.map(|_| ()),

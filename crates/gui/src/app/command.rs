@@ -6,6 +6,7 @@ use oodscope_data::Role;
 use oodscope_engine::detect::Params;
 use oodscope_engine::score::Method;
 
+use super::deploy::SaveDetectorForm;
 use super::settings::Tab;
 
 /// Which file an export writes.
@@ -72,4 +73,11 @@ pub enum Command {
     SetLogY(bool),
     SetDensity(bool),
     SetExportDir(String),
+    /// Save the current method, parameters and δ as a detector file (on the worker).
+    SaveDetector(SaveDetectorForm),
+    /// Open a detector file: its manifest, calibration and δ shown, the open sets re-scored with it.
+    OpenDetector(PathBuf),
+    /// Watch a running `oodscope serve` at this address.
+    Watch(String),
+    StopWatch,
 }

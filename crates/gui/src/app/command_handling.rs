@@ -127,6 +127,10 @@ impl OodscopeApp {
             Command::SetLogY(on) => self.settings.log_y = on,
             Command::SetDensity(on) => self.settings.density = on,
             Command::SetExportDir(dir) => self.settings.export_dir = dir,
+            Command::SaveDetector(form) => self.start_save_detector(form),
+            Command::OpenDetector(path) => self.open_detector(path),
+            Command::Watch(url) => self.start_watch(url),
+            Command::StopWatch => self.stop_watch(),
             Command::RemoveSet(_) | Command::ToggleSet(_) => {}
         }
         ctx.request_repaint();

@@ -18,7 +18,14 @@ impl OodscopeApp {
     /// Applies one worker event.
     pub(super) fn on_event(&mut self, event: Event) {
         match event {
-            Event::Progress { task, progress } => self.tasks.set_progress(task, progress),
+            Event::Progress { task, progress } => {
+                if let crate::worker::TaskProgress::DetectorRead(manifest) = &progress
+                    && self.tasks.get(task).is_some()
+                {
+                    self.on_detector_read((**manifest).clone());
+                }
+                self.tasks.set_progress(task, progress);
+            }
             Event::Done { task, outcome } => {
                 if let Some(done) = self.tasks.finish(task) {
                     self.on_outcome(task, done, outcome);
@@ -92,6 +99,16 @@ impl OodscopeApp {
                     self.rederive();
                 }
             }
+            Outcome::DetectorSaved { path, manifest } => {
+                self.messages.push(format!(
+                    "saved {} ({}: {}, δ = {})",
+                    path.display(),
+                    manifest.name,
+                    manifest.method.describe(),
+                    manifest.decision.threshold
+                ));
+            }
+            Outcome::DetectorOpened(opened) => self.on_detector_opened(*opened),
             Outcome::Perturbation {
                 key,
                 settings,
@@ -140,6 +157,8 @@ impl OodscopeApp {
             TaskKind::OpenResults { .. } => self.messages.push(cause.to_string()),
             TaskKind::Tune => self.messages.push(format!("tuning: {cause}")),
             TaskKind::Compare => self.messages.push(format!("comparing: {cause}")),
+            TaskKind::SaveDetector { .. } => self.messages.push(format!("save detector: {cause}")),
+            TaskKind::OpenDetector { path } => self.on_detector_failed(path, cause.to_string()),
         }
     }
 

@@ -41,7 +41,7 @@ pub fn gui_tune_options(
 
 impl OodscopeApp {
     /// Registers a task of `kind` and sends its work.
-    fn launch(&mut self, kind: TaskKind, work: Work) {
+    pub(super) fn launch(&mut self, kind: TaskKind, work: Work) {
         let (id, cancel) = self.tasks.start(kind);
         self.worker.run(id, cancel, work);
     }

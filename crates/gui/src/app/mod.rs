@@ -8,6 +8,7 @@
 pub mod command;
 mod command_handling;
 pub mod comparison;
+pub mod deploy;
 mod events;
 pub mod export;
 mod launch;
@@ -18,6 +19,7 @@ pub mod shown;
 pub mod tasks;
 pub mod tour;
 pub mod view;
+pub mod watching;
 
 use std::path::PathBuf;
 
@@ -133,10 +135,16 @@ pub struct OodscopeApp {
     pub tour: Option<tour::Tour>,
     /// The results file on display (its stored columns are methods shown without the model).
     pub opened: Option<results_file::ResultsFile>,
+    /// The detector file open (or being opened), with its manifest and calibration.
+    pub detector: Option<deploy::DetectorView>,
+    /// The server watched, with its latest answer.
+    pub watch: Option<watching::Watch>,
     /// Every background job in flight.
     pub tasks: Tasks,
     /// Settings whose re-score of the open file's saved outputs failed (not asked for again).
     stored_failure: Option<ScoreSettings>,
+    /// Wakes the window (from the watch's polling thread).
+    repaint: egui::Context,
     worker: Worker,
     commands: Vec<Command>,
 }
@@ -146,6 +154,7 @@ impl OodscopeApp {
     pub fn new(ctx: &egui::Context, settings: Settings) -> Self {
         let waker_ctx = ctx.clone();
         let worker = Worker::start(std::sync::Arc::new(move || waker_ctx.request_repaint()));
+        let threshold = settings.threshold;
         let mut app = OodscopeApp {
             sets: settings
                 .sets
@@ -161,7 +170,7 @@ impl OodscopeApp {
             model: None,
             result: None,
             derived: None,
-            threshold: None,
+            threshold,
             drops: Vec::new(),
             pending_folder: None,
             selected: None,
@@ -174,8 +183,11 @@ impl OodscopeApp {
             comparison: None,
             tour: None,
             opened: None,
+            detector: None,
+            watch: None,
             tasks: Tasks::default(),
             stored_failure: None,
+            repaint: ctx.clone(),
             worker,
             commands: Vec::new(),
         };
@@ -184,6 +196,9 @@ impl OodscopeApp {
         }
         if let Some(results) = app.settings.results.clone() {
             app.open_results(PathBuf::from(results));
+        }
+        if let Some(url) = app.settings.watch.clone() {
+            app.start_watch(url);
         }
         app
     }
@@ -370,6 +385,7 @@ impl OodscopeApp {
     /// The settings to persist: current sliders, model and sets.
     pub fn settings_to_save(&self) -> Settings {
         let mut s = self.settings.clone();
+        s.threshold = self.threshold;
         s.sets = self
             .sets
             .iter()
@@ -382,11 +398,14 @@ impl OodscopeApp {
         s
     }
 
-    /// Applies the worker's events (a frame's logic, before drawing) and advances the screenshot
-    /// tour.
+    /// Applies the worker's events (a frame's logic, before drawing), takes the watched server's
+    /// latest answers, and advances the screenshot tour.
     pub fn drain_events(&mut self, ctx: &egui::Context) {
         while let Ok(event) = self.worker.events.try_recv() {
             self.on_event(event);
+        }
+        if let Some(watch) = &mut self.watch {
+            watch.drain(ctx);
         }
         if self.tasks.iter().any(|(_, t)| t.kind.is_long()) {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));

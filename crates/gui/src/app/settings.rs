@@ -32,6 +32,10 @@ pub enum Tab {
     Dropped,
     Tuning,
     Compare,
+    /// The open detector file: its manifest and calibration histogram with δ.
+    Detector,
+    /// A running `oodscope serve` watched live.
+    Watch,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,9 +55,15 @@ pub struct Settings {
     pub tab: Tab,
     pub batch_size: usize,
     pub export_dir: String,
+    /// The threshold δ last set (score ≥ δ → ID), restored at start when it falls in the scores'
+    /// range.
+    pub threshold: Option<f32>,
     /// A results file to open at start (`oodscope --results FILE`; not kept between sessions).
     #[serde(skip)]
     pub results: Option<String>,
+    /// A server to watch at start (`oodscope --watch http://HOST:PORT`; not kept between sessions).
+    #[serde(skip)]
+    pub watch: Option<String>,
 }
 
 impl Default for Settings {
@@ -70,7 +80,9 @@ impl Default for Settings {
             tab: Tab::Histogram,
             batch_size: 64,
             export_dir: "oodscope-export".into(),
+            threshold: None,
             results: None,
+            watch: None,
         }
     }
 }
@@ -123,6 +135,7 @@ mod tests {
         s.method = Method::named("knn");
         s.set_param("k", 20.0);
         s.tab = Tab::Gallery;
+        s.threshold = Some(0.25);
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
         assert_eq!(s.current_params().get("k"), Ok(20.0));
@@ -133,6 +146,7 @@ mod tests {
             (old.bins, old.method, old.current_params()),
             (30, Method::named("odin"), Params::new())
         );
+        assert_eq!(old.threshold, None);
         assert_eq!(s.sets[0].role(), Role::Id);
         assert_eq!(s.sets[1].role(), Role::Ood);
     }

@@ -40,6 +40,10 @@ pub enum TaskKind {
     Tune,
     /// Every method in one pass (the Compare view).
     Compare,
+    /// Writing a detector file.
+    SaveDetector { path: PathBuf },
+    /// Reading a detector file, loading it and scoring the open sets with it.
+    OpenDetector { path: PathBuf },
 }
 
 impl TaskKind {
@@ -56,6 +60,8 @@ impl TaskKind {
             TaskKind::OpenResults { path } => format!("reading {}", path.display()),
             TaskKind::Tune => "tuning".into(),
             TaskKind::Compare => "comparing every method".into(),
+            TaskKind::SaveDetector { path } => format!("saving the detector {}", path.display()),
+            TaskKind::OpenDetector { path } => format!("opening the detector {}", path.display()),
         }
     }
 
@@ -75,6 +81,8 @@ impl TaskKind {
                 | TaskKind::Tune
                 | TaskKind::Compare
                 | TaskKind::OpenResults { .. }
+                | TaskKind::SaveDetector { .. }
+                | TaskKind::OpenDetector { .. }
         )
     }
 }
@@ -212,6 +220,12 @@ pub mod kind {
     }
     pub fn open_set(k: &TaskKind) -> bool {
         matches!(k, TaskKind::OpenSet { .. })
+    }
+    pub fn save_detector(k: &TaskKind) -> bool {
+        matches!(k, TaskKind::SaveDetector { .. })
+    }
+    pub fn open_detector(k: &TaskKind) -> bool {
+        matches!(k, TaskKind::OpenDetector { .. })
     }
     /// The tasks whose results a new model makes stale (everything but opening sets and results
     /// files, which do not depend on the model).

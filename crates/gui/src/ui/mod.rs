@@ -3,6 +3,8 @@
 
 pub mod compare_view;
 pub mod curves;
+pub mod deploy_panel;
+pub mod detector_view;
 pub mod drops;
 pub mod fonts;
 pub mod gallery;
@@ -10,6 +12,7 @@ pub mod histogram;
 pub mod metrics_table;
 pub mod side_panel;
 pub mod tuning;
+pub mod watch_view;
 
 use egui::{Color32, RichText};
 
@@ -44,6 +47,7 @@ pub fn app_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     }
     egui::CentralPanel::default_margins().show(ui, |ui| central_ui(app, out, ui));
     drops::drop_ui(app, out, ui.ctx());
+    deploy_panel::save_window_ui(app, out, ui.ctx());
 }
 
 /// How the window treats keyboard focus: a press anywhere outside the focused widget takes the
@@ -73,6 +77,8 @@ fn shortcuts(app: &OodscopeApp, out: &mut Vec<Command>, ctx: &egui::Context) {
         (egui::Key::Num3, Tab::Gallery),
         (egui::Key::Num4, Tab::Dropped),
         (egui::Key::Num5, Tab::Compare),
+        (egui::Key::Num6, Tab::Detector),
+        (egui::Key::Num7, Tab::Watch),
     ] {
         if pressed(key) {
             out.push(Command::SetTab(tab));
@@ -176,7 +182,7 @@ fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if !app.messages.is_empty() {
         ui.horizontal(|ui| {
             let last = app.messages.last().cloned().unwrap_or_default();
-            let colour = if last.starts_with("wrote ") {
+            let colour = if last.starts_with("wrote ") || last.starts_with("saved ") {
                 Color32::DARK_GREEN
             } else {
                 Color32::from_rgb(180, 40, 30)
@@ -201,6 +207,8 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             (Tab::Gallery, "Gallery (3)"),
             (Tab::Dropped, "Dropped images (4)"),
             (Tab::Compare, "Compare (5)"),
+            (Tab::Detector, "Detector (6)"),
+            (Tab::Watch, "Watch (7)"),
         ] {
             if ui.selectable_label(app.settings.tab == tab, label).clicked() {
                 out.push(Command::SetTab(tab));
@@ -234,6 +242,14 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         drops::drop_cards_ui(app, ui);
         return;
     }
+    if app.settings.tab == Tab::Detector {
+        detector_view::detector_ui(app, out, ui);
+        return;
+    }
+    if app.settings.tab == Tab::Watch {
+        watch_view::watch_ui(app, out, ui);
+        return;
+    }
     if app.derived.is_none() {
         ui.centered_and_justified(|ui| {
             ui.label(if app.is_busy() {
@@ -258,6 +274,8 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 .show(ui, |ui| metrics_table::metrics_table_ui(app, ui));
         }
         Tab::Curves => curves::curves_ui(app, ui),
-        Tab::Gallery | Tab::Dropped | Tab::Tuning | Tab::Compare => gallery::gallery_ui(app, out, ui),
+        Tab::Gallery | Tab::Dropped | Tab::Tuning | Tab::Compare | Tab::Detector | Tab::Watch => {
+            gallery::gallery_ui(app, out, ui);
+        }
     }
 }

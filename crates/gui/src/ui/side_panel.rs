@@ -1,4 +1,5 @@
-//! The side panel: model, sets, method, the T / ε / δ sliders, and exports.
+//! The side panel: model, sets, method, the T / ε / δ sliders (with "Save detector…" beside δ),
+//! exports, and deploying (`deploy_panel`).
 
 use egui::{RichText, Slider};
 
@@ -22,6 +23,8 @@ pub fn side_panel_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::U
     sliders_ui(app, out, ui);
     ui.separator();
     export_ui(app, out, ui);
+    ui.separator();
+    super::deploy_panel::deploy_ui(app, out, ui);
 }
 
 fn model_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -418,17 +421,24 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     }
     if let (Some(derived), Some(mut threshold)) = (&app.derived, app.threshold) {
         let (lo, hi) = derived.range;
-        let slider = Slider::new(&mut threshold, lo..=hi).text("Threshold δ").max_decimals(6);
+        // Shown as the f32 it is, and never rounded: `max_decimals` would round δ on every draw,
+        // so a detector's δ (a calibration score) would not survive being shown.
+        let slider = Slider::new(&mut threshold, lo..=hi)
+            .text("Threshold δ")
+            .custom_formatter(|v, _| (v as f32).to_string());
         if ui.add(slider).changed() {
             out.push(Command::SetThreshold(threshold));
         }
-        if ui
-            .button("δ at 95% TPR")
-            .on_hover_text("Keep 95% of ID images (T)")
-            .clicked()
-        {
-            out.push(Command::ThresholdAt95Tpr);
-        }
+        ui.horizontal(|ui| {
+            if ui
+                .button("δ at 95% TPR")
+                .on_hover_text("Keep 95% of ID images (T)")
+                .clicked()
+            {
+                out.push(Command::ThresholdAt95Tpr);
+            }
+            super::deploy_panel::save_button_ui(app, ui);
+        });
     }
     let tunable = !specs.is_empty() && !app.is_tuning() && app.derived.is_some() && app.model.is_some();
     if ui

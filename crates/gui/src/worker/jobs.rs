@@ -31,6 +31,8 @@ pub struct ModelInfo {
     pub capabilities: Capabilities,
     pub dims: Dims,
     pub layout: LogitLayout,
+    /// Each method's default detector name (`deploy::default_name`), for "Save detector…".
+    pub detector_names: Vec<(Method, String)>,
 }
 
 impl ModelInfo {
@@ -48,6 +50,14 @@ impl ModelInfo {
             LogitLayout::Ensemble { members } => members.iter().map(Vec::len).collect(),
             LogitLayout::Single => Vec::new(),
         }
+    }
+
+    /// The default name of a detector of `method` on this model.
+    pub fn detector_name(&self, method: Method) -> String {
+        self.detector_names
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map_or_else(|| method.name().to_string(), |(_, name)| name.clone())
     }
 
     /// Why `method` cannot run on this model (with a fit or not).
@@ -240,6 +250,22 @@ fn run_task(
                 shape,
             })
         }
+        Work::SaveDetector(job) => {
+            let m = state.model.as_ref().ok_or(JobError::NoModel)?;
+            let path = job.out.clone();
+            let manifest = super::detector_jobs::save_detector(m, state.fit.as_ref(), *job)?;
+            Ok(Outcome::DetectorSaved {
+                path,
+                manifest: Box::new(manifest),
+            })
+        }
+        Work::OpenDetector { path, sets, batch_size } => {
+            let (model, fit) = (state.model.as_ref(), state.fit.as_ref());
+            let mut between_batches = || lane.serve(model, fit, false, send);
+            let opened =
+                super::detector_jobs::open_detector(path, sets, batch_size, cancel, &progress, &mut between_batches)?;
+            Ok(Outcome::DetectorOpened(Box::new(opened)))
+        }
     }
 }
 
@@ -357,12 +383,20 @@ fn model_info(path: &std::path::Path, model: &Model) -> ModelInfo {
         },
         Network::Single { .. } => LogitLayout::Single,
     };
+    let dims = dims_of(model);
+    let detector_names = Method::all()
+        .map(|m| {
+            let settings = ScoreSettings::default_for(m, &dims);
+            (m, oodscope_engine::deploy::default_name(model, &settings))
+        })
+        .collect();
     ModelInfo {
         path: path.to_path_buf(),
         card: model.card.clone(),
         device: device_name(model.device),
         capabilities: model.capabilities(),
-        dims: dims_of(model),
+        dims,
         layout,
+        detector_names,
     }
 }

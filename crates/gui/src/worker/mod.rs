@@ -4,6 +4,7 @@
 //! outcome), failed (with a typed cause) or cancelled. Dropped images take the priority lane
 //! (`lane`), served between a running job's batches.
 
+pub mod detector_jobs;
 pub mod jobs;
 pub mod lane;
 
@@ -18,6 +19,7 @@ use oodscope_engine::model::DeviceChoice;
 use oodscope_engine::pipeline::Progress;
 use oodscope_engine::score::{ScoreRun, ScoreSettings};
 
+pub use detector_jobs::{OpenedDetector, SaveJob};
 pub use jobs::ModelInfo;
 pub use lane::DropJob;
 
@@ -101,6 +103,14 @@ pub enum Work {
         source: PixelSource,
         settings: ScoreSettings,
     },
+    /// A detector file of the current method and δ, from the loaded model and fit.
+    SaveDetector(Box<SaveJob>),
+    /// A detector file read (its manifest reported first), loaded, and `sets` scored with it.
+    OpenDetector {
+        path: PathBuf,
+        sets: Vec<ImageSet>,
+        batch_size: usize,
+    },
 }
 
 /// What a task's job reports while it runs.
@@ -111,6 +121,8 @@ pub enum TaskProgress {
     Fit(oodscope_engine::fit::FitProgress),
     Tune(oodscope_engine::tune::TuneProgress),
     Compare(oodscope_engine::compare::CompareProgress),
+    /// A detector file's manifest, read before its model loads.
+    DetectorRead(Box<oodscope_engine::deploy::Manifest>),
 }
 
 impl TaskProgress {
@@ -121,6 +133,7 @@ impl TaskProgress {
             TaskProgress::Fit(p) => (p.done, p.total),
             TaskProgress::Tune(p) => (p.done, p.total),
             TaskProgress::Compare(p) => (p.done, p.total),
+            TaskProgress::DetectorRead(_) => (0, 0),
         }
     }
 }
@@ -159,6 +172,11 @@ pub enum Outcome {
         values: Vec<f32>,
         shape: [usize; 3],
     },
+    DetectorSaved {
+        path: PathBuf,
+        manifest: Box<oodscope_engine::deploy::Manifest>,
+    },
+    DetectorOpened(Box<OpenedDetector>),
 }
 
 /// Why a task's job gave no outcome (a cancel is its own event).

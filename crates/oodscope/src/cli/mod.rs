@@ -11,6 +11,7 @@ pub mod methods;
 pub(crate) mod paths;
 pub mod preprocess;
 pub mod score;
+pub mod serve;
 pub(crate) mod signals;
 pub mod train;
 pub mod tune;
@@ -79,6 +80,10 @@ pub struct GuiArgs {
     /// display, its metrics are printed.
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Watch a running `oodscope serve` (http://HOST:PORT): live scores against the calibration,
+    /// the OOD rate against α, the latest flagged inputs.
+    #[arg(long, value_name = "URL")]
+    pub watch: Option<String>,
 }
 
 impl GuiArgs {
@@ -91,6 +96,7 @@ impl GuiArgs {
             demo: self.demo,
             screenshots: self.screenshots.clone(),
             results: self.results.clone(),
+            watch: self.watch.clone(),
         }
     }
 }
@@ -122,6 +128,9 @@ pub enum Command {
     Detector(DetectorArgs),
     /// A saved detector's verdict on image files or folders: id or ood, score, p-value, class.
     Check(CheckArgs),
+    /// Serve a saved detector over HTTP (Open Inference Protocol / KServe V2), with dynamic
+    /// batching, back-pressure, Prometheus metrics and drift; SIGTERM drains, then exits 0.
+    Serve(serve::ServeArgs),
 }
 
 /// How a model runs, shared by `score` and `tune`.
