@@ -1,5 +1,5 @@
 //! oodscope binary: parses the command line and runs the command; errors end in one line and exit 1,
-//! a run stopped by SIGINT or SIGTERM exits 130 or 143.
+//! a run stopped by SIGINT or SIGTERM exits 130 or 143 (`serve` drains its requests and exits 0).
 
 mod cli;
 mod train;
@@ -32,39 +32,12 @@ fn main() {
     // Before any tch call: libtorch decides once whether CUDA exists.
     oodscope_engine::torch_libs::load_cuda_or_warn();
     // The long commands stop at the next batch on SIGINT or SIGTERM (from the start: the model's
-    // loading and the folders' listing come before the first batch).
-    if matches!(
-        cli.command,
-        Some(
-            Command::Score(_)
-                | Command::Tune(_)
-                | Command::Compare(_)
-                | Command::Fit(_)
-                | Command::FitMerge(_)
-                | Command::Merge(_)
-                | Command::Preprocess(_)
-                | Command::Detector(_)
-                | Command::Check(_)
-        )
-    ) {
+    // loading and the folders' listing come before the first batch); `serve` drains instead.
+    if cli.command.as_ref().is_some_and(Command::stops_at_the_next_batch) {
         cli::interrupt_flag();
     }
     // Commands whose output is read by pipes: a closed pipe ends them quietly.
-    if matches!(
-        cli.command,
-        Some(
-            Command::Score(_)
-                | Command::Tune(_)
-                | Command::Compare(_)
-                | Command::Fit(_)
-                | Command::FitMerge(_)
-                | Command::Merge(_)
-                | Command::Methods(_)
-                | Command::Preprocess(_)
-                | Command::Detector(_)
-                | Command::Check(_)
-        )
-    ) {
+    if cli.command.as_ref().is_some_and(Command::prints_for_pipes) {
         cli::signals::end_quietly_on_closed_pipe();
     }
     let result = match &cli.command {
@@ -85,6 +58,9 @@ fn main() {
             other => other.map(|_| ()),
         },
         None if oodscope_gui::has_display() => oodscope_gui::run_gui(&cli.gui.startup_options()).map_err(Into::into),
+        None if cli.gui.watch.is_some() => Err(anyhow::anyhow!(
+            "--watch needs the window, and there is no display (DISPLAY / WAYLAND_DISPLAY unset): read the server's /metrics or /oodscope/v1/watch with curl instead"
+        )),
         None if cli.gui.results.is_some() => {
             eprintln!("oodscope: no display (DISPLAY / WAYLAND_DISPLAY unset): printing the results file's metrics");
             cli.gui.results.as_deref().map_or(Ok(()), cli::headless_results)

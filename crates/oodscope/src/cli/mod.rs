@@ -133,6 +133,30 @@ pub enum Command {
     Serve(serve::ServeArgs),
 }
 
+impl Command {
+    /// Whether SIGINT and SIGTERM stop this command at its next batch (exit 130 / 143).
+    pub fn stops_at_the_next_batch(&self) -> bool {
+        matches!(
+            self,
+            Command::Score(_)
+                | Command::Tune(_)
+                | Command::Compare(_)
+                | Command::Fit(_)
+                | Command::FitMerge(_)
+                | Command::Merge(_)
+                | Command::Preprocess(_)
+                | Command::Detector(_)
+                | Command::Check(_)
+        )
+    }
+
+    /// Whether this command's output is read by pipes (a closed pipe then ends it quietly): every
+    /// command but `serve` and `train`, whose sockets and long runs must outlive a closed terminal.
+    pub fn prints_for_pipes(&self) -> bool {
+        self.stops_at_the_next_batch() || matches!(self, Command::Methods(_))
+    }
+}
+
 /// How a model runs, shared by `score` and `tune`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
