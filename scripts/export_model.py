@@ -165,7 +165,8 @@ def build(args, classes: list[str] | None) -> Built:
     # num_classes when --num-classes says so (it may not take that argument).
     num_classes = args.num_classes or (len(classes) if classes else None)
     if sep and kind == "torchvision":
-        flags_outside_weights(rest, kwargs, Path(args.weights) if args.weights else None)
+        weights = getattr(args, "weights", None)
+        flags_outside_weights(rest, kwargs, Path(weights) if weights else None)
         return build_torchvision(rest, num_classes, kwargs)
     if sep and kind == "timm":
         return build_timm(rest, num_classes, kwargs)
