@@ -291,85 +291,56 @@ fn an_embedded_detector_moves_alone_and_bad_requests_get_one_line() {
     let out_s = out_path.to_str().unwrap();
     let fmnist_model = model();
     let (fmnist, bag, mnist) = (demo("fmnist-test"), demo("fmnist-test/bag"), demo("mnist"));
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let saving = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = ["detector", "save", "--model", &fmnist_model, "--out", out_s]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let with_calibration = |folder: &str, extra: &[&'static str]| -> Vec<String> {
+        let mut args = saving(extra);
+        args.extend(["--calibration".to_string(), folder.to_string()]);
+        args
+    };
+    let overwrite = [
+        "detector",
+        "save",
+        "--model",
+        &fmnist_model,
+        "--calibration",
+        &fmnist,
+        "--out",
+        &fmnist_model,
+    ]
+    .map(String::from)
+    .to_vec();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (with_calibration(empty.to_str().unwrap(), &[]), "no images"),
         (
-            vec![
-                "detector",
-                "save",
-                "--model",
-                &fmnist_model,
-                "--calibration",
-                empty.to_str().unwrap(),
-                "--out",
-                out_s,
-            ],
-            "no images",
-        ),
-        (
-            vec![
-                "detector",
-                "save",
-                "--model",
-                &fmnist_model,
-                "--calibration",
-                &bag,
-                "--false-alarm",
-                "0.001",
-                "--out",
-                out_s,
-            ],
+            with_calibration(&bag, &["--false-alarm", "0.001"]),
             "too few for a false-alarm rate of 0.001",
         ),
         (
-            vec![
-                "detector",
-                "save",
-                "--model",
-                &fmnist_model,
-                "--calibration",
-                &fmnist,
-                "--false-alarm",
-                "1.5",
-                "--out",
-                out_s,
-            ],
+            with_calibration(&fmnist, &["--false-alarm", "1.5"]),
             "--false-alarm must be between 0 and 1",
         ),
+        (overwrite, "would overwrite the input"),
+        (with_calibration(&fmnist, &["--name", "a/b"]), "detector name `a/b`"),
         (
-            vec![
-                "detector",
-                "save",
-                "--model",
-                &fmnist_model,
-                "--calibration",
-                &fmnist,
-                "--out",
-                &fmnist_model,
-            ],
-            "would overwrite the input",
+            ["detector", "show", &fmnist_model].map(String::from).to_vec(),
+            "not a detector file",
         ),
         (
-            vec![
-                "detector",
-                "save",
-                "--model",
-                &fmnist_model,
-                "--calibration",
-                &fmnist,
-                "--name",
-                "a/b",
-                "--out",
-                out_s,
-            ],
-            "detector name `a/b`",
-        ),
-        (vec!["detector", "show", &fmnist_model], "not a detector file"),
-        (
-            vec!["check", "--detector", &fmnist_model, &mnist],
+            ["check", "--detector", &fmnist_model, &mnist]
+                .map(String::from)
+                .to_vec(),
             "not a detector file",
         ),
     ];
     for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, out, err) = oodscope(&args);
         assert_eq!(code, 1, "{args:?}: {out} {err}");
         let last = err.trim_end().lines().last().unwrap_or_default();

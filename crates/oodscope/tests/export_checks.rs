@@ -20,22 +20,12 @@ fn export(builder: &str, dir: &Path, extra: &[&str]) -> (i32, String) {
     support::export_model(&args)
 }
 
-/// The names in `dir`, hidden ones included.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_dict_output_is_unwrapped_and_one_without_logits_is_named_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let (code, text) = export("build_dict", dir.path(), &[]);
     assert_eq!(code, 0, "{text}");
-    assert_eq!(listing(dir.path()), ["net.pt", "net.toml"]);
+    assert_eq!(support::names_in(dir.path()), ["net.pt", "net.toml"]);
 
     let dir = tempfile::tempdir().unwrap();
     let (code, text) = export("build_dict_without_logits", dir.path(), &[]);
@@ -46,7 +36,11 @@ fn a_dict_output_is_unwrapped_and_one_without_logits_is_named_with_the_fix() {
         "{text}"
     );
     assert!(!text.contains("Traceback"), "{text}");
-    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+    assert!(
+        support::names_in(dir.path()).is_empty(),
+        "{:?}",
+        support::names_in(dir.path())
+    );
 }
 
 #[test]
@@ -61,9 +55,9 @@ fn a_forward_that_branches_on_the_inputs_values_is_caught_and_leaves_nothing_beh
         "{text}"
     );
     assert!(
-        listing(dir.path()).is_empty(),
+        support::names_in(dir.path()).is_empty(),
         "a failed export leaves nothing: {:?}",
-        listing(dir.path())
+        support::names_in(dir.path())
     );
     // An existing model of the same name is left as it was.
     std::fs::write(dir.path().join("net.pt"), b"the user's earlier file").unwrap();
@@ -73,7 +67,7 @@ fn a_forward_that_branches_on_the_inputs_values_is_caught_and_leaves_nothing_beh
         std::fs::read(dir.path().join("net.pt")).unwrap(),
         b"the user's earlier file"
     );
-    assert_eq!(listing(dir.path()), ["net.pt"]);
+    assert_eq!(support::names_in(dir.path()), ["net.pt"]);
 }
 
 #[test]
@@ -200,7 +194,10 @@ fn a_frozen_export_scores_as_the_plain_one_and_keeps_input_gradients() {
     assert_eq!(code, 0, "{text}");
     let (code, text) = export("build", frozen.path(), &["--freeze"]);
     assert_eq!(code, 0, "{text}");
-    assert_eq!(listing(frozen.path()), ["net.head.safetensors", "net.pt", "net.toml"]);
+    assert_eq!(
+        support::names_in(frozen.path()),
+        ["net.head.safetensors", "net.pt", "net.toml"]
+    );
     let card = std::fs::read_to_string(frozen.path().join("net.toml")).unwrap();
     assert!(card.contains("head = \"net.head.safetensors\""), "{card}");
     for method in [

@@ -32,12 +32,7 @@ fn refused(args: &[&str], line: &str) {
 
 /// The names in `dir`, sorted.
 pub(crate) fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    support::names_in(dir)
 }
 
 /// The plain fixture model and its card copied into `dir` (so that a failed check cannot hurt the

@@ -5,7 +5,6 @@
 use crate::reliability_outputs::{fx, left_behind, names, s, temporaries, wait_until};
 use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,20 +18,12 @@ struct Running {
 
 impl Running {
     fn start(cache: &Path, args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oodscope"))
-            .args(args)
-            .env("OODSCOPE_CACHE_DIR", cache)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
+        let (child, lines) = support::spawn_reading_stderr(
+            Command::new(env!("CARGO_BIN_EXE_oodscope"))
+                .args(args)
+                .env("OODSCOPE_CACHE_DIR", cache)
+                .stdout(Stdio::null()),
+        );
         Running {
             child,
             lines,

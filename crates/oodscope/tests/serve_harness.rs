@@ -3,7 +3,6 @@
 //! binary data) and their answers decoded, and the references: `oodscope check`'s and `oodscope
 //! score`'s verdicts on the same files.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,20 +102,12 @@ impl Server {
         let detector = detector().to_string_lossy().into_owned();
         let mut args = vec!["serve", "--detector", &detector, "--port", "0", "--device", "cpu"];
         args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oodscope"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
+        let (child, lines) = support::spawn_reading_stderr(
+            Command::new(env!("CARGO_BIN_EXE_oodscope"))
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null()),
+        );
         let mut server = Server {
             child,
             addr: "127.0.0.1:1".parse().unwrap(),

@@ -137,6 +137,26 @@ mod tests {
         pause: Duration,
     }
 
+    impl Echo {
+        /// Echoes each image's first value as its score, after `pause` per batch.
+        fn pausing(pause: Duration) -> Self {
+            Echo {
+                batches: vec![],
+                fail_on: None,
+                pause,
+            }
+        }
+    }
+
+    /// A closed queue holding `jobs`, in order.
+    fn queued(jobs: Vec<Job>) -> std::sync::mpsc::Receiver<Job> {
+        let (send, receive) = std::sync::mpsc::channel();
+        for j in jobs {
+            let _ = send.send(j);
+        }
+        receive
+    }
+
     impl Scorer for Echo {
         fn score(&mut self, images: &[Vec<f32>]) -> Result<Vec<Verdict>, String> {
             self.batches.push(images.len());
@@ -178,20 +198,12 @@ mod tests {
 
     #[test]
     fn queued_jobs_are_batched_split_by_max_batch_and_answered_in_order() {
-        let (send, receive) = std::sync::mpsc::channel();
         let long = Duration::from_secs(60);
         let (a, ra) = job(&[1.0, 2.0], long);
         let (b, rb) = job(&[3.0, 4.0, 5.0], long);
         let (c, rc) = job(&[6.0], long);
-        for j in [a, b, c] {
-            send.send(j).unwrap();
-        }
-        drop(send);
-        let mut echo = Echo {
-            batches: vec![],
-            fail_on: None,
-            pause: Duration::ZERO,
-        };
+        let receive = queued(vec![a, b, c]);
+        let mut echo = Echo::pausing(Duration::ZERO);
         let batching = Batching {
             max_batch: 4,
             max_delay: Duration::from_millis(50),
@@ -206,20 +218,12 @@ mod tests {
 
     #[test]
     fn expired_and_abandoned_jobs_are_skipped_and_a_failure_reaches_its_batch_only() {
-        let (send, receive) = std::sync::mpsc::channel();
         let (expired, r_expired) = job(&[1.0], Duration::ZERO);
         let (left, r_left) = job(&[2.0], Duration::from_secs(60));
         drop(r_left);
         let (fine, r_fine) = job(&[3.0], Duration::from_secs(60));
-        for j in [expired, left, fine] {
-            send.send(j).unwrap();
-        }
-        drop(send);
-        let mut echo = Echo {
-            batches: vec![],
-            fail_on: None,
-            pause: Duration::ZERO,
-        };
+        let receive = queued(vec![expired, left, fine]);
+        let mut echo = Echo::pausing(Duration::ZERO);
         let batching = Batching {
             max_batch: 8,
             max_delay: Duration::from_millis(20),
@@ -229,10 +233,8 @@ mod tests {
         assert_eq!(scored(r_fine), [3.0]);
         assert_eq!(echo.batches, [1], "only the live job reaches the model");
 
-        let (send, receive) = std::sync::mpsc::channel();
         let (bad, r_bad) = job(&[7.0], Duration::from_secs(60));
-        send.send(bad).unwrap();
-        drop(send);
+        let receive = queued(vec![bad]);
         echo.fail_on = Some(7.0);
         run(&receive, &mut echo, batching, &test_monitor(), &|| usize::MAX);
         assert!(matches!(r_bad.blocking_recv().unwrap(), JobOutcome::Failed(r) if r == "boom"));
@@ -240,15 +242,9 @@ mod tests {
 
     #[test]
     fn a_long_request_stops_being_scored_once_its_deadline_has_passed() {
-        let (send, receive) = std::sync::mpsc::channel();
         let (long, answer) = job(&[1.0; 40], Duration::from_millis(100));
-        send.send(long).unwrap();
-        drop(send);
-        let mut slow = Echo {
-            batches: vec![],
-            fail_on: None,
-            pause: Duration::from_millis(30),
-        };
+        let receive = queued(vec![long]);
+        let mut slow = Echo::pausing(Duration::from_millis(30));
         let batching = Batching {
             max_batch: 2,
             max_delay: Duration::ZERO,
