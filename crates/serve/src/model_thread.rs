@@ -149,7 +149,7 @@ mod tests {
     }
 
     /// A closed queue holding `jobs`, in order.
-    fn queued(jobs: Vec<Job>) -> std::sync::mpsc::Receiver<Job> {
+    fn queued(jobs: Vec<Job>) -> Receiver<Job> {
         let (send, receive) = std::sync::mpsc::channel();
         for j in jobs {
             let _ = send.send(j);
