@@ -294,9 +294,9 @@ fn an_embedded_detector_moves_alone_and_bad_requests_get_one_line() {
     let saving = |extra: &[&'static str]| -> Vec<String> {
         let mut args: Vec<String> = ["detector", "save", "--model", &fmnist_model, "--out", out_s]
             .iter()
-            .map(|a| a.to_string())
+            .map(|a| (*a).to_owned())
             .collect();
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         args
     };
     let with_calibration = |folder: &str, extra: &[&'static str]| -> Vec<String> {
