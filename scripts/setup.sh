@@ -13,10 +13,10 @@ VENV=.venv
 # pyarrow, pandas and polars read our Parquet results as users do; ray runs scripts/ray_score.py on a
 # local cluster (crates/oodscope/tests/scale_out.rs); tritonclient[http] and kserve are the standard
 # Open Inference Protocol clients `oodscope serve` is tested with (crates/oodscope/tests/serve_clients.rs;
-# kserve brings prometheus_client, which parses /metrics there); fastapi, uvicorn and httpx run the
-# Python server of scripts/bench_serve.sh.
+# kserve brings prometheus_client, which parses /metrics there, and needs pandas < 3); fastapi,
+# uvicorn and httpx run the Python server of scripts/bench_serve.sh.
 PY_PACKAGES=(numpy scikit-learn pillow scipy safetensors "torchvision==0.28.0" "pytorch-ood==0.4.0"
-  "timm==1.0.31" "onnx==1.23.2" "onnx2torch==1.5.15" "pyarrow==26.0.1" "pandas==3.1.1"
+  "timm==1.0.31" "onnx==1.23.2" "onnx2torch==1.5.15" "pyarrow==26.0.1" "pandas==2.3.3"
   "polars==2.1.0" "ray==2.60.0" "tritonclient[http]==2.73.0" "kserve==0.21.0" "fastapi==0.165.0"
   "uvicorn==0.55.0" "httpx==0.29.0")
 
