@@ -111,10 +111,22 @@ pub fn prepare_context(ctx: &egui::Context) {
     crate::ui::focus_options(ctx);
 }
 
+/// Asks for the keyboard once, on the first frame: a window started from a terminal otherwise
+/// waits for a click before its keys (1–7, C, …) work. (`ViewportBuilder::with_active` does nothing
+/// on X11 and Wayland.)
+fn take_focus_once(ctx: &egui::Context) {
+    let asked = egui::Id::unique("oodscope-asked-for-focus");
+    if !ctx.data(|d| d.get_temp::<bool>(asked).unwrap_or(false)) {
+        ctx.data_mut(|d| d.insert_temp(asked, true));
+        ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+    }
+}
+
 /// A frame: the worker's events, then the panels drawn from the state, then their commands
 /// applied once.
 impl eframe::App for OodscopeApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        take_focus_once(ctx);
         self.drain_events(ctx);
     }
 

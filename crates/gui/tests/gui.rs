@@ -582,6 +582,7 @@ fn the_exported_histogram_draws_delta_as_a_thick_amber_line_where_it_is() {
                 },
             ],
             threshold: Some(t),
+            threshold_note: "as set".into(),
             bins: 40,
             width: 1600,
             height: 960,

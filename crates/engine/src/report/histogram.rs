@@ -47,6 +47,8 @@ pub struct HistogramPlot<'a> {
     pub x_label: String,
     pub series: Vec<Series<'a>>,
     pub threshold: Option<f32>,
+    /// How δ was chosen, for the legend: `95% TPR`, `as set`, a detector's rule…
+    pub threshold_note: String,
     pub bins: usize,
     pub width: u32,
     pub height: u32,
@@ -130,7 +132,7 @@ fn draw(
                 [(t, 0.0), (t, y_max)],
                 THRESHOLD_COLOUR.stroke_width(THRESHOLD_WIDTH),
             ))?
-            .label(format!("threshold δ = {} (95% TPR)", significant(t)))
+            .label(format!("threshold δ = {} ({})", significant(t), plot.threshold_note))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], THRESHOLD_COLOUR.stroke_width(THRESHOLD_WIDTH)));
     }
     chart

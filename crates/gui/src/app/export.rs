@@ -54,6 +54,7 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<(), Er
                 x_label: format!("{} score (higher = more in-distribution)", result.shown.method.title()),
                 series,
                 threshold: app.threshold,
+                threshold_note: "as set in the window; score ≥ δ → ID".into(),
                 bins: app.settings.bins,
                 width: 1600,
                 height: 960,

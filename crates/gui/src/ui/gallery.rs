@@ -44,6 +44,8 @@ pub struct GalleryState {
     /// The images in the set filter and sort order, made once per result, scores and filter
     /// (sorting 10⁶ scores each frame would take far longer than a frame).
     order: Option<(OrderKey, Arc<Vec<usize>>)>,
+    /// The decimals the tiles' scores are shown with, for the same key as `order`.
+    decimals: usize,
 }
 
 /// What the cached order depends on: the result, its displayed scores (their buffer and length),
@@ -138,11 +140,13 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
             let sets_of: Vec<usize> = result.run.images.iter().map(|e| e.set).collect();
             let order = Arc::new(ordered(&result.scores, &sets_of, gallery.set_filter, gallery.sort));
             gallery.order = Some((key, order.clone()));
+            gallery.decimals = score_decimals(&result.scores);
             order
         }
     };
     let order = at_threshold(&sorted, &result.scores, gallery.sort, gallery.verdict, threshold);
     ui.label(format!("{} images", order.len()));
+    let decimals = gallery.decimals;
     let thumbnails = &mut gallery.thumbnails;
     let per_row = ((ui.available_width() / (CELL + 22.0)).floor() as usize).max(1);
     let rows = order.len().div_ceil(per_row);
@@ -184,7 +188,7 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
                                         }
                                         None => ui.add_sized(Vec2::splat(THUMB as f32), egui::Spinner::new()),
                                     };
-                                    ui.label(RichText::new(format!("{score:.4}")).small().strong());
+                                    ui.label(RichText::new(format!("{score:.decimals$}")).small().strong());
                                     let role = if set.role == Role::Id { "ID" } else { "OOD" };
                                     ui.label(RichText::new(format!("{role} · {class}")).small());
                                 });
@@ -461,5 +465,43 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// Decimals that tell the tiles apart: three significant digits of the scores' spread (their
+/// interquartile range, else their full range), at least 2 and at most 8. ODIN's scores at
+/// T = 1000 all read 0.1014 at four decimals; their spread is about 1e-5.
+pub fn score_decimals(scores: &[f32]) -> usize {
+    let mut finite: Vec<f32> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    if finite.len() < 2 {
+        return 4;
+    }
+    finite.sort_by(f32::total_cmp);
+    let at = |q: f64| finite[((finite.len() - 1) as f64 * q).round() as usize] as f64;
+    let spread = match at(0.75) - at(0.25) {
+        iqr if iqr > 0.0 => iqr,
+        _ => at(1.0) - at(0.0),
+    };
+    if spread <= 0.0 {
+        return 4;
+    }
+    (2.0 - spread.log10().floor()).clamp(2.0, 8.0) as usize
+}
+
+#[cfg(test)]
+mod decimals_tests {
+    #[test]
+    fn tiles_get_the_decimals_their_spread_needs() {
+        use super::score_decimals;
+        // ODIN at T = 1000: scores 0.10140…, their interquartile range 9.8e-6 (three digits of
+        // it: 8 decimals).
+        let odin: Vec<f32> = (0..100).map(|i| 0.1014 + i as f32 * 2e-7).collect();
+        assert_eq!(score_decimals(&odin), 8);
+        let msp: Vec<f32> = (0..100).map(|i| 0.3 + i as f32 * 0.007).collect();
+        assert_eq!(score_decimals(&msp), 3);
+        let energy: Vec<f32> = (0..100).map(|i| i as f32 * 0.4).collect();
+        assert_eq!(score_decimals(&energy), 2);
+        assert_eq!(score_decimals(&[1.0, 1.0]), 4);
+        assert_eq!(score_decimals(&[]), 4);
     }
 }

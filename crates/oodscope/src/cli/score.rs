@@ -204,6 +204,7 @@ pub fn histogram_of_run(
         x_label: format!("{} score (higher = more in-distribution)", settings.method.title()),
         series,
         threshold,
+        threshold_note: "95% TPR".into(),
         bins,
         width: 1200,
         height: 720,
