@@ -158,10 +158,23 @@ fn describe_drop(paths: &[PathBuf]) -> String {
     }
 }
 
-/// The result cards of dropped images, newest first.
-pub fn drop_cards_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
+/// The result cards of dropped images, newest first, and "Add images…" (a file dialog) for those
+/// who do not drag.
+pub fn drop_cards_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        if ui
+            .button("Add images…")
+            .on_hover_text("Choose image files to score, as if dropped on the window")
+            .clicked()
+            && let Some(files) = rfd::FileDialog::new()
+                .add_filter("images", oodscope_data::scan::IMAGE_EXTENSIONS)
+                .pick_files()
+        {
+            out.extend(commands_for_drop(&files).0);
+        }
+        ui.label("or drag images from a browser or a file manager onto the window to see their confidence.");
+    });
     if app.drops.is_empty() {
-        ui.label("Drag images from a browser or a file manager onto the window to see their confidence.");
         return;
     }
     let classes = app.model.as_ref().map(|m| m.card.classes.clone()).unwrap_or_default();

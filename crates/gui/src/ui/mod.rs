@@ -239,7 +239,7 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         return;
     }
     if app.settings.tab == Tab::Dropped {
-        drops::drop_cards_ui(app, ui);
+        drops::drop_cards_ui(app, out, ui);
         return;
     }
     if app.settings.tab == Tab::Detector {
