@@ -6,7 +6,7 @@ use std::path::Path;
 
 use oodscope_data::Preprocess;
 use oodscope_engine::deploy::SavedDetector;
-use oodscope_engine::model::{DeviceChoice, set_model_threads};
+use oodscope_engine::model::{DeviceChoice, device_name, set_model_threads};
 
 pub use oodscope_engine::deploy::Verdict;
 
@@ -57,11 +57,7 @@ pub fn load(path: &Path, device: DeviceChoice) -> Result<(SavedDetector, Detecto
         calibration_scores: calibration.scores.clone(),
         threshold: calibration.threshold,
         false_alarm: calibration.false_alarm,
-        device: match detector.model.device {
-            tch::Device::Cpu => "cpu".to_string(),
-            tch::Device::Cuda(n) => format!("cuda:{n}"),
-            other => format!("{other:?}").to_lowercase(),
-        },
+        device: device_name(detector.model.device),
     };
     Ok((detector, info))
 }
