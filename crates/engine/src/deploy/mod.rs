@@ -12,8 +12,6 @@ mod write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use tch::{Kind, Tensor};
-
 pub use calibration::Calibration;
 pub use manifest::{Manifest, SetSummary};
 pub use read::{load, open};
@@ -23,8 +21,9 @@ use crate::Error;
 use crate::detect::ScoreSettings;
 use crate::detect::plan::Plan;
 use crate::model::{DeviceChoice, Model};
+use crate::pipeline::stream::batch_tensor;
 use crate::pipeline::{DecodeSchedule, Progress};
-use crate::score::run::{Keep, ScoreRun, run_scoring_into};
+use crate::score::run::{Keep, ScoreRun, run_scoring_into, score_in_any_batch};
 use crate::stats::Fit;
 use oodscope_data::ImageSet;
 
@@ -119,7 +118,7 @@ impl SavedDetector {
     }
 
     /// Scores one batch of decoded images (each C·H·W pixels from `decode_bytes`), in order: the
-    /// same numbers as a scoring run over the same files (one image runs as two copies, as there).
+    /// same numbers as a scoring run over the same files (a batch of one included).
     pub fn score_pixels(&self, images: &[Vec<f32>]) -> Result<Vec<Verdict>, Error> {
         if images.is_empty() {
             return Ok(Vec::new());
@@ -132,27 +131,11 @@ impl SavedDetector {
                 images[bad].len()
             )));
         }
-        let copies = if images.len() == 1 { 2 } else { 1 };
-        let mut pixels = Vec::with_capacity(per_image * images.len() * copies);
-        for _ in 0..copies {
-            for image in images {
-                pixels.extend_from_slice(image);
-            }
-        }
-        let n = (images.len() * copies) as i64;
-        let x = Tensor::from_slice(&pixels)
-            .f_view([n, c, h, w])
-            .and_then(|x| x.f_to_kind(Kind::Float))
-            .and_then(|x| x.f_to_device(self.model.device))
-            .map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot move a batch to the device: {}",
-                    crate::model::first_line(&e.to_string())
-                ))
-            })?;
+        let pixels: Vec<f32> = images.concat();
+        let x = batch_tensor(&pixels, [images.len() as i64, c, h, w], self.model.device)?;
         crate::model::adapt_model_threads();
         let plan = self.plan()?;
-        let scores = plan.score_batch(&x)?;
+        let scores = score_in_any_batch(&plan, &x)?;
         let column = scores.scores.first().map(Vec::as_slice).unwrap_or_default();
         Ok((0..images.len())
             .map(|i| {

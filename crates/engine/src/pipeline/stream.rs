@@ -134,14 +134,7 @@ impl Stream<'_> {
             if !batch.items.is_empty() {
                 let n = batch.items.len() as i64;
                 let clock = Instant::now();
-                let x = Tensor::from_slice(&batch.pixels)
-                    .f_view([n, c, h, w])
-                    .and_then(|x| x.f_to_kind(Kind::Float))
-                    .and_then(|x| x.f_to_device(self.device))
-                    .map_err(|e| {
-                        let cause = crate::model::first_line(&e.to_string());
-                        Error::Invalid(format!("cannot move a batch to the device: {cause}"))
-                    })?;
+                let x = batch_tensor(&batch.pixels, [n, c, h, w], self.device)?;
                 stats.stages.to_device += clock.elapsed();
                 // The model's thread count follows the cores other processes leave (on the CPU).
                 crate::model::adapt_model_threads();
@@ -202,6 +195,18 @@ impl Stream<'_> {
         stats.stages.decode = decode;
         Ok(stats)
     }
+}
+
+/// Decoded pixels (`shape` = `[N, C, H, W]`, in order) as one float tensor on `device`.
+pub fn batch_tensor(pixels: &[f32], shape: [i64; 4], device: Device) -> Result<Tensor, Error> {
+    Tensor::from_slice(pixels)
+        .f_view(shape)
+        .and_then(|x| x.f_to_kind(Kind::Float))
+        .and_then(|x| x.f_to_device(device))
+        .map_err(|e| {
+            let cause = crate::model::first_line(&e.to_string());
+            Error::Invalid(format!("cannot move a batch to the device: {cause}"))
+        })
 }
 
 /// The decoders of [`DecodeSchedule::Overlapped`]: one thread fewer than the cores, so that the

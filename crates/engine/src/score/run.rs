@@ -259,20 +259,7 @@ pub fn run_scoring_into(
         ..ScoreRun::default()
     };
     let stats = stream.run(cancel, on_progress, &mut |items, x| {
-        let scores = if items.len() == 1 {
-            // One image runs as two copies: libtorch's CPU kernels take another path for a single
-            // row (the fixture model's logits then differ in the last bit), and an image must score
-            // the same in any batch, so that shards merged equal the whole run bit for bit.
-            let pair = Tensor::f_cat(&[x, x], 0).map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot batch an image: {}",
-                    crate::model::first_line(&e.to_string())
-                ))
-            })?;
-            first_image(plan.score_batch(&pair)?)
-        } else {
-            plan.score_batch(x)?
-        };
+        let scores = score_in_any_batch(plan, x)?;
         if scores.pred.len() != items.len() {
             return Err(Error::Invalid("the model returned a result of the wrong length".into()));
         }
@@ -307,6 +294,23 @@ pub fn run_scoring_into(
     run.elapsed = stats.elapsed;
     run.stages = stats.stages;
     Ok(run)
+}
+
+/// [`Plan::score_batch`] for a batch of any size, one image included: it runs as two copies, since
+/// libtorch's CPU kernels take another path for a single row (the fixture model's logits then
+/// differ in the last bit), and an image must score the same in any batch (shards merged equal the
+/// whole run bit for bit; a served image equals its `check`).
+pub fn score_in_any_batch(plan: &Plan, x: &Tensor) -> Result<BatchScores, Error> {
+    if x.size().first() != Some(&1) {
+        return Ok(plan.score_batch(x)?);
+    }
+    let pair = Tensor::f_cat(&[x, x], 0).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot batch an image: {}",
+            crate::model::first_line(&e.to_string())
+        ))
+    })?;
+    Ok(first_image(plan.score_batch(&pair)?))
 }
 
 /// The first image's entries of a batch's results.
