@@ -7,6 +7,7 @@
 //! `results` and `report`, and `oodscope_data` under all.
 
 pub mod alloc;
+pub mod arrays;
 pub mod assets;
 pub mod compare;
 pub mod deploy;

@@ -25,7 +25,7 @@ const CHUNK: usize = 8192;
 
 impl CachedOutputs {
     /// Rows `start..start + len` as [`Outputs`] on `device`.
-    fn outputs(&self, start: usize, len: usize, device: Device) -> DetectResult<Outputs> {
+    pub fn outputs(&self, start: usize, len: usize, device: Device) -> DetectResult<Outputs> {
         let block = |values: &[f32], width: usize| -> DetectResult<Tensor> {
             let slice = values
                 .get(start * width..(start + len) * width)

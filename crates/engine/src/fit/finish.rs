@@ -44,6 +44,8 @@ pub struct Finish<'a> {
     pub feature_width: Option<usize>,
     /// The head `(W, b)` in float64, for ViM.
     pub head: Option<&'a (Tensor, Tensor)>,
+    /// Keep the head in the file (`head_weight` `[C, D]`, `head_bias` `[C]`, float64).
+    pub store_head: bool,
     pub features: &'a dyn FeatureBlocks,
 }
 
@@ -70,7 +72,11 @@ impl Finish<'_> {
         if let Some(d) = d {
             entries.push(Entry::f32("knn_bank", &[n, d]));
         }
-        let small = derived.tensors(moments)?;
+        let mut small = derived.tensors(moments)?;
+        if let (true, Some((w, b))) = (self.store_head, self.head) {
+            small.push(("head_weight", w.shallow_clone()));
+            small.push(("head_bias", b.shallow_clone()));
+        }
         for (name, t) in &small {
             let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
             entries.push(Entry::f64(name, &shape));

@@ -164,6 +164,7 @@ pub fn merge_parts(
         device,
         feature_width: info.feature_width,
         head: head.as_ref(),
+        store_head: false,
         features: &features,
     };
     let start = std::time::Instant::now();

@@ -218,15 +218,15 @@ fn stream_of<'a>(model: &Model, sets: &'a [ImageSet], options: &FitOptions) -> S
 
 /// The streaming pass of `set` through the model into the accumulators (under `shift` when given)
 /// and a temporary features file beside `out`; the files that could not be read.
-fn run_pass<'m>(
-    model: &'m Model,
+fn run_pass(
+    model: &Model,
     set: &ImageSet,
     shift: Option<Tensor>,
     options: &FitOptions,
     out: &Path,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(FitProgress),
-) -> Result<(pass::Pass<'m>, Vec<SkippedFile>), Error> {
+) -> Result<(pass::Pass, Vec<SkippedFile>), Error> {
     if model.card.is_ensemble() {
         return Err(Error::Invalid(format!(
             "a fit needs a single model; {} is a leave-out ensemble",

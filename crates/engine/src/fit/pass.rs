@@ -23,6 +23,11 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// A provenance written by the caller (a fit from arrays).
+    pub fn from_info(info: FitInfo) -> Self {
+        Provenance { info }
+    }
+
     pub fn of(
         model: &Model,
         train: &ImageSet,
@@ -179,28 +184,60 @@ impl From<tch::TchError> for WriteError {
     }
 }
 
+/// What a pass needs to know of the model: the classes, the feature width, where it computes and
+/// the head `(W, b)` (a [`Model`]'s, or arrays given by the Python package).
+pub struct Shape {
+    pub classes: usize,
+    pub feature_width: Option<usize>,
+    pub device: tch::Device,
+    pub head: Option<(Tensor, Tensor)>,
+}
+
+impl Shape {
+    /// The shape of `model`, its head in float64.
+    pub fn of(model: &Model) -> Result<Shape, tch::TchError> {
+        let head = match &model.head {
+            Some(h) => Some((h.weight.f_to_kind(Kind::Double)?, h.bias.f_to_kind(Kind::Double)?)),
+            None => None,
+        };
+        Ok(Shape {
+            classes: model.card.num_classes(),
+            feature_width: model.feature_width,
+            device: model.device,
+            head,
+        })
+    }
+}
+
 /// One fit pass in progress.
-pub struct Pass<'a> {
-    model: &'a Model,
+pub struct Pass {
     labelled: bool,
+    device: tch::Device,
+    feature_width: Option<usize>,
+    /// Whether the fit file keeps the head (`head_weight`, `head_bias`): a fit made from arrays has
+    /// no model file to read it from.
+    pub store_head: bool,
     pub(super) accumulator: Accumulator,
     pub(super) features: FeatureFile,
     /// The head in float64, for ViM.
     pub(super) head: Option<(Tensor, Tensor)>,
 }
 
-impl<'a> Pass<'a> {
-    pub fn new(model: &'a Model, labelled: bool, features: FeatureFile) -> Result<Self, tch::TchError> {
-        let head = match &model.head {
-            Some(h) => Some((h.weight.f_to_kind(Kind::Double)?, h.bias.f_to_kind(Kind::Double)?)),
-            None => None,
-        };
+impl Pass {
+    pub fn new(model: &Model, labelled: bool, features: FeatureFile) -> Result<Self, tch::TchError> {
+        Pass::of_shape(Shape::of(model)?, labelled, features)
+    }
+
+    /// A pass for outputs of this shape (no model needed).
+    pub fn of_shape(shape: Shape, labelled: bool, features: FeatureFile) -> Result<Self, tch::TchError> {
         Ok(Pass {
-            model,
             labelled,
-            accumulator: Accumulator::new(model.card.num_classes(), model.device)?,
+            device: shape.device,
+            feature_width: shape.feature_width,
+            store_head: false,
+            accumulator: Accumulator::new(shape.classes, shape.device)?,
             features,
-            head,
+            head: shape.head,
         })
     }
 
@@ -233,9 +270,10 @@ impl<'a> Pass<'a> {
         self.features.close()?;
         let moments = self.accumulator.finish()?;
         let finish = Finish {
-            device: self.model.device,
-            feature_width: self.model.feature_width,
+            device: self.device,
+            feature_width: self.feature_width,
             head: self.head.as_ref(),
+            store_head: self.store_head,
             features: &self.features,
         };
         finish.write(out, provenance.info, &moments, cancel, on_progress)

@@ -10,9 +10,9 @@ use super::fit_file::Reader;
 use super::info::FitInfo;
 
 /// The tensors that depend on the feature width `D` (every one but the KL templates and the
-/// counts), with their type and shape for `n` images. Each is optional: a fit holds them all, a
-/// saved detector only its method's.
-fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 12] {
+/// counts), with their type and shape for `n` images. Each is optional: a fit holds them all (the
+/// head only when it was made from arrays), a saved detector only its method's.
+fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 14] {
     [
         ("knn_bank", Dtype::F32, vec![n, d]),
         ("class_means", Dtype::F64, vec![c, d]),
@@ -26,6 +26,8 @@ fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<u
         ("vim_eigenvalues", Dtype::F64, vec![d]),
         ("vim_alpha", Dtype::F64, vec![d]),
         ("react_percentiles", Dtype::F64, vec![REACT_LEVELS]),
+        ("head_weight", Dtype::F64, vec![c, d]),
+        ("head_bias", Dtype::F64, vec![c]),
     ]
 }
 

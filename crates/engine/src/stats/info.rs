@@ -23,6 +23,8 @@ pub enum LabelSource {
     Folders,
     /// The model's predictions (the folder has no class folders).
     Predicted,
+    /// Labels given with the outputs (a fit from arrays).
+    Given,
 }
 
 /// What a fit file says about itself (its header's metadata).
@@ -96,6 +98,7 @@ impl FitInfo {
         let labels = match self.labels {
             LabelSource::Folders => "labels from class folders",
             LabelSource::Predicted => "no class folders: classes predicted by the model",
+            LabelSource::Given => "labels given",
         };
         format!("{} images of {} ({labels})", self.images, self.train_root)
     }

@@ -78,6 +78,9 @@ pub struct Fit {
     /// DICE's masked weights `W ⊙ M` by percentile, made once per percentile (finding the
     /// percentile of `W ⊙ z̄` sorts C·D values: two million for an ImageNet ResNet-50).
     pub dice_weights: std::sync::Mutex<std::collections::HashMap<u64, Tensor>>,
+    /// The head `(W [C, D], b [C])` in float64 (CPU), kept by fits made from arrays (a model's
+    /// head is read from the model).
+    pub head: Option<(Tensor, Tensor)>,
 }
 
 impl Fit {
@@ -115,7 +118,7 @@ impl Fit {
             let digest = scope.spawn(|| reader.check_digest());
             let loaded = check::check(&info, &reader, &model.card.classes, model.feature_width)
                 .map_err(|m| fail(format!("{m}; refit")))
-                .and_then(|()| Fit::read(&reader, info, model, bank_budget));
+                .and_then(|()| Fit::read(&reader, info, model.device, bank_budget));
             (digest.join(), loaded)
         });
         match digest {
@@ -139,14 +142,55 @@ impl Fit {
     pub fn from_checked(reader: Arc<fit_file::Reader>, info: FitInfo, model: &Model) -> Result<Fit, String> {
         check::check(&info, &reader, &model.card.classes, model.feature_width)
             .map_err(|m| format!("the fit in {}: {m}", info.path.display()))?;
-        Fit::read(&reader, info, model, usize::MAX)
+        Fit::read(&reader, info, model.device, usize::MAX)
+    }
+
+    /// Loads a fit file with no model to check it against (the Python package's fits, made from
+    /// arrays): its tensors must match their digest and its header must agree with them, against
+    /// the classes and feature width the header itself gives. Callers check the outputs they score
+    /// against [`FitInfo::classes`] and [`FitInfo::feature_width`].
+    pub fn load_unbound(path: &Path, device: tch::Device, bank_budget: usize) -> Result<Fit, String> {
+        let fail = |m: String| format!("fit file {}: {m}", path.display());
+        let reader = Arc::new(fit_file::Reader::open(path).map_err(fail)?);
+        let info = FitInfo::from_metadata(path, &reader.metadata).map_err(fail)?;
+        match reader.check_digest() {
+            Ok(_) => {}
+            Err(fit_file::DigestError::Mismatch) => {
+                return Err(format!(
+                    "fit file {} is damaged: its tensors do not match their digest; refit",
+                    path.display()
+                ));
+            }
+            Err(fit_file::DigestError::Missing) => {
+                return Err(fail(
+                    "its header has no digest of its tensors (`tensors_sha256`); refit".into(),
+                ));
+            }
+            Err(fit_file::DigestError::Io(e)) => return Err(fail(format!("cannot read it: {e}"))),
+        }
+        let classes = info.classes.clone();
+        check::check(&info, &reader, &classes, info.feature_width).map_err(|m| fail(format!("{m}; refit")))?;
+        let head = match (reader.has("head_weight"), reader.has("head_bias")) {
+            (true, true) => Some((
+                reader.tensor("head_weight").map_err(fail)?,
+                reader.tensor("head_bias").map_err(fail)?,
+            )),
+            _ => None,
+        };
+        let mut fit = Fit::read(&reader, info, device, bank_budget)?;
+        fit.head = head;
+        Ok(fit)
     }
 
     /// The tensors of a fit whose header was checked against them, onto the model's device.
-    fn read(reader: &Arc<fit_file::Reader>, info: FitInfo, model: &Model, bank_budget: usize) -> Result<Fit, String> {
+    fn read(
+        reader: &Arc<fit_file::Reader>,
+        info: FitInfo,
+        device: tch::Device,
+        bank_budget: usize,
+    ) -> Result<Fit, String> {
         let fail = |m: String| format!("fit file {}: {m}", info.path.display());
         let torch = |e: tch::TchError| fail(crate::model::first_line(&e.to_string()));
-        let device = model.device;
         let get = |name: &str| -> Result<Option<Tensor>, String> {
             if !reader.has(name) {
                 return Ok(None);
@@ -209,6 +253,7 @@ impl Fit {
             klm_templates,
             bank,
             dice_weights: Default::default(),
+            head: None,
             info,
         })
     }

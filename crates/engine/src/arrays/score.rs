@@ -1,0 +1,101 @@
+//! Scores of outputs held in memory with any method that needs no input gradient, its parameters
+//! checked as on the command line, and every missing need named in one line.
+
+use tch::Device;
+
+use super::{check_outputs, stand_in_card};
+use crate::detect::cache::{CachedOutputs, rescore};
+use crate::detect::{Context, Dims, Method, ScoreSettings};
+use crate::model::Head;
+use crate::stats::Fit;
+
+/// What scoring arrays takes.
+pub struct ArrayScoring<'a> {
+    pub outputs: &'a CachedOutputs,
+    /// The class names (one per logit column).
+    pub classes: &'a [String],
+    pub fit: Option<&'a Fit>,
+    pub head: Option<&'a Head>,
+}
+
+/// Every row's score under `method` with `params` (the rest at their defaults); higher means more
+/// in-distribution, as everywhere in oodscope.
+pub fn score_arrays(scoring: &ArrayScoring, method: &str, params: &[(String, f64)]) -> Result<Vec<f32>, String> {
+    let outputs = scoring.outputs;
+    check_outputs(outputs)?;
+    let found = Method::find(method).ok_or_else(|| {
+        let names: Vec<&str> = Method::all().map(Method::name).collect();
+        format!("unknown method `{method}` (the methods: {})", names.join(", "))
+    })?;
+    let needs = found.detector().needs();
+    if needs.ensemble {
+        return Err(format!(
+            "method `{method}` needs a leave-out ensemble of models: score it with the oodscope command line on the ensemble's card"
+        ));
+    }
+    if needs.confidence {
+        return Err(format!(
+            "method `{method}` needs a model's confidence branch, which outputs do not carry: score it with the oodscope command line"
+        ));
+    }
+    if needs.features && outputs.feature_width == 0 {
+        return Err(format!(
+            "method `{method}` needs penultimate features: give features (capture records the head's input)"
+        ));
+    }
+    if needs.head && scoring.head.is_none() {
+        return Err(format!(
+            "method `{method}` needs the head: give head=(W, b), or a fit made with the head"
+        ));
+    }
+    if let Some(fit) = scoring.fit {
+        check_fit_matches(fit, outputs)?;
+    } else if needs.fit {
+        return Err(format!(
+            "method `{method}` needs a fit: make one from ID training outputs with Fit.from_outputs (or `oodscope fit`) and pass fit="
+        ));
+    }
+    let dims = Dims {
+        classes: outputs.logit_width,
+        features: (outputs.feature_width > 0).then_some(outputs.feature_width),
+        bank: scoring.fit.and_then(|f| f.bank.as_ref()).map(|b| b.len),
+    };
+    let given: Vec<(&str, f64)> = params.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let settings = ScoreSettings::named(method, &given, &dims)?;
+    if settings.needs_gradient() {
+        return Err(format!(
+            "{} takes a step against the input gradient, which outputs cannot give: capture with perturb=(\"{method}\", …) to step in PyTorch, or set epsilon=0",
+            settings.describe()
+        ));
+    }
+    let card = stand_in_card(scoring.classes, outputs.feature_width)?;
+    let ctx = Context {
+        card: &card,
+        head: scoring.head,
+        fit: scoring.fit,
+        device: Device::Cpu,
+    };
+    found.detector().check(&ctx, &settings.params)?;
+    rescore(&ctx, outputs, &settings).map_err(|e| e.0)
+}
+
+/// The fit was made for outputs like these: as many classes and the same feature width.
+fn check_fit_matches(fit: &Fit, outputs: &CachedOutputs) -> Result<(), String> {
+    let path = fit.info.path.display();
+    if fit.info.classes.len() != outputs.logit_width {
+        return Err(format!(
+            "the fit {path} has {} classes and the outputs {} logit columns",
+            fit.info.classes.len(),
+            outputs.logit_width
+        ));
+    }
+    let width = (outputs.feature_width > 0).then_some(outputs.feature_width);
+    if fit.info.feature_width.is_some() && width.is_some() && fit.info.feature_width != width {
+        return Err(format!(
+            "the fit {path} was made from features of width {}, the outputs have width {}",
+            fit.info.feature_width.unwrap_or(0),
+            outputs.feature_width
+        ));
+    }
+    Ok(())
+}
