@@ -32,6 +32,8 @@ ALLOWED = {
     "oodscope-gui": {"oodscope-metrics", "oodscope-data", "oodscope-engine"},
     # The server: a crate on the engine alone (no window, no command line).
     "oodscope-serve": {"oodscope-data", "oodscope-engine"},
+    # The Python package: the engine in-process (no window, no command line, no server).
+    "oodscope-python": {"oodscope-metrics", "oodscope-data", "oodscope-engine"},
     "oodscope": {"oodscope-metrics", "oodscope-data", "oodscope-engine", "oodscope-gui", "oodscope-serve"},
     "oodscope-bench": {"oodscope-metrics", "oodscope-data", "oodscope-engine", "oodscope-gui", "oodscope-serve"},
     "oodscope-testkit": set(),
@@ -40,6 +42,7 @@ ALLOWED = {
 FORBIDDEN_TREE = {
     "oodscope-engine": {"egui", "eframe", "clap", "rfd", "egui_plot", "egui_kittest"},
     "oodscope-serve": {"egui", "eframe", "clap", "rfd", "egui_plot", "egui_kittest"},
+    "oodscope-python": {"egui", "eframe", "clap", "rfd", "egui_plot", "egui_kittest", "axum", "tokio"},
     "oodscope-data": {"tch", "torch-sys", "egui", "eframe", "clap", "rfd"},
     "oodscope-metrics": None,  # None: no dependencies at all
 }

@@ -1,0 +1,37 @@
+//! `oodscope._native`: the engine in the Python interpreter's process (the package in
+//! `python/oodscope/` wraps it). Every failure is an `oodscope.OodscopeError` with one line; a
+//! panic, were one to happen, is a Python exception too (PyO3 catches it), never an abort.
+
+mod arrays;
+mod convert;
+mod detector;
+mod fit;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+create_exception!(
+    oodscope,
+    OodscopeError,
+    PyValueError,
+    "A request oodscope cannot carry out, with the reason in one line."
+);
+
+/// An error message as an [`OodscopeError`].
+pub(crate) fn error(message: impl Into<String>) -> PyErr {
+    OodscopeError::new_err(message.into())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("OodscopeError", m.py().get_type::<OodscopeError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(arrays::methods, m)?)?;
+    m.add_function(wrap_pyfunction!(arrays::score, m)?)?;
+    m.add_function(wrap_pyfunction!(arrays::metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(fit::fit_arrays, m)?)?;
+    m.add_class::<fit::NativeFit>()?;
+    m.add_class::<detector::NativeDetector>()?;
+    Ok(())
+}
