@@ -14,7 +14,7 @@ python scripts/check_docs.py
 # runs beside the fixture scripts: neither keeps both cores busy all the time.
 build_log="$(mktemp)"
 echo "test: building the tests (in the background: $build_log)"
-cargo test --release --workspace --tests --no-run > "$build_log" 2>&1 &
+{ cargo test --release --workspace --tests --no-run && bash scripts/python_package.sh; } > "$build_log" 2>&1 &
 build=$!
 trap 'kill "$build" 2>/dev/null || true; rm -f "$build_log"' EXIT
 
@@ -35,5 +35,7 @@ fi
 tail -n 2 "$build_log"
 
 cargo test --release --workspace --tests
+# The Python package (built above into the venv) against the CLI, scikit-learn, eager PyTorch, Ray Serve.
+python -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/python
 cargo clippy --release --workspace --all-targets -- -D warnings
 bash scripts/test_install.sh
