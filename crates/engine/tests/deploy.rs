@@ -134,6 +134,9 @@ fn a_detector_keeps_only_its_methods_fit_tensors_and_scores_as_the_method_with_t
         "dice",
         "fdbd",
         "nci",
+        "she",
+        "vra",
+        "tempscale",
         "klm",
         "msp",
     ] {

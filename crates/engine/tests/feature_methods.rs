@@ -151,6 +151,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "entropy",
         "gen",
         "klm",
+        "tempscale",
         "mahalanobis",
         "rmds",
         "knn",
@@ -158,7 +159,9 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "residual",
         "fdbd",
         "nci",
+        "she",
         "react",
+        "vra",
         "ash-p",
         "ash-b",
         "ash-s",
@@ -261,9 +264,20 @@ fn fit_statistics_equal_numpys() {
             ("vim_alpha", "vim_alpha", 1e-5),
             ("klm_templates", "klm_templates", 1e-6),
             ("knn_bank", "bank", 1e-6),
+            ("she_patterns", "she_patterns", 1e-6),
+            ("vra_quantiles", "vra_quantiles", 1e-6),
         ] {
             let worst = assert_matrix(&format!("{name} {ours}"), &t(ours), &reference[theirs], tol);
             measured.push(format!("{ours} {worst:.1e}"));
+        }
+        // Temperature scaling's T, fitted on labelled images only.
+        match (fit.temperature, reference["temperature"].as_f64()) {
+            (Some(ours), Some(theirs)) => {
+                let rel = (ours - theirs).abs() / theirs;
+                assert!(rel <= 1e-5, "{name} temperature: {ours} vs {theirs}");
+                measured.push(format!("temperature {rel:.1e}"));
+            }
+            (ours, theirs) => assert_eq!(ours, theirs, "{name} temperature"),
         }
         eprintln!(
             "{name}: largest deviations (of each statistic's largest entry): {}",
@@ -344,4 +358,30 @@ fn auroc_matches_pytorch_ood_where_it_has_the_method() {
     }
     eprintln!("{}", lines.join("\n"));
     assert!(compared >= 25, "only {compared} comparisons with pytorch-ood");
+}
+
+#[test]
+fn a_fit_without_labels_has_no_temperature_and_vras_levels_must_be_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::load(&fx().join("features/models/feat.toml"), DeviceChoice::Cpu).unwrap();
+    let refuse = |folder: &str, method: &str, params: Params| -> String {
+        let fit = Fit::load(&fit_file(&model, folder, dir.path()), &model, 256 << 20).unwrap();
+        let method: Method = method.parse().unwrap();
+        let settings = ScoreSettings::new(method, &params, &dims_with_fit(&model, Some(&fit))).unwrap();
+        match Plan::single(&model, &settings, Some(&fit)) {
+            Ok(_) => panic!("{} was accepted", settings.describe()),
+            Err(e) => e.to_string(),
+        }
+    };
+    let message = refuse("features/fit_unlabelled", "tempscale", Params::new());
+    assert!(
+        message.contains("has no fitted temperature: it was made without class folders") && !message.contains('\n'),
+        "{message}"
+    );
+    let message = refuse(
+        "features/fit",
+        "vra",
+        Params::new().with("lower", 0.5).with("upper", 0.2),
+    );
+    assert!(message.contains("give lower ≤ upper"), "{message}");
 }

@@ -6,10 +6,11 @@ use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
 use super::features::{
     dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, lts::Lts, mahalanobis::Mahalanobis, nci::Nci, react::React,
-    residual::Residual, rmds::RelativeMahalanobis, scale::Scale, vim::Vim,
+    residual::Residual, rmds::RelativeMahalanobis, scale::Scale, she::She, vim::Vim, vra::Vra,
 };
 use super::logits::{
     energy::Energy, entropy::Entropy, gen_entropy::Gen, klm::KlMatching, maxlogit::MaxLogit, msp::Msp, odin::Odin,
+    tempscale::TempScale,
 };
 
 /// The registered detectors.
@@ -21,6 +22,7 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &Entropy,
     &Gen,
     &KlMatching,
+    &TempScale,
     &Mahalanobis,
     &RelativeMahalanobis,
     &Knn,
@@ -28,7 +30,9 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &Residual,
     &Fdbd,
     &Nci,
+    &She,
     &React,
+    &Vra,
     &Ash(Variant::Prune),
     &Ash(Variant::Binarize),
     &Ash(Variant::Scale),

@@ -1,6 +1,7 @@
 //! Streaming fit statistics in float64: per-class counts and feature sums, the sum of outer
-//! products, and the softmax sums of KL matching, updated batch by batch in memory that does not
-//! grow with the number of images.
+//! products, the softmax sums of KL matching, the feature sums of the correctly classified images
+//! (SHE) and temperature scaling's NLL grid, updated batch by batch in memory that does not grow
+//! with the number of images.
 //!
 //! Features are accumulated after subtracting a shift (the first batch's mean), so that the
 //! covariances `(Σ y yᵀ − N ȳ ȳᵀ)/N` lose no precision to large means. Every sum carries its rounding
@@ -25,6 +26,11 @@ pub struct Moments {
     pub klm_templates: Tensor,
     /// `mean_i max_k ℓ_k(z_i)` with ℓ recomputed from the head in float64, when there is a head.
     pub mean_max_logit: Option<f64>,
+    /// `[C, D]`: each class's mean feature over its correctly classified images (SHE's patterns;
+    /// rows of classes without one are 0).
+    pub she_patterns: Option<Tensor>,
+    /// Temperature scaling's fitted T, when the images have labels.
+    pub temperature: Option<f64>,
     pub images: u64,
 }
 
@@ -99,12 +105,37 @@ pub struct Accumulator {
     outer: Option<CompensatedSum>,
     /// `Σ_i max_k ℓ_k(z_i)` (a 0-d tensor), when a head is given.
     max_logit_sum: Option<CompensatedSum>,
+    /// `[C, D]` sums of the (unshifted) features of correctly classified images, and `[C]` their
+    /// counts.
+    correct_sums: Option<CompensatedSum>,
+    correct_counts: Option<CompensatedSum>,
+    /// `[3, G]`: temperature scaling's NLL grid ([`super::temperature`]), when labels are given.
+    nll_grid: Option<CompensatedSum>,
 }
 
 type R<T> = Result<T, tch::TchError>;
 
+/// Adds `t` to the sum in `slot`, starting it at zero.
+fn add_to(slot: &mut Option<CompensatedSum>, t: &Tensor) -> R<()> {
+    if slot.is_none() {
+        *slot = Some(CompensatedSum::zeros(&t.size(), t.device())?);
+    }
+    match slot {
+        Some(sum) => sum.add(t),
+        None => Ok(()),
+    }
+}
+
 /// The names under which [`Accumulator::named_sums`] gives the sums (each also as `<name>.error`).
-pub const SUM_NAMES: [&str; 4] = ["softmax_sums", "class_sums", "outer", "max_logit_sum"];
+pub const SUM_NAMES: [&str; 7] = [
+    "softmax_sums",
+    "class_sums",
+    "outer",
+    "max_logit_sum",
+    "correct_sums",
+    "correct_counts",
+    "nll_grid",
+];
 
 impl Accumulator {
     pub fn new(classes: usize, device: Device) -> R<Self> {
@@ -119,6 +150,9 @@ impl Accumulator {
             class_sums: None,
             outer: None,
             max_logit_sum: None,
+            correct_sums: None,
+            correct_counts: None,
+            nll_grid: None,
         })
     }
 
@@ -171,15 +205,28 @@ impl Accumulator {
         for &c in &classes {
             self.counts[c as usize] += 1;
         }
+        let index = Tensor::from_slice(&classes).f_to_device(self.device)?;
+        if labels.is_some() {
+            let grid = super::temperature::batch_sums(&logits64, &index)?;
+            add_to(&mut self.nll_grid, &grid)?;
+        }
         if let Some(z) = features {
             let z = z.f_to_kind(Kind::Double)?;
+            let correct = pred.f_eq_tensor(&index)?.f_to_kind(Kind::Double)?;
+            let d = z.size()[1];
+            let sums = Tensor::f_zeros([c, d], (Kind::Double, self.device))?.f_index_add(
+                0,
+                &index,
+                &z.f_mul(&correct.f_unsqueeze(1)?)?,
+            )?;
+            add_to(&mut self.correct_sums, &sums)?;
+            let counts = Tensor::f_zeros([c], (Kind::Double, self.device))?.f_index_add(0, &index, &correct)?;
+            add_to(&mut self.correct_counts, &counts)?;
             if self.shift.is_none() {
                 self.set_shift(Self::shift_of(&z)?)?;
             }
             if let (Some(shift), Some(sums), Some(outer)) = (&self.shift, &mut self.class_sums, &mut self.outer) {
                 let y = z.f_sub(shift)?;
-                let index = Tensor::from_slice(&classes).f_to_device(self.device)?;
-                let d = y.size()[1];
                 let batch_sums = Tensor::f_zeros([c, d], (Kind::Double, self.device))?.f_index_add(0, &index, &y)?;
                 sums.add(&batch_sums)?;
                 outer.add(&y.f_transpose(0, 1)?.f_mm(&y)?)?;
@@ -212,6 +259,9 @@ impl Accumulator {
             self.class_sums.as_ref(),
             self.outer.as_ref(),
             self.max_logit_sum.as_ref(),
+            self.correct_sums.as_ref(),
+            self.correct_counts.as_ref(),
+            self.nll_grid.as_ref(),
         ];
         for (name, sum) in SUM_NAMES.iter().zip(sums) {
             if let Some(sum) = sum {
@@ -261,14 +311,19 @@ impl Accumulator {
         };
         let c = classes as i64;
         let softmax_sums = sum("softmax_sums", &[c, c])?.ok_or("it has no `softmax_sums`")?;
-        let (class_sums, outer) = match &shift {
+        let (class_sums, outer, correct_sums, correct_counts) = match &shift {
             Some(s) => {
                 let d = s.size().first().copied().unwrap_or(0);
                 let class_sums = sum("class_sums", &[c, d])?.ok_or("it has a shift but no `class_sums`")?;
                 let outer = sum("outer", &[d, d])?.ok_or("it has a shift but no `outer`")?;
-                (Some(class_sums), Some(outer))
+                (
+                    Some(class_sums),
+                    Some(outer),
+                    sum("correct_sums", &[c, d])?,
+                    sum("correct_counts", &[c])?,
+                )
             }
-            None => (None, None),
+            None => (None, None, None, None),
         };
         Ok(Accumulator {
             classes,
@@ -281,6 +336,9 @@ impl Accumulator {
             class_sums,
             outer,
             max_logit_sum: sum("max_logit_sum", &[])?,
+            correct_sums,
+            correct_counts,
+            nll_grid: sum("nll_grid", &[3, super::temperature::GRID as i64])?,
         })
     }
 
@@ -296,10 +354,17 @@ impl Accumulator {
         }
         self.images += other.images;
         self.softmax_sums.merge(&other.softmax_sums)?;
-        if let Some(total) = &other.max_logit_sum {
-            match &mut self.max_logit_sum {
-                Some(mine) => mine.merge(total)?,
-                None => self.max_logit_sum = Some(total.copy()),
+        for (mine, theirs) in [
+            (&mut self.max_logit_sum, &other.max_logit_sum),
+            (&mut self.correct_sums, &other.correct_sums),
+            (&mut self.correct_counts, &other.correct_counts),
+            (&mut self.nll_grid, &other.nll_grid),
+        ] {
+            if let Some(total) = theirs {
+                match mine {
+                    Some(mine) => mine.merge(total)?,
+                    None => *mine = Some(total.copy()),
+                }
             }
         }
         let (Some(their_shift), Some(their_sums), Some(their_outer)) = (&other.shift, &other.class_sums, &other.outer)
@@ -382,6 +447,15 @@ impl Accumulator {
             global_mean = Some(shift.f_add(&mean_y)?);
             class_means = Some(per_class(sums, &self.counts)?.f_add(&shift.f_unsqueeze(0)?)?);
         }
+        let she_patterns = match (&self.correct_sums, &self.correct_counts) {
+            (Some(sums), Some(counts)) => {
+                let counts = counts.total()?.f_unsqueeze(1)?;
+                let some = counts.f_gt(0.0)?;
+                let means = sums.total()?.f_div(&counts.f_clamp_min(1.0)?)?;
+                Some(means.f_where_self(&some, &means.f_zeros_like()?)?)
+            }
+            _ => None,
+        };
         Ok(Moments {
             counts: self.counts.clone(),
             class_means,
@@ -396,6 +470,12 @@ impl Accumulator {
                 .map(|s| s.total().and_then(|t| t.f_double_value(&[])))
                 .transpose()?
                 .map(|s| s / n),
+            she_patterns,
+            temperature: self
+                .nll_grid
+                .as_ref()
+                .map(|s| s.total().and_then(|t| super::temperature::fitted(&t)))
+                .transpose()?,
             images: self.images,
         })
     }

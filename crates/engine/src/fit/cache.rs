@@ -42,6 +42,10 @@ pub fn cached_path(model: &Model, train: &ImageSet, options: &FitOptions) -> Res
     ))
 }
 
+/// The statistics newer than the fit format's version, in the cache key: a fit cached before they
+/// were added (which lacks them) is fitted again, not reused.
+const LATER_STATISTICS: &str = "she_patterns,vra_quantiles,temperature";
+
 /// Where the fit of a model (by card name and [`model_hash`]) on a listing (by [`listing_hash`])
 /// with `max_images` is cached: `fit-merge` puts a merged fit there from its parts' provenance.
 pub fn cached_path_for(card_name: &str, model_hash: &str, listing_hash: &str, max_images: Option<usize>) -> PathBuf {
@@ -49,6 +53,7 @@ pub fn cached_path_for(card_name: &str, model_hash: &str, listing_hash: &str, ma
     hasher.update(model_hash);
     hasher.update(listing_hash);
     hasher.update(format!("{:?}|{}", max_images, crate::stats::info::FORMAT_VERSION));
+    hasher.update(LATER_STATISTICS);
     let key = format!("{:x}", hasher.finalize());
     let name: String = card_name
         .chars()

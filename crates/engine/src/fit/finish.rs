@@ -1,6 +1,7 @@
 //! The finishing passes of a fit, shared by `fit` and `fit-merge`: from the float64 moments and the
 //! raw features (a single pass's temporary file, or the parts of a sharded fit), the pseudo-inverses,
-//! ViM's eigenvectors and α, ReAct's percentiles and the normalised bank, written into the fit file.
+//! ViM's eigenvectors and α, ReAct's percentiles, VRA's per-feature quantiles and the normalised
+//! bank, written into the fit file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +13,12 @@ use super::accumulate::Moments;
 use super::pass::WriteError;
 use crate::stats::fit_file::{Entry, Writer};
 use crate::stats::info::{FORMAT, FitInfo};
-use crate::stats::percentile::{Rereadable, percentiles};
-use crate::stats::{REACT_LEVELS, react_levels};
+use crate::stats::percentile::{Rereadable, column_quantiles, percentiles};
+use crate::stats::{REACT_LEVELS, VRA_LEVELS, react_levels, vra_levels};
+
+/// Feature values held in memory at once while sorting columns for VRA's quantiles (1 GiB of
+/// float32): a fit of N images takes ⌈D·N / this⌉ passes over its features.
+const COLUMN_BUDGET: usize = 1 << 28;
 
 /// Rows of `width` features per block of a pass over the stored features (16 MiB). Every source
 /// gives the same blocks, so that sums over blocks add in the same order for a single fit and a
@@ -86,6 +91,7 @@ impl Finish<'_> {
                 entries.push(Entry::f64("vim_alpha", &[d]));
             }
             entries.push(Entry::f64("react_percentiles", &[REACT_LEVELS]));
+            entries.push(Entry::f64("vra_quantiles", &[VRA_LEVELS, d]));
         }
         entries.push(Entry::i64("counts", &[info.counts.len()]));
         let metadata: BTreeMap<String, String> = [
@@ -154,6 +160,10 @@ impl Finish<'_> {
             let values = percentiles(&mut AllEntries(self.features, d), (n * d) as u64, &react_levels())?;
             check_cancel()?;
             writer.write_f64(&values)?;
+            // VRA's quantiles of each feature, level by level.
+            let columns = column_quantiles(&mut AllEntries(self.features, d), d, n, &vra_levels(), COLUMN_BUDGET)?;
+            check_cancel()?;
+            writer.write_f64(&columns.concat())?;
             on_progress(passes, passes);
         }
         let counts: Vec<i64> = info.counts.iter().map(|&c| c as i64).collect();
@@ -228,10 +238,14 @@ impl Derived {
         add("global_mean", &m.global_mean);
         add("global_cov", &m.global_cov);
         add("global_pinv", &self.global_pinv);
+        add("she_patterns", &m.she_patterns);
         if let Some(vim) = &self.vim {
             out.push(("vim_u", vim.origin.shallow_clone()));
             out.push(("vim_eigenvectors", vim.eigenvectors.shallow_clone()));
             out.push(("vim_eigenvalues", vim.eigenvalues.shallow_clone()));
+        }
+        if let Some(t) = m.temperature {
+            out.push(("temperature", Tensor::from_slice(&[t])));
         }
         Ok(out)
     }

@@ -8,6 +8,7 @@ pub mod finish;
 pub mod merge;
 pub mod part;
 pub mod pass;
+pub mod temperature;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

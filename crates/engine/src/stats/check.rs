@@ -5,14 +5,14 @@
 
 use safetensors::tensor::Dtype;
 
-use super::REACT_LEVELS;
 use super::fit_file::Reader;
 use super::info::FitInfo;
+use super::{REACT_LEVELS, VRA_LEVELS};
 
 /// The tensors that depend on the feature width `D` (every one but the KL templates and the
 /// counts), with their type and shape for `n` images. Each is optional: a fit holds them all (the
 /// head only when it was made from arrays), a saved detector only its method's.
-fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 14] {
+fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 16] {
     [
         ("knn_bank", Dtype::F32, vec![n, d]),
         ("class_means", Dtype::F64, vec![c, d]),
@@ -26,6 +26,8 @@ fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<u
         ("vim_eigenvalues", Dtype::F64, vec![d]),
         ("vim_alpha", Dtype::F64, vec![d]),
         ("react_percentiles", Dtype::F64, vec![REACT_LEVELS]),
+        ("vra_quantiles", Dtype::F64, vec![VRA_LEVELS, d]),
+        ("she_patterns", Dtype::F64, vec![c, d]),
         ("head_weight", Dtype::F64, vec![c, d]),
         ("head_bias", Dtype::F64, vec![c]),
     ]
@@ -73,6 +75,9 @@ pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width:
         ));
     }
     expect(reader, "klm_templates", Dtype::F64, &[c, c])?;
+    if reader.has("temperature") {
+        expect(reader, "temperature", Dtype::F64, &[1])?;
+    }
     if info.feature_width != feature_width {
         return Err(format!(
             "its header says feature_width = {}, the model gives {}",

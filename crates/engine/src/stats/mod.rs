@@ -1,6 +1,6 @@
 //! A fit loaded back for the detectors: the statistics of ID training images on the model's device
-//! (class means and the quadratic forms of Mahalanobis, ViM's space, ReAct's percentiles, KL
-//! templates, the KNN bank), what the file says about itself (`info`), the file format
+//! (class means and the quadratic forms of Mahalanobis, ViM's space, ReAct's percentiles, VRA's
+//! per-feature quantiles, SHE's patterns, the fitted temperature, KL templates, the KNN bank), what the file says about itself (`info`), the file format
 //! (`fit_file`), and its header checked against its tensors (`check`). `crate::fit` produces them;
 //! the detectors read them from here.
 
@@ -44,6 +44,14 @@ pub fn react_levels() -> Vec<f64> {
     (0..REACT_LEVELS).map(|i| i as f64 / 10.0).collect()
 }
 
+/// VRA's per-feature quantiles are stored at these levels: 0, 0.01, …, 1.
+pub const VRA_LEVELS: usize = 101;
+
+/// The VRA quantile levels (fractions).
+pub fn vra_levels() -> Vec<f64> {
+    (0..VRA_LEVELS).map(|i| i as f64 / 100.0).collect()
+}
+
 /// ViM's space: the principal subspace's origin and every eigenvector, and α for every `dim`.
 pub struct Vim {
     /// `u = −pinv(W)·b`, `[D]`.
@@ -72,6 +80,13 @@ pub struct Fit {
     pub vim: Option<Vim>,
     /// ReAct's thresholds at [`react_levels`].
     pub react_percentiles: Option<Vec<f64>>,
+    /// `[VRA_LEVELS, D]`: each feature's quantiles at [`vra_levels`] (VRA).
+    pub vra_quantiles: Option<Tensor>,
+    /// `[C, D]`: each class's mean feature over its correctly classified fit images (SHE; rows of
+    /// classes without one are 0).
+    pub she_patterns: Option<Tensor>,
+    /// Temperature scaling's T, fitted on the labelled fit images' logits.
+    pub temperature: Option<f64>,
     /// `[K', C]`: the KL-matching templates of the classes some fit image was predicted as.
     pub klm_templates: Tensor,
     pub bank: Option<Bank>,
@@ -91,6 +106,24 @@ impl Fit {
             "the fit {} has no {what} (it was made from a model without {})",
             self.info.path.display(),
             if what.contains("ViM") { "a head" } else { "features" }
+        )
+    }
+
+    /// Why a statistic that newer fits hold is missing here: the fit is older than it, or (a
+    /// statistic of labelled images) was made without class folders, or from a model without
+    /// features; what to do, in one line.
+    pub fn lacks_newer(&self, what: &str, needs_labels: bool) -> String {
+        let path = self.info.path.display();
+        if needs_labels && self.info.labels == LabelSource::Predicted {
+            return format!(
+                "the fit {path} has no {what}: it was made without class folders (labels); fit on a labelled ImageFolder"
+            );
+        }
+        if !needs_labels && self.info.feature_width.is_none() {
+            return self.lacks(what);
+        }
+        format!(
+            "the fit {path} has no {what}: it was made by an older oodscope; refit (`oodscope fit`, or give --train)"
         )
     }
 }
@@ -237,6 +270,11 @@ impl Fit {
             }
         };
         let global_mean = get("global_mean")?;
+        let temperature = get("temperature")?
+            .map(|t| to_vec_f64_string(&t))
+            .transpose()
+            .map_err(fail)?
+            .and_then(|t| t.first().copied());
         let global_centre = global_mean
             .as_ref()
             .map(|m| m.f_unsqueeze(0))
@@ -250,6 +288,9 @@ impl Fit {
             global_mean,
             vim,
             react_percentiles,
+            vra_quantiles: get("vra_quantiles")?,
+            she_patterns: get("she_patterns")?,
+            temperature,
             klm_templates,
             bank,
             dice_weights: Default::default(),

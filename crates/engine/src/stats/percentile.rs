@@ -118,6 +118,50 @@ pub fn percentile_of_sorted(sorted: &[f64], q: f64) -> f64 {
     lerp(sorted[below as usize], sorted[above as usize], virtual_index - below)
 }
 
+/// numpy's `quantile(Z, q, axis=0)` (method "linear") for each `q` in `levels` (0–1), of a stream
+/// of `n` rows of `width` values (row after row, chunked anywhere): `[level][column]`.
+///
+/// Each column is gathered and sorted in memory, as many columns at a time as `budget` values
+/// allow (one pass over the stream per group): exact and simple, where a radix select per column
+/// would need a histogram per column and wanted rank.
+pub fn column_quantiles(
+    source: &mut dyn Rereadable,
+    width: usize,
+    n: usize,
+    levels: &[f64],
+    budget: usize,
+) -> std::io::Result<Vec<Vec<f64>>> {
+    let mut out = vec![vec![f64::NAN; width]; levels.len()];
+    if n == 0 || width == 0 {
+        return Ok(out);
+    }
+    let group = (budget / n).clamp(1, width);
+    let mut first = 0;
+    while first < width {
+        let end = (first + group).min(width);
+        let mut columns: Vec<Vec<f32>> = (first..end).map(|_| Vec::with_capacity(n)).collect();
+        let mut position = 0usize;
+        source.for_each_chunk(&mut |chunk| {
+            for &v in chunk {
+                let column = position % width;
+                if (first..end).contains(&column) {
+                    columns[column - first].push(v);
+                }
+                position += 1;
+            }
+        })?;
+        for (offset, column) in columns.iter_mut().enumerate() {
+            column.sort_unstable_by(f32::total_cmp);
+            let sorted: Vec<f64> = column.iter().map(|&v| f64::from(v)).collect();
+            for (row, &q) in out.iter_mut().zip(levels) {
+                row[first + offset] = percentile_of_sorted(&sorted, q * 100.0);
+            }
+        }
+        first = end;
+    }
+    Ok(out)
+}
+
 /// numpy's `_lerp`: `a + (b − a)·t`, computed from `b` when `t ≥ 0.5`.
 fn lerp(a: f64, b: f64, t: f64) -> f64 {
     let diff = b - a;
@@ -169,6 +213,20 @@ mod tests {
         let ours = percentiles(&mut values.as_slice(), values.len() as u64, &levels).unwrap();
         for (q, got) in levels.iter().zip(ours) {
             assert_eq!(got, numpy_style(&values, *q), "q = {q}");
+        }
+        // Per column, in groups of any size, as a sort of each column.
+        let width = 7;
+        let rows = values.len() / width;
+        let body = &values[..rows * width];
+        let fractions: Vec<f64> = (0..=100).map(|i| i as f64 / 100.0).collect();
+        let whole = column_quantiles(&mut &body[..], width, rows, &fractions, usize::MAX).unwrap();
+        let grouped = column_quantiles(&mut &body[..], width, rows, &fractions, 2 * rows).unwrap();
+        assert_eq!(whole, grouped);
+        for column in 0..width {
+            let own: Vec<f32> = values.iter().skip(column).step_by(width).take(rows).copied().collect();
+            for (row, q) in whole.iter().zip(&fractions) {
+                assert_eq!(row[column], numpy_style(&own, q * 100.0), "column {column}, q = {q}");
+            }
         }
         let one = [7.0f32];
         assert_eq!(

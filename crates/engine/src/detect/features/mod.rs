@@ -1,5 +1,5 @@
 //! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, KNN, ViM and its
-//! residual, fDBD, NCI, ReAct, ASH, SCALE, DICE and GradNorm.
+//! residual, fDBD, NCI, SHE, ReAct, VRA, ASH, SCALE, LTS, DICE and GradNorm.
 
 pub mod ash;
 pub mod dice;
@@ -13,7 +13,9 @@ pub mod react;
 pub mod residual;
 pub mod rmds;
 pub mod scale;
+pub mod she;
 pub mod vim;
+pub mod vra;
 
 use tch::{Kind, Tensor};
 

@@ -1,4 +1,5 @@
-//! Methods on the logits: the MSP baseline, ODIN, energy, MaxLogit, entropy, GEN and KL matching.
+//! Methods on the logits: the MSP baseline, ODIN, energy, MaxLogit, entropy, GEN, KL matching and
+//! temperature scaling.
 
 pub mod energy;
 pub mod entropy;
@@ -7,3 +8,4 @@ pub mod klm;
 pub mod maxlogit;
 pub mod msp;
 pub mod odin;
+pub mod tempscale;
