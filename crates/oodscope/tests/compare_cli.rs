@@ -423,3 +423,55 @@ fn a_cancelled_comparison_returns_cancelled_and_the_cli_writes_nothing() {
         "{left:?}"
     );
 }
+
+#[test]
+fn a_method_whose_statistics_the_fit_lacks_is_listed_not_run_and_the_rest_compare() {
+    // A fit of unlabelled images has no fitted temperature: `tempscale` cannot run, every other
+    // method of the comparison does.
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("r.json");
+    let (code, _, err) = oodscope(
+        cache.path(),
+        &[
+            "compare",
+            "--model",
+            &fx("features/models/feat.pt"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--methods",
+            "energy,knn,tempscale,she",
+            "--train",
+            &fx("features/fit_unlabelled"),
+            "--id",
+            &fx("features/images/id"),
+            "--ood",
+            &fx("features/images/ood"),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let json = read_json(&report);
+    let unsupported = json["unsupported"].as_object().unwrap();
+    assert_eq!(unsupported.keys().collect::<Vec<_>>(), ["tempscale"], "{unsupported:?}");
+    assert!(
+        unsupported["tempscale"]
+            .as_str()
+            .unwrap()
+            .contains("refit on a labelled folder")
+    );
+    assert!(
+        err.contains("not run: method `tempscale` needs statistics this fit does not hold"),
+        "{err}"
+    );
+    let mut ranking: Vec<&str> = json["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    ranking.sort_unstable();
+    assert_eq!(ranking, ["energy", "knn", "msp", "she"]);
+}

@@ -1,8 +1,9 @@
 //! Which methods a comparison runs: `all` or a list, split into those the model (and the fit, if
 //! any) supports and those it cannot, each with its reason.
 
-use crate::detect::{Method, Missing};
+use crate::detect::{Method, Missing, ScoreSettings};
 use crate::model::Capabilities;
+use crate::stats::Fit;
 
 /// The baseline every leaderboard marks (and every comparison includes when the model supports it).
 pub const BASELINE: &str = "msp";
@@ -57,6 +58,50 @@ pub fn select(requested: &[Method], caps: &Capabilities, has_fit: bool) -> Selec
         }
     }
     Selection { supported, unsupported }
+}
+
+/// Moves the methods whose statistics `fit` does not hold (its `fit_tensors`: a fit made without
+/// class folders has no temperature, an older one no SHE patterns…) from `supported` to
+/// `unsupported`, so that one such method does not stop the whole comparison.
+pub fn drop_unserved(selection: &mut Selection, fit: Option<&Fit>) {
+    let Some(fit) = fit else {
+        return;
+    };
+    let (kept, dropped): (Vec<Method>, Vec<Method>) = selection.supported.iter().partition(|&&m| serves(fit, m));
+    selection.supported = kept;
+    selection
+        .unsupported
+        .extend(dropped.into_iter().map(|method| Unsupported {
+            method,
+            missing: Missing::FitContent,
+        }));
+}
+
+/// Whether `fit` holds every statistic `method` reads.
+pub fn serves(fit: &Fit, method: Method) -> bool {
+    method
+        .detector()
+        .fit_tensors()
+        .iter()
+        .all(|name| fit.stored.contains(*name))
+}
+
+/// [`drop_unserved`] for settings chosen already (the window's comparison, whose fit is known only
+/// where it runs): the settings `fit` can serve, and the others as unsupported.
+pub fn split_served(settings: Vec<ScoreSettings>, fit: Option<&Fit>) -> (Vec<ScoreSettings>, Vec<Unsupported>) {
+    let Some(fit) = fit else {
+        return (settings, Vec::new());
+    };
+    let (kept, dropped): (Vec<ScoreSettings>, Vec<ScoreSettings>) =
+        settings.into_iter().partition(|s| serves(fit, s.method));
+    let unsupported = dropped
+        .into_iter()
+        .map(|s| Unsupported {
+            method: s.method,
+            missing: Missing::FitContent,
+        })
+        .collect();
+    (kept, unsupported)
 }
 
 #[cfg(test)]

@@ -89,6 +89,8 @@ pub enum Missing {
     Fit,
     /// Input gradients, from a model that gives none (an AOTInductor package).
     InputGradients,
+    /// Statistics the fit does not hold (a fit made without class folders, or by an older oodscope).
+    FitContent,
 }
 
 impl Missing {
@@ -116,6 +118,9 @@ impl Missing {
             Missing::InputGradients => format!(
                 "an AOTInductor package is inference-only: `{method}` needs input gradients; export TorchScript with scripts/export_model.py for it"
             ),
+            Missing::FitContent => format!(
+                "method `{method}` needs statistics this fit does not hold (it was made without class folders, or by an older oodscope): refit on a labelled folder with `oodscope fit`, or give --train"
+            ),
         }
     }
 
@@ -129,6 +134,7 @@ impl Missing {
             Missing::Head => "needs the head (`head` in the card)",
             Missing::Fit => "needs a fit: choose an ID training folder",
             Missing::InputGradients => "needs input gradients (an AOTInductor package is inference-only)",
+            Missing::FitContent => "needs statistics this fit lacks: refit on labelled images",
         }
     }
 }

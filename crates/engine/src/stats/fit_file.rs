@@ -301,6 +301,11 @@ impl Reader {
         self.tensors.contains_key(name)
     }
 
+    /// The names of every tensor in the file.
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        self.tensors.keys().cloned().collect()
+    }
+
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|i| i.shape.as_slice())
     }

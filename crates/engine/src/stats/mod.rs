@@ -96,6 +96,9 @@ pub struct Fit {
     /// The head `(W [C, D], b [C])` in float64 (CPU), kept by fits made from arrays (a model's
     /// head is read from the model).
     pub head: Option<(Tensor, Tensor)>,
+    /// The names of the tensors the file holds (a method whose `fit_tensors` are not all here cannot
+    /// use this fit: one made without labels, or by an older oodscope).
+    pub stored: std::collections::BTreeSet<String>,
 }
 
 impl Fit {
@@ -295,6 +298,7 @@ impl Fit {
             bank,
             dice_weights: Default::default(),
             head: None,
+            stored: reader.names(),
             info,
         })
     }

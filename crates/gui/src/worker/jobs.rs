@@ -209,17 +209,20 @@ fn run_task(
         Work::Compare {
             sets,
             settings,
-            unsupported,
+            mut unsupported,
             batch_size,
         } => {
             let m = state.model.as_ref().ok_or(JobError::NoModel)?;
+            let fit = state.fit.as_ref();
+            // Methods whose statistics this fit lacks are listed as not run, not a failed comparison.
+            let (settings, unserved) = oodscope_engine::compare::selection::split_served(settings, fit);
+            unsupported.extend(unserved);
             let options = oodscope_engine::compare::CompareOptions {
                 settings,
                 tune: None,
                 batch_size,
                 keep_features: true,
             };
-            let fit = state.fit.as_ref();
             let mut on_progress = |p| {
                 progress(TaskProgress::Compare(p));
                 lane.serve(Some(m), fit, false, send);

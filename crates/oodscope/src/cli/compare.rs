@@ -13,10 +13,11 @@ use super::{
     write_output,
 };
 use oodscope_engine::compare::groups::split_group;
+use oodscope_engine::compare::selection::drop_unserved;
 use oodscope_engine::compare::{CompareOptions, Leaderboard, TuneSpec, compare_into, parse_methods, select};
 use oodscope_engine::deploy::SetSummary;
 use oodscope_engine::detect::plan::dims_of;
-use oodscope_engine::detect::{Method, Params, ScoreSettings};
+use oodscope_engine::detect::{Method, Missing, Params, ScoreSettings};
 use oodscope_engine::model::device_name;
 use oodscope_engine::report::compare_files::{
     CompareContext, compare_report, leaderboard_csv, leaderboard_markdown, roc_overlay_png,
@@ -142,7 +143,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     let model = args.run.load_model(&args.model)?;
     args.results.check(&model)?;
     let has_fit = args.fit.train.is_some() || args.fit.fit.is_some();
-    let selection = select(&requested, &model.capabilities(), has_fit);
+    let mut selection = select(&requested, &model.capabilities(), has_fit);
     if let Some((method, _)) = given.iter().find(|(m, _)| !selection.supported.contains(m)) {
         bail!("--param for `{method}`, which this comparison does not run");
     }
@@ -165,6 +166,14 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         .map(|&m| ScoreSettings::default_for(m, &dims))
         .collect();
     let fit = args.fit.obtain(&model, &defaults, &args.run)?;
+    // A method whose statistics the fit lacks is not run (and says why) rather than failing the rest.
+    drop_unserved(&mut selection, fit.as_ref());
+    if let Some((method, _)) = given.iter().find(|(m, _)| !selection.supported.contains(m)) {
+        bail!(
+            "--param for `{method}`: {}",
+            Missing::FitContent.message(method.name(), &model.card.name)
+        );
+    }
     let dims = oodscope_engine::detect::plan::dims_with_fit(&model, fit.as_ref());
     let settings = selection
         .supported
