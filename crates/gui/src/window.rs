@@ -104,10 +104,11 @@ pub fn run_gui(args: &StartupOptions) -> Result<(), Error> {
     .map_err(|e| Error::Window(e.to_string()))
 }
 
-/// What the window sets up in egui once: fallback fonts for any file name, and focus that a press
-/// anywhere takes from a text field.
+/// What the window sets up in egui once: fallback fonts for any file name, text sizes and colours
+/// that stay readable, and focus that a press anywhere takes from a text field.
 pub fn prepare_context(ctx: &egui::Context) {
     crate::ui::fonts::install(ctx);
+    crate::ui::style::install(ctx);
     crate::ui::focus_options(ctx);
 }
 

@@ -1,7 +1,7 @@
 //! The window opens what the command line writes: a results file with saved logits opens without
 //! a model, switches among its stored methods, moves δ and re-scores T from the logits with the
 //! report's metrics; a dropped file without logits disables T, shows placeholders for moved images,
-//! and a bad file says so in one line.
+//! and a bad file says so in one line; a file whose images are all gone says so once, calmly.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -223,7 +223,12 @@ fn a_dropped_results_file_without_logits_disables_t_shows_placeholders_and_bad_f
     let app = h.state();
     assert!(app.model.is_none());
     assert_metrics_equal(app, &read_json(&report)["metrics"], "the dropped file");
-    let missing: Vec<&String> = app.messages.iter().filter(|m| m.contains("no longer exist")).collect();
+    let missing: Vec<&str> = app
+        .messages
+        .iter()
+        .map(|m| m.text.as_str())
+        .filter(|m| m.contains("no longer exist"))
+        .collect();
     assert_eq!(missing.len(), 1, "{:?}", app.messages);
     assert!(missing[0].contains("200 of"), "{}", missing[0]);
 
@@ -266,4 +271,71 @@ fn a_dropped_results_file_without_logits_disables_t_shows_placeholders_and_bad_f
         assert_eq!(app.result_serial, serial, "the view on display stays");
         assert_eq!(app.opened.as_ref().unwrap().path, parquet);
     }
+}
+
+#[test]
+fn a_results_file_whose_images_are_all_gone_says_so_once_calmly_and_the_gallery_shows_placeholders() {
+    use oodscope_gui::app::message::MessageKind;
+    let dir = tempfile::tempdir().unwrap();
+    // Both folder sets copied away, scored, then removed: the file was made "elsewhere".
+    // The first 20 images of each of the first two entries (class folders) or of the folder.
+    fn copy_some(from: &Path, to: &Path, depth: usize) {
+        std::fs::create_dir_all(to).unwrap();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries.iter().filter(|p| p.is_file()).take(20) {
+            std::fs::copy(path, to.join(path.file_name().unwrap())).unwrap();
+        }
+        for sub in entries.iter().filter(|p| p.is_dir() && depth > 0).take(2) {
+            copy_some(sub, &to.join(sub.file_name().unwrap()), depth - 1);
+        }
+    }
+    let copy = |from: &str, to: &str| {
+        let to = dir.path().join(to);
+        copy_some(&root().join(from), &to, 1);
+        to
+    };
+    let (id, ood) = (copy("assets/demo/fmnist-test", "id"), copy("assets/demo/mnist", "ood"));
+    let parquet = dir.path().join("r.parquet");
+    let model = root().join("models/fmnist-resnet.pt");
+    let args = [
+        "score".to_string(),
+        "--model".into(),
+        model.display().to_string(),
+        "--id".into(),
+        id.display().to_string(),
+        "--ood".into(),
+        ood.display().to_string(),
+        "--method".into(),
+        "energy".into(),
+        "--device".into(),
+        "cpu".into(),
+        "--quiet".into(),
+        "--results".into(),
+        parquet.display().to_string(),
+    ];
+    oodscope_cli(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    std::fs::remove_dir_all(&id).unwrap();
+    std::fs::remove_dir_all(&ood).unwrap();
+
+    let mut h = results_harness(Some(&parquet), dir.path());
+    step_until(&mut h, "the results file to open", opened);
+    let app = h.state();
+    assert!(app.opened.as_ref().unwrap().has_no_images());
+    let kinds: Vec<(MessageKind, &str)> = app.messages.iter().map(|m| (m.kind, m.text.as_str())).collect();
+    assert_eq!(kinds.len(), 1, "{kinds:?}");
+    assert_eq!(kinds[0].0, MessageKind::Note, "not an error: {kinds:?}");
+    assert!(
+        kinds[0].1.contains("its images are not on this machine") && !kinds[0].1.contains("no longer exist"),
+        "{kinds:?}"
+    );
+    h.state_mut().settings.tab = Tab::Gallery;
+    for _ in 0..5 {
+        h.step();
+    }
+    assert!(
+        h.query_by_label_contains("are not on this machine: the tiles are placeholders")
+            .is_some()
+    );
+    assert_eq!(h.state().messages.len(), 1, "said once: {:?}", h.state().messages);
 }

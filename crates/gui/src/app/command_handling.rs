@@ -85,7 +85,7 @@ impl OodscopeApp {
             }
             Command::ScoreFiles(paths) => match self.current_settings() {
                 Some(settings) => self.score_drop(paths, settings),
-                _ => self.messages.push("load a model before dropping images".into()),
+                _ => self.messages.push("load a model before dropping images"),
             },
             Command::AskFolderRole(path) => self.pending_folder = Some(path),
             Command::ResolveFolderAsTrain => {
@@ -112,7 +112,7 @@ impl OodscopeApp {
             Command::Export { kind, path } => {
                 let path = path.unwrap_or_else(|| Path::new(&self.settings.export_dir).join(kind.default_name()));
                 match export::export(self, kind, &path) {
-                    Ok(()) => self.messages.push(format!("wrote {}", path.display())),
+                    Ok(()) => self.messages.done(format!("wrote {}", path.display())),
                     Err(e) => self.messages.push(format!("export failed: {e:#}")),
                 }
             }

@@ -226,7 +226,7 @@ impl OodscopeApp {
         });
         let Some((sets, run)) = scored else {
             self.messages
-                .push("no set is open: add ID and OOD sets to score them with the detector".into());
+                .push("no set is open: add ID and OOD sets to score them with the detector");
             return;
         };
         self.settings.method = settings.method;

@@ -100,7 +100,7 @@ impl OodscopeApp {
                 }
             }
             Outcome::DetectorSaved { path, manifest } => {
-                self.messages.push(format!(
+                self.messages.done(format!(
                     "saved {} ({}: {}, δ = {})",
                     path.display(),
                     manifest.name,
@@ -246,15 +246,22 @@ impl OodscopeApp {
     /// column becomes the result.
     fn on_results_opened(&mut self, results: oodscope_engine::results::Results) {
         let missing = missing_images(&results.sets);
-        let opened = ResultsFile::new(results);
+        let mut opened = ResultsFile::new(results);
+        opened.missing_images = missing;
         let Some(first) = opened.run.methods.first().cloned() else {
             self.messages
                 .push(format!("{}: no score column", opened.path.display()));
             return;
         };
-        if let Some((missing, checked)) = missing.filter(|(m, _)| *m > 0) {
-            self.messages.push(format!(
-                "{}: {missing} of {checked} image paths no longer exist (moved?): the gallery shows placeholders",
+        // Said once, calmly: scores, metrics and curves need no image.
+        if opened.has_no_images() {
+            self.messages.note(format!(
+                "{}: its images are not on this machine; scores, metrics and curves are all in the file, and the gallery shows placeholders",
+                opened.path.display()
+            ));
+        } else if let Some((missing, checked)) = missing.filter(|(m, _)| *m > 0) {
+            self.messages.note(format!(
+                "{}: {missing} of {checked} image paths no longer exist (moved?): the gallery shows placeholders for them",
                 opened.path.display()
             ));
         }

@@ -210,7 +210,7 @@ impl OodscopeApp {
             Decision::KeepScoring => stop_rescoring(self),
             Decision::NeedIdAndOod => {
                 stop_rescoring(self);
-                self.messages.push("enable at least one ID and one OOD set".into());
+                self.messages.push("enable at least one ID and one OOD set");
             }
             Decision::Score { estimate } => {
                 stop_rescoring(self);
@@ -327,8 +327,7 @@ impl OodscopeApp {
             .as_ref()
             .filter(|_| !self.sets.iter().any(|s| s.set.is_none()))
         else {
-            self.messages
-                .push("wait for the model and sets to load before tuning".into());
+            self.messages.push("wait for the model and sets to load before tuning");
             return;
         };
         let options = match gui_tune_options(self.settings.method, &model.dims, self.settings.batch_size.max(1)) {
@@ -354,12 +353,12 @@ impl OodscopeApp {
             self.dims(),
         ) else {
             self.messages
-                .push("wait for the model and sets to load before comparing".into());
+                .push("wait for the model and sets to load before comparing");
             return;
         };
         let sets = self.enabled_sets();
         if sets.iter().all(|s| s.role != Role::Id) || sets.iter().all(|s| s.role != Role::Ood) {
-            self.messages.push("enable at least one ID and one OOD set".into());
+            self.messages.push("enable at least one ID and one OOD set");
             return;
         }
         let requested: Vec<Method> = Method::all().collect();

@@ -12,6 +12,7 @@ pub mod deploy;
 mod events;
 pub mod export;
 mod launch;
+pub mod message;
 pub mod refresh;
 pub mod results_file;
 pub mod settings;
@@ -117,7 +118,8 @@ pub struct OodscopeApp {
     pub drops: Vec<DropCard>,
     pub pending_folder: Option<PathBuf>,
     pub selected: Option<usize>,
-    pub messages: Vec<String>,
+    /// The status bar's lines (errors, files written, notes).
+    pub messages: message::Messages,
     /// Counts the results received (views that cache per result, as the gallery's thumbnails,
     /// start afresh when it changes).
     pub result_serial: u64,
@@ -174,7 +176,7 @@ impl OodscopeApp {
             drops: Vec::new(),
             pending_folder: None,
             selected: None,
-            messages: Vec::new(),
+            messages: message::Messages::default(),
             result_serial: 0,
             perturbation: None,
             estimate_error: None,
@@ -338,11 +340,9 @@ impl OodscopeApp {
             .collect()
     }
 
-    /// Shows a message, once (not again while it is the latest).
+    /// Says what the user has to do, once (not again while it is the latest message).
     fn note(&mut self, message: String) {
-        if self.messages.last() != Some(&message) {
-            self.messages.push(message);
-        }
+        self.messages.add_once(message::MessageKind::Error, message);
     }
 
     fn rederive(&mut self) {

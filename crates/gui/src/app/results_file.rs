@@ -19,6 +19,9 @@ pub struct ResultsFile {
     pub run: ScoreRun,
     /// The saved logits and features (empty when the file has none).
     pub cache: Arc<CachedOutputs>,
+    /// How many of the image paths checked are not on this machine, of how many checked (`None`:
+    /// noise sets only, nothing to check).
+    pub missing_images: Option<(usize, usize)>,
 }
 
 impl ResultsFile {
@@ -43,7 +46,15 @@ impl ResultsFile {
             sets,
             run,
             cache: Arc::new(cache),
+            missing_images: None,
         }
+    }
+
+    /// Whether none of the file's image paths is on this machine (the file was made elsewhere):
+    /// the gallery draws placeholders, and nothing else needs the images.
+    pub fn has_no_images(&self) -> bool {
+        self.missing_images
+            .is_some_and(|(missing, checked)| missing > 0 && missing == checked)
     }
 
     /// The dimensions the sliders use: the model's classes and the saved feature width.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use oodscope_data::ImageSet;
 use oodscope_engine::score::ScoreSettings;
@@ -93,7 +93,36 @@ pub struct Task {
     pub kind: TaskKind,
     pub progress: Option<TaskProgress>,
     pub started: Instant,
+    /// When the stage of the latest progress began (a new stage restarts the time estimate).
+    pub stage_started: Instant,
     cancel: Arc<AtomicBool>,
+}
+
+impl Task {
+    /// Time left in the current stage, at the stage's pace so far; `None` until something is done.
+    pub fn eta(&self) -> Option<Duration> {
+        let (done, total) = self.progress.as_ref()?.fraction();
+        eta(done, total, self.stage_started.elapsed())
+    }
+}
+
+/// Time left for `total - done` units at the pace of `done` units in `elapsed`.
+pub fn eta(done: usize, total: usize, elapsed: Duration) -> Option<Duration> {
+    if done == 0 || done > total {
+        return None;
+    }
+    Some(elapsed.mul_f64((total - done) as f64 / done as f64))
+}
+
+/// What tells one stage of a job from the next: the kind of progress, its stage and its total.
+fn stage_of(progress: &TaskProgress) -> (std::mem::Discriminant<TaskProgress>, u8, usize) {
+    let stage = match progress {
+        TaskProgress::Fit(p) => p.stage as u8,
+        TaskProgress::Tune(p) => p.stage as u8,
+        TaskProgress::Compare(p) => p.stage as u8,
+        TaskProgress::Run(_) | TaskProgress::DetectorRead(_) => 0,
+    };
+    (std::mem::discriminant(progress), stage, progress.fraction().1)
 }
 
 /// Every task in flight, by id (ids only grow: a newer task has a larger id).
@@ -123,6 +152,7 @@ impl Tasks {
                 kind,
                 progress: None,
                 started: Instant::now(),
+                stage_started: Instant::now(),
                 cancel: cancel.clone(),
             },
         );
@@ -144,6 +174,13 @@ impl Tasks {
     /// Records a task's progress (ignored when the task is gone).
     pub fn set_progress(&mut self, id: TaskId, progress: TaskProgress) {
         if let Some(task) = self.running.get_mut(&id) {
+            let new_stage = task
+                .progress
+                .as_ref()
+                .is_none_or(|p| stage_of(p) != stage_of(&progress));
+            if new_stage {
+                task.stage_started = Instant::now();
+            }
             task.progress = Some(progress);
         }
     }
@@ -288,6 +325,36 @@ mod tests {
     }
 
     #[test]
+    fn the_time_left_follows_the_pace_so_far_and_a_new_stage_restarts_it() {
+        assert_eq!(eta(0, 10, Duration::from_secs(5)), None, "nothing done: no estimate");
+        assert_eq!(eta(25, 100, Duration::from_secs(10)), Some(Duration::from_secs(30)));
+        assert_eq!(eta(100, 100, Duration::from_secs(10)), Some(Duration::ZERO));
+        let mut tasks = Tasks::default();
+        let (id, _) = tasks.start(TaskKind::Fit {
+            train: PathBuf::from("train"),
+        });
+        let fit = |stage, done| {
+            TaskProgress::Fit(oodscope_engine::fit::FitProgress {
+                stage,
+                done,
+                total: 10,
+                elapsed: Duration::ZERO,
+            })
+        };
+        tasks.set_progress(id, fit(oodscope_engine::fit::FitStage::Images, 1));
+        let first = tasks.get(id).unwrap().stage_started;
+        std::thread::sleep(Duration::from_millis(5));
+        tasks.set_progress(id, fit(oodscope_engine::fit::FitStage::Images, 2));
+        assert_eq!(tasks.get(id).unwrap().stage_started, first, "the same stage goes on");
+        tasks.set_progress(id, fit(oodscope_engine::fit::FitStage::Statistics, 1));
+        assert!(
+            tasks.get(id).unwrap().stage_started > first,
+            "a new stage starts its own clock"
+        );
+        assert!(tasks.get(id).unwrap().eta().is_some());
+    }
+
+    #[test]
     fn progress_goes_to_its_task_and_is_ignored_once_it_ended() {
         let mut tasks = Tasks::default();
         let (id, _) = tasks.start(TaskKind::Fit {
@@ -297,7 +364,7 @@ mod tests {
             done: 1,
             total: 2,
             skipped: 0,
-            elapsed: std::time::Duration::from_secs(1),
+            elapsed: Duration::from_secs(1),
         });
         tasks.set_progress(id, progress.clone());
         assert!(tasks.get(id).is_some_and(|t| t.progress.is_some()));

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use egui::{Color32, RichText, TextureHandle, Vec2};
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui::{RichText, TextureHandle, Vec2};
 
 use crate::app::comparison::{Comparison, Disagreement};
 use crate::app::tasks::kind;
@@ -34,6 +33,8 @@ struct CompareViewState {
     thumbnails: HashMap<(usize, usize), TextureHandle>,
     /// The comparison the state belongs to.
     serial: u64,
+    /// The leaderboard's vertical scroll, shared by its frozen and its scrolled columns.
+    scroll_y: f32,
 }
 
 type Shared = Arc<Mutex<CompareViewState>>;
@@ -50,19 +51,10 @@ const METRICS: [MetricColumn; 5] = [
 ];
 
 pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         match app.progress_of(kind::compare) {
             Some(job) => {
-                let (done, total) = job.progress.as_ref().map_or((0, 1), |p| {
-                    let (done, total) = p.fraction();
-                    (done, total.max(1))
-                });
-                ui.spinner();
-                ui.add(
-                    egui::ProgressBar::new(done as f32 / total as f32)
-                        .desired_width(260.0)
-                        .text(format!("comparing: {done}/{total} images")),
-                );
+                super::status_bar::job_ui(job, 360.0, ui);
                 if ui.button("Cancel").on_hover_text("Stop the comparison (Esc)").clicked() {
                     out.push(Command::Cancel);
                 }
@@ -83,7 +75,7 @@ pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
             }
         }
         ui.label(
-            RichText::new("one decode and one forward pass per image for all; ODIN-like methods add their own steps")
+            RichText::new("One decode and one forward pass per image for all; ODIN-like methods add their own steps.")
                 .small()
                 .weak(),
         );
@@ -111,15 +103,11 @@ pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
         ui.label(RichText::new(format!("Not run: {}", text.join("; "))).small().weak());
     }
     let table_height = (ui.available_height() * 0.45).max(160.0);
-    // Both ways: with many OOD sets the per-set AUROC columns run past a 1440-pixel window.
-    egui::ScrollArea::both()
-        .id_salt("leaderboard")
-        .max_height(table_height)
-        .show(ui, |ui| leaderboard_ui(app, comparison, &mut state, out, ui));
+    leaderboard_ui(app, comparison, &mut state, out, ui, table_height);
     ui.separator();
     // Two columns that share the width exactly (the plot and the gallery stay inside the window).
     ui.columns(2, |columns| {
-        roc_overlay_ui(app, comparison, &mut columns[0]);
+        super::compare_roc::roc_overlay_ui(app, comparison, out, &mut columns[0]);
         disagreement_ui(app, comparison, &mut state, out, &mut columns[1]);
     });
 }
@@ -161,32 +149,86 @@ fn sorted_rows(comparison: &Comparison, sort: Option<(SortKey, bool)>) -> Vec<&M
     rows
 }
 
+/// Height of a leaderboard row, the same in its two grids so that their rows line up.
+const ROW_HEIGHT: f32 = 22.0;
+
+/// The metric columns frozen on the left, beside the method: AUROC and FPR95.
+const FROZEN_METRICS: usize = 2;
+
+/// The leaderboard: rank, method, AUROC and FPR95 frozen on the left; the parameters, the other
+/// metrics and the per-set AUROCs scroll sideways on the right, under a scroll bar always shown.
+/// Both parts scroll up and down together.
 fn leaderboard_ui(
     app: &OodscopeApp,
     comparison: &Comparison,
     state: &mut CompareViewState,
     out: &mut Vec<Command>,
     ui: &mut egui::Ui,
+    height: f32,
 ) {
-    let header = |ui: &mut egui::Ui, state: &mut CompareViewState, title: &str, key: SortKey, higher_better: bool| {
-        let arrow = match state.sort {
-            Some((k, true)) if k == key => " ⏷",
-            Some((k, false)) if k == key => " ⏶",
-            _ => "",
-        };
-        let response = ui
-            .selectable_label(false, RichText::new(format!("{title}{arrow}")).strong())
-            .on_hover_text("Sort by this column (click again to reverse)");
-        if response.clicked() {
-            state.sort = match state.sort {
-                Some((k, d)) if k == key => Some((key, !d)),
-                _ => Some((key, higher_better)),
-            };
-        }
+    let rows = sorted_rows(comparison, state.sort);
+    let y = state.scroll_y;
+    let (mut frozen_y, mut scrolled_y) = (y, y);
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().scroll = egui::style::ScrollStyle::solid();
+        let frozen = egui::ScrollArea::vertical()
+            .id_salt("leaderboard-frozen")
+            .max_height(height)
+            .vertical_scroll_offset(y)
+            .scroll_bar_visibility(egui::scroll_area::ScrollBarVisibility::AlwaysHidden)
+            .show(ui, |ui| frozen_grid_ui(app, comparison, &rows, state, out, ui));
+        frozen_y = frozen.state.clamped_offset().y;
+        let scrolled = egui::ScrollArea::both()
+            .id_salt("leaderboard")
+            .max_height(height)
+            .vertical_scroll_offset(y)
+            .scroll_bar_visibility(egui::scroll_area::ScrollBarVisibility::AlwaysVisible)
+            .show(ui, |ui| scrolled_grid_ui(comparison, &rows, state, ui));
+        scrolled_y = scrolled.state.clamped_offset().y;
+    });
+    // Whichever part the wheel moved, the other follows in the next frame.
+    let moved = if frozen_y != y { frozen_y } else { scrolled_y };
+    if moved != y {
+        state.scroll_y = moved;
+        ui.ctx().request_repaint();
+    }
+}
+
+/// A column header that sorts the leaderboard (a second click reverses).
+fn sort_header_ui(ui: &mut egui::Ui, state: &mut CompareViewState, title: &str, key: SortKey, higher_better: bool) {
+    let arrow = match state.sort {
+        Some((k, true)) if k == key => " ⏷",
+        Some((k, false)) if k == key => " ⏶",
+        _ => "",
     };
-    egui::Grid::new("leaderboard-grid")
+    let response = ui
+        .selectable_label(false, RichText::new(format!("{title}{arrow}")).strong())
+        .on_hover_text("Sort by this column (click again to reverse)");
+    if response.clicked() {
+        state.sort = match state.sort {
+            Some((k, d)) if k == key => Some((key, !d)),
+            _ => Some((key, higher_better)),
+        };
+    }
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
+}
+
+/// Rank, method (click to show it), AUROC and FPR95.
+fn frozen_grid_ui(
+    app: &OodscopeApp,
+    comparison: &Comparison,
+    rows: &[&MethodRow],
+    state: &mut CompareViewState,
+    out: &mut Vec<Command>,
+    ui: &mut egui::Ui,
+) {
+    egui::Grid::new("leaderboard-frozen-grid")
         .striped(true)
         .min_col_width(48.0)
+        .min_row_height(ROW_HEIGHT)
         .show(ui, |ui| {
             if ui
                 .selectable_label(false, RichText::new("#").strong())
@@ -195,17 +237,13 @@ fn leaderboard_ui(
             {
                 state.sort = None;
             }
-            header(ui, state, "Method", SortKey::Method, false);
-            ui.label(RichText::new("Parameters").strong());
-            for (m, (title, _, higher)) in METRICS.iter().enumerate() {
-                header(ui, state, title, SortKey::Mean(m), *higher);
-            }
-            for (s, set) in comparison.board.sets.iter().enumerate() {
-                header(ui, state, &format!("{} AUROC", set.name), SortKey::SetAuroc(s), true);
+            sort_header_ui(ui, state, "Method", SortKey::Method, false);
+            for (m, (title, _, higher)) in METRICS.iter().enumerate().take(FROZEN_METRICS) {
+                sort_header_ui(ui, state, title, SortKey::Mean(m), *higher);
             }
             ui.end_row();
             let current = app.result.as_ref().map(|r| &r.shown);
-            for row in sorted_rows(comparison, state.sort) {
+            for row in rows {
                 let rank = comparison
                     .board
                     .rows
@@ -219,9 +257,8 @@ fn leaderboard_ui(
                 } else {
                     row.settings.method.title().to_string()
                 };
-                let is_current = current == Some(&row.settings);
                 if ui
-                    .selectable_label(is_current, title)
+                    .selectable_label(current == Some(&row.settings), title)
                     .on_hover_text(row.settings.describe())
                     .clicked()
                 {
@@ -229,42 +266,38 @@ fn leaderboard_ui(
                     out.push(Command::SetMethod(row.settings.method));
                     out.push(Command::SetParams(row.settings.params.clone()));
                 }
-                ui.label(RichText::new(row.settings.describe_params()).small());
-                for (_, value, _) in METRICS {
-                    ui.label(
-                        row.mean
-                            .as_ref()
-                            .map_or("–".into(), |m| format!("{:.2}", 100.0 * value(m))),
-                    );
-                }
-                for m in &row.per_set {
-                    ui.label(m.as_ref().map_or("–".into(), |m| format!("{:.2}", 100.0 * m.auroc)));
+                for (_, value, _) in METRICS.iter().take(FROZEN_METRICS) {
+                    ui.label(percent(row.mean.as_ref().map(value)));
                 }
                 ui.end_row();
             }
         });
 }
 
-fn roc_overlay_ui(app: &OodscopeApp, comparison: &Comparison, ui: &mut egui::Ui) {
-    ui.label("ROC of every method: ID against all OOD sets pooled");
-    let current = app.result.as_ref().map(|r| &r.shown);
-    Plot::new("compare-roc")
-        .height((ui.available_height() - 24.0).max(200.0))
-        .legend(Legend::default())
-        .default_x_bounds(0.0, 1.0)
-        .default_y_bounds(0.0, 1.0)
-        .show(ui, |plot_ui| {
-            for (k, row) in comparison.board.rows.iter().enumerate() {
-                let Some(curves) = &comparison.curves[row.column] else {
-                    continue;
-                };
-                let points: Vec<[f64; 2]> = curves.roc.iter().map(|&(x, y)| [x, y]).collect();
-                let width = if current == Some(&row.settings) { 3.5 } else { 1.5 };
-                plot_ui.line(
-                    Line::new(row.settings.method.title(), PlotPoints::from(points))
-                        .color(super::set_colour(k))
-                        .width(width),
-                );
+/// The parameters, the other mean metrics and each OOD set's AUROC.
+fn scrolled_grid_ui(comparison: &Comparison, rows: &[&MethodRow], state: &mut CompareViewState, ui: &mut egui::Ui) {
+    egui::Grid::new("leaderboard-grid")
+        .striped(true)
+        .min_col_width(48.0)
+        .min_row_height(ROW_HEIGHT)
+        .show(ui, |ui| {
+            ui.label(RichText::new("Parameters").strong());
+            for (m, (title, _, higher)) in METRICS.iter().enumerate().skip(FROZEN_METRICS) {
+                sort_header_ui(ui, state, title, SortKey::Mean(m), *higher);
+            }
+            for (s, set) in comparison.board.sets.iter().enumerate() {
+                sort_header_ui(ui, state, &format!("{} AUROC", set.name), SortKey::SetAuroc(s), true);
+            }
+            ui.end_row();
+            for row in rows {
+                ui.label(RichText::new(row.settings.describe_params()).small());
+                for (_, value, _) in METRICS.iter().skip(FROZEN_METRICS) {
+                    ui.label(percent(row.mean.as_ref().map(value)));
+                }
+                for m in &row.per_set {
+                    ui.label(percent(m.as_ref().ok().map(|m| m.auroc)));
+                }
+                ui.end_row();
             }
         });
 }
@@ -378,7 +411,7 @@ fn disagreement_ui(
         ui.label(
             RichText::new("Frame: green = from an ID set, red = from an OOD set. Hover for both scores.")
                 .small()
-                .color(Color32::GRAY),
+                .color(ui.visuals().weak_text_color()),
         );
     });
 }

@@ -7,7 +7,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 use oodscope_engine::deploy::{Calibration, Manifest};
 use oodscope_metrics::{histogram, shared_range};
 
-use crate::app::tasks::{TaskProgress, kind};
+use crate::app::tasks::kind;
 use crate::app::{Command, OodscopeApp};
 
 pub fn detector_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -19,23 +19,15 @@ pub fn detector_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui)
     };
     ui.label(RichText::new(view.path.display().to_string()).small().weak());
     if let Some(task) = app.progress_of(kind::open_detector) {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            let text = match &task.progress {
-                Some(TaskProgress::Run(p)) => {
-                    format!("scoring the open sets with the detector: {}/{} images", p.done, p.total)
-                }
-                Some(_) => "loading the detector's model…".to_string(),
-                None => "reading the detector…".to_string(),
-            };
-            ui.label(text);
+        ui.horizontal_wrapped(|ui| {
+            super::status_bar::job_ui(task, 420.0, ui);
             if ui.small_button("Cancel").clicked() {
                 out.push(Command::Cancel);
             }
         });
     }
     if let Some(why) = &view.failure {
-        ui.label(RichText::new(why).color(super::OOD_COLOUR));
+        ui.label(RichText::new(why).color(super::style::colours(ui).error));
     }
     let Some(manifest) = &view.manifest else { return };
     egui::ScrollArea::vertical().id_salt("detector").show(ui, |ui| {
@@ -157,7 +149,10 @@ fn calibration_plot_ui(m: &Manifest, calibration: &Calibration, ui: &mut egui::U
         .legend(Legend::default())
         .x_axis_label(format!("{} score", m.method.describe()))
         .y_axis_label("images")
-        .x_grid_spacer(super::histogram::nice_grid)
+        .x_grid_spacer(super::plots::grid_x)
+        .y_grid_spacer(super::plots::grid_y)
+        .x_axis_formatter(super::plots::tick_label)
+        .y_axis_formatter(super::plots::tick_label)
         .include_y(0.0)
         .show(ui, |plot_ui| {
             plot_ui.line(

@@ -202,9 +202,9 @@ pub fn drop_cards_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::U
                     DropOutcome::Scored(s) => {
                         let called_id = threshold.is_some_and(|t| s.score > t);
                         let verdict = if called_id {
-                            RichText::new("looks in-distribution").color(super::ID_COLOUR)
+                            RichText::new("looks in-distribution").color(super::style::colours(ui).id)
                         } else {
-                            RichText::new("looks out-of-distribution").color(super::OOD_COLOUR)
+                            RichText::new("looks out-of-distribution").color(super::style::colours(ui).ood)
                         };
                         ui.horizontal(|ui| {
                             ui.label(format!("{}: {:.6}", card.settings.describe(), s.score));
@@ -220,7 +220,9 @@ pub fn drop_cards_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::U
                         ui.label(RichText::new(format!("top-5: {}", top.join(" · "))).small());
                     }
                     DropOutcome::Failed(reason) => {
-                        ui.label(RichText::new(format!("could not score: {reason}")).color(super::OOD_COLOUR));
+                        ui.label(
+                            RichText::new(format!("could not score: {reason}")).color(super::style::colours(ui).error),
+                        );
                     }
                 }
             });

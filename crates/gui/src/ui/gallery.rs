@@ -146,6 +146,20 @@ pub fn gallery_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
     };
     let order = at_threshold(&sorted, &result.scores, gallery.sort, gallery.verdict, threshold);
     ui.label(format!("{} images", order.len()));
+    if let Some(opened) = &app.opened {
+        let note = match opened.missing_images {
+            _ if opened.has_no_images() => Some(
+                "The images of this results file are not on this machine: the tiles are placeholders; each score and verdict is the file's.".to_string(),
+            ),
+            Some((missing, checked)) if missing > 0 => Some(format!(
+                "{missing} of {checked} images checked are no longer where the file says: their tiles are placeholders."
+            )),
+            _ => None,
+        };
+        if let Some(note) = note {
+            ui.label(RichText::new(note).weak());
+        }
+    }
     let decimals = gallery.decimals;
     let thumbnails = &mut gallery.thumbnails;
     let per_row = ((ui.available_width() / (CELL + 22.0)).floor() as usize).max(1);
@@ -353,8 +367,8 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.label(format!("set {} ({})", set.name, set.role.name().to_uppercase()));
     let score = result.scores[i];
     let verdict = match app.threshold {
-        Some(t) if score > t => RichText::new("called ID").color(super::ID_COLOUR),
-        Some(_) => RichText::new("called OOD").color(super::OOD_COLOUR),
+        Some(t) if score > t => RichText::new("called ID").color(super::style::colours(ui).id),
+        Some(_) => RichText::new("called OOD").color(super::style::colours(ui).ood),
         None => RichText::new(""),
     };
     ui.horizontal(|ui| {

@@ -1,6 +1,7 @@
-//! The score histogram: ID and each OOD set overlaid, the threshold δ drawn and draggable.
+//! The score histogram: ID and each OOD set overlaid, the threshold δ drawn and draggable, and the
+//! legend in a band of headroom above the peaks, in the top corner that δ is not in.
 
-use egui_plot::{GridInput, GridMark, Legend, Line, Plot, PlotPoints, VLine};
+use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use crate::app::{Command, OodscopeApp};
 
@@ -18,33 +19,75 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
     };
     let method = app.result.as_ref().map_or("score".to_string(), |r| r.shown.describe());
     let threshold = app.threshold;
+    let value = |count: u32, n: f64| {
+        let v = if density {
+            f64::from(count) / (n * width)
+        } else {
+            f64::from(count)
+        };
+        if log_y { (1.0 + v).log10() } else { v }
+    };
+    let curves: Vec<(String, Vec<[f64; 2]>)> = derived
+        .bins
+        .iter()
+        .map(|set| {
+            let n = set.count.max(1) as f64;
+            let mut points = vec![[f64::from(lo), 0.0]];
+            for (i, &c) in set.counts.iter().enumerate() {
+                let x0 = f64::from(lo) + i as f64 * width;
+                points.push([x0, value(c, n)]);
+                points.push([x0 + width, value(c, n)]);
+            }
+            points.push([f64::from(hi), 0.0]);
+            let name = format!("{} {} ({})", set.role.name().to_uppercase(), set.name, set.count);
+            (name, points)
+        })
+        .collect();
+    let delta_name = threshold.map(|t| format!("δ = {t:.6}"));
+    // Headroom above the highest peak as tall as the legend, which then covers no curve; of the two
+    // top corners, the one δ is not in.
+    let longest = curves
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .chain(delta_name.as_ref().map(|d| d.chars().count()))
+        .max()
+        .unwrap_or(0);
+    let rows = curves.len() + usize::from(threshold.is_some());
+    let [legend_w, legend_h] = super::plots::legend_fraction(rows, longest, egui::vec2(ui.available_width(), height));
+    let peak = curves
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q[1]))
+        .fold(0.0, f64::max)
+        .max(1e-12);
+    let top = peak / (1.0 - legend_h.min(0.6));
+    let span = f64::from(hi - lo).max(1e-12);
+    let in_plot = |[x, y]: [f64; 2]| [(x - f64::from(lo)) / span, y / top];
+    let placed: Vec<Vec<[f64; 2]>> = curves
+        .iter()
+        .map(|(_, p)| p.iter().copied().map(in_plot).collect())
+        .collect();
+    let delta_at: Vec<f64> = threshold
+        .map(|t| (f64::from(t) - f64::from(lo)) / span)
+        .into_iter()
+        .collect();
+    let corner = super::plots::emptiest_corner(&placed, &delta_at, [legend_w, legend_h]);
     let response = Plot::new("histogram")
         .height(height)
-        .legend(Legend::default())
+        .legend(Legend::default().position(corner).follow_insertion_order(true))
         .x_axis_label(format!(
             "{method} score  (drag to move δ; scroll to zoom; double-click to reset)"
         ))
         .y_axis_label(y_label)
-        .x_grid_spacer(nice_grid)
-        .x_axis_formatter(|mark, _| label_for(mark.value, mark.step_size))
+        .x_grid_spacer(super::plots::grid_x)
+        .y_grid_spacer(super::plots::grid_y)
+        .x_axis_formatter(super::plots::tick_label)
+        .y_axis_formatter(super::plots::tick_label)
         .allow_drag(false)
         .allow_boxed_zoom(false)
         .include_y(0.0)
+        .include_y(top)
         .show(ui, |plot_ui| {
-            for (k, set) in derived.bins.iter().enumerate() {
-                let n = set.count.max(1) as f64;
-                let value = |c: u32| {
-                    let v = if density { c as f64 / (n * width) } else { c as f64 };
-                    if log_y { (1.0 + v).log10() } else { v }
-                };
-                let mut points = vec![[lo as f64, 0.0]];
-                for (i, &c) in set.counts.iter().enumerate() {
-                    let x0 = lo as f64 + i as f64 * width;
-                    points.push([x0, value(c)]);
-                    points.push([x0 + width, value(c)]);
-                }
-                points.push([hi as f64, 0.0]);
-                let name = format!("{} {} ({})", set.role.name().to_uppercase(), set.name, set.count);
+            for (k, (name, points)) in curves.into_iter().enumerate() {
                 plot_ui.line(
                     Line::new(name, PlotPoints::from(points))
                         .color(super::set_colour(k))
@@ -53,9 +96,9 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
                         .fill_alpha(0.15),
                 );
             }
-            if let Some(t) = threshold {
+            if let (Some(t), Some(name)) = (threshold, delta_name) {
                 plot_ui.vline(
-                    VLine::new(format!("δ = {t:.6}"), t as f64)
+                    VLine::new(name, f64::from(t))
                         .color({
                             let c = oodscope_engine::report::histogram::THRESHOLD_COLOUR;
                             egui::Color32::from_rgb(c.0, c.1, c.2)
@@ -70,70 +113,5 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
     {
         let x = response.transform.value_from_position(pos).x as f32;
         out.push(Command::SetThreshold(x.clamp(lo, hi)));
-    }
-}
-
-/// Grid marks at a 1-2-5 step giving 5 to 12 labelled ticks over the visible range (the default
-/// powers of ten leave one label on a narrow range, such as ODIN's 0.1000–0.1017 at T = 1000), and
-/// minor marks at a fifth of it.
-pub fn nice_grid(input: GridInput) -> Vec<GridMark> {
-    let (lo, hi) = input.bounds;
-    let span = hi - lo;
-    if !(span.is_finite() && span > 0.0) {
-        return Vec::new();
-    }
-    let major = nice_step(span / 5.0);
-    let minor = major / 5.0;
-    let first = (lo / minor).ceil() as i64;
-    let last = (hi / minor).floor() as i64;
-    if last - first > 10_000 {
-        return Vec::new();
-    }
-    (first..=last)
-        .map(|i| {
-            let value = i as f64 * minor;
-            let step_size = if i % 5 == 0 { major } else { minor };
-            GridMark { value, step_size }
-        })
-        .collect()
-}
-
-/// The largest 1, 2 or 5 × 10ᵏ not above `raw`.
-fn nice_step(raw: f64) -> f64 {
-    let power = 10f64.powf(raw.log10().floor());
-    [5.0, 2.0, 1.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|&s| s <= raw * (1.0 + 1e-9))
-        .unwrap_or(power)
-}
-
-/// A tick label with the decimals its step needs (0.1002, 0.1004… for a step of 0.0002).
-pub fn label_for(value: f64, step: f64) -> String {
-    let decimals = if step > 0.0 {
-        (-step.log10().floor()).clamp(0.0, 12.0) as usize
-    } else {
-        3
-    };
-    format!("{value:.decimals$}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_narrow_range_gets_several_readable_ticks() {
-        let marks = nice_grid(GridInput {
-            bounds: (0.1000, 0.1017),
-            base_step_size: 1e-6,
-        });
-        let major: Vec<&GridMark> = marks.iter().filter(|m| m.step_size > 1e-4 * 1.5).collect();
-        assert!((5..=12).contains(&major.len()), "{} labelled ticks", major.len());
-        let labels: Vec<String> = major.iter().map(|m| label_for(m.value, m.step_size)).collect();
-        assert_eq!(labels[0], "0.1000");
-        assert_eq!(labels[1], "0.1002");
-        assert!(labels.windows(2).all(|w| w[0] != w[1]), "{labels:?}");
-        assert_eq!(label_for(250.0, 50.0), "250");
     }
 }

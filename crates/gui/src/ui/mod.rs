@@ -1,6 +1,7 @@
 //! Widgets and panels only: they read the app's state and emit commands; no tensors, no jobs.
 //! Functions that draw end in `_ui`.
 
+pub mod compare_roc;
 pub mod compare_view;
 pub mod curves;
 pub mod deploy_panel;
@@ -10,13 +11,15 @@ pub mod fonts;
 pub mod gallery;
 pub mod histogram;
 pub mod metrics_table;
+pub mod plots;
 pub mod side_panel;
+pub mod status_bar;
+pub mod style;
 pub mod tuning;
 pub mod watch_view;
 
 use egui::{Color32, RichText};
 
-use crate::app::tasks::{TaskProgress, kind};
 use crate::app::{Command, OodscopeApp, Tab};
 
 /// Colours of the sets: ID first, then the OOD sets (the same as the PNG exports).
@@ -32,7 +35,12 @@ pub const OOD_COLOUR: Color32 = Color32::from_rgb(214, 39, 40);
 pub fn app_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     focus_on_press(ui.ctx());
     shortcuts(app, out, ui.ctx());
-    egui::Panel::top("status").show(ui, |ui| status_bar_ui(app, out, ui));
+    egui::Panel::top("title").show(ui, |ui| title_bar_ui(app, out, ui));
+    // A fixed height: a progress bar or a message appearing there never moves a widget.
+    egui::Panel::bottom("status")
+        .exact_size(status_bar::HEIGHT)
+        .resizable(false)
+        .show(ui, |ui| status_bar::status_bar_ui(app, out, ui));
     egui::Panel::left("controls")
         .resizable(true)
         .default_size(320.0)
@@ -125,7 +133,9 @@ fn next_method(app: &OodscopeApp, step: isize) -> Option<oodscope_engine::score:
     usable.get(((at + step) % n + n) as usize % n as usize).copied()
 }
 
-fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+/// The window's name and what it shows (the model, or the results file without one). Its height
+/// never changes: jobs and messages are in the status bar at the foot.
+fn title_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.heading("oodscope");
         if let Some(model) = &app.model {
@@ -133,70 +143,20 @@ fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         } else if let Some(opened) = &app.opened {
             ui.label(format!("results of {} (no model loaded)", opened.meta.model.name));
         } else if app.opening().is_some() {
-            ui.spinner();
             ui.label("opening results…");
         } else {
             ui.label("loading model…");
         }
-        if let Some(job) = app
-            .progress_of(kind::compare)
-            .filter(|_| app.settings.tab != Tab::Compare)
-        {
-            ui.spinner();
-            let (done, total) = job.progress.as_ref().map_or((0, 0), TaskProgress::fraction);
-            if ui
-                .link(format!("comparing methods… {done}/{total}"))
+        if app.is_comparing()
+            && app.settings.tab != Tab::Compare
+            && ui
+                .link("comparing methods: show")
                 .on_hover_text("Show the Compare view (5)")
                 .clicked()
-            {
-                out.push(Command::SetTab(Tab::Compare));
-            }
-        }
-        if app.is_tuning() && !app.is_scoring() {
-            ui.spinner();
-            ui.label("tuning…");
-            if ui.button("Cancel").clicked() {
-                out.push(Command::Cancel);
-            }
-        }
-        if let Some(job) = app.scoring() {
-            let run = match &job.progress {
-                Some(TaskProgress::Run(p)) => Some(*p),
-                _ => None,
-            };
-            let (done, total) = run.map_or((0, 1), |p| (p.done, p.total.max(1)));
-            let rate = run.map_or(0.0, |p| p.rate());
-            let eta = run
-                .and_then(|p| p.eta())
-                .map_or("…".to_string(), |d| format!("{:.0} s", d.as_secs_f64()));
-            ui.add(
-                egui::ProgressBar::new(done as f32 / total as f32)
-                    .desired_width(260.0)
-                    .text(format!("{done}/{total} images · {rate:.0}/s · ETA {eta}")),
-            );
-            if ui.button("Cancel").on_hover_text("Stop scoring (Esc)").clicked() {
-                out.push(Command::Cancel);
-            }
+        {
+            out.push(Command::SetTab(Tab::Compare));
         }
     });
-    if !app.messages.is_empty() {
-        ui.horizontal(|ui| {
-            let last = app.messages.last().cloned().unwrap_or_default();
-            let colour = if last.starts_with("wrote ") || last.starts_with("saved ") {
-                Color32::DARK_GREEN
-            } else {
-                Color32::from_rgb(180, 40, 30)
-            };
-            ui.label(RichText::new(last).color(colour));
-            if app.messages.len() > 1 {
-                ui.label(format!("(+{} more)", app.messages.len() - 1))
-                    .on_hover_text(app.messages.join("\n"));
-            }
-            if ui.small_button("×").on_hover_text("Dismiss").clicked() {
-                out.push(Command::DismissMessage);
-            }
-        });
-    }
 }
 
 fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -218,14 +178,14 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             ui.label(
                 RichText::new("first-order estimate — exact scores on the way")
                     .italics()
-                    .color(Color32::from_rgb(230, 150, 30)),
+                    .color(style::colours(ui).warn),
             )
             .on_hover_text("log S(x̃) ≈ log S(x) + ε·‖∇ₓ log S(x)‖₁ from cached logits and gradient norms");
         } else if let Some(error) = &app.estimate_error {
             ui.label(RichText::new(error).small().weak());
         }
         if app.result_is_stale() {
-            ui.label(RichText::new("updating…").italics().color(Color32::GRAY))
+            ui.label(RichText::new("updating…").italics().weak())
                 .on_hover_text("The view shows the previous settings until the new scores arrive.");
         }
     });
@@ -251,13 +211,7 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         return;
     }
     if app.derived.is_none() {
-        ui.centered_and_justified(|ui| {
-            ui.label(if app.is_busy() {
-                "Scoring…"
-            } else {
-                "Load a model and add an ID and an OOD set, or open a results file."
-            });
-        });
+        waiting_ui(app, ui);
         return;
     }
     let stale = app.result_is_stale();
@@ -278,4 +232,25 @@ fn central_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             gallery::gallery_ui(app, out, ui);
         }
     }
+}
+
+/// The central view before a result: what it waits for, each long job with its progress bar (a
+/// fit of a minute and more shows its own counts, not a bare "Scoring…").
+fn waiting_ui(app: &OodscopeApp, ui: &mut egui::Ui) {
+    let jobs = status_bar::long_jobs(app);
+    ui.vertical_centered(|ui| {
+        ui.add_space(ui.available_height() / 3.0);
+        if jobs.is_empty() && !app.is_busy() {
+            ui.label("Load a model and add an ID and an OOD set, or open a results file.");
+            return;
+        }
+        ui.label(if jobs.is_empty() {
+            "Opening the model and the sets…"
+        } else {
+            "Waiting for:"
+        });
+        for task in jobs {
+            status_bar::job_ui(task, 420.0, ui);
+        }
+    });
 }

@@ -3,7 +3,7 @@
 
 use egui::{RichText, Slider};
 
-use crate::app::tasks::{TaskProgress, kind};
+use crate::app::tasks::kind;
 use crate::app::{Command, ExportKind, FitState, OodscopeApp};
 use oodscope_data::Role;
 use oodscope_engine::detect::Group;
@@ -167,9 +167,9 @@ fn sets_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             let mut enabled = entry.enabled;
             let tag = if entry.role == Role::Id {
-                RichText::new("ID").color(super::ID_COLOUR)
+                RichText::new("ID").color(super::style::colours(ui).id)
             } else {
-                RichText::new("OOD").color(super::OOD_COLOUR)
+                RichText::new("OOD").color(super::style::colours(ui).ood)
             };
             if ui.checkbox(&mut enabled, tag).changed() {
                 out.push(Command::ToggleSet(i));
@@ -251,16 +251,8 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
     }
     if let Some(task) = app.progress_of(kind::fit) {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            let text = match &task.progress {
-                Some(TaskProgress::Fit(p)) if p.stage == oodscope_engine::fit::FitStage::Images => {
-                    format!("fitting: {}/{} images", p.done, p.total)
-                }
-                Some(_) => "fitting: statistics…".to_string(),
-                None => "reading the fit…".to_string(),
-            };
-            ui.label(text);
+        ui.horizontal_wrapped(|ui| {
+            super::status_bar::job_ui(task, (ui.available_width() - 70.0).max(120.0), ui);
             if ui.small_button("Cancel").clicked() {
                 out.push(Command::Cancel);
             }
@@ -273,7 +265,7 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 .on_hover_text(format!("{}\n{}", info.describe(), info.path.display()));
         }
         Some(FitState::Failed(message)) => {
-            ui.label(RichText::new(message).small().color(super::OOD_COLOUR));
+            ui.label(RichText::new(message).small().color(super::style::colours(ui).error));
         }
         None => {}
     }
@@ -377,7 +369,9 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
         let opened = app.opened.as_ref()?;
         if name == "epsilon" {
-            return Some("ε > 0 needs the model's gradients — open the model to re-score".into());
+            return Some(
+                "Perturbation ε stays at the file's value: a new ε needs the model's gradients (open the model)".into(),
+            );
         }
         let settings = settings.as_ref()?;
         oodscope_engine::results::stored::stored_missing(settings, &opened.cache)
@@ -417,7 +411,7 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
     }
     for why in &reasons {
-        ui.label(RichText::new(why).small().color(super::OOD_COLOUR));
+        ui.label(RichText::new(why).small().weak());
     }
     if let (Some(derived), Some(mut threshold)) = (&app.derived, app.threshold) {
         let (lo, hi) = derived.range;

@@ -4,7 +4,7 @@
 
 use egui::{Color32, Pos2, Rect, RichText, Sense, Stroke, Vec2};
 
-use crate::app::tasks::{TaskProgress, kind};
+use crate::app::tasks::kind;
 use crate::app::{Command, OodscopeApp};
 use oodscope_engine::tune::grid::{Axis, label};
 use oodscope_engine::tune::{Objective, TuneResult};
@@ -18,16 +18,15 @@ fn ramp(strength: f32) -> Color32 {
 
 pub fn tuning_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if let Some(job) = app.progress_of(kind::tune) {
-        let text = match &job.progress {
-            Some(TaskProgress::Tune(p)) => format!("{:?}: {} / {}", p.stage, p.done, p.total),
-            _ => "starting…".to_string(),
-        };
-        ui.horizontal(|ui| {
-            ui.spinner();
+        ui.horizontal_wrapped(|ui| {
             ui.label(format!(
-                "Tuning {} on the validation split — {text}",
+                "Tuning {} on the validation split:",
                 app.settings.method.title()
             ));
+            super::status_bar::job_ui(job, 420.0, ui);
+            if ui.button("Cancel").on_hover_text("Stop tuning (Esc)").clicked() {
+                out.push(Command::Cancel);
+            }
         });
     }
     let Some(result) = &app.tune_result else {

@@ -23,7 +23,7 @@ pub fn watch_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
     });
     if let Some(why) = &watch.status {
-        ui.label(RichText::new(format!("{why} (trying again every second)")).color(super::OOD_COLOUR));
+        ui.label(RichText::new(format!("{why} (trying again every second)")).color(super::style::colours(ui).error));
     }
     let Some(answer) = &watch.latest else {
         if watch.status.is_none() {
@@ -90,7 +90,10 @@ fn scores_plot_ui(watch: &Watch, threshold: f32, ui: &mut egui::Ui, height: f32)
         .legend(Legend::default())
         .x_axis_label("score")
         .y_axis_label("density")
-        .x_grid_spacer(super::histogram::nice_grid)
+        .x_grid_spacer(super::plots::grid_x)
+        .y_grid_spacer(super::plots::grid_y)
+        .x_axis_formatter(super::plots::tick_label)
+        .y_axis_formatter(super::plots::tick_label)
         .include_y(0.0)
         .show(ui, |plot_ui| {
             plot_ui.line(
@@ -121,6 +124,10 @@ fn rate_plot_ui(watch: &Watch, alpha: Option<f64>, ui: &mut egui::Ui, height: f3
         .legend(Legend::default())
         .x_axis_label("seconds (0 = the latest second with traffic)")
         .y_axis_label("OOD share")
+        .x_grid_spacer(super::plots::grid_x)
+        .y_grid_spacer(super::plots::grid_y)
+        .x_axis_formatter(super::plots::tick_label)
+        .y_axis_formatter(super::plots::tick_label)
         .include_y(0.0)
         .include_y(1.0)
         .show(ui, |plot_ui| {
@@ -163,7 +170,7 @@ fn flagged_ui(watch: &Watch, ui: &mut egui::Ui) {
                             ui.add(egui::Image::new(texture).fit_to_exact_size(Vec2::splat(128.0)));
                         }
                         Err(why) => {
-                            ui.label(RichText::new(why).small().color(super::OOD_COLOUR));
+                            ui.label(RichText::new(why).small().color(super::style::colours(ui).error));
                         }
                     }
                     let a = &f.answer;
