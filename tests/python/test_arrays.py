@@ -132,3 +132,14 @@ def test_a_foreign_file_is_not_a_fit(tmp_path):
         oodscope.Fit.load(path)
     with pytest.raises(OodscopeError, match="picture.safetensors"):
         oodscope.Detector.load(path)
+
+
+def test_another_torch_release_is_refused_at_import_in_one_message():
+    import subprocess
+    import sys
+
+    code = "import torch; torch.__version__ = '2.12.1+cpu'; import oodscope"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: oodscope was built for PyTorch 2.13.x and this environment has torch 2.12.1+cpu")
