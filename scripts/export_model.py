@@ -27,7 +27,10 @@ What it does, in order:
      that layer's input; checks ℓ = W·z + b;
   4. traces it with torch.jit.trace in eval mode WITH autograd on (gradient methods such as ODIN
      need ∂loss/∂input: tracing under no_grad can record non-differentiable fast paths), parameters
-     frozen (requires_grad = False: input gradients only);
+     frozen (requires_grad = False: input gradients only); a TracerWarning from your own code (a
+     Python `if` on a tensor's values, frozen to one branch) is an error that points to the Python
+     package's `oodscope.capture`, which needs no tracing (`--allow-tracer-warnings` when the
+     condition depends only on shapes); libraries' warnings (timm's shape asserts) are shown;
   5. writes the card: input size, mean/std and preprocessing (from the torchvision weights'
      transforms() or timm's pretrained config, else the flags), classes (`--classes`, else the
      weights' ImageNet names when the model has 1000 outputs, else c0, c1, …), outputs and head;
@@ -66,6 +69,7 @@ import argparse
 import ast
 import dataclasses
 import importlib
+import linecache
 import math
 import os
 import shutil
@@ -820,6 +824,41 @@ def export(args) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def library_file(filename: str) -> bool:
+    """Whether code at `filename` is a library's (an installed package, or this script's wrappers):
+    their tracer warnings are about shapes (timm's and torchvision's asserts), not the user's data."""
+    path = Path(filename).resolve()
+    return "site-packages" in path.parts or "dist-packages" in path.parts or path == Path(__file__).resolve()
+
+
+def trace_refusing_data_branches(wrapped: nn.Module, example: torch.Tensor, allow: bool):
+    """torch.jit.trace, refusing a TracerWarning raised by the user's own code: a Python `if`, `int()`
+    or `.item()` on a tensor's values is frozen to the example's branch, so the file would score other
+    images wrongly (the parity checks catch it only when their inputs happen to take the other
+    branch). Libraries' tracer warnings are shown as they are."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        traced = torch.jit.trace(wrapped, example, check_trace=False)
+    own = []
+    for w in caught:
+        if issubclass(w.category, torch.jit.TracerWarning) and not library_file(w.filename):
+            own.append(w)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if own and not allow:
+        w = own[0]
+        code = linecache.getline(w.filename, w.lineno).strip()
+        cause = str(w.message).splitlines()[0].split(". ")[0]
+        raise ExportError(
+            f"tracing warned at {Path(w.filename).name}:{w.lineno} (`{code}`): {cause}: a Python condition "
+            "on a tensor's values is frozen to the example input's branch, so the exported file would score "
+            "other images wrongly. Score this model without tracing in Python, `oodscope.capture(model, "
+            "loader)` (docs/python.md); or make the forward branch-free (torch.where); or, when the "
+            "condition depends only on shapes, pass --allow-tracer-warnings"
+        )
+    return traced
+
+
 def write_and_check(args, built, wrapped, head, head_name, out, size, channels, classes, num_logits, width, preset,
                     mean, std, inputs) -> list[Path]:
     """Traces (or compiles) the model into `out`, writes its card (and head file) beside it, checks
@@ -836,7 +875,7 @@ def write_and_check(args, built, wrapped, head, head_name, out, size, channels, 
         write_head(head, head_file)
     else:
         example.requires_grad_(True)
-        traced = torch.jit.trace(wrapped, example, check_trace=False)
+        traced = trace_refusing_data_branches(wrapped, example, args.allow_tracer_warnings)
         if args.freeze:
             # Channels-last weights, then batch norm folded into the convolutions (docs/benchmarks.md,
             # "Model math at real size": MSP 1.65×, ODIN 1.35×, input gradients kept). Freezing
@@ -920,6 +959,7 @@ def main(argv=None) -> int:
     parser.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="the card's resize filter (default: the preset's)")
     parser.add_argument("--backend", choices=("pil", "tensor"), help="the card's resize backend: pil (Pillow's 8-bit filters) or tensor (torchvision's float resize)")
     parser.add_argument("--freeze", action="store_true", help="channels-last weights and batch norm folded (torch.jit.freeze): faster, input gradients kept; the head is written beside as safetensors")
+    parser.add_argument("--allow-tracer-warnings", action="store_true", help="export although the model's own code raised a TracerWarning (a condition that depends only on shapes); the parity checks still run")
     parser.add_argument("--check-images", metavar="DIR", help="also check the exported file against the eager model on up to 16 of these images")
     parser.add_argument("--out", required=True, help="the file to write (.pt, or .pt2 with --format aoti); the card goes beside it")
     args = parser.parse_args(argv)

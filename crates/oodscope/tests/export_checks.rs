@@ -46,7 +46,18 @@ fn a_dict_output_is_unwrapped_and_one_without_logits_is_named_with_the_fix() {
 #[test]
 fn a_forward_that_branches_on_the_inputs_values_is_caught_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
+    // The tracer's own warning on the user's code is an error pointing to capture (no tracing)…
     let (code, text) = export("build_branchy", dir.path(), &[]);
+    assert_eq!(code, 1, "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("export: error: tracing warned at own_custom_net.py:48 (`if x.mean() > 0.5:`)")
+            && last.contains("oodscope.capture(model, loader)"),
+        "{text}"
+    );
+    assert!(support::names_in(dir.path()).is_empty());
+    // …and, told that the condition is about shapes, the parity checks still catch it.
+    let (code, text) = export("build_branchy", dir.path(), &["--allow-tracer-warnings"]);
     assert_eq!(code, 1, "{text}");
     let last = text.trim_end().lines().last().unwrap();
     assert!(
