@@ -126,20 +126,22 @@ fn a_second_signal_stops_the_run_at_once() {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let mut run = start_fit(cache.path(), &out.path().join("f.safetensors"));
-    // Held stopped, the run receives SIGINT and then SIGTERM together when it continues: the
-    // second is handled before the current batch can end.
+    // Held stopped, the run receives SIGINT and SIGTERM together when it continues: the one handled
+    // second stops the run before the current batch can end. Which of the two pending signals the
+    // kernel delivers first is its choice, so either order is right, each with its own exit code.
     signal_once_writing(&mut run, out.path(), "STOP");
     run.signal("INT");
     run.signal("TERM");
     run.signal("CONT");
     let (code, lines) = run.finish();
-    assert_eq!(code, Some(143), "{lines:?}");
     let tail: Vec<&str> = lines.iter().rev().take(2).rev().map(String::as_str).collect();
-    assert_eq!(
-        tail,
-        [SIGINT_LINE, "oodscope: terminated (SIGTERM) again: stopping now"],
-        "{lines:?}"
-    );
+    let int_first = [SIGINT_LINE, "oodscope: terminated (SIGTERM) again: stopping now"];
+    let term_first = [SIGTERM_LINE, "oodscope: interrupted (SIGINT) again: stopping now"];
+    match code {
+        Some(143) => assert_eq!(tail, int_first, "{lines:?}"),
+        Some(130) => assert_eq!(tail, term_first, "{lines:?}"),
+        other => panic!("exit {other:?}: {lines:?}"),
+    }
 }
 
 #[test]

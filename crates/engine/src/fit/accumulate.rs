@@ -111,6 +111,9 @@ pub struct Accumulator {
     correct_counts: Option<CompensatedSum>,
     /// `[3, G]`: temperature scaling's NLL grid ([`super::temperature`]), when labels are given.
     nll_grid: Option<CompensatedSum>,
+    /// The listing index of the next image added (a shard starts at its first image's), for the
+    /// temperature's image budget ([`super::temperature::image_budget`]).
+    next_index: u64,
 }
 
 type R<T> = Result<T, tch::TchError>;
@@ -153,7 +156,14 @@ impl Accumulator {
             correct_sums: None,
             correct_counts: None,
             nll_grid: None,
+            next_index: 0,
         })
+    }
+
+    /// Where in the listing this accumulator's first image is (a shard's first image; 0 for a
+    /// whole fit), so that the temperature's image budget covers the same images either way.
+    pub fn set_first_index(&mut self, first: u64) {
+        self.next_index = first;
     }
 
     /// The shift a batch of features `[n, D]` gives when it is the first: its mean, in float64.
@@ -206,8 +216,14 @@ impl Accumulator {
             self.counts[c as usize] += 1;
         }
         let index = Tensor::from_slice(&classes).f_to_device(self.device)?;
-        if labels.is_some() {
-            let grid = super::temperature::batch_sums(&logits64, &index)?;
+        // The temperature's grid costs GRID passes over a batch's logits: it takes only the
+        // listing's first images, up to a budget of logit values.
+        let budget = super::temperature::image_budget(self.classes);
+        let within = budget.saturating_sub(self.next_index).min(n as u64) as i64;
+        self.next_index += n as u64;
+        if labels.is_some() && within > 0 {
+            let grid =
+                super::temperature::batch_sums(&logits64.f_narrow(0, 0, within)?, &index.f_narrow(0, 0, within)?)?;
             add_to(&mut self.nll_grid, &grid)?;
         }
         if let Some(z) = features {
@@ -339,6 +355,8 @@ impl Accumulator {
             correct_sums,
             correct_counts,
             nll_grid: sum("nll_grid", &[3, super::temperature::GRID as i64])?,
+            // A part read back only merges: where its images were is in its header.
+            next_index: 0,
         })
     }
 

@@ -82,7 +82,7 @@ pub fn fit_model(
 ) -> Result<FitSummary, Error> {
     let start = Instant::now();
     let set = select_images(train, options.max_images);
-    let (pass, skipped) = run_pass(model, &set, None, options, out, cancel, on_progress)?;
+    let (pass, skipped) = run_pass(model, &set, (None, 0), options, out, cancel, on_progress)?;
     if pass.images() == 0 {
         return Err(Error::Invalid(format!(
             "fit: none of the {} images could be used ({} skipped)",
@@ -138,7 +138,15 @@ pub fn fit_shard(
     } else {
         listing_shift(model, &used, range.start, options, cancel)?
     };
-    let (pass, skipped) = run_pass(model, &own, shift, options, out, cancel, on_progress)?;
+    let (pass, skipped) = run_pass(
+        model,
+        &own,
+        (shift, range.start as u64),
+        options,
+        out,
+        cancel,
+        on_progress,
+    )?;
     let provenance = pass::Provenance::of(model, train, &used, options, skipped.len())
         .map_err(|e| Error::Invalid(format!("fit: {e}")))?;
     let info = part::PartInfo {
@@ -217,12 +225,13 @@ fn stream_of<'a>(model: &Model, sets: &'a [ImageSet], options: &FitOptions) -> S
     }
 }
 
-/// The streaming pass of `set` through the model into the accumulators (under `shift` when given)
-/// and a temporary features file beside `out`; the files that could not be read.
+/// The streaming pass of `set` through the model into the accumulators (under `shift` when given;
+/// `first`: the listing index of the set's first image, for a shard) and a temporary features file
+/// beside `out`; the files that could not be read.
 fn run_pass(
     model: &Model,
     set: &ImageSet,
-    shift: Option<Tensor>,
+    (shift, first): (Option<Tensor>, u64),
     options: &FitOptions,
     out: &Path,
     cancel: &AtomicBool,
@@ -239,6 +248,7 @@ fn run_pass(
     if let Some(shift) = shift {
         pass.accumulator.set_shift(shift).map_err(tch_error)?;
     }
+    pass.accumulator.set_first_index(first);
     let mut report_images = |p: Progress| {
         on_progress(FitProgress {
             stage: FitStage::Images,

@@ -2,6 +2,9 @@
 //! of the labelled fit images' logits, `NLL(β) = (1/N) Σ_i [logsumexp(β·ℓ_i) − β·ℓ_{i,y_i}]` with
 //! `β = 1/T`, found from sums that stream and merge like the other moments.
 //!
+//! The NLL is taken over the listing's first [`image_budget`] labelled images (all of them up to
+//! 2·10⁶ logit values: 2000 images of 1000 classes), since every image costs a softmax per grid point.
+//!
 //! NLL is convex in β, but no finite set of sums gives it at every β. So each batch adds, at a
 //! fixed grid of β (log-spaced, [`GRID`] points from 1/[`T_MAX`] to 1/[`T_MIN`]), the NLL and its
 //! first and second derivatives (`E_p[ℓ] − ℓ_y` and `Var_p[ℓ]`, `p = softmax(β·ℓ)`). The minimum
@@ -15,6 +18,16 @@ use tch::{Device, Kind, Tensor};
 pub const T_MIN: f64 = 0.01;
 pub const T_MAX: f64 = 100.0;
 pub const GRID: usize = 401;
+/// The logit values (images × classes) whose NLL grid a fit computes: each costs [`GRID`] softmaxes,
+/// so a fit of ImageNet's 1000 classes takes its first 2000 labelled images, one of 10 classes its
+/// first 200 000.
+pub const LOGIT_BUDGET: u64 = 2_000_000;
+
+/// How many of the listing's first images the temperature is fitted on, for `classes` classes.
+pub fn image_budget(classes: usize) -> u64 {
+    (LOGIT_BUDGET / classes.max(1) as u64).max(1)
+}
+
 /// Grid points per chunk of the per-batch computation (a `[chunk, n, C]` float64 tensor).
 const CHUNK: i64 = 16;
 
