@@ -83,6 +83,7 @@ pub fn write(args: &ResultsWriteArgs) -> Report {
     let meta = Metadata {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
+        schema_version: oodscope_engine::results::schema::SCHEMA_VERSION.into(),
         oodscope_version: env!("CARGO_PKG_VERSION").into(),
         command: if methods > 1 { "compare" } else { "score" }.into(),
         model: ModelMeta {

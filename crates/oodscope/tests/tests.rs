@@ -20,6 +20,7 @@ mod reliability_inputs;
 mod reliability_outputs;
 mod reliability_signals;
 mod results_cli;
+mod results_from;
 mod scale_out;
 mod serve;
 mod serve_clients;

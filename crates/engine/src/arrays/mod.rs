@@ -6,7 +6,7 @@ mod fit;
 mod score;
 
 pub use fit::{FitRequest, fit_arrays};
-pub use score::{ArrayScoring, score_arrays};
+pub use score::{ArrayNeed, ArrayScoring, array_dims, array_need, score_arrays, score_settings};
 
 use tch::{Kind, Tensor};
 
@@ -78,6 +78,18 @@ pub fn head_from_values(
         bias: Tensor::from_slice(bias),
         source,
     };
+    check_head(&head, outputs)?;
+    Ok(head)
+}
+
+/// Checks a head against outputs with features: its shape, and `ℓ = W·z + b` within 1e-4 of the
+/// largest logit on the first rows.
+pub fn check_head(head: &Head, outputs: &CachedOutputs) -> Result<(), String> {
+    let (c, d) = (outputs.logit_width, outputs.feature_width);
+    if d == 0 {
+        return Err("a head needs features: give the features the head takes (its input)".into());
+    }
+    let torch = |e: tch::TchError| crate::model::first_line(&e.to_string());
     let rows = outputs.rows.min(4096);
     let logits = Tensor::from_slice(&outputs.logits[..rows * c])
         .f_view([rows as i64, c as i64])
@@ -85,8 +97,7 @@ pub fn head_from_values(
     let features = Tensor::from_slice(&outputs.features[..rows * d])
         .f_view([rows as i64, d as i64])
         .map_err(torch)?;
-    head.check(&logits, &features)?;
-    Ok(head)
+    head.check(&logits, &features)
 }
 
 /// A head kept in a fit (float64) as a float32 [`Head`].

@@ -55,16 +55,71 @@ pub fn score_arrays(scoring: &ArrayScoring, method: &str, params: &[(String, f64
             "method `{method}` needs a fit: make one from ID training outputs with Fit.from_outputs (or `oodscope fit`) and pass fit="
         ));
     }
-    let dims = Dims {
-        classes: outputs.logit_width,
-        features: (outputs.feature_width > 0).then_some(outputs.feature_width),
-        bank: scoring.fit.and_then(|f| f.bank.as_ref()).map(|b| b.len),
-    };
     let given: Vec<(&str, f64)> = params.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let settings = ScoreSettings::named(method, &given, &dims)?;
+    let settings = ScoreSettings::named(method, &given, &array_dims(scoring))?;
     if settings.needs_gradient() {
         return Err(format!(
             "{} takes a step against the input gradient, which outputs cannot give: capture with perturb=(\"{method}\", …) to step in PyTorch, or set epsilon=0",
+            settings.describe()
+        ));
+    }
+    score_settings(scoring, &settings)
+}
+
+/// The dimensions of the outputs (and of the fit's bank) that parameters are checked against.
+pub fn array_dims(scoring: &ArrayScoring) -> Dims {
+    let outputs = scoring.outputs;
+    Dims {
+        classes: outputs.logit_width,
+        features: (outputs.feature_width > 0).then_some(outputs.feature_width),
+        bank: scoring.fit.and_then(|f| f.bank.as_ref()).map(|b| b.len),
+    }
+}
+
+/// What the outputs, head and fit given lack for `method`, if anything (the input gradient aside:
+/// see [`ScoreSettings::needs_gradient`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrayNeed {
+    /// A leave-out ensemble of models.
+    Ensemble,
+    /// A model's confidence branch.
+    Confidence,
+    /// Penultimate features.
+    Features,
+    /// The head `(W, b)`.
+    Head,
+    /// A fit.
+    Fit,
+}
+
+/// The first need of `method` that `scoring` does not meet.
+pub fn array_need(scoring: &ArrayScoring, method: Method) -> Option<ArrayNeed> {
+    let needs = method.detector().needs();
+    if needs.ensemble {
+        Some(ArrayNeed::Ensemble)
+    } else if needs.confidence {
+        Some(ArrayNeed::Confidence)
+    } else if needs.features && scoring.outputs.feature_width == 0 {
+        Some(ArrayNeed::Features)
+    } else if needs.head && scoring.head.is_none() {
+        Some(ArrayNeed::Head)
+    } else if needs.fit && scoring.fit.is_none() {
+        Some(ArrayNeed::Fit)
+    } else {
+        None
+    }
+}
+
+/// Every row's score under checked `settings` (no input step), the fit matched to the outputs.
+pub fn score_settings(scoring: &ArrayScoring, settings: &ScoreSettings) -> Result<Vec<f32>, String> {
+    let outputs = scoring.outputs;
+    check_outputs(outputs)?;
+    if let Some(fit) = scoring.fit {
+        check_fit_matches(fit, outputs)?;
+    }
+    if settings.needs_gradient() {
+        return Err(format!(
+            "{} takes a step against the input gradient, which saved outputs cannot give",
             settings.describe()
         ));
     }
@@ -75,8 +130,8 @@ pub fn score_arrays(scoring: &ArrayScoring, method: &str, params: &[(String, f64
         fit: scoring.fit,
         device: Device::Cpu,
     };
-    found.detector().check(&ctx, &settings.params)?;
-    rescore(&ctx, outputs, &settings).map_err(|e| e.0)
+    settings.method.detector().check(&ctx, &settings.params)?;
+    rescore(&ctx, outputs, settings).map_err(|e| e.0)
 }
 
 /// The fit was made for outputs like these: as many classes and the same feature width.

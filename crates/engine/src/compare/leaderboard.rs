@@ -1,7 +1,7 @@
 //! The leaderboard of a comparison: every method's metrics per OOD set, per group (the mean over
 //! its sets, as OpenOOD averages near-OOD and far-OOD) and over all OOD sets, ranked by mean AUROC.
 
-use crate::detect::ScoreSettings;
+use crate::detect::{Method, Params, ScoreSettings};
 use crate::evaluate::evaluate_column;
 use crate::score::ScoreRun;
 use crate::score::run::sets_with_role;
@@ -74,7 +74,11 @@ pub struct GroupColumn {
 /// One method's line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MethodRow {
+    /// The method and its parameters (for an external column, the baseline's: a stand-in that
+    /// nothing reads, [`MethodRow::external`] names it).
     pub settings: ScoreSettings,
+    /// The name of a score column no oodscope method made (a results file's own), if this is one.
+    pub external: Option<String>,
     /// The method's column in the run.
     pub column: usize,
     /// Per entry of the leaderboard's `sets`.
@@ -100,7 +104,7 @@ impl Leaderboard {
     /// Ranks every method of `run` (one column each). `groups[s]` is set `s`'s group, if any.
     pub fn new(run: &ScoreRun, sets: &[ImageSet], groups: &[Option<String>]) -> Leaderboard {
         let ood = sets_with_role(sets, Role::Ood);
-        let mut evaluations = (0..run.methods.len()).map(|m| evaluate_column(run, sets, m));
+        let mut evaluations = (0..run.methods.len() + run.external.len()).map(|m| evaluate_column(run, sets, m));
         let first = evaluations.next();
         let columns: Vec<SetColumn> = ood
             .iter()
@@ -150,10 +154,15 @@ impl Leaderboard {
                     .map(|g| mean_over(&mut g.members.iter().copied()))
                     .collect();
                 let mean = mean_over(&mut (0..columns.len()));
-                let settings = run.methods[m].clone();
+                let external = m.checked_sub(run.methods.len()).map(|e| run.external[e].clone());
+                let settings = run.methods.get(m).cloned().unwrap_or_else(|| ScoreSettings {
+                    method: Method::named(BASELINE),
+                    params: Params::new(),
+                });
                 MethodRow {
-                    is_baseline: settings.method.name() == BASELINE,
+                    is_baseline: external.is_none() && settings.method.name() == BASELINE,
                     settings,
+                    external,
                     column: m,
                     per_set,
                     per_group,
@@ -177,6 +186,31 @@ impl Leaderboard {
 
     /// The row of the method named `name`.
     pub fn row(&self, name: &str) -> Option<&MethodRow> {
-        self.rows.iter().find(|r| r.settings.method.name() == name)
+        self.rows
+            .iter()
+            .find(|r| r.external.is_none() && r.settings.method.name() == name)
+    }
+
+    /// The best row of an oodscope method (an external column cannot be saved or tuned).
+    pub fn leading_method(&self) -> Option<&MethodRow> {
+        self.rows.iter().find(|r| r.external.is_none())
+    }
+}
+
+impl MethodRow {
+    /// The method's name, or `NAME (external)` for an external column.
+    pub fn name(&self) -> String {
+        match &self.external {
+            Some(name) => format!("{name} (external)"),
+            None => self.settings.method.name().to_string(),
+        }
+    }
+
+    /// The method's title, or `NAME (external)` for an external column.
+    pub fn title(&self) -> String {
+        match &self.external {
+            Some(name) => format!("{name} (external)"),
+            None => self.settings.method.title().to_string(),
+        }
     }
 }

@@ -111,7 +111,11 @@ pub fn leaderboard_markdown(
             "| {} | {} | {} |",
             rank + 1,
             method_label(row),
-            params_text(&row.settings)
+            if row.external.is_some() {
+                "–".to_string()
+            } else {
+                params_text(&row.settings)
+            }
         );
         for (_, value) in COLUMNS {
             let _ = write!(out, " {} |", percent(row.mean.as_ref().map(value)));
@@ -171,12 +175,8 @@ fn detail_table(out: &mut String, board: &Leaderboard, metrics: impl Fn(&MethodR
 
 /// The method's title, in bold for the baseline.
 fn method_label(row: &MethodRow) -> String {
-    let title = row.settings.method.title();
-    if row.is_baseline {
-        format!("**{title}**")
-    } else {
-        title.to_string()
-    }
+    let title = row.title();
+    if row.is_baseline { format!("**{title}**") } else { title }
 }
 
 /// `T = 1000, ε = 0.0014`, or `–` for none.
@@ -245,7 +245,7 @@ pub fn leaderboard_csv(board: &Leaderboard) -> Result<Vec<u8>, String> {
         for (scope, name, images, metrics) in lines {
             let mut record = vec![
                 (rank + 1).to_string(),
-                row.settings.method.name().to_string(),
+                row.name(),
                 params_plain(&row.settings.params),
                 row.is_baseline.to_string(),
                 scope.to_string(),
@@ -334,6 +334,8 @@ pub struct MethodEntry {
     pub title: String,
     pub rank: usize,
     pub baseline: bool,
+    /// A score column of the results file's own, not an oodscope method ("NAME (external)").
+    pub external: bool,
     pub params: Params,
     /// Keyed by OOD set name.
     pub metrics: BTreeMap<String, MetricsEntry>,
@@ -370,7 +372,7 @@ pub fn compare_report(
         .iter()
         .enumerate()
         .map(|(rank, row)| {
-            let validation = searches.and_then(|s| s[row.column].as_ref()).and_then(|search| {
+            let validation = searches.and_then(|s| s.get(row.column)?.as_ref()).and_then(|search| {
                 let best = search.best_result()?;
                 Some(ValidationEntry {
                     settings_searched: search.grid.len(),
@@ -383,9 +385,10 @@ pub fn compare_report(
                 })
             });
             let entry = MethodEntry {
-                title: row.settings.method.title().to_string(),
+                title: row.title(),
                 rank: rank + 1,
                 baseline: row.is_baseline,
+                external: row.external.is_some(),
                 params: row.settings.params.clone(),
                 metrics: board
                     .sets
@@ -402,7 +405,7 @@ pub fn compare_report(
                 mean_metrics: row.mean,
                 validation,
             };
-            (row.settings.method.name().to_string(), entry)
+            (row.name(), entry)
         })
         .collect();
     let tuning = result.tuning.as_ref().map(|t| TuningSettings {
@@ -438,11 +441,7 @@ pub fn compare_report(
             .collect(),
         skipped: skipped_entries(run, sets),
         id_accuracy: board.id_accuracy,
-        ranking: board
-            .rows
-            .iter()
-            .map(|r| r.settings.method.name().to_string())
-            .collect(),
+        ranking: board.rows.iter().map(MethodRow::name).collect(),
         methods,
         unsupported: ctx
             .unsupported
@@ -478,7 +477,7 @@ pub fn method_curves(board: &Leaderboard, result: &CompareResult) -> Vec<(String
             let id = run.column_role_scores(row.column, sets, Role::Id);
             let ood = run.column_role_scores(row.column, sets, Role::Ood);
             let c = curves(&id, &ood).map_err(|e| e.to_string());
-            (row.settings.method.title().to_string(), c)
+            (row.title(), c)
         })
         .collect()
 }

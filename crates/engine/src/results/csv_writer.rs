@@ -26,14 +26,26 @@ pub struct CsvWriter<W: Write> {
 impl<W: Write> CsvWriter<W> {
     /// Writes the header for these methods.
     pub fn new(out: W, methods: &[ScoreSettings], classes: &[String]) -> Result<CsvWriter<W>, String> {
+        Self::with_external(out, methods, &[], classes)
+    }
+
+    /// Writes the header for these methods and external score columns (`NAME (external)`, after
+    /// the methods').
+    pub fn with_external(
+        out: W,
+        methods: &[ScoreSettings],
+        external: &[String],
+        classes: &[String],
+    ) -> Result<CsvWriter<W>, String> {
         let mut writer = csv::Writer::from_writer(out);
-        let mut header = vec!["set", "role", "path"];
-        if methods.len() == 1 {
-            header.push("score");
+        let mut header: Vec<String> = ["set", "role", "path"].map(String::from).to_vec();
+        if methods.len() == 1 && external.is_empty() {
+            header.push("score".into());
         } else {
-            header.extend(methods.iter().map(|m| m.method.name()));
+            header.extend(methods.iter().map(|m| m.method.name().to_string()));
+            header.extend(external.iter().map(|e| format!("{e} (external)")));
         }
-        header.extend(["pred", "pred_prob", "label"]);
+        header.extend(["pred", "pred_prob", "label"].map(String::from));
         writer.write_record(&header).map_err(|e| e.to_string())?;
         Ok(CsvWriter {
             writer,
@@ -137,7 +149,7 @@ impl BatchSink for CsvFile {
 /// The CSV bytes of a finished run (the window's export).
 pub fn run_csv(run: &ScoreRun, sets: &[ImageSet], classes: &[String]) -> Result<Vec<u8>, String> {
     let out = Vec::with_capacity(64 * (run.images.len() + 1));
-    let mut writer = CsvWriter::new(out, &run.methods, classes)?;
+    let mut writer = CsvWriter::with_external(out, &run.methods, &run.external, classes)?;
     writer.rows_of_run(run, sets)?;
     writer.into_inner()
 }

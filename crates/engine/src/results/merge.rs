@@ -29,6 +29,18 @@ pub fn merge(parts: &[PathBuf], out: &Path, cancel: &AtomicBool) -> Result<Metad
         .map(|p| ResultsFile::read(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Invalid)?;
+    // Parts are oodscope's own, whole: every column their metadata promises, as written.
+    for file in &files {
+        if file.derived_sets {
+            return Err(Error::Invalid(format!(
+                "{}: a Parquet file, but not an oodscope results file (no `{}` metadata): merge joins the parts of one oodscope run",
+                file.path.display(),
+                super::schema::KEY
+            )));
+        }
+        super::schema::check_complete(&file.schema(), &file.meta)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", file.path.display())))?;
+    }
     let first = &files[0];
     for other in &files[1..] {
         check_same(first, other).map_err(Error::Invalid)?;

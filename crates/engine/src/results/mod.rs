@@ -3,7 +3,10 @@
 //! window and reports ([`open`]), and shards' parts merged into the whole run's ([`merge()`]); the
 //! streamed scores CSV beside it.
 
+pub mod arrays;
+pub mod columns;
 pub mod csv_writer;
+pub mod layout;
 pub mod merge;
 pub mod parquet_writer;
 pub mod provenance;

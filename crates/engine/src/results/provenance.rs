@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use super::schema::{FORMAT, FORMAT_VERSION, FitMeta, Metadata, MethodMeta, ModelMeta, SetMeta, sha256_hex};
+use super::schema::{
+    FORMAT, FORMAT_VERSION, FitMeta, Metadata, MethodMeta, ModelMeta, SCHEMA_VERSION, SetMeta, sha256_hex,
+};
 use crate::detect::ScoreSettings;
 use crate::model::{Model, device_name};
 use crate::stats::Fit;
@@ -36,6 +38,7 @@ pub fn metadata(run: &RunDescription) -> Result<Metadata, String> {
     Ok(Metadata {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
+        schema_version: SCHEMA_VERSION.into(),
         oodscope_version: env!("CARGO_PKG_VERSION").into(),
         command: run.command.into(),
         model: ModelMeta {

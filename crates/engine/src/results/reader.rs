@@ -1,21 +1,24 @@
 //! Reading results files: a part's footer and metadata checked (one line naming the file for a
-//! truncated file, a file that is not Parquet or not ours, a missing column), its row groups by
-//! set, and [`open_with`]: the sets, a [`ScoreRun`] and the metadata, reading only the columns
-//! needed.
+//! truncated file, a file that is not Parquet, a missing column), its sets' rows found (from the
+//! metadata, or from the `set` and `role` columns of a file another tool wrote), and
+//! [`open_with`]: the sets, a [`ScoreRun`] (the file's own score columns after the methods') and
+//! the metadata, reading only the columns needed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Int64Type, UInt64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 
-use super::schema::{FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, PRED_PROB, SetMeta, check_schema};
+use super::columns::{self, Text, is_numeric_list};
+use super::layout::{ranges_in_order, rows_by_set, sets_from_columns};
+use super::schema::{
+    FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, PRED_PROB, check_schema, external_columns,
+};
 use crate::pipeline::SkippedFile;
 use crate::score::run::{ImageScore, ScoreRun};
 use oodscope_data::scan::FileEntry;
@@ -30,6 +33,11 @@ const RESERVE_ROWS: usize = 1 << 24;
 pub struct ResultsFile {
     pub path: PathBuf,
     pub meta: Metadata,
+    /// The file's own score columns (not oodscope's methods), in file order.
+    pub external: Vec<String>,
+    /// Whether the sets were found from the `set` and `role` columns (a file without oodscope's
+    /// metadata): their rows are numbered in file order, with no skipped images.
+    pub derived_sets: bool,
     file: File,
     arrow: ArrowReaderMetadata,
     /// Each set's row groups and its rows' selection within them.
@@ -37,9 +45,10 @@ pub struct ResultsFile {
 }
 
 impl ResultsFile {
-    /// Opens `path` and checks it is a whole oodscope results file.
+    /// Opens `path` and checks it is a whole results file: oodscope's, or another tool's with at
+    /// least `set`, `role` and something to score.
     pub fn read(path: &Path) -> Result<ResultsFile, String> {
-        let at = path.display();
+        let at = path.display().to_string();
         let file = File::open(path).map_err(|e| format!("{at}: cannot open: {e}"))?;
         let arrow = ArrowReaderMetadata::load(&file, Default::default())
             .map_err(|e| format!("{at}: not a readable Parquet file (truncated, or not Parquet): {e}"))?;
@@ -48,10 +57,49 @@ impl ResultsFile {
             .file_metadata()
             .key_value_metadata()
             .and_then(|kv| kv.iter().find(|k| k.key == KEY))
-            .and_then(|k| k.value.clone())
-            .ok_or_else(|| format!("{at}: a Parquet file, but not an oodscope results file (no `{KEY}` metadata)"))?;
-        let meta = Metadata::from_json(&text).map_err(|e| format!("{at}: {e}"))?;
-        check_schema(arrow.schema(), &meta).map_err(|e| format!("{at}: {e}"))?;
+            .and_then(|k| k.value.clone());
+        let mut meta = match text {
+            Some(text) => Metadata::from_json(&text).map_err(|e| format!("{at}: {e}"))?,
+            None => Metadata::external(),
+        };
+        check_schema(arrow.schema(), &meta).map_err(|e| {
+            if meta.is_external() {
+                format!("{at}: a Parquet file, but not an oodscope results file: {e}")
+            } else {
+                format!("{at}: {e}")
+            }
+        })?;
+        let external = external_columns(arrow.schema(), &meta);
+        // Lists the metadata does not promise (another tool's file) are read when present.
+        let has_list = |name: &str| {
+            arrow
+                .schema()
+                .field_with_name(name)
+                .is_ok_and(|f| is_numeric_list(f.data_type()))
+        };
+        if meta.logits.is_none() && has_list(LOGITS) {
+            meta.logits = Some(0);
+        }
+        if meta.features.is_none() && has_list(FEATURES) {
+            meta.features = Some(0);
+        }
+        if meta.methods.is_empty() && external.is_empty() && meta.logits.is_none() && meta.features.is_none() {
+            return Err(format!(
+                "{at}: nothing to score: give a `{LOGITS}` or `{FEATURES}` column (a list of numbers per row) or a column of scores"
+            ));
+        }
+        let derived_sets = meta.sets.is_empty();
+        let ranges = if derived_sets {
+            let (sets, ranges) = sets_from_columns(&file, &arrow, &at)?;
+            meta.sets = sets;
+            if meta.is_external() && meta.logits.is_some() {
+                // The MSP baseline is computed from the logits.
+                meta.baseline = true;
+            }
+            ranges
+        } else {
+            ranges_in_order(&meta.sets)
+        };
         // The counts are checked before any arithmetic on them: a damaged footer may say anything.
         let damaged = |what: String| format!("{at}: {what}: not a whole oodscope results file");
         let rows = meta
@@ -69,10 +117,12 @@ impl ResultsFile {
         if group_rows != Some(rows) {
             return Err(damaged(format!("its row groups do not add up to its {rows} rows")));
         }
-        let set_rows = rows_by_set(&arrow, &meta.sets);
+        let set_rows = rows_by_set(&arrow, &ranges);
         Ok(ResultsFile {
             path: path.to_path_buf(),
             meta,
+            external,
+            derived_sets,
             file,
             arrow,
             set_rows,
@@ -82,6 +132,11 @@ impl ResultsFile {
     /// The columns (without the file's key-value metadata, which Arrow copies into its schema).
     pub fn schema(&self) -> SchemaRef {
         std::sync::Arc::new(arrow_schema::Schema::new(self.arrow.schema().fields().clone()))
+    }
+
+    /// Whether the file has a column of this name.
+    pub fn has_column(&self, name: &str) -> bool {
+        self.arrow.schema().field_with_name(name).is_ok()
     }
 
     pub fn num_rows(&self) -> u64 {
@@ -108,41 +163,6 @@ impl ResultsFile {
         }
         builder.build().map_err(|e| format!("{at}: cannot read: {e}"))
     }
-}
-
-/// Where each set's rows are (the sets' rows follow each other in set order): the row groups that
-/// hold them, and the selection of their rows within those groups. Our files keep one set per
-/// row group; a file rewritten by another tool may not, and reads the same. The row groups' counts
-/// and the sets' are checked first (`ResultsFile::read`): they add up to the same total.
-fn rows_by_set(arrow: &ArrowReaderMetadata, sets: &[SetMeta]) -> Vec<(Vec<usize>, RowSelection)> {
-    let groups = arrow.metadata().row_groups();
-    let mut starts = Vec::with_capacity(groups.len() + 1);
-    let mut total = 0u64;
-    for g in groups {
-        starts.push(total);
-        total += g.num_rows() as u64;
-    }
-    starts.push(total);
-    let mut first = 0u64;
-    sets.iter()
-        .map(|set| {
-            let (a, b) = (first, first + set.rows);
-            first = b;
-            let chosen: Vec<usize> = (0..groups.len())
-                .filter(|&g| starts[g] < b && starts[g + 1] > a)
-                .collect();
-            let Some(&g0) = chosen.first() else {
-                return (Vec::new(), RowSelection::from(Vec::<RowSelector>::new()));
-            };
-            let end = chosen.last().map_or(b, |&g| starts[g + 1]);
-            let selection = RowSelection::from(vec![
-                RowSelector::skip((a - starts[g0]) as usize),
-                RowSelector::select((b - a) as usize),
-                RowSelector::skip((end - b) as usize),
-            ]);
-            (chosen, selection)
-        })
-        .collect()
 }
 
 /// Which saved lists to load besides the scores.
@@ -173,8 +193,9 @@ pub struct Results {
     /// The sets, built from the stored paths (each over its covered block: `index` 0 is the
     /// block's first image); the skipped files keep their places.
     pub sets: Vec<ImageSet>,
-    /// The records (their `path` empty: the set listings hold the paths), one column per method,
-    /// and the saved logits and features when loaded.
+    /// The records (their `path` empty: the set listings hold the paths), one column per method
+    /// and then one per external score column (`run.external`), and the saved logits and features
+    /// when loaded.
     pub run: ScoreRun,
 }
 
@@ -183,12 +204,14 @@ pub fn open(path: &Path) -> Result<Results, String> {
     open_with(path, Load::ALL)
 }
 
-/// Opens a results file, reading only the columns needed: `index`, `label`, `pred`, `pred_prob`,
-/// the score columns, `path` for folder sets, and the saved lists `load` asks for.
+/// Opens a results file, reading only the columns needed: those of `index`, `label`, `pred`,
+/// `pred_prob` the file has, the score columns (oodscope's methods, then the file's own), `path`
+/// for folder sets, and the saved lists `load` asks for. A file without `pred` / `pred_prob` gets
+/// them from its logits (the arg-max and its softmax probability), as the MSP baseline.
 pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
     let part = ResultsFile::read(path)?;
     let at = path.display().to_string();
-    let meta = part.meta.clone();
+    let mut meta = part.meta.clone();
     let methods = meta
         .methods
         .iter()
@@ -197,34 +220,46 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 .ok_or_else(|| format!("{at}: method `{}` is not one this oodscope has", m.name))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let logits = meta.logits.filter(|_| load.logits);
+    let has = |name: &str| part.has_column(name);
+    let from_logits = !has(PRED_PROB) && meta.logits.is_some();
+    let logits = meta.logits.filter(|_| load.logits || from_logits);
     let features = meta.features.filter(|_| load.features);
+    let score_names: Vec<&str> = meta
+        .methods
+        .iter()
+        .map(|m| m.name.as_str())
+        .chain(part.external.iter().map(String::as_str))
+        .collect();
     // Reserved from the file's own counts, at most RESERVE_ROWS: a footer claiming 10¹⁵ rows is
     // found out by reading, not by an allocation that aborts.
     let total = (part.num_rows() as usize).min(RESERVE_ROWS);
     let mut run = ScoreRun {
         images: Vec::with_capacity(total),
-        columns: vec![Vec::with_capacity(total); methods.len()],
+        columns: vec![Vec::with_capacity(total); score_names.len()],
         methods,
+        external: part.external.clone(),
         logit_width: logits.unwrap_or(0),
         feature_width: features.unwrap_or(0),
         ..ScoreRun::default()
     };
     let mut sets = Vec::with_capacity(meta.sets.len());
-    for (s, set) in meta.sets.iter().enumerate() {
-        let mut columns = vec![INDEX, LABEL, PRED, PRED_PROB];
+    for (s, set) in meta.sets.iter_mut().enumerate() {
         let noise = set.noise();
-        if noise.is_none() {
+        let mut columns: Vec<&str> = [INDEX, LABEL, PRED, PRED_PROB]
+            .into_iter()
+            .filter(|&c| has(c) && !(c == INDEX && part.derived_sets))
+            .collect();
+        if noise.is_none() && has(PATH) {
             columns.push(PATH);
         }
-        columns.extend(meta.methods.iter().map(|m| m.name.as_str()));
+        columns.extend(score_names.iter().copied());
         if logits.is_some() {
             columns.push(LOGITS);
         }
         if features.is_some() {
             columns.push(FEATURES);
         }
-        let mut skipped = meta.skipped.iter().filter(|k| k.set == set.name).peekable();
+        let mut skipped = meta_skipped(&part.meta, &set.name).peekable();
         let reserve = if noise.is_none() {
             set.block_len().min(RESERVE_ROWS as u64)
         } else {
@@ -232,6 +267,7 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
         };
         let mut files: Vec<FileEntry> = Vec::with_capacity(reserve as usize);
         let mut next = set.start;
+        let mut labelled = false;
         // Places `*next..until` of the block have no row: each must be a listed skipped file, whose
         // listing entry (folders only) keeps its place.
         let mut skip_to = |next: &mut u64, until: u64, files: &mut Vec<FileEntry>| -> Result<(), String> {
@@ -254,9 +290,30 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
         };
         for batch in part.set_batches(s, Some(&columns))? {
             let batch = batch.map_err(|e| format!("{at}: cannot read (truncated or corrupt?): {e}"))?;
-            let cols = Columns::of(&batch, &meta, logits, features).map_err(|e| format!("{at}: {e}"))?;
-            for k in 0..batch.num_rows() {
-                let index = cols.index.value(k);
+            let mut cols = Columns::of(&batch, &score_names, logits, features).map_err(|e| format!("{at}: {e}"))?;
+            let n = batch.num_rows();
+            let (lw, fw) = (cols.logits.as_ref().map(|l| l.1), cols.features.as_ref().map(|f| f.1));
+            for (width, saved) in [(lw, &mut run.logit_width), (fw, &mut run.feature_width)] {
+                if let Some(w) = width {
+                    if *saved == 0 {
+                        *saved = w;
+                    } else if *saved != w && n > 0 {
+                        return Err(format!(
+                            "{at}: its lists are {w} wide in one place and {saved} in another: every row needs the same number"
+                        ));
+                    }
+                }
+            }
+            for k in 0..n {
+                let index = match &cols.index {
+                    Some(index) => index[k].and_then(|i| u64::try_from(i).ok()).ok_or_else(|| {
+                        format!(
+                            "{at}: its `{INDEX}` column is empty or negative at a row of set `{}`",
+                            set.name
+                        )
+                    })?,
+                    None => next,
+                };
                 if index < next || index >= set.end {
                     return Err(format!(
                         "{at}: set `{}` has image #{index} twice or out of its block",
@@ -265,35 +322,62 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 }
                 skip_to(&mut next, index, &mut files)?;
                 next = index + 1;
-                let label = cols.label.is_valid(k).then(|| cols.label.value(k).max(0) as u32);
-                if let Some(paths) = &cols.path {
+                let label = cols
+                    .label
+                    .as_ref()
+                    .and_then(|l| l[k])
+                    .filter(|&l| l >= 0)
+                    .map(|l| l.min(i64::from(u32::MAX)) as u32);
+                labelled |= label.is_some();
+                let name = match &cols.path {
+                    Some(paths) => path_from_text(paths.value(k)),
+                    None => PathBuf::from(format!("{}#{index}", set.name)),
+                };
+                if noise.is_none() {
                     files.push(FileEntry {
-                        path: path_from_text(paths.value(k)),
+                        path: name,
                         label: label.map(|l| l as usize),
                     });
                 }
-                let pred_prob = cols.pred_prob.value(k);
+                let msp = cols
+                    .logits
+                    .as_ref()
+                    .filter(|_| from_logits)
+                    .map(|(v, w)| top_softmax(&v[k * w..(k + 1) * w]));
+                let pred = match (&cols.pred, msp) {
+                    (Some(pred), _) => pred[k].unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+                    (None, Some((top, _))) => top as u32,
+                    (None, None) => 0,
+                };
+                let pred_prob = match (&cols.pred_prob, msp) {
+                    (Some(p), _) => p[k],
+                    (None, Some((_, p))) => p,
+                    (None, None) => 0.0,
+                };
                 run.images.push(ImageScore {
                     set: s,
                     index: (index - set.start) as usize,
                     path: Box::default(),
-                    baseline: meta.baseline.then_some(pred_prob),
-                    pred: cols.pred.value(k).max(0) as u32,
+                    baseline: meta_baseline(part.meta.baseline, msp.map(|m| m.1), pred_prob),
+                    pred,
                     pred_prob,
                     label,
                 });
             }
-            for (column, values) in run.columns.iter_mut().zip(&cols.scores) {
-                column.extend_from_slice(values.values());
+            for (column, values) in run.columns.iter_mut().zip(&mut cols.scores) {
+                column.append(values);
             }
-            if let Some((values, width)) = cols.logits {
-                append_list(&mut run.logits, values, width).map_err(|e| format!("{at}: `{LOGITS}`: {e}"))?;
+            if let Some((values, _)) = cols.logits.take().filter(|_| load.logits) {
+                run.logits.extend_from_slice(&values);
             }
-            if let Some((values, width)) = cols.features {
-                append_list(&mut run.features, values, width).map_err(|e| format!("{at}: `{FEATURES}`: {e}"))?;
+            if let Some((values, _)) = cols.features.take() {
+                run.features.extend_from_slice(&values);
             }
         }
         skip_to(&mut next, set.end, &mut files)?;
+        if part.derived_sets {
+            set.labelled = labelled;
+        }
         let source = match noise {
             Some(kind) => SetSource::Noise {
                 kind,
@@ -309,7 +393,8 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
             name: set.name.clone(),
             role: set.role(),
             source,
-            unreadable: meta
+            unreadable: part
+                .meta
                 .unreadable
                 .iter()
                 .filter(|u| u.set == set.name)
@@ -317,6 +402,18 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
                 .collect(),
             labelled: set.labelled,
         });
+    }
+    if !load.logits {
+        run.logit_width = 0;
+    }
+    if let Some(w) = meta.logits.as_mut().filter(|w| **w == 0) {
+        *w = run.logit_width;
+    }
+    if let Some(w) = meta.features.as_mut().filter(|w| **w == 0) {
+        *w = run.feature_width;
+    }
+    if meta.model.classes.is_empty() && run.logit_width > 0 {
+        meta.model.classes = (0..run.logit_width).map(|c| c.to_string()).collect();
     }
     run.skipped = meta
         .skipped
@@ -337,70 +434,82 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
     })
 }
 
-/// The typed columns of one record batch.
+/// The skipped files of one set.
+fn meta_skipped<'a>(meta: &'a Metadata, set: &'a str) -> impl Iterator<Item = &'a super::schema::SkippedMeta> + 'a {
+    meta.skipped.iter().filter(move |k| k.set == set)
+}
+
+/// An image's MSP baseline: computed from its logits where the file has no `pred_prob`, else
+/// `pred_prob` when the file says it is the baseline.
+fn meta_baseline(baseline: bool, from_logits: Option<f32>, pred_prob: f32) -> Option<f32> {
+    from_logits.or(baseline.then_some(pred_prob))
+}
+
+/// The arg-max of some logits and its softmax probability (computed in f64, as a stable softmax).
+pub fn top_softmax(logits: &[f32]) -> (usize, f32) {
+    let (top, max) = logits.iter().enumerate().fold(
+        (0, f32::NEG_INFINITY),
+        |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+    );
+    let sum: f64 = logits.iter().map(|&v| (f64::from(v) - f64::from(max)).exp()).sum();
+    (top, (1.0 / sum) as f32)
+}
+
+/// The columns of one record batch as plain values (the ones the file lacks: `None`).
 struct Columns<'a> {
-    index: &'a arrow_array::UInt64Array,
-    label: &'a arrow_array::Int64Array,
-    pred: &'a arrow_array::Int64Array,
-    pred_prob: &'a arrow_array::Float32Array,
-    path: Option<&'a arrow_array::StringArray>,
-    scores: Vec<&'a arrow_array::Float32Array>,
-    logits: Option<(&'a arrow_array::ListArray, usize)>,
-    features: Option<(&'a arrow_array::ListArray, usize)>,
+    index: Option<Vec<Option<i64>>>,
+    label: Option<Vec<Option<i64>>>,
+    pred: Option<Vec<Option<i64>>>,
+    pred_prob: Option<Vec<f32>>,
+    path: Option<Text<'a>>,
+    scores: Vec<Vec<f32>>,
+    logits: Option<(Vec<f32>, usize)>,
+    features: Option<(Vec<f32>, usize)>,
 }
 
 impl<'a> Columns<'a> {
     fn of(
         batch: &'a RecordBatch,
-        meta: &Metadata,
+        scores: &[&str],
         logits: Option<usize>,
         features: Option<usize>,
     ) -> Result<Columns<'a>, String> {
+        let whole = |name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|c| columns::whole_numbers(c.as_ref(), name))
+                .transpose()
+        };
         let column = |name: &str| {
             batch
                 .column_by_name(name)
                 .ok_or_else(|| format!("it has no `{name}` column"))
         };
-        let bad = |name: &str| format!("its `{name}` column has the wrong type");
-        let f32s = |name: &str| column(name)?.as_primitive_opt::<Float32Type>().ok_or_else(|| bad(name));
-        let list = |name: &str| column(name)?.as_list_opt::<i32>().ok_or_else(|| bad(name));
+        let list = |name: &str, width: Option<usize>| -> Result<Option<(Vec<f32>, usize)>, String> {
+            width
+                .map(|w| columns::list_values(column(name)?, name, Some(w)))
+                .transpose()
+        };
         Ok(Columns {
-            index: column(INDEX)?
-                .as_primitive_opt::<UInt64Type>()
-                .ok_or_else(|| bad(INDEX))?,
-            label: column(LABEL)?
-                .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| bad(LABEL))?,
-            pred: column(PRED)?.as_primitive_opt::<Int64Type>().ok_or_else(|| bad(PRED))?,
-            pred_prob: f32s(PRED_PROB)?,
-            path: match batch.column_by_name(PATH) {
-                Some(c) => Some(c.as_string_opt::<i32>().ok_or_else(|| bad(PATH))?),
-                None => None,
-            },
-            scores: meta
-                .methods
+            index: whole(INDEX)?,
+            label: whole(LABEL)?,
+            pred: whole(PRED)?,
+            pred_prob: batch
+                .column_by_name(PRED_PROB)
+                .map(|c| columns::scores(c.as_ref(), PRED_PROB))
+                .transpose()?,
+            path: batch
+                .column_by_name(PATH)
+                .map(|c| Text::of(c.as_ref(), PATH))
+                .transpose()?,
+            scores: scores
                 .iter()
-                .map(|m| f32s(&m.name))
+                .map(|name| columns::scores(column(name)?.as_ref(), name))
                 .collect::<Result<Vec<_>, _>>()?,
-            logits: logits.map(|w| list(LOGITS).map(|l| (l, w))).transpose()?,
-            features: features.map(|w| list(FEATURES).map(|l| (l, w))).transpose()?,
+            logits: list(LOGITS, logits)?,
+            features: list(FEATURES, features)?,
         })
     }
-}
-
-/// Appends a list column whose every entry has `width` values.
-fn append_list(out: &mut Vec<f32>, list: &arrow_array::ListArray, width: usize) -> Result<(), String> {
-    let offsets = list.value_offsets();
-    let (first, last) = (offsets[0] as usize, offsets[list.len()] as usize);
-    if last - first != width * list.len() || offsets.windows(2).any(|w| (w[1] - w[0]) as usize != width) {
-        return Err(format!("an entry is not {width} wide"));
-    }
-    let values = list
-        .values()
-        .as_primitive_opt::<Float32Type>()
-        .ok_or("its values are not float32")?;
-    out.extend_from_slice(&values.values()[first..last]);
-    Ok(())
 }
 
 #[cfg(all(test, unix))]
@@ -411,6 +520,7 @@ mod tests {
     use crate::detect::plan::BatchScores;
     use crate::pipeline::stream::Item;
     use crate::results::ResultsWriter;
+    use crate::results::schema::SetMeta;
     use crate::results::schema::tests::sample;
     use crate::score::run::BatchSink;
     use oodscope_data::Role;

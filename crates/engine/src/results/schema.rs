@@ -1,5 +1,7 @@
 //! The per-image results table: its columns (one row per image, one `f32` score column per method,
 //! optional `logits` / `features` lists) and its metadata (one JSON value under the key `oodscope`).
+//! Only `set`, `role` and something to score are required of a file; every other column and every
+//! metadata field has a default (docs/results.md lists them).
 
 use std::sync::Arc;
 
@@ -14,6 +16,11 @@ pub const KEY: &str = "oodscope";
 /// [`Metadata::format`] of every results file, and the version of its layout.
 pub const FORMAT: &str = "oodscope-results";
 pub const FORMAT_VERSION: u32 = 1;
+/// [`Metadata::schema_version`] of the files this oodscope writes: "2" added optional columns and
+/// metadata fields, other tools' list and number types, and external score columns to "1".
+pub const SCHEMA_VERSION: &str = "2";
+/// The schema version of a file without oodscope's metadata (written by another tool).
+pub const EXTERNAL: &str = "external";
 
 pub const SET: &str = "set";
 pub const ROLE: &str = "role";
@@ -28,12 +35,17 @@ pub const FEATURES: &str = "features";
 /// The columns before the score columns, in order.
 pub const FIXED: [&str; 7] = [SET, ROLE, PATH, INDEX, LABEL, PRED, PRED_PROB];
 
-/// What a results file says about its run.
+/// What a results file says about its run. Every field but `format` may be left out of a file's
+/// JSON (its default is then used).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Metadata {
     /// Always [`FORMAT`].
     pub format: String,
     pub format_version: u32,
+    /// [`SCHEMA_VERSION`]; "1" in files written before it was recorded, [`EXTERNAL`] for a file
+    /// without oodscope's metadata.
+    pub schema_version: String,
     pub oodscope_version: String,
     /// `score` or `compare`.
     pub command: String,
@@ -59,7 +71,33 @@ pub struct Metadata {
     pub batch_size: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl Default for Metadata {
+    /// The metadata of a file that says nothing about its run: version "1", no model, no method.
+    fn default() -> Metadata {
+        Metadata {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            schema_version: "1".into(),
+            oodscope_version: String::new(),
+            command: String::new(),
+            model: ModelMeta::default(),
+            methods: Vec::new(),
+            baseline: false,
+            fit: None,
+            shard: Shard::WHOLE,
+            sets: Vec::new(),
+            skipped: Vec::new(),
+            unreadable: Vec::new(),
+            logits: None,
+            features: None,
+            device: String::new(),
+            batch_size: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ModelMeta {
     pub path: String,
     pub name: String,
@@ -75,8 +113,10 @@ pub struct ModelMeta {
 pub struct MethodMeta {
     /// The method's name, also its score column's.
     pub name: String,
+    #[serde(default)]
     pub params: Params,
     /// `T = 1000, ε = 0.0014`.
+    #[serde(default)]
     pub describe: String,
 }
 
@@ -129,7 +169,8 @@ impl FitMeta {
 }
 
 /// One set: its whole listing's length and the block of it this file covers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SetMeta {
     pub name: String,
     /// `id` or `ood`.
@@ -243,7 +284,26 @@ impl Metadata {
                 "results format {version}; this oodscope reads format {FORMAT_VERSION}"
             ));
         }
-        serde_json::from_value(value).map_err(|e| format!("unreadable `{KEY}` metadata: {e}"))
+        let mut meta: Metadata =
+            serde_json::from_value(value).map_err(|e| format!("unreadable `{KEY}` metadata: {e}"))?;
+        if meta.schema_version == EXTERNAL {
+            meta.schema_version = "1".into();
+        }
+        Ok(meta)
+    }
+
+    /// The metadata of a file without oodscope's (written by another tool): schema version
+    /// [`EXTERNAL`]; its sets and lists are found from its columns.
+    pub fn external() -> Metadata {
+        Metadata {
+            schema_version: EXTERNAL.into(),
+            ..Metadata::default()
+        }
+    }
+
+    /// Whether the file had no oodscope metadata.
+    pub fn is_external(&self) -> bool {
+        self.schema_version == EXTERNAL
     }
 
     /// The method names: the score columns, in order.
@@ -285,9 +345,43 @@ fn list_field(name: &str) -> Field {
     )
 }
 
-/// Checks that a file's schema has every column its metadata promises, with its type: the first
-/// missing or mistyped column is the error.
+/// The columns every results file needs: which set and which role each row belongs to.
+pub const REQUIRED: [&str; 2] = [SET, ROLE];
+
+/// Checks that a file's schema has what scoring needs (`set`, `role`) and every column its metadata
+/// promises (its methods' scores, the saved lists), of a kind oodscope reads: the first missing or
+/// mistyped column is the error. Other columns and other number, text and list types are read as
+/// they are (see `columns`).
 pub fn check_schema(schema: &Schema, meta: &Metadata) -> Result<(), String> {
+    use super::columns::{is_numeric, is_numeric_list, is_text};
+    let kind = |name: &str, ok: fn(&DataType) -> bool, what: &str| -> Result<(), String> {
+        match schema.field_with_name(name) {
+            Err(_) => Err(format!("it has no `{name}` column")),
+            Ok(found) if !ok(found.data_type()) => {
+                Err(format!("its `{name}` column is {}, not {what}", found.data_type()))
+            }
+            Ok(_) => Ok(()),
+        }
+    };
+    for name in REQUIRED {
+        kind(name, is_text, "text")
+            .map_err(|e| format!("{e}: every results file needs `{SET}` and `{ROLE}` (text)"))?;
+    }
+    for m in &meta.methods {
+        kind(&m.name, is_numeric, "numbers")?;
+    }
+    if meta.logits.is_some() {
+        kind(LOGITS, is_numeric_list, "a list of numbers per row")?;
+    }
+    if meta.features.is_some() {
+        kind(FEATURES, is_numeric_list, "a list of numbers per row")?;
+    }
+    Ok(())
+}
+
+/// Checks that a file has every column oodscope writes for its metadata, with the type it writes
+/// (what `merge` needs of its parts): the first missing or mistyped column is the error.
+pub fn check_complete(schema: &Schema, meta: &Metadata) -> Result<(), String> {
     for expected in arrow_schema(meta).fields() {
         match schema.field_with_name(expected.name()) {
             Err(_) => return Err(format!("it has no `{}` column", expected.name())),
@@ -305,6 +399,26 @@ pub fn check_schema(schema: &Schema, meta: &Metadata) -> Result<(), String> {
     Ok(())
 }
 
+/// The file's own score columns: every numeric column that is not one oodscope knows (the fixed
+/// columns, the lists) and not one of its metadata's methods, in file order. In a file without
+/// oodscope's metadata a column named after a method is one of these too: nothing says how it was
+/// scored. Pandas' saved index (`__index_level_0__`) is not a score.
+pub fn external_columns(schema: &Schema, meta: &Metadata) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| super::columns::is_numeric(f.data_type()))
+        .map(|f| f.name().clone())
+        .filter(|name| {
+            !FIXED.contains(&name.as_str())
+                && name != LOGITS
+                && name != FEATURES
+                && !name.starts_with("__")
+                && !meta.methods.iter().any(|m| &m.name == name)
+        })
+        .collect()
+}
+
 /// Lower-case hex SHA-256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -320,6 +434,7 @@ pub(crate) mod tests {
         Metadata {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
+            schema_version: SCHEMA_VERSION.into(),
             oodscope_version: "test".into(),
             command: "score".into(),
             model: ModelMeta {
@@ -400,6 +515,24 @@ pub(crate) mod tests {
                 .cloned()
                 .collect::<Vec<_>>(),
         );
-        assert_eq!(check_schema(&fewer, &meta).unwrap_err(), "it has no `pred` column");
+        // Only what scoring needs is required: `pred` may go, `set` may not.
+        assert!(check_schema(&fewer, &meta).is_ok());
+        let no_set = Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| f.name() != "set")
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            check_schema(&no_set, &meta)
+                .unwrap_err()
+                .starts_with("it has no `set` column")
+        );
+        let mut mine = schema.fields().to_vec();
+        mine.push(Arc::new(Field::new("mine", DataType::Float64, false)));
+        mine.push(Arc::new(Field::new("__index_level_0__", DataType::Int64, false)));
+        assert_eq!(external_columns(&Schema::new(mine), &meta), ["mine"]);
     }
 }

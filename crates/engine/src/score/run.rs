@@ -41,8 +41,12 @@ pub struct ScoreRun {
     pub images: Vec<ImageScore>,
     /// The methods scored, with their parameters.
     pub methods: Vec<ScoreSettings>,
-    /// `columns[m][i]`: method `m`'s score of `images[i]`.
+    /// `columns[m][i]`: method `m`'s score of `images[i]`; after the methods' columns, one per
+    /// entry of `external`.
     pub columns: Vec<Vec<f32>>,
+    /// Score columns that no oodscope method made (a results file's own columns, "external"),
+    /// by name: their scores follow the methods' in `columns`.
+    pub external: Vec<String>,
     /// The unperturbed logits of each image, `logit_width` values per entry of `images`.
     pub logits: Vec<f32>,
     pub logit_width: usize,

@@ -64,6 +64,7 @@ impl Comparison {
             images: self.run.images.clone(),
             methods: vec![self.run.methods[column].clone()],
             columns: vec![self.run.columns[column].clone()],
+            external: Vec::new(),
             logits: self.run.logits.clone(),
             logit_width: self.run.logit_width,
             features: self.run.features.clone(),

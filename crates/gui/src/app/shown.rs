@@ -92,6 +92,7 @@ impl ShownResult {
         let mut run = self.run.clone();
         run.methods = vec![self.shown.clone()];
         run.columns = vec![self.scores.clone()];
+        run.external.clear();
         run
     }
 }

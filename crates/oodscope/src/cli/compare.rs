@@ -29,15 +29,23 @@ use oodscope_engine::tune::{Objective, ValidationSplit};
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "from")]
+    pub model: Option<PathBuf>,
     /// In-distribution image folder (repeatable).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "from")]
     pub id: Vec<String>,
     /// Out-of-distribution set, optionally in a group: [GROUP:]DIR, [GROUP:]uniform:N or
     /// [GROUP:]gaussian:N (repeatable), e.g. --ood near:data/cifar100 --ood far:data/svhn.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "from")]
     pub ood: Vec<String>,
+    /// Compare on a results file's saved logits and features instead, with no model: every method
+    /// the file (with --fit and --head) can serve, and the file's own score columns as "external".
+    #[arg(long, value_name = "FILE.parquet", conflicts_with_all = ["model", "id", "ood"])]
+    pub from: Option<PathBuf>,
+    /// With --from: the classifier head as .safetensors (`weight` [C, D], `bias` [C]) [default:
+    /// the fit's, when it keeps one].
+    #[arg(long, value_name = "FILE.safetensors", requires = "from")]
+    pub head: Option<PathBuf>,
     /// The methods: `all`, or a comma-separated list (msp, the baseline, is always included).
     #[arg(long, default_value = "all")]
     pub methods: String,
@@ -113,10 +121,17 @@ fn given_params(texts: &[String]) -> Result<Vec<(Method, Params)>> {
 
 /// Runs `oodscope compare`.
 pub fn compare_command(args: &CompareArgs) -> Result<()> {
+    if let Some(from) = &args.from {
+        return compare_from_file(args, from);
+    }
+    let model_path = args
+        .model
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("give --model (or --from FILE.parquet)"))?;
     let ood_paths: Vec<String> = args.ood.iter().map(|spec| split_group(spec).1.to_string()).collect();
     let mut paths = Paths::new();
     paths
-        .model("--model", &args.model)
+        .model("--model", model_path)
         .sets("--id", &args.id)
         .sets("--ood", &ood_paths);
     args.fit
@@ -140,7 +155,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     if args.save_detector.is_some() && args.results.shard.is_some() {
         bail!("--save-detector needs the whole comparison: run it without --shard");
     }
-    let model = args.run.load_model(&args.model)?;
+    let model = args.run.load_model(model_path)?;
     args.results.check(&model)?;
     let has_fit = args.fit.train.is_some() || args.fit.fit.is_some();
     let mut selection = select(&requested, &model.capabilities(), has_fit);
@@ -228,7 +243,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
         &RunDescription {
             command: "compare",
             model: &model,
-            model_path: &args.model,
+            model_path,
             methods: &settings,
             fit: fit.as_ref(),
             shard: args.results.shard_or_whole(),
@@ -302,7 +317,7 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     }
     if let Some(path) = &args.report {
         let ctx = CompareContext {
-            model_path: args.model.display().to_string(),
+            model_path: model_path.display().to_string(),
             model_name: &model.card.name,
             device: device_name(model.device),
             batch_size: args.run.batch_size,
@@ -322,6 +337,40 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     Ok(())
 }
 
+/// `compare --from FILE`: the file's outputs compared with no model.
+fn compare_from_file(args: &CompareArgs, from: &std::path::Path) -> Result<()> {
+    let mut paths = Paths::new();
+    paths.input("--from", Some(from));
+    args.fit
+        .inputs(&mut paths)
+        .input("--head", args.head.as_deref())
+        .output("--scores", args.scores.as_deref())
+        .output("--report", args.report.as_deref())
+        .output("--table", args.table.as_deref())
+        .output("--csv", args.csv.as_deref())
+        .output("--roc", args.roc.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
+    if args.tune || args.save_detector.is_some() || args.results.results.is_some() || args.fit.train.is_some() {
+        bail!(
+            "--from compares a results file's saved outputs: --tune, --save-detector, --results and --train need the model; give --fit FILE for the methods that need a fit"
+        );
+    }
+    let given = given_params(&args.params)?;
+    super::from_file::compare_from(&super::from_file::CompareFrom {
+        from,
+        fit: args.fit.fit.as_deref(),
+        head: args.head.as_deref(),
+        methods: &args.methods,
+        given: &given,
+        table: args.table.as_deref(),
+        csv: args.csv.as_deref(),
+        scores: args.scores.as_deref(),
+        report: args.report.as_deref(),
+        roc: args.roc.as_deref(),
+    })
+}
+
 /// `--save-detector`: the leaderboard's first method, calibrated on the ID sets' validation split
 /// (tuned) or on the ID sets themselves (then not held out: the manifest says so).
 fn save_leader(
@@ -333,7 +382,7 @@ fn save_leader(
     result: &oodscope_engine::compare::CompareResult,
     path: &std::path::Path,
 ) -> Result<()> {
-    let Some(leader) = board.rows.first() else {
+    let Some(leader) = board.leading_method() else {
         bail!("--save-detector: no method has metrics on every OOD set");
     };
     let (calibration, calibration_set) = match &result.tuning {

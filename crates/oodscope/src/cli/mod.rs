@@ -6,6 +6,7 @@ pub mod compare;
 pub mod detector;
 pub mod fit;
 pub mod fit_merge;
+pub mod from_file;
 pub mod merge;
 pub mod methods;
 pub(crate) mod paths;
@@ -189,14 +190,31 @@ impl RunArgs {
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// TorchScript model (.pt, with its card <stem>.toml beside it) or a card (.toml).
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "from")]
+    pub model: Option<PathBuf>,
     /// In-distribution image folder (repeatable).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "from")]
     pub id: Vec<String>,
     /// Out-of-distribution image folder, or uniform:N / gaussian:N (repeatable).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "from")]
     pub ood: Vec<String>,
+    /// Score a results file's saved logits and features instead, with no model (its sets are the
+    /// file's; docs/results.md says what a file needs).
+    #[arg(long, value_name = "FILE.parquet", conflicts_with_all = ["model", "id", "ood"])]
+    pub from: Option<PathBuf>,
+    /// With --from: the classifier head as .safetensors (`weight` [C, D], `bias` [C]), for the
+    /// methods that need it [default: the fit's, when it keeps one].
+    #[arg(long, value_name = "FILE.safetensors", requires = "from")]
+    pub head: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The model (`--model`; absent only with `--from`, which the caller handles first).
+    pub fn model(&self) -> Result<&Path> {
+        self.model
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("give --model (or --from FILE.parquet)"))
+    }
 }
 
 /// The method and its parameters, shared by `score` and `tune`.

@@ -53,9 +53,13 @@ pub struct ScoreArgs {
 
 /// Runs `oodscope score`: everything a script needs, headless.
 pub fn score_command(args: &ScoreArgs) -> Result<()> {
+    if let Some(from) = &args.input.from {
+        return score_from_file(args, from);
+    }
+    let model_path = args.input.model()?;
     let mut paths = Paths::new();
     paths
-        .model("--model", &args.input.model)
+        .model("--model", model_path)
         .sets("--id", &args.input.id)
         .sets("--ood", &args.input.ood);
     args.fit
@@ -67,7 +71,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
         .check()
         .map_err(anyhow::Error::msg)?;
     let given = args.params.given().map_err(anyhow::Error::msg)?;
-    let model = args.run.load_model(&args.input.model)?;
+    let model = args.run.load_model(model_path)?;
     let settings = ScoreSettings::new(args.method, &given, &dims_of(&model)).map_err(anyhow::Error::msg)?;
     if let Some(missing) = args.method.missing(&model.capabilities(), true) {
         anyhow::bail!(missing.message(args.method.name(), &model.card.name));
@@ -95,7 +99,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
         &RunDescription {
             command: "score",
             model: &model,
-            model_path: &args.input.model,
+            model_path,
             methods: std::slice::from_ref(&settings),
             fit: fit.as_ref(),
             shard: args.results.shard_or_whole(),
@@ -144,7 +148,7 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
     outputs.finish(&run, &sets)?;
     if let Some(path) = &args.report {
         let ctx = RunContext {
-            model_path: args.input.model.display().to_string(),
+            model_path: model_path.display().to_string(),
             model_name: &model.card.name,
             settings: &settings,
             device: device_name(model.device),
@@ -159,6 +163,37 @@ pub fn score_command(args: &ScoreArgs) -> Result<()> {
         write_output(path, &png)?;
     }
     Ok(())
+}
+
+/// `score --from FILE`: the file's outputs scored with no model.
+fn score_from_file(args: &ScoreArgs, from: &std::path::Path) -> Result<()> {
+    let mut paths = Paths::new();
+    paths.input("--from", Some(from));
+    args.fit
+        .inputs(&mut paths)
+        .input("--head", args.input.head.as_deref())
+        .output("--scores", args.scores.as_deref())
+        .output("--report", args.report.as_deref())
+        .output("--histogram", args.histogram.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
+    if args.results.results.is_some() || args.fit.train.is_some() {
+        anyhow::bail!(
+            "--from scores a results file without images: --results and --train need the model; give --fit FILE for the methods that need a fit"
+        );
+    }
+    let given = args.params.given().map_err(anyhow::Error::msg)?;
+    super::from_file::score_from(&super::from_file::ScoreFrom {
+        from,
+        fit: args.fit.fit.as_deref(),
+        head: args.input.head.as_deref(),
+        method: args.method,
+        params: &given,
+        scores: args.scores.as_deref(),
+        report: args.report.as_deref(),
+        histogram: args.histogram.as_deref(),
+        bins: args.bins,
+    })
 }
 
 /// `4 248 images/s`, or `0.8 images/s` where a whole number would round a slow rate away.
@@ -231,7 +266,7 @@ pub fn headless_demo() -> Result<()> {
     let path = |p: &str| root.join(p).display().to_string();
     let args = ScoreArgs {
         input: InputArgs {
-            model: root.join("models/fmnist-resnet.pt"),
+            model: Some(root.join("models/fmnist-resnet.pt")),
             id: vec![path("assets/demo/fmnist-test")],
             ood: vec![
                 path("assets/demo/mnist"),
@@ -239,6 +274,8 @@ pub fn headless_demo() -> Result<()> {
                 "uniform:1000".into(),
                 "gaussian:1000".into(),
             ],
+            from: None,
+            head: None,
         },
         method: Method::named("odin"),
         params: MethodArgs {

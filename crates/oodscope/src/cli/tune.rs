@@ -110,9 +110,14 @@ impl TuneArgs {
 
 /// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
 pub fn tune_command(args: &TuneArgs) -> Result<()> {
+    if args.input.from.is_some() {
+        anyhow::bail!(
+            "tune --from is not supported: compare --from FILE --param METHOD.NAME=VALUE scores a results file at given parameters"
+        );
+    }
     let mut paths = Paths::new();
     paths
-        .model("--model", &args.input.model)
+        .model("--model", args.input.model()?)
         .sets("--id", &args.input.id)
         .sets("--ood", &args.input.ood);
     args.fit
@@ -122,7 +127,7 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
         .output("--save-detector", args.save_detector.as_deref())
         .check()
         .map_err(anyhow::Error::msg)?;
-    let model = args.run.load_model(&args.input.model)?;
+    let model = args.run.load_model(args.input.model()?)?;
     if let Some(missing) = args.method.missing(&model.capabilities(), true) {
         anyhow::bail!(missing.message(args.method.name(), &model.card.name));
     }
