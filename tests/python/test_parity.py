@@ -80,3 +80,41 @@ def test_compare_equals_the_cli_report(demo_run):
                 checked += 1
     assert checked == len(ARRAY_METHODS) * 3 * 5
     assert list(frame[("mean", "auroc")]) == sorted(frame[("mean", "auroc")], reverse=True)
+
+
+def test_a_results_file_written_from_python_compares_in_the_cli_as_in_python(demo_run, tmp_path):
+    import subprocess
+
+    from conftest import OODSCOPE
+
+    sets, classes = demo_run["sets"], demo_run["classes"]
+    train = demo_run["train"]
+    fit = oodscope.Fit.from_outputs(
+        oodscope.Outputs(train["logits"], train["features"], labels=train["labels"], classes=classes),
+        head=demo_run["head"],
+    )
+    fit_path = fit.save(tmp_path / "fit.safetensors")
+    id_name = next(n for n, s in sets.items() if s["role"] == "id")
+    id_outputs = outputs_of(sets[id_name], classes)
+    ood = {n: outputs_of(s, classes) for n, s in sets.items() if n != id_name}
+    mine = np.concatenate([o.logits.max(axis=1) for o in [id_outputs, *ood.values()]])
+    results = oodscope.save_results(tmp_path / "mine.parquet", {id_name: id_outputs}, ood, fit, scores={"mine": mine})
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [str(OODSCOPE), "compare", "--from", str(results), "--fit", str(fit_path), "--param", "knn.k=10",
+         "--report", str(report), "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    cli = json.loads(report.read_text())["methods"]
+    ours = oodscope.compare(id_outputs, ood, fit, params={"knn": {"k": 10}})
+    compared = 0
+    for name in ours.index:
+        if name not in cli:
+            continue
+        for set_name, values in cli[name]["metrics"].items():
+            assert ours.loc[name, (set_name, "auroc")] == pytest.approx(values["auroc"], abs=1e-12), (name, set_name)
+            compared += 1
+    assert compared >= 2 * 20, compared
+    external = [k for k in cli if k.startswith("mine")]
+    assert external and cli[external[0]].get("external") is True, list(cli)

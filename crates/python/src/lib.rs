@@ -6,6 +6,7 @@ mod arrays;
 mod convert;
 mod detector;
 mod fit;
+mod results;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -31,6 +32,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrays::score, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::metrics, m)?)?;
     m.add_function(wrap_pyfunction!(fit::fit_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(results::save_results, m)?)?;
     m.add_class::<fit::NativeFit>()?;
     m.add_class::<detector::NativeDetector>()?;
     Ok(())

@@ -33,7 +33,7 @@ _check_torch()
 from ._native import OodscopeError, __version__  # noqa: E402
 from ._outputs import Outputs  # noqa: E402
 from ._capture import capture  # noqa: E402
-from ._api import Detector, Fit, compare, methods, metrics, score  # noqa: E402
+from ._api import Detector, Fit, compare, methods, metrics, save_results, score  # noqa: E402
 
 __all__ = [
     "Detector",
@@ -45,5 +45,6 @@ __all__ = [
     "compare",
     "methods",
     "metrics",
+    "save_results",
     "score",
 ]

@@ -248,6 +248,44 @@ def _why_not(method: dict, outputs: Outputs, fit_info: Optional[dict], has_head:
     return ""
 
 
+def save_results(
+    path: PathLike,
+    id: Any,
+    ood: Any,
+    fit: Optional[Fit] = None,
+    *,
+    scores: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """Writes outputs as an oodscope results file (Parquet, written whole or not at all) that the
+    window (``oodscope --results FILE``) and ``oodscope compare --from FILE`` / ``score --from FILE``
+    open, scoring every method the outputs (and ``--fit``, with its head) allow. ``id``: outputs, or
+    ``{name: outputs}``; ``ood``: ``{name: outputs}`` or ``{group: {name: outputs}}`` (sets named
+    ``group/name``). ``scores``: score columns of your own (``{name: array}``, one value per row of
+    every set, ID sets first, in order), shown as external methods."""
+    id_sets = {"id": _as_outputs(id)} if not isinstance(id, Mapping) else {str(k): _as_outputs(v) for k, v in id.items()}
+    ood_sets = _flat_sets(ood)
+    ordered = [(name, "id", o) for name, o in id_sets.items()] + [(name, "ood", o) for name, o in ood_sets.items()]
+    if not id_sets:
+        raise OodscopeError("save_results needs at least one ID set")
+    total = sum(len(o) for _, _, o in ordered)
+    columns = []
+    for name, values in (scores or {}).items():
+        values = as_vector(values, f"score column `{name}`")
+        if values.shape[0] != total:
+            raise OodscopeError(f"score column `{name}` has {values.shape[0]} values for {total} rows (every set, ID first)")
+        columns.append((str(name), values))
+    first = ordered[0][2]
+    target = Path(path)
+    _native.save_results(
+        os.fspath(target),
+        [(name, role, o.logits, o.features, o.labels, o.paths) for name, role, o in ordered],
+        first.classes,
+        None if fit is None else fit._native,
+        columns,
+    )
+    return target
+
+
 class Detector:
     """A saved detector (``oodscope detector save``, or ``tune``/``compare --save-detector``): a
     method, its fit, the threshold δ with its rule and calibration scores, and the model."""

@@ -39,6 +39,24 @@ def fit_arrays(
 ) -> NativeFit:
     """Writes the fit of these outputs at `path` and loads it back."""
 
+def save_results(
+    path: Union[str, PathLike[str]],
+    sets: list[
+        tuple[
+            str,
+            str,
+            npt.NDArray[np.float32],
+            Optional[npt.NDArray[np.float32]],
+            Optional[npt.NDArray[np.int64]],
+            Optional[list[str]],
+        ]
+    ],
+    classes: list[str],
+    fit: Optional[NativeFit],
+    extra: list[tuple[str, npt.NDArray[np.float32]]],
+) -> None:
+    """Writes the sets as an oodscope results file (Parquet)."""
+
 class NativeFit:
     @staticmethod
     def load(path: Union[str, PathLike[str]]) -> NativeFit: ...
