@@ -39,7 +39,11 @@ pub fn save_results<'py>(
         let role = match role.as_str() {
             "id" => Role::Id,
             "ood" => Role::Ood,
-            other => return Err(error(format!("set `{name}`: role must be `id` or `ood`, not `{other}`"))),
+            other => {
+                return Err(error(format!(
+                    "set `{name}`: role must be `id` or `ood`, not `{other}`"
+                )));
+            }
         };
         let outputs = outputs_of(logits, features.as_ref())?;
         let labels: Option<Vec<i64>> = match labels {

@@ -3,7 +3,7 @@
 //! `β = 1/T`, found from sums that stream and merge like the other moments.
 //!
 //! The NLL is taken over the listing's first [`image_budget`] labelled images (all of them up to
-//! 2·10⁶ logit values: 2000 images of 1000 classes), since every image costs a softmax per grid point.
+//! 10⁶ logit values: 1000 images of 1000 classes), since every image costs a softmax per grid point.
 //!
 //! NLL is convex in β, but no finite set of sums gives it at every β. So each batch adds, at a
 //! fixed grid of β (log-spaced, [`GRID`] points from 1/[`T_MAX`] to 1/[`T_MIN`]), the NLL and its
@@ -19,9 +19,9 @@ pub const T_MIN: f64 = 0.01;
 pub const T_MAX: f64 = 100.0;
 pub const GRID: usize = 401;
 /// The logit values (images × classes) whose NLL grid a fit computes: each costs [`GRID`] softmaxes,
-/// so a fit of ImageNet's 1000 classes takes its first 2000 labelled images, one of 10 classes its
-/// first 200 000.
-pub const LOGIT_BUDGET: u64 = 2_000_000;
+/// so a fit of ImageNet's 1000 classes takes its first 1000 labelled images, one of 10 classes its
+/// first 100 000.
+pub const LOGIT_BUDGET: u64 = 1_000_000;
 
 /// How many of the listing's first images the temperature is fitted on, for `classes` classes.
 pub fn image_budget(classes: usize) -> u64 {
