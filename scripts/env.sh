@@ -5,3 +5,6 @@ export OODSCOPE_ROOT
 export PATH="$OODSCOPE_ROOT/.venv/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
 export OODSCOPE_FIXTURES="${OODSCOPE_FIXTURES:-$OODSCOPE_ROOT/target/fixtures}"
+# The Python extension module (crates/python) links no libpython, whoever builds it (maturin sets
+# the same): the interpreter that imports it provides those symbols.
+export PYO3_BUILD_EXTENSION_MODULE=1
