@@ -74,7 +74,8 @@ def test_metrics_equal_scikit_learns():
 def test_methods_list_names_needs_and_parameters():
     listing = {m["name"]: m for m in oodscope.methods(classes=C, features=D)}
     assert listing["knn"]["needs"]["fit"] and listing["knn"]["params"][0]["name"] == "k"
-    assert listing["odin"]["needs"]["gradient"]
+    assert listing["odin"]["needs"]["gradient"] and listing["odin"]["gradient_at_defaults"]
+    assert listing["energy"]["needs"]["gradient"] and not listing["energy"]["gradient_at_defaults"]
     assert not listing["msp"]["params"]
 
 

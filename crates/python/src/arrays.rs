@@ -34,8 +34,16 @@ pub fn methods(classes: usize, features: Option<usize>) -> PyResult<String> {
                     })
                 })
                 .collect();
+            // `needs.gradient`: the method can take an input step (ε > 0); whether it does at its
+            // defaults is `gradient_at_defaults` (ODIN yes; energy and Mahalanobis, ε = 0, no).
+            let default_epsilon = m
+                .params(&dims)
+                .iter()
+                .find(|p| p.name == "epsilon")
+                .map_or(0.0, |p| p.default);
             serde_json::json!({
                 "name": m.name(), "title": m.title(), "group": m.detector().group().title(),
+                "gradient_at_defaults": needs.gradient && default_epsilon > 0.0,
                 "needs": {
                     "features": needs.features, "head": needs.head, "fit": needs.fit,
                     "gradient": needs.gradient, "confidence": needs.confidence, "ensemble": needs.ensemble,

@@ -16,7 +16,7 @@ pub fn stored_missing(settings: &ScoreSettings, cache: &CachedOutputs) -> Option
     let title = settings.method.title();
     if settings.needs_gradient() {
         Some(format!(
-            "{title} with ε > 0 needs the model's gradients — open the model to re-score"
+            "{title} re-scores from the file only at ε = 0: a step (ε > 0) needs the model's gradients — open the model"
         ))
     } else if needs.fit {
         Some(format!("{title} needs the model and a fit — open them to re-score"))

@@ -22,7 +22,8 @@ _STEPPED = ("odin", "energy")
 
 
 def methods(classes: int = 10, features: Optional[int] = None) -> list[dict]:
-    """Every method: ``name``, ``title``, ``group``, ``needs`` (features, head, fit, gradient, …) and
+    """Every method: ``name``, ``title``, ``group``, ``needs`` (features, head, fit, gradient: it can
+    take an input step, ε > 0, …), ``gradient_at_defaults`` (it takes one at its default ε: ODIN) and
     ``params`` (name, default, range, tuning grid) for a model of this many classes and features."""
     return json.loads(_native.methods(classes, features))
 
