@@ -113,8 +113,9 @@ pub fn head_of_fit(fit: &crate::stats::Fit) -> Result<Option<Head>, String> {
     }))
 }
 
-/// A card standing for the model that made the outputs: its class names and feature width.
-pub fn stand_in_card(classes: &[String], feature_width: usize) -> Result<ModelCard, String> {
+/// A card called `name` standing for the model that made the outputs: its class names and feature
+/// width (0: none).
+pub fn stand_in_card(name: &str, classes: &[String], feature_width: usize) -> Result<ModelCard, String> {
     let names: Vec<String> = classes
         .iter()
         .map(|c| toml::Value::String(c.clone()).to_string())
@@ -125,10 +126,11 @@ pub fn stand_in_card(classes: &[String], feature_width: usize) -> Result<ModelCa
         ("logits", String::new())
     };
     let text = format!(
-        "name = \"arrays\"\ninput = [1, 1, 1]\nmean = [0.0]\nstd = [1.0]\nclasses = [{}]\noutputs = \"{outputs}\"\n{features}",
+        "name = {}\ninput = [1, 1, 1]\nmean = [0.0]\nstd = [1.0]\nclasses = [{}]\noutputs = \"{outputs}\"\n{features}",
+        toml::Value::String(name.to_string()),
         names.join(", ")
     );
-    ModelCard::parse(&text, std::path::Path::new("arrays")).map_err(|e| e.to_string())
+    ModelCard::parse(&text, std::path::Path::new(name)).map_err(|e| e.to_string())
 }
 
 /// Class names `"0"`, `"1"`, … for outputs with `classes` unnamed classes.

@@ -123,7 +123,7 @@ pub fn score_settings(scoring: &ArrayScoring, settings: &ScoreSettings) -> Resul
             settings.describe()
         ));
     }
-    let card = stand_in_card(scoring.classes, outputs.feature_width)?;
+    let card = stand_in_card("arrays", scoring.classes, outputs.feature_width)?;
     let ctx = Context {
         card: &card,
         head: scoring.head,

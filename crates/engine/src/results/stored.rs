@@ -1,13 +1,11 @@
 //! Re-scoring a results file's saved logits and features without the model: a stand-in card with
 //! the logits' width stands for the model (methods that need its head, a fit or gradients cannot).
 
-use std::path::Path;
-
 use tch::Device;
 
+use crate::arrays::{numbered_classes, stand_in_card};
 use crate::detect::Context;
 use crate::detect::cache::{CachedOutputs, rescore};
-use crate::model::ModelCard;
 use crate::score::ScoreSettings;
 
 /// Why `settings` cannot be scored from saved outputs without the model, if it cannot.
@@ -38,7 +36,8 @@ pub fn rescore_stored(cache: &CachedOutputs, settings: &ScoreSettings) -> Result
     if let Some(why) = stored_missing(settings, cache) {
         return Err(why);
     }
-    let card = stand_in_card(cache.logit_width, cache.feature_width)?;
+    let classes = numbered_classes(cache.logit_width);
+    let card = stand_in_card("results", &classes, cache.feature_width)?;
     let ctx = Context {
         card: &card,
         head: None,
@@ -46,20 +45,4 @@ pub fn rescore_stored(cache: &CachedOutputs, settings: &ScoreSettings) -> Result
         device: Device::Cpu,
     };
     rescore(&ctx, cache, settings).map_err(|e| e.0)
-}
-
-/// A card with `classes` unnamed classes (and `features` wide features, when saved).
-fn stand_in_card(classes: usize, features: usize) -> Result<ModelCard, String> {
-    let names: Vec<String> = (0..classes).map(|c| format!("\"{c}\"")).collect();
-    let outputs = if features > 0 { "logits+features" } else { "logits" };
-    let features = if features > 0 {
-        format!("features = {features}\n")
-    } else {
-        String::new()
-    };
-    let text = format!(
-        "name = \"results\"\ninput = [1, 1, 1]\nmean = [0.0]\nstd = [1.0]\nclasses = [{}]\noutputs = \"{outputs}\"\n{features}",
-        names.join(", ")
-    );
-    ModelCard::parse(&text, Path::new("results file")).map_err(|e| e.to_string())
 }
