@@ -147,14 +147,28 @@ impl Fit {
                 short(&info.model_sha256)
             )));
         }
-        // The digest is checked on a thread of its own while the tensors load (each reads the data
-        // once; hashing a 200 MB bank takes about 0.2 s, as long as loading it): a damaged file is
-        // refused whatever else it says.
+        let (classes, width) = (model.card.classes.clone(), model.feature_width);
+        Fit::read_digested(path, reader, info, (&classes, width), model.device, bank_budget)
+    }
+
+    /// The fit in `reader` (the file at `path`), its header `info` checked against its tensors and
+    /// against `classes` and feature width, read onto `device`. The digest is checked on a thread of
+    /// its own while the tensors load (each reads the data once; hashing a 200 MB bank takes about
+    /// 0.2 s, as long as loading it): a damaged file is refused whatever else it says.
+    fn read_digested(
+        path: &Path,
+        reader: Arc<fit_file::Reader>,
+        info: FitInfo,
+        (classes, feature_width): (&[String], Option<usize>),
+        device: tch::Device,
+        bank_budget: usize,
+    ) -> Result<Fit, String> {
+        let fail = |m: String| format!("fit file {}: {m}", path.display());
         let (digest, loaded) = std::thread::scope(|scope| {
             let digest = scope.spawn(|| reader.check_digest());
-            let loaded = check::check(&info, &reader, &model.card.classes, model.feature_width)
+            let loaded = check::check(&info, &reader, classes, feature_width)
                 .map_err(|m| fail(format!("{m}; refit")))
-                .and_then(|()| Fit::read(&reader, info, model.device, bank_budget));
+                .and_then(|()| Fit::read(&reader, info, device, bank_budget));
             (digest.join(), loaded)
         });
         match digest {
@@ -189,32 +203,15 @@ impl Fit {
         let fail = |m: String| format!("fit file {}: {m}", path.display());
         let reader = Arc::new(fit_file::Reader::open(path).map_err(fail)?);
         let info = FitInfo::from_metadata(path, &reader.metadata).map_err(fail)?;
-        match reader.check_digest() {
-            Ok(_) => {}
-            Err(fit_file::DigestError::Mismatch) => {
-                return Err(format!(
-                    "fit file {} is damaged: its tensors do not match their digest; refit",
-                    path.display()
-                ));
-            }
-            Err(fit_file::DigestError::Missing) => {
-                return Err(fail(
-                    "its header has no digest of its tensors (`tensors_sha256`); refit".into(),
-                ));
-            }
-            Err(fit_file::DigestError::Io(e)) => return Err(fail(format!("cannot read it: {e}"))),
-        }
-        let classes = info.classes.clone();
-        check::check(&info, &reader, &classes, info.feature_width).map_err(|m| fail(format!("{m}; refit")))?;
-        let head = match (reader.has("head_weight"), reader.has("head_bias")) {
+        let (classes, width) = (info.classes.clone(), info.feature_width);
+        let mut fit = Fit::read_digested(path, reader.clone(), info, (&classes, width), device, bank_budget)?;
+        fit.head = match (reader.has("head_weight"), reader.has("head_bias")) {
             (true, true) => Some((
                 reader.tensor("head_weight").map_err(fail)?,
                 reader.tensor("head_bias").map_err(fail)?,
             )),
             _ => None,
         };
-        let mut fit = Fit::read(&reader, info, device, bank_budget)?;
-        fit.head = head;
         Ok(fit)
     }
 
