@@ -6,7 +6,6 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -23,21 +22,10 @@ fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// Runs a Python snippet with the venv's interpreter; returns its stdout as JSON.
+/// Runs a Python snippet with the venv's interpreter; returns its stdout's last line as JSON.
 fn python(code: &str, args: &[String]) -> Value {
-    let out = Command::new(support::python())
-        .arg("-c")
-        .arg(code)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let line = support::python_last_line(code, args);
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
 /// Reads a results file with pyarrow, pandas and polars, checks the three agree, compares every

@@ -7,7 +7,6 @@
 use crate::support;
 
 use std::path::Path;
-use std::process::Command;
 
 fn fx(rel: &str) -> String {
     support::fixtures().join(rel).to_str().unwrap().to_string()
@@ -23,22 +22,7 @@ fn oodscope(cache: &Path, args: &[&str]) -> (i32, String, String) {
 
 /// Runs a Python snippet with the venv's interpreter; returns its last line of stdout.
 fn python(code: &str, args: &[String]) -> String {
-    let out = Command::new(support::python())
-        .arg("-c")
-        .arg(code)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_string()
+    support::python_last_line(code, args)
 }
 
 /// Writes `argv[2]` with only set, role, logits, features (pyarrow's default types: lists of

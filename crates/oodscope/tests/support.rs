@@ -42,6 +42,27 @@ pub fn export_model(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Runs a Python snippet (`python -c CODE ARGS…`) with the venv's interpreter; returns the last line
+/// of its stdout (failing the test with its stderr when it fails).
+pub fn python_last_line(code: &str, args: &[String]) -> String {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
 /// The names in `dir` (hidden ones included), sorted.
 pub fn names_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
