@@ -5,6 +5,16 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 
+# The window's snapshot tests render with wgpu on Mesa's lavapipe (Vulkan on the CPU).
+packages=(mesa-vulkan-drivers libvulkan1)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing ${missing[*]}"
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 # The quick checks first: formatting, the shape of the code, the manual's links.
 cargo fmt --all -- --check
 python scripts/check_layers.py

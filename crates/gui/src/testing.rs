@@ -54,13 +54,16 @@ fn private_fit_cache() {
 
 /// The app as the window opens it (fonts and focus options included).
 pub fn harness_with(settings: Settings) -> Harness<'static, OodscopeApp> {
+    harness_from(HarnessBuilder::default().with_size([1440.0, 900.0]), settings)
+}
+
+/// [`harness_with`] from the caller's builder (a renderer for snapshots, another size).
+pub fn harness_from(builder: HarnessBuilder<OodscopeApp>, settings: Settings) -> Harness<'static, OodscopeApp> {
     private_fit_cache();
-    HarnessBuilder::default()
-        .with_size([1440.0, 900.0])
-        .build_eframe(move |cc| {
-            crate::prepare_context(&cc.egui_ctx);
-            OodscopeApp::new(&cc.egui_ctx, settings)
-        })
+    builder.build_eframe(move |cc| {
+        crate::prepare_context(&cc.egui_ctx);
+        OodscopeApp::new(&cc.egui_ctx, settings)
+    })
 }
 
 /// The app on the small demo ([`demo_settings`]).

@@ -78,6 +78,8 @@ pub fn run_gui(args: &StartupOptions) -> Result<(), Error> {
             .with_title("oodscope")
             .with_drag_and_drop(true),
         persist_window: tour_dir.is_none(),
+        // OpenGL runs anywhere (Xvfb, old drivers); eframe would pick wgpu, built in for the tests.
+        renderer: eframe::Renderer::Glow,
         ..Default::default()
     };
     eframe::run_native(

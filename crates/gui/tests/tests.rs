@@ -1,5 +1,6 @@
 //! The window's integration tests, one binary (libtorch is linked once): the real app driven by
-//! egui_kittest (no display, no GPU), a module per subject.
+//! egui_kittest (no display, no GPU; snapshots render on the CPU), a module per subject.
 
 mod gui;
+mod snapshots;
 mod window_layout;

@@ -1,7 +1,9 @@
 //! The window's layout holds still and says what runs: an export's message appears in the status
 //! bar at the foot and moves no widget; a background job shows a progress bar with its counts and
-//! the time left, and Cancel stops it; the Compare leaderboard keeps the method, AUROC and FPR95 in
-//! view while its other columns scroll, and the ROC overlay names the curve it draws on top.
+//! the time left, and Cancel stops it (one bar and one Cancel per job, in its view or in the status
+//! bar); the Compare leaderboard keeps the method, AUROC and FPR95 in view while its other columns
+//! scroll, and the ROC overlay names the curve it draws on top; a results file's reading shows its
+//! rows.
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -68,11 +70,22 @@ fn a_comparison_shows_its_counts_and_the_time_left_and_cancel_stops_it() {
         bar.contains(" / ") && bar.contains("images") && bar.contains(" left"),
         "{bar}"
     );
-    // The status bar's Cancel (drawn first; the Compare view has its own beside its bar).
-    h.query_all_by_role_and_label(Role::Button, "Cancel")
-        .next()
-        .unwrap()
-        .click();
+    // In the Compare view the job has one bar and one Cancel: the view's, not the status bar's too.
+    assert_eq!(h.query_all_by_role_and_label(Role::Button, "Cancel").count(), 1);
+    h.state_mut().push(Command::SetTab(Tab::Compare));
+    h.step();
+    h.step();
+    assert_eq!(h.query_all_by_role_and_label(Role::Button, "Cancel").count(), 1);
+    let bars = h
+        .query_all_by_role(Role::ProgressIndicator)
+        .filter(|n| {
+            n.accesskit_node()
+                .label()
+                .is_some_and(|l| l.starts_with("Comparing methods: "))
+        })
+        .count();
+    assert_eq!(bars, 1, "one progress bar of the comparison");
+    h.get_by_role_and_label(Role::Button, "Cancel").click();
     h.step();
     assert!(!h.state().is_comparing(), "Cancel stops the comparison");
     h.step();

@@ -259,4 +259,50 @@ mod tests {
             .contains("has 5 values for 6 rows")
         );
     }
+
+    #[test]
+    fn a_file_opens_telling_its_rows_read_batch_by_batch_and_stops_when_told() {
+        let rows = 3000;
+        let outputs = CachedOutputs {
+            logits: (0..rows * 2).map(|v| (v % 7) as f32).collect(),
+            logit_width: 2,
+            features: Vec::new(),
+            feature_width: 0,
+            member_widths: Vec::new(),
+            rows,
+        };
+        let set = |name, role| ArraySet {
+            name,
+            role,
+            outputs: &outputs,
+            labels: None,
+            paths: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a.parquet");
+        let provenance = ArrayProvenance {
+            classes: &[],
+            fit: None,
+        };
+        write(&out, &[set("id", Role::Id), set("ood", Role::Ood)], &[], &provenance).unwrap();
+        let mut told = Vec::new();
+        let read = super::super::open_watched(&out, super::super::Load::ALL, &mut |r| {
+            told.push(r);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(read.run.images.len(), 2 * rows);
+        // A call per batch read (here one per set: a batch holds up to 65 536 rows).
+        let total = 2 * rows as u64;
+        let expected = [rows as u64, total].map(|done| super::super::RowsRead { done, total });
+        assert_eq!(told, expected);
+
+        let mut calls = 0;
+        let stopped = super::super::open_watched(&out, super::super::Load::ALL, &mut |_| {
+            calls += 1;
+            std::ops::ControlFlow::Break(())
+        });
+        assert_eq!(calls, 1);
+        assert!(stopped.is_err_and(|e| e.ends_with("reading stopped")));
+    }
 }

@@ -7,6 +7,7 @@ pub mod arrays;
 pub mod columns;
 pub mod csv_writer;
 pub mod layout;
+pub mod load;
 pub mod merge;
 pub mod parquet_writer;
 pub mod provenance;
@@ -14,8 +15,9 @@ pub mod reader;
 pub mod schema;
 pub mod stored;
 
+pub use load::{Load, OnRows, RowsRead};
 pub use merge::merge;
 pub use parquet_writer::{ResultsWriter, TableWriter};
 pub use provenance::{RunDescription, metadata};
-pub use reader::{Load, Results, ResultsFile, open, open_with};
+pub use reader::{Results, ResultsFile, open, open_watched, open_with};
 pub use schema::Metadata;

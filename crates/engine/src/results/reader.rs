@@ -5,6 +5,7 @@
 //! the metadata, reading only the columns needed.
 
 use std::fs::File;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -16,6 +17,7 @@ use parquet::arrow::arrow_reader::{
 
 use super::columns::{self, Text, is_numeric_list};
 use super::layout::{ranges_in_order, rows_by_set, sets_from_columns};
+use super::load::{Load, OnRows, RowsRead};
 use super::schema::{
     FEATURES, INDEX, KEY, LABEL, LOGITS, Metadata, PATH, PRED, PRED_PROB, check_schema, external_columns,
 };
@@ -165,26 +167,6 @@ impl ResultsFile {
     }
 }
 
-/// Which saved lists to load besides the scores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Load {
-    pub logits: bool,
-    pub features: bool,
-}
-
-impl Load {
-    /// Everything the file saved.
-    pub const ALL: Load = Load {
-        logits: true,
-        features: true,
-    };
-    /// The scores and records only.
-    pub const SCORES: Load = Load {
-        logits: false,
-        features: false,
-    };
-}
-
 /// A results file as the window and the reports use it.
 #[derive(Debug, Clone)]
 pub struct Results {
@@ -209,7 +191,17 @@ pub fn open(path: &Path) -> Result<Results, String> {
 /// for folder sets, and the saved lists `load` asks for. A file without `pred` / `pred_prob` gets
 /// them from its logits (the arg-max and its softmax probability), as the MSP baseline.
 pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
+    open_watched(path, load, &mut |_| ControlFlow::Continue(()))
+}
+
+/// [`open_with`], telling `on_rows` how far it is after every batch of rows; a `Break` stops the
+/// reading (an error saying so).
+pub fn open_watched(path: &Path, load: Load, on_rows: OnRows) -> Result<Results, String> {
     let part = ResultsFile::read(path)?;
+    let mut read = RowsRead {
+        done: 0,
+        total: part.num_rows(),
+    };
     let at = path.display().to_string();
     let mut meta = part.meta.clone();
     let methods = meta
@@ -366,6 +358,10 @@ pub fn open_with(path: &Path, load: Load) -> Result<Results, String> {
             }
             for (column, values) in run.columns.iter_mut().zip(&mut cols.scores) {
                 column.append(values);
+            }
+            read.done += n as u64;
+            if on_rows(read).is_break() {
+                return Err(format!("{at}: reading stopped"));
             }
             if let Some((values, _)) = cols.logits.take().filter(|_| load.logits) {
                 run.logits.extend_from_slice(&values);

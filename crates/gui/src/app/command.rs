@@ -8,6 +8,7 @@ use oodscope_engine::score::Method;
 
 use super::deploy::SaveDetectorForm;
 use super::settings::Tab;
+use super::tasks::ViewJob;
 
 /// Which file an export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,10 @@ pub enum Command {
     SetBins(usize),
     SetTab(Tab),
     Rescore,
+    /// Esc or the status bar's Cancel: every cancellable background job.
     Cancel,
+    /// A view's own Cancel, beside its job's progress bar: that kind of job only.
+    CancelJobs(ViewJob),
     ScoreFiles(Vec<PathBuf>),
     /// A dropped folder waits for the user to say ID, OOD or training (fit) folder.
     AskFolderRole(PathBuf),

@@ -75,6 +75,7 @@ impl OodscopeApp {
                 self.refresh();
             }
             Command::Cancel => self.tasks.cancel_where(TaskKind::is_cancellable),
+            Command::CancelJobs(job) => self.tasks.cancel_where(|k| job.is(k) && k.is_cancellable()),
             Command::Tune => self.start_tuning(),
             Command::Compare => self.start_compare(),
             Command::SetParams(params) => {

@@ -120,7 +120,7 @@ fn stage_of(progress: &TaskProgress) -> (std::mem::Discriminant<TaskProgress>, u
         TaskProgress::Fit(p) => p.stage as u8,
         TaskProgress::Tune(p) => p.stage as u8,
         TaskProgress::Compare(p) => p.stage as u8,
-        TaskProgress::Run(_) | TaskProgress::DetectorRead(_) => 0,
+        TaskProgress::Run(_) | TaskProgress::Rows(_) | TaskProgress::DetectorRead(_) => 0,
     };
     (std::mem::discriminant(progress), stage, progress.fraction().1)
 }
@@ -228,6 +228,26 @@ impl Tasks {
 }
 
 /// Matchers for [`Tasks::find`] and friends.
+/// A job a view shows with its own progress bar and Cancel, which stops that job only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewJob {
+    Fit,
+    Tune,
+    Compare,
+    OpenDetector,
+}
+
+impl ViewJob {
+    pub fn is(self, k: &TaskKind) -> bool {
+        match self {
+            ViewJob::Fit => kind::fit(k),
+            ViewJob::Tune => kind::tune(k),
+            ViewJob::Compare => kind::compare(k),
+            ViewJob::OpenDetector => kind::open_detector(k),
+        }
+    }
+}
+
 pub mod kind {
     use super::TaskKind;
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use egui::{RichText, TextureHandle, Vec2};
 
 use crate::app::comparison::{Comparison, Disagreement};
-use crate::app::tasks::kind;
+use crate::app::tasks::{ViewJob, kind};
 use crate::app::{Command, OodscopeApp};
 use oodscope_engine::compare::{MeanMetrics, MethodRow};
 
@@ -55,8 +55,8 @@ pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
         match app.progress_of(kind::compare) {
             Some(job) => {
                 super::status_bar::job_ui(job, 360.0, ui);
-                if ui.button("Cancel").on_hover_text("Stop the comparison (Esc)").clicked() {
-                    out.push(Command::Cancel);
+                if ui.button("Cancel").on_hover_text("Stop the comparison").clicked() {
+                    out.push(Command::CancelJobs(ViewJob::Compare));
                 }
             }
             None => {
@@ -324,14 +324,20 @@ fn disagreement_ui(
     let title = |c: usize| comparison.run.methods[c].method.title();
     ui.horizontal_wrapped(|ui| {
         ui.label("Where");
-        for (salt, chosen) in [("disagree-a", &mut a), ("disagree-b", &mut b)] {
+        let pair = [
+            ("disagree-a", "First method of the pair", &mut a),
+            ("disagree-b", "Second method of the pair", &mut b),
+        ];
+        for (salt, name, chosen) in pair {
             egui::ComboBox::from_id_salt(salt)
                 .selected_text(title(*chosen))
                 .show_ui(ui, |ui| {
                     for row in rows {
                         ui.selectable_value(chosen, row.column, row.settings.method.title());
                     }
-                });
+                })
+                .response
+                .on_hover_text(name);
             if salt == "disagree-a" {
                 ui.label("and");
             }

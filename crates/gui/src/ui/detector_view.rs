@@ -7,7 +7,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 use oodscope_engine::deploy::{Calibration, Manifest};
 use oodscope_metrics::{histogram, shared_range};
 
-use crate::app::tasks::kind;
+use crate::app::tasks::{ViewJob, kind};
 use crate::app::{Command, OodscopeApp};
 
 pub fn detector_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -21,8 +21,12 @@ pub fn detector_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui)
     if let Some(task) = app.progress_of(kind::open_detector) {
         ui.horizontal_wrapped(|ui| {
             super::status_bar::job_ui(task, 420.0, ui);
-            if ui.small_button("Cancel").clicked() {
-                out.push(Command::Cancel);
+            if ui
+                .small_button("Cancel")
+                .on_hover_text("Stop opening the detector")
+                .clicked()
+            {
+                out.push(Command::CancelJobs(ViewJob::OpenDetector));
             }
         });
     }

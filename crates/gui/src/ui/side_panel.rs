@@ -3,7 +3,7 @@
 
 use egui::{RichText, Slider};
 
-use crate::app::tasks::kind;
+use crate::app::tasks::{ViewJob, kind};
 use crate::app::{Command, ExportKind, FitState, OodscopeApp};
 use oodscope_data::Role;
 use oodscope_engine::detect::Group;
@@ -253,8 +253,8 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if let Some(task) = app.progress_of(kind::fit) {
         ui.horizontal_wrapped(|ui| {
             super::status_bar::job_ui(task, (ui.available_width() - 70.0).max(120.0), ui);
-            if ui.small_button("Cancel").clicked() {
-                out.push(Command::Cancel);
+            if ui.small_button("Cancel").on_hover_text("Stop the fit").clicked() {
+                out.push(Command::CancelJobs(ViewJob::Fit));
             }
         });
     }

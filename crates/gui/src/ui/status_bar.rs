@@ -7,8 +7,8 @@ use std::time::Duration;
 use egui::RichText;
 
 use crate::app::message::MessageKind;
-use crate::app::tasks::{Task, TaskKind, TaskProgress};
-use crate::app::{Command, OodscopeApp};
+use crate::app::tasks::{Task, TaskKind, TaskProgress, ViewJob};
+use crate::app::{Command, OodscopeApp, Tab};
 
 /// The bar's height: one row of buttons and a progress bar.
 pub const HEIGHT: f32 = 30.0;
@@ -18,7 +18,7 @@ const SHOWN_JOBS: usize = 2;
 
 pub fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.horizontal_centered(|ui| {
-        let jobs = long_jobs(app);
+        let jobs = jobs_not_in_view(app);
         for task in jobs.iter().take(SHOWN_JOBS) {
             job_ui(task, 300.0, ui);
         }
@@ -38,6 +38,22 @@ pub fn status_bar_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::U
             message_ui(app, out, ui);
         });
     });
+}
+
+/// The long jobs the bar shows: those in flight but for the ones the screen already shows with
+/// their own progress bar and Cancel (the fit in the side panel; a comparison, a tuning run or a
+/// detector opening in its own view), so that no job has two bars or two Cancel buttons.
+fn jobs_not_in_view(app: &OodscopeApp) -> Vec<&Task> {
+    let in_view = |k: &TaskKind| {
+        ViewJob::Fit.is(k)
+            || match app.settings.tab {
+                Tab::Compare => ViewJob::Compare.is(k),
+                Tab::Tuning => ViewJob::Tune.is(k),
+                Tab::Detector => ViewJob::OpenDetector.is(k),
+                _ => false,
+            }
+    };
+    long_jobs(app).into_iter().filter(|t| !in_view(&t.kind)).collect()
 }
 
 /// The long jobs in flight, oldest first.
@@ -116,6 +132,7 @@ pub fn describe_job(
             };
             Some(format!("{stage} {} / {} images", p.done, p.total))
         }
+        Some(TaskProgress::Rows(r)) => Some(format!("{} / {} rows", r.done, r.total)),
         Some(TaskProgress::DetectorRead(_)) => Some("loading its model".to_string()),
         None => None,
     };
@@ -181,6 +198,14 @@ mod tests {
         assert_eq!(
             describe_job(&open, None, None, Duration::from_secs(3)),
             "Reading the results file… 3 s"
+        );
+        let rows = TaskProgress::Rows(oodscope_engine::results::RowsRead {
+            done: 65_536,
+            total: 200_000,
+        });
+        assert_eq!(
+            describe_job(&open, Some(&rows), Some(Duration::from_secs(9)), Duration::ZERO),
+            "Reading the results file: 65536 / 200000 rows · about 9 s left"
         );
         assert_eq!(duration_text(Duration::from_secs(3725)), "1 h 2 min");
     }

@@ -4,7 +4,7 @@
 
 use egui::{Color32, Pos2, Rect, RichText, Sense, Stroke, Vec2};
 
-use crate::app::tasks::kind;
+use crate::app::tasks::{ViewJob, kind};
 use crate::app::{Command, OodscopeApp};
 use oodscope_engine::tune::grid::{Axis, label};
 use oodscope_engine::tune::{Objective, TuneResult};
@@ -24,8 +24,8 @@ pub fn tuning_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
                 app.settings.method.title()
             ));
             super::status_bar::job_ui(job, 420.0, ui);
-            if ui.button("Cancel").on_hover_text("Stop tuning (Esc)").clicked() {
-                out.push(Command::Cancel);
+            if ui.button("Cancel").on_hover_text("Stop tuning").clicked() {
+                out.push(Command::CancelJobs(ViewJob::Tune));
             }
         });
     }

@@ -2,6 +2,7 @@
 //! priority lane of dropped images before each job and between the batches of long ones.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ use oodscope_engine::detect::cache::{CachedOutputs, rescore};
 use oodscope_engine::detect::plan::{Plan, dims_of, gradient_l1};
 use oodscope_engine::detect::{Dims, Missing};
 use oodscope_engine::model::{Capabilities, Model, ModelCard, Network, device_name, set_model_threads};
+use oodscope_engine::results::Load;
 use oodscope_engine::score::classes::LogitLayout;
 use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
 use oodscope_engine::stats::Fit;
@@ -193,9 +195,21 @@ fn run_task(
             };
             Ok(Outcome::Rescored { settings, scores })
         }
-        Work::OpenResults { path } => Ok(Outcome::ResultsOpened(Box::new(
-            oodscope_engine::results::open(&path).map_err(Error::Invalid)?,
-        ))),
+        Work::OpenResults { path } => {
+            let mut on_rows = |rows| {
+                progress(TaskProgress::Rows(rows));
+                if cancel.load(Ordering::Relaxed) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            };
+            match oodscope_engine::results::open_watched(&path, Load::ALL, &mut on_rows) {
+                Ok(results) => Ok(Outcome::ResultsOpened(Box::new(results))),
+                Err(_) if cancel.load(Ordering::Relaxed) => Err(Error::Cancelled.into()),
+                Err(why) => Err(Error::Invalid(why).into()),
+            }
+        }
         Work::Tune { sets, options } => {
             let m = state.model.as_ref().ok_or(JobError::NoModel)?;
             let fit = state.fit.as_ref();

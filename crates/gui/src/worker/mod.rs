@@ -121,6 +121,8 @@ pub enum TaskProgress {
     Fit(oodscope_engine::fit::FitProgress),
     Tune(oodscope_engine::tune::TuneProgress),
     Compare(oodscope_engine::compare::CompareProgress),
+    /// Rows of a results file read.
+    Rows(oodscope_engine::results::RowsRead),
     /// A detector file's manifest, read before its model loads.
     DetectorRead(Box<oodscope_engine::deploy::Manifest>),
 }
@@ -133,6 +135,7 @@ impl TaskProgress {
             TaskProgress::Fit(p) => (p.done, p.total),
             TaskProgress::Tune(p) => (p.done, p.total),
             TaskProgress::Compare(p) => (p.done, p.total),
+            TaskProgress::Rows(r) => (r.done as usize, r.total as usize),
             TaskProgress::DetectorRead(_) => (0, 0),
         }
     }
