@@ -269,7 +269,7 @@ fn feature_methods_fit_in_the_background_and_k_rescores_cached_features() {
     let app = h.state();
     assert_eq!(app.result.as_ref().unwrap().shown.method, Method::named("knn"));
     match &app.fit {
-        Some(oodscope_gui::app::FitState::Ready { info, bank }) => {
+        Some(oodscope_gui::app::FitState::Ready { info, bank, .. }) => {
             assert_eq!((info.images, *bank), (6000, Some(6000)));
         }
         _ => panic!("no fit"),
@@ -326,7 +326,7 @@ fn compare_scores_every_method_once_and_switching_method_is_then_instant() {
     let comparison = app.comparison.as_ref().unwrap();
     // Every method this model and fit support (the confidence branch and the ensemble excepted).
     assert_eq!(comparison.board.rows.len(), Method::all().count() - 2);
-    assert_eq!(comparison.unsupported.len(), 2);
+    assert_eq!(comparison.not_run.len(), 2);
     // The comparison's ODIN is what the ODIN scoring job showed.
     let odin = comparison.board.row("odin").unwrap();
     assert_eq!(odin.per_set[0].as_ref().unwrap().auroc, odin_auroc);

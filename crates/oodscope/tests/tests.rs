@@ -31,3 +31,4 @@ mod train_export;
 mod tune_cli;
 mod window_deploy;
 mod window_results;
+mod window_results_fit;

@@ -15,7 +15,7 @@ use oodscope_gui::testing::{DroppedPath, auroc_of_first_ood, opened, results_har
 use crate::support::read_json;
 
 /// Runs the oodscope binary (its fit cache in `dir`); panics with its stderr when it fails.
-fn oodscope_cli(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn oodscope_cli(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_oodscope"))
         .args(args)
         .env("OODSCOPE_CACHE_DIR", dir.join("cache"))
@@ -30,7 +30,7 @@ fn oodscope_cli(dir: &Path, args: &[&str]) -> String {
 }
 
 /// The demo sets as `score` / `compare` arguments (the ID set, then `ood`, then uniform noise).
-fn demo_set_args(ood: &Path) -> Vec<String> {
+pub(crate) fn demo_set_args(ood: &Path) -> Vec<String> {
     let s = |p: PathBuf| p.display().to_string();
     vec![
         "--model".into(),
@@ -48,7 +48,7 @@ fn demo_set_args(ood: &Path) -> Vec<String> {
 }
 
 /// The window's metrics for each OOD set against a report's (`metrics` of one method, by set).
-fn assert_metrics_equal(app: &OodscopeApp, reference: &serde_json::Value, what: &str) {
+pub(crate) fn assert_metrics_equal(app: &OodscopeApp, reference: &serde_json::Value, what: &str) {
     let derived = app.derived.as_ref().unwrap();
     assert_eq!(derived.ood.len(), 2, "{what}");
     for ood in &derived.ood {

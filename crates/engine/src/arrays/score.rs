@@ -135,7 +135,7 @@ pub fn score_settings(scoring: &ArrayScoring, settings: &ScoreSettings) -> Resul
 }
 
 /// The fit was made for outputs like these: as many classes and the same feature width.
-fn check_fit_matches(fit: &Fit, outputs: &CachedOutputs) -> Result<(), String> {
+pub fn check_fit_matches(fit: &Fit, outputs: &CachedOutputs) -> Result<(), String> {
     let path = fit.info.path.display();
     if fit.info.classes.len() != outputs.logit_width {
         return Err(format!(

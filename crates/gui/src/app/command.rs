@@ -35,6 +35,9 @@ pub enum Command {
     LoadModel(PathBuf),
     /// Open a results file (`oodscope score --results`): read on the worker, shown without a model.
     OpenResults(PathBuf),
+    /// Open a fit file beside the open results file (no model): its statistics and the head it
+    /// keeps serve the methods that need them.
+    OpenFit(PathBuf),
     AddSet {
         spec: String,
         role: Role,

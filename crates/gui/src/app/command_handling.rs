@@ -20,6 +20,7 @@ impl OodscopeApp {
         match command {
             Command::LoadModel(path) => self.load_model(path),
             Command::OpenResults(path) => self.open_results(path),
+            Command::OpenFit(path) => self.open_fit(path),
             Command::AddSet { spec, role } => {
                 // The same folder (however written) or the same noise spec is refused: it would
                 // show twice in the metrics and once in the legend.

@@ -3,9 +3,11 @@
 //! Switching to a compared method builds its result from the kept column, with no model pass.
 
 use oodscope_data::{ImageSet, Role};
-use oodscope_engine::compare::{CompareResult, Leaderboard, Unsupported};
+use oodscope_engine::compare::{CompareResult, Leaderboard};
 use oodscope_engine::score::{ScoreRun, ScoreSettings};
 use oodscope_metrics::{Curves, SortedScores};
+
+use crate::worker::NotRun;
 
 /// A finished comparison.
 pub struct Comparison {
@@ -14,7 +16,8 @@ pub struct Comparison {
     pub sets: Vec<ImageSet>,
     pub run: ScoreRun,
     pub board: Leaderboard,
-    pub unsupported: Vec<Unsupported>,
+    /// The methods left out, and why.
+    pub not_run: Vec<NotRun>,
     /// Per column of the run: the ROC of the pooled ID against the pooled OOD images.
     pub curves: Vec<Option<Curves>>,
     /// Per column: the threshold that keeps 95% of the ID images (`score > δ`).
@@ -31,7 +34,7 @@ pub enum Disagreement {
 }
 
 impl Comparison {
-    pub fn new(generation: u64, result: CompareResult, unsupported: Vec<Unsupported>) -> Comparison {
+    pub fn new(generation: u64, result: CompareResult, not_run: Vec<NotRun>) -> Comparison {
         let CompareResult { run, sets, .. } = result;
         let board = Leaderboard::new(&run, &sets, &[]);
         let mut curves = Vec::new();
@@ -47,9 +50,18 @@ impl Comparison {
             sets,
             run,
             board,
-            unsupported,
+            not_run,
             curves,
             thresholds,
+        }
+    }
+
+    /// A column's name: its method's title, or `NAME (external)` for one of a results file's own
+    /// score columns (after the methods').
+    pub fn title_of(&self, column: usize) -> String {
+        match column.checked_sub(self.run.methods.len()) {
+            Some(e) => format!("{} (external)", self.run.external.get(e).map_or("?", String::as_str)),
+            None => self.run.methods[column].method.title().to_string(),
         }
     }
 

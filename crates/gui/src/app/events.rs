@@ -67,8 +67,8 @@ impl OodscopeApp {
                     self.on_scored(settings, sets, run);
                 }
             }
-            Outcome::Fitted { info, bank } => {
-                self.fit = Some(FitState::Ready { info, bank });
+            Outcome::Fitted { info, bank, head } => {
+                self.fit = Some(FitState::Ready { info, bank, head });
                 self.refresh();
             }
             Outcome::Rescored { settings, scores } => {
@@ -85,8 +85,8 @@ impl OodscopeApp {
                 self.tune_result = Some(result);
                 self.settings.tab = Tab::Tuning;
             }
-            Outcome::Compared { result, unsupported } => {
-                self.comparison = Some(super::comparison::Comparison::new(id, *result, unsupported));
+            Outcome::Compared { result, not_run } => {
+                self.comparison = Some(super::comparison::Comparison::new(id, *result, not_run));
                 self.refresh(); // the current method's column becomes the result
             }
             Outcome::Estimated { settings, scores } => {
@@ -140,7 +140,12 @@ impl OodscopeApp {
             }
             TaskKind::Score { .. } => self.messages.push(cause.to_string()),
             TaskKind::Fit { train } => {
-                let message = format!("fit on {}: {cause}", train.display());
+                // A fit file opened beside a results file names itself in its message.
+                let message = if train.is_file() {
+                    cause.to_string()
+                } else {
+                    format!("fit on {}: {cause}", train.display())
+                };
                 self.messages.push(message.clone());
                 self.fit = Some(FitState::Failed(message));
             }

@@ -12,7 +12,7 @@ use oodscope_engine::score::{Method, ScoreSettings};
 use super::refresh::{Decision, Snapshot, StoredDecision, StoredSnapshot, decide, decide_without_model};
 use super::tasks::{TaskKind, kind};
 use super::{DropCard, DropOutcome, OodscopeApp, Tab, same_sets};
-use crate::worker::{DropJob, Job, PixelSource, Work};
+use crate::worker::{DropJob, Job, NotRun, PixelSource, StoredComparison, Work};
 
 /// The grid the window searches: each parameter's default grid (the CLI's), but ε in steps of
 /// 0.0004 up to 0.004, on the first quarter of every set (the rest is the test split).
@@ -92,6 +92,21 @@ impl OodscopeApp {
         }
         let train = PathBuf::from(train);
         self.launch(TaskKind::Fit { train: train.clone() }, Work::Fit { train });
+    }
+
+    /// Opens a fit file beside the open results file (no model): the worker checks it against the
+    /// file's outputs and keeps it, with the head it holds.
+    pub(super) fn open_fit(&mut self, path: PathBuf) {
+        let Some(opened) = self.opened.as_ref().filter(|_| self.model.is_none()) else {
+            self.messages
+                .push("a fit file opens beside a results file; with a model, choose a training folder");
+            return;
+        };
+        let cache = opened.cache.clone();
+        self.tasks.cancel_where(kind::fit);
+        self.fit = None;
+        self.settings.train = None;
+        self.launch(TaskKind::Fit { train: path.clone() }, Work::LoadFit { path, cache });
     }
 
     /// Asks the worker to read a results file (the view on display stays until it has).
@@ -281,7 +296,7 @@ impl OodscopeApp {
             on_display: self.result.as_ref().is_some_and(|r| r.shown == wanted),
             stored_column: opened.column_of(&wanted),
             failed_before: self.stored_failure.as_ref() == Some(&wanted),
-            missing: opened.missing(&wanted),
+            missing: opened.missing(&wanted, self.beside()),
             rescoring: rescoring.as_ref(),
         });
         match decision {
@@ -346,6 +361,10 @@ impl OodscopeApp {
     /// Starts the comparison of every method the model (and the fit, if ready) supports, each at its
     /// sliders' values, on the enabled sets, in one pass.
     pub(super) fn start_compare(&mut self) {
+        if self.model.is_none() && self.opened.is_some() {
+            self.start_compare_stored();
+            return;
+        }
         let (Some(model), Some(dims)) = (
             self.model
                 .as_ref()
@@ -379,6 +398,40 @@ impl OodscopeApp {
             batch_size: self.settings.batch_size.max(1),
         };
         self.launch(TaskKind::Compare, work);
+        self.settings.tab = Tab::Compare;
+    }
+
+    /// Starts the comparison of an open results file without the model: every method at its
+    /// sliders' values (a method never moved: its stored column's), from the stored column or
+    /// re-scored from the saved outputs with the fit open beside them; the rest listed with why.
+    fn start_compare_stored(&mut self) {
+        let (Some(opened), Some(dims)) = (self.opened.as_ref(), self.dims()) else {
+            return;
+        };
+        let beside = self.beside();
+        let (mut settings, mut not_run) = (Vec::new(), Vec::new());
+        for m in Method::all() {
+            let chosen = match (self.settings.params.get(m.name()), opened.column_of_method(m)) {
+                (None, Some(column)) => opened.run.methods[column].clone(),
+                (given, _) => {
+                    let given = given.cloned().unwrap_or_default();
+                    ScoreSettings::new(m, &given, &dims).unwrap_or_else(|_| ScoreSettings::default_for(m, &dims))
+                }
+            };
+            match opened.missing(&chosen, beside) {
+                None => settings.push(chosen),
+                Some(why) => not_run.push(NotRun { method: m, why }),
+            }
+        }
+        let job = StoredComparison {
+            sets: opened.sets.clone(),
+            run: opened.run.clone(),
+            cache: opened.cache.clone(),
+            settings,
+            not_run,
+        };
+        self.tasks.cancel_where(kind::compare);
+        self.launch(TaskKind::Compare, Work::CompareStored(Box::new(job)));
         self.settings.tab = Tab::Compare;
     }
 

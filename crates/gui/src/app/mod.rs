@@ -26,6 +26,7 @@ use std::path::PathBuf;
 
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::detect::Dims;
+use oodscope_engine::results::stored::Beside;
 use oodscope_engine::score::ScoreSettings;
 use oodscope_engine::stats::FitInfo;
 
@@ -53,6 +54,8 @@ pub enum FitState {
     Ready {
         info: Box<FitInfo>,
         bank: Option<usize>,
+        /// Whether the fit keeps the head `(W, b)` (one opened beside a results file).
+        head: bool,
     },
     Failed(String),
 }
@@ -319,16 +322,26 @@ impl OodscopeApp {
         matches!(self.fit, Some(FitState::Ready { .. }))
     }
 
-    /// The model's dimensions, with the fit's bank size (KNN's k is at most that).
+    /// What is open beside a results file's saved outputs (a fit, the head it keeps).
+    pub fn beside(&self) -> Beside {
+        match &self.fit {
+            Some(FitState::Ready { head, .. }) => Beside { fit: true, head: *head },
+            _ => Beside::default(),
+        }
+    }
+
+    /// The model's dimensions (or the results file's), with the fit's bank size (KNN's k is at
+    /// most that).
     pub fn dims(&self) -> Option<Dims> {
-        let Some(model) = self.model.as_ref() else {
-            return self.opened.as_ref().map(results_file::ResultsFile::dims);
-        };
         let bank = match &self.fit {
             Some(FitState::Ready { bank, .. }) => *bank,
             _ => None,
         };
-        Some(Dims { bank, ..model.dims })
+        let dims = match self.model.as_ref() {
+            Some(model) => model.dims,
+            None => self.opened.as_ref()?.dims(),
+        };
+        Some(Dims { bank, ..dims })
     }
 
     /// The scanned sets that are switched on, in panel order.

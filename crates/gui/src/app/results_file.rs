@@ -8,6 +8,7 @@ use std::sync::Arc;
 use oodscope_data::ImageSet;
 use oodscope_engine::detect::Dims;
 use oodscope_engine::detect::cache::CachedOutputs;
+use oodscope_engine::results::stored::{Beside, stored_missing};
 use oodscope_engine::results::{Metadata, Results};
 use oodscope_engine::score::{Method, ScoreRun, ScoreSettings};
 
@@ -83,20 +84,21 @@ impl ResultsFile {
 
     /// Why `settings` cannot be shown without the model (not stored, and not computable from the
     /// saved outputs), if it cannot.
-    pub fn missing(&self, settings: &ScoreSettings) -> Option<String> {
+    pub fn missing(&self, settings: &ScoreSettings, beside: Beside) -> Option<String> {
         if self.column_of(settings).is_some() {
             return None;
         }
-        oodscope_engine::results::stored::stored_missing(settings, &self.cache)
+        stored_missing(settings, &self.cache, beside)
     }
 
     /// Why `method` cannot be chosen without the model, if it cannot.
-    pub fn method_missing(&self, method: Method) -> Option<String> {
+    pub fn method_missing(&self, method: Method, beside: Beside) -> Option<String> {
         if self.column_of_method(method).is_some() {
             return None;
         }
         let settings = ScoreSettings::default_for(method, &self.dims());
-        self.missing(&settings).map(|why| format!("not in the file; {why}"))
+        self.missing(&settings, beside)
+            .map(|why| format!("not in the file; {why}"))
     }
 
     /// The run of one column alone, as a scoring job returns it (no saved lists: they are in

@@ -26,7 +26,10 @@ fn hovered_id() -> egui::Id {
 pub fn roc_overlay_ui(app: &OodscopeApp, comparison: &Comparison, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     let rows = &comparison.board.rows;
     let current = app.result.as_ref().map(|r| &r.shown);
-    let shown = rows.iter().find(|r| current == Some(&r.settings)).map(|r| r.column);
+    let shown = rows
+        .iter()
+        .find(|r| r.external.is_none() && current == Some(&r.settings))
+        .map(|r| r.column);
     let hovered: Option<usize> = ui.data(|d| d.get_temp(hovered_id())).flatten();
     let focus = hovered.or(shown);
     let auroc = |column: usize| {
@@ -44,7 +47,7 @@ pub fn roc_overlay_ui(app: &OodscopeApp, comparison: &Comparison, out: &mut Vec<
         };
         format!(
             "On top ({how}): {}, mean AUROC {:.2}%",
-            comparison.run.methods[c].method.title(),
+            comparison.title_of(c),
             100.0 * auroc(c)
         )
     });
@@ -79,7 +82,7 @@ pub fn roc_overlay_ui(app: &OodscopeApp, comparison: &Comparison, out: &mut Vec<
                     let points: Vec<[f64; 2]> = curves.roc.iter().map(|&(x, y)| [x, y]).collect();
                     let on_top = Some(row.column) == focus;
                     plot_ui.line(
-                        Line::new(row.settings.method.title(), PlotPoints::from(points))
+                        Line::new(row.title(), PlotPoints::from(points))
                             .id(curve_id(row.column))
                             .color(colour)
                             .style(if on_top { LineStyle::Solid } else { pattern })
@@ -97,11 +100,13 @@ pub fn roc_overlay_ui(app: &OodscopeApp, comparison: &Comparison, out: &mut Vec<
                 ui.set_width(LEGEND_WIDTH);
                 ui.vertical(|ui| {
                     for (k, row) in rows.iter().enumerate() {
-                        let response = legend_entry_ui(ui, k, row.settings.method.title(), Some(row.column) == focus);
+                        let response = legend_entry_ui(ui, k, &row.title(), Some(row.column) == focus);
                         if response.contains_pointer() {
                             now_hovered = Some(row.column);
                         }
-                        if response
+                        if row.external.is_some() {
+                            response.on_hover_text("The results file's own score column");
+                        } else if response
                             .on_hover_text(format!("{}: click to show it", row.settings.describe()))
                             .clicked()
                         {

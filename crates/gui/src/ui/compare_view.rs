@@ -94,11 +94,11 @@ pub fn compare_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) 
         comparison.board.id_count,
         comparison.board.sets.len()
     ));
-    if !comparison.unsupported.is_empty() {
+    if !comparison.not_run.is_empty() {
         let text: Vec<String> = comparison
-            .unsupported
+            .not_run
             .iter()
-            .map(|u| format!("{}: {}", u.method.name(), u.missing.short()))
+            .map(|u| format!("{}: {}", u.method.name(), u.why))
             .collect();
         ui.label(RichText::new(format!("Not run: {}", text.join("; "))).small().weak());
     }
@@ -253,14 +253,21 @@ fn frozen_grid_ui(
                     + 1;
                 ui.label(rank.to_string());
                 let title = if row.is_baseline {
-                    format!("{} (baseline)", row.settings.method.title())
+                    format!("{} (baseline)", row.title())
                 } else {
-                    row.settings.method.title().to_string()
+                    row.title()
+                };
+                let external = row.external.is_some();
+                let hover = if external {
+                    "The results file's own score column: ranked and drawn, not shown as a method".to_string()
+                } else {
+                    row.settings.describe()
                 };
                 if ui
-                    .selectable_label(current == Some(&row.settings), title)
-                    .on_hover_text(row.settings.describe())
+                    .selectable_label(!external && current == Some(&row.settings), title)
+                    .on_hover_text(hover)
                     .clicked()
+                    && !external
                 {
                     // The method first: parameters apply to the current method.
                     out.push(Command::SetMethod(row.settings.method));
@@ -290,7 +297,12 @@ fn scrolled_grid_ui(comparison: &Comparison, rows: &[&MethodRow], state: &mut Co
             }
             ui.end_row();
             for row in rows {
-                ui.label(RichText::new(row.settings.describe_params()).small());
+                let params = if row.external.is_some() {
+                    String::new()
+                } else {
+                    row.settings.describe_params()
+                };
+                ui.label(RichText::new(params).small());
                 for (_, value, _) in METRICS.iter().skip(FROZEN_METRICS) {
                     ui.label(percent(row.mean.as_ref().map(value)));
                 }
@@ -321,7 +333,7 @@ fn disagreement_ui(
         baseline
     };
     let (mut a, mut b) = state.pair.unwrap_or((rows[0].column, default_b));
-    let title = |c: usize| comparison.run.methods[c].method.title();
+    let title = |c: usize| comparison.title_of(c);
     ui.horizontal_wrapped(|ui| {
         ui.label("Where");
         let pair = [
@@ -333,7 +345,7 @@ fn disagreement_ui(
                 .selected_text(title(*chosen))
                 .show_ui(ui, |ui| {
                     for row in rows {
-                        ui.selectable_value(chosen, row.column, row.settings.method.title());
+                        ui.selectable_value(chosen, row.column, row.title());
                     }
                 })
                 .response

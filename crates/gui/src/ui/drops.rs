@@ -1,5 +1,6 @@
 //! Drag and drop: a hover overlay saying what a drop will do; dropped images are scored into
-//! result cards, a dropped folder asks to become an ID or OOD set, a dropped model loads.
+//! result cards, a dropped folder asks to become an ID or OOD set, a dropped model loads, a results
+//! or fit file opens.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,8 @@ pub enum DropKind {
     Model,
     /// A results file (`.parquet`): opened, not scored.
     Results,
+    /// A fit file (`.safetensors`): opened beside the results file.
+    Fit,
     Folder,
     Image,
     Other,
@@ -27,6 +30,8 @@ pub fn classify(path: &Path) -> DropKind {
         DropKind::Model
     } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
         DropKind::Results
+    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
+        DropKind::Fit
     } else if is_image_path(path) {
         DropKind::Image
     } else {
@@ -43,10 +48,11 @@ pub fn commands_for_drop(paths: &[PathBuf]) -> (Vec<Command>, Vec<String>) {
         match classify(path) {
             DropKind::Model => commands.push(Command::LoadModel(path.clone())),
             DropKind::Results => commands.push(Command::OpenResults(path.clone())),
+            DropKind::Fit => commands.push(Command::OpenFit(path.clone())),
             DropKind::Folder => commands.push(Command::AskFolderRole(path.clone())),
             DropKind::Image => images.push(path.clone()),
             DropKind::Other => problems.push(format!(
-                "{}: not an image, folder, model (.pt / .toml) or results file (.parquet)",
+                "{}: not an image, folder, model (.pt / .toml), results file (.parquet) or fit file (.safetensors)",
                 path.display()
             )),
         }
@@ -125,11 +131,12 @@ fn describe_drop(paths: &[PathBuf]) -> String {
         return "Drop images to score them, a folder to add a set, a model to load it, or a results file to open it"
             .into();
     }
-    let (mut models, mut folders, mut images, mut results) = (0, 0, 0, 0);
+    let (mut models, mut folders, mut images, mut results, mut fits) = (0, 0, 0, 0, 0);
     for p in paths {
         match classify(p) {
             DropKind::Model => models += 1,
             DropKind::Results => results += 1,
+            DropKind::Fit => fits += 1,
             DropKind::Folder => folders += 1,
             DropKind::Image => images += 1,
             DropKind::Other => {}
@@ -150,6 +157,9 @@ fn describe_drop(paths: &[PathBuf]) -> String {
     }
     if results > 0 {
         parts.push("open the results file".to_string());
+    }
+    if fits > 0 {
+        parts.push("open the fit beside the results file".to_string());
     }
     if parts.is_empty() {
         "Nothing here oodscope can use".into()

@@ -122,7 +122,7 @@ fn next_method(app: &OodscopeApp, step: isize) -> Option<oodscope_engine::score:
             .filter(|m| model.missing(*m, has_fit).is_none())
             .collect(),
         (None, Some(opened)) => oodscope_engine::score::Method::all()
-            .filter(|m| opened.method_missing(*m).is_none())
+            .filter(|m| opened.method_missing(*m, app.beside()).is_none())
             .collect(),
         (None, None) => return None,
     };

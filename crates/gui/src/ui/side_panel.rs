@@ -5,6 +5,8 @@ use egui::{RichText, Slider};
 
 use crate::app::tasks::{ViewJob, kind};
 use crate::app::{Command, ExportKind, FitState, OodscopeApp};
+use std::path::PathBuf;
+
 use oodscope_data::Role;
 use oodscope_engine::detect::Group;
 use oodscope_engine::score::Method;
@@ -115,19 +117,42 @@ fn results_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             );
         }
     }
-    let typed_id = egui::Id::unique("oodscope-results-path");
+    path_entry_ui(
+        out,
+        ui,
+        PathEntry {
+            button: "Open results…",
+            hover: "A .parquet results file (oodscope score --results); or drop one on the window",
+            hint: "results.parquet",
+            id: "oodscope-results-path",
+        },
+        Command::OpenResults,
+    );
+}
+
+/// A file to open: its dialog's button and hover text, the typed path's hint (its extension
+/// filters the dialog) and the id the typed text is kept under.
+struct PathEntry {
+    button: &'static str,
+    hover: &'static str,
+    hint: &'static str,
+    id: &'static str,
+}
+
+/// A file dialog's button, or a typed path (where no dialog is, as under Xvfb) with Open or Enter;
+/// the file becomes `open(path)`.
+fn path_entry_ui(out: &mut Vec<Command>, ui: &mut egui::Ui, entry: PathEntry, open: fn(PathBuf) -> Command) {
+    let typed_id = egui::Id::unique(entry.id);
     let mut typed: String = ui.data_mut(|d| d.get_temp::<String>(typed_id).unwrap_or_default());
+    let extension = entry.hint.rsplit('.').next().unwrap_or_default();
     ui.horizontal(|ui| {
-        if ui
-            .button("Open results…")
-            .on_hover_text("A .parquet results file (oodscope score --results); or drop one on the window")
-            .clicked()
-        {
-            match rfd::FileDialog::new().add_filter("results", &["parquet"]).pick_file() {
-                Some(path) => out.push(Command::OpenResults(path)),
-                None => out.push(Command::Message(
-                    "no file dialog here: type the results file's path below, or drop it on the window".into(),
-                )),
+        if ui.button(entry.button).on_hover_text(entry.hover).clicked() {
+            match rfd::FileDialog::new().add_filter(extension, &[extension]).pick_file() {
+                Some(path) => out.push(open(path)),
+                None => out.push(Command::Message(format!(
+                    "no file dialog here: type the .{extension} file's path beside {}, or drop it on the window",
+                    entry.button
+                ))),
             }
         }
         let label = ui.label("or path");
@@ -135,13 +160,13 @@ fn results_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             .add(
                 // As wide as the export folder's field, so the side panel keeps its width.
                 egui::TextEdit::singleline(&mut typed)
-                    .hint_text("results.parquet")
+                    .hint_text(entry.hint)
                     .desired_width(150.0),
             )
             .labelled_by(label.id);
         let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if (ui.small_button("Open").clicked() || entered) && !typed.trim().is_empty() {
-            out.push(Command::OpenResults(typed.trim().into()));
+            out.push(open(typed.trim().into()));
         }
     });
     ui.data_mut(|d| d.insert_temp(typed_id, typed));
@@ -233,8 +258,32 @@ fn sets_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     });
 }
 
-/// The ID training folder that the methods with a fit use, and where its fit stands.
+/// The ID training folder that the methods with a fit use, and where its fit stands; beside a
+/// results file without the model, a fit file instead.
 fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
+    if app.model.is_none() && app.opened.is_some() {
+        ui.heading("Fit (a fit file)");
+        fit_state_ui(app, out, ui);
+        if !matches!(app.fit, Some(FitState::Ready { .. })) {
+            ui.label(
+                RichText::new("none: KNN, Mahalanobis, ViM and the other methods with a fit need one (from oodscope fit, or oodscope.Fit from arrays; with the head, ASH, SCALE and GradNorm run too)")
+                    .small()
+                    .weak(),
+            );
+        }
+        path_entry_ui(
+            out,
+            ui,
+            PathEntry {
+                button: "Open fit file…",
+                hover: "A fit file (oodscope fit, or oodscope.Fit.save in Python), made for outputs like the file's",
+                hint: "fit.safetensors",
+                id: "oodscope-fit-path",
+            },
+            Command::OpenFit,
+        );
+        return;
+    }
     ui.heading("Fit (ID training images)");
     match &app.settings.train {
         Some(train) => {
@@ -250,6 +299,24 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             );
         }
     }
+    fit_state_ui(app, out, ui);
+    ui.horizontal(|ui| {
+        if ui.button("Choose training folder…").clicked() {
+            match rfd::FileDialog::new().pick_folder() {
+                Some(path) => out.push(Command::SetTrain(Some(path.display().to_string()))),
+                None => out.push(Command::Message(
+                    "no folder dialog here: drop the training folder on the window instead".into(),
+                )),
+            }
+        }
+        if app.settings.train.is_some() && ui.small_button("Clear").clicked() {
+            out.push(Command::SetTrain(None));
+        }
+    });
+}
+
+/// The fit's progress with Cancel, then what it holds or why it failed.
+fn fit_state_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     if let Some(task) = app.progress_of(kind::fit) {
         ui.horizontal_wrapped(|ui| {
             super::status_bar::job_ui(task, (ui.available_width() - 70.0).max(120.0), ui);
@@ -269,19 +336,6 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
         None => {}
     }
-    ui.horizontal(|ui| {
-        if ui.button("Choose training folder…").clicked() {
-            match rfd::FileDialog::new().pick_folder() {
-                Some(path) => out.push(Command::SetTrain(Some(path.display().to_string()))),
-                None => out.push(Command::Message(
-                    "no folder dialog here: drop the training folder on the window instead".into(),
-                )),
-            }
-        }
-        if app.settings.train.is_some() && ui.small_button("Clear").clicked() {
-            out.push(Command::SetTrain(None));
-        }
-    });
 }
 
 /// The method: a list grouped by what each needs, where a method the model cannot run is disabled;
@@ -293,7 +347,7 @@ fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     let missing = |m: Method| -> Option<String> {
         match (&app.model, &app.opened) {
             (Some(model), _) => model.missing(m, has_fit).map(|why| why.short().to_string()),
-            (None, Some(opened)) => opened.method_missing(m),
+            (None, Some(opened)) => opened.method_missing(m, app.beside()),
             (None, None) => None,
         }
     };
@@ -374,7 +428,8 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             );
         }
         let settings = settings.as_ref()?;
-        oodscope_engine::results::stored::stored_missing(settings, &opened.cache)
+        // Whether another value re-scores, not whether this one is stored.
+        oodscope_engine::results::stored::stored_missing(settings, &opened.cache, app.beside())
     };
     let mut reasons: Vec<String> = Vec::new();
     for spec in &specs {

@@ -8,18 +8,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use super::lane::Lane;
-use super::{Event, Job, JobError, Outcome, PixelSource, TaskId, TaskProgress, Waker, Work};
+use super::{Event, Job, JobError, NotRun, Outcome, PixelSource, StoredComparison, TaskId, TaskProgress, Waker, Work};
 use oodscope_data::noise::noise_image;
 use oodscope_data::{ImageSet, Role, decode_file};
 use oodscope_engine::Error;
+use oodscope_engine::arrays::{check_fit_matches, head_of_fit};
+use oodscope_engine::compare::{CompareProgress, Stage as CompareStage};
 use oodscope_engine::detect::cache::{CachedOutputs, rescore};
 use oodscope_engine::detect::plan::{Plan, dims_of, gradient_l1};
 use oodscope_engine::detect::{Dims, Missing};
+use oodscope_engine::fit::cache::bank_budget;
+use oodscope_engine::model::Head;
 use oodscope_engine::model::{Capabilities, Model, ModelCard, Network, device_name, set_model_threads};
 use oodscope_engine::results::Load;
+use oodscope_engine::results::stored::rescore_stored;
 use oodscope_engine::score::classes::LogitLayout;
 use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
 use oodscope_engine::stats::Fit;
@@ -73,6 +78,8 @@ impl ModelInfo {
 struct State {
     model: Option<Model>,
     fit: Option<Fit>,
+    /// The head a fit opened beside a results file keeps (no model to take it from).
+    head: Option<Head>,
     norms: HashMap<(u64, String), Vec<f32>>,
 }
 
@@ -110,6 +117,7 @@ fn run_job(job: Job, state: &mut State, lane: &mut Lane, send: &dyn Fn(Event)) {
         Job::Shutdown | Job::ServeDrops => {} // the lane is served at the top of the loop
         Job::DropFit => {
             state.fit = None;
+            state.head = None;
             state.norms.clear();
         }
         Job::Task { id, cancel, work } => {
@@ -176,6 +184,7 @@ fn run_task(
                 let outcome = Outcome::Fitted {
                     info: Box::new(fit.info.clone()),
                     bank: fit.bank.as_ref().map(|b| b.len),
+                    head: false,
                 };
                 state.fit = Some(fit);
                 outcome
@@ -191,10 +200,30 @@ fn run_task(
                     rescore(&plan.context(), &cache, &settings).map_err(|e| Error::Invalid(e.0))?
                 }
                 // A results file's saved outputs, without the model.
-                None => oodscope_engine::results::stored::rescore_stored(&cache, &settings).map_err(Error::Invalid)?,
+                None => rescore_stored(&cache, &settings, state.fit.as_ref(), state.head.as_ref())
+                    .map_err(Error::Invalid)?,
             };
             Ok(Outcome::Rescored { settings, scores })
         }
+        Work::LoadFit { path, cache } => {
+            if state.model.is_some() {
+                return Err(Error::Invalid("with a model open, fit on a training folder instead".into()).into());
+            }
+            state.fit = None;
+            state.head = None;
+            let fit = Fit::load_unbound(&path, Device::Cpu, bank_budget()).map_err(Error::Invalid)?;
+            check_fit_matches(&fit, &cache).map_err(Error::Invalid)?;
+            let head = head_of_fit(&fit).map_err(Error::Invalid)?;
+            let outcome = Outcome::Fitted {
+                info: Box::new(fit.info.clone()),
+                bank: fit.bank.as_ref().map(|b| b.len),
+                head: head.is_some(),
+            };
+            state.fit = Some(fit);
+            state.head = head;
+            Ok(outcome)
+        }
+        Work::CompareStored(job) => compare_stored(*job, state, cancel, &progress),
         Work::OpenResults { path } => {
             let mut on_rows = |rows| {
                 progress(TaskProgress::Rows(rows));
@@ -244,7 +273,7 @@ fn run_task(
             let result = oodscope_engine::compare::compare(m, fit, &sets, &options, cancel, &mut on_progress)?;
             Ok(Outcome::Compared {
                 result: Box::new(result),
-                unsupported,
+                not_run: unsupported.iter().map(NotRun::unsupported).collect(),
             })
         }
         Work::Estimate {
@@ -416,4 +445,63 @@ fn model_info(path: &std::path::Path, model: &Model) -> ModelInfo {
         layout,
         detector_names,
     }
+}
+
+/// A results file's comparison without the model: each method from its stored column at the same
+/// settings, else re-scored from the saved outputs (the fit and head open beside them); what
+/// cannot run is listed with why. The file's own score columns follow the methods'.
+fn compare_stored(
+    job: StoredComparison,
+    state: &State,
+    cancel: &AtomicBool,
+    progress: &dyn Fn(TaskProgress),
+) -> Result<Outcome, JobError> {
+    let StoredComparison {
+        sets,
+        mut run,
+        cache,
+        settings,
+        mut not_run,
+    } = job;
+    let rows = run.images.len();
+    let total = settings.len() * rows;
+    let (mut methods, mut columns) = (Vec::new(), Vec::new());
+    for (done, s) in settings.into_iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled.into());
+        }
+        progress(TaskProgress::Compare(CompareProgress {
+            stage: CompareStage::Scoring,
+            done: done * rows,
+            total,
+        }));
+        let scores = match run.methods.iter().position(|m| *m == s) {
+            Some(column) => Ok(run.columns[column].clone()),
+            None => rescore_stored(&cache, &s, state.fit.as_ref(), state.head.as_ref()),
+        };
+        match scores {
+            Ok(scores) => {
+                methods.push(s);
+                columns.push(scores);
+            }
+            Err(why) => not_run.push(NotRun { method: s.method, why }),
+        }
+    }
+    let external = run.columns.split_off(run.methods.len());
+    columns.extend(external);
+    run.methods = methods;
+    run.columns = columns;
+    run.logits = cache.logits.clone();
+    run.logit_width = cache.logit_width;
+    run.features = cache.features.clone();
+    run.feature_width = cache.feature_width;
+    let result = oodscope_engine::compare::CompareResult {
+        run,
+        sets,
+        tuning: None,
+    };
+    Ok(Outcome::Compared {
+        result: Box::new(result),
+        not_run,
+    })
 }

@@ -26,6 +26,23 @@ pub use lane::DropJob;
 /// The id of one of the app's tasks (it only grows: also the generation of the task's events).
 pub type TaskId = u64;
 
+/// A method a comparison left out, and why (one line for the window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotRun {
+    pub method: oodscope_engine::score::Method,
+    pub why: String,
+}
+
+impl NotRun {
+    /// The model lacks what the method needs.
+    pub fn unsupported(u: &oodscope_engine::compare::Unsupported) -> NotRun {
+        NotRun {
+            method: u.method,
+            why: u.missing.short().to_string(),
+        }
+    }
+}
+
 /// Something for the worker to do.
 #[derive(Debug)]
 pub enum Job {
@@ -64,6 +81,13 @@ pub enum Work {
     Fit {
         train: PathBuf,
     },
+    /// A fit file opened beside a results file (no model): the worker keeps it, and the head it
+    /// keeps, for the methods that need them.
+    LoadFit {
+        path: PathBuf,
+        /// The results file's outputs, which the fit must match.
+        cache: Arc<CachedOutputs>,
+    },
     /// Scores of a result's cached clean outputs under other settings (no input step): a new T,
     /// k, percentile, dim, or another such method; without a model, a results file's saved outputs.
     Rescore {
@@ -79,6 +103,9 @@ pub enum Work {
         sets: Vec<ImageSet>,
         options: oodscope_engine::tune::TuneOptions,
     },
+    /// A results file's comparison without the model: each method re-scored from its saved outputs
+    /// (with the fit and head open beside it), or taken from its stored column.
+    CompareStored(Box<StoredComparison>),
     /// Every given method on the enabled sets in one pass (`oodscope_engine::compare`), features kept.
     Compare {
         sets: Vec<ImageSet>,
@@ -111,6 +138,18 @@ pub enum Work {
         sets: Vec<ImageSet>,
         batch_size: usize,
     },
+}
+
+/// What a results file's comparison takes: its records and sets, the outputs to re-score, each
+/// method's settings or stored column, and its own score columns.
+#[derive(Debug)]
+pub struct StoredComparison {
+    pub sets: Vec<ImageSet>,
+    /// The file's records and columns (its saved lists in `cache`).
+    pub run: ScoreRun,
+    pub cache: Arc<CachedOutputs>,
+    pub settings: Vec<ScoreSettings>,
+    pub not_run: Vec<NotRun>,
 }
 
 /// What a task's job reports while it runs.
@@ -154,6 +193,8 @@ pub enum Outcome {
         info: Box<oodscope_engine::stats::FitInfo>,
         /// The bank's size (for KNN's k), when the model has features.
         bank: Option<usize>,
+        /// Whether the fit keeps the head `(W, b)` (a fit from arrays; beside a results file).
+        head: bool,
     },
     Rescored {
         settings: ScoreSettings,
@@ -163,7 +204,7 @@ pub enum Outcome {
     Tuned(Box<oodscope_engine::tune::TuneResult>),
     Compared {
         result: Box<oodscope_engine::compare::CompareResult>,
-        unsupported: Vec<oodscope_engine::compare::Unsupported>,
+        not_run: Vec<NotRun>,
     },
     Estimated {
         settings: ScoreSettings,
