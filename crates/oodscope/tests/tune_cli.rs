@@ -208,3 +208,90 @@ fn bad_tuning_arguments_are_one_line_errors() {
         assert_eq!(error_lines, 1, "{extra:?}: {stderr}");
     }
 }
+
+#[test]
+fn tune_from_a_results_file_equals_tuning_with_the_model() {
+    let out = tempfile::tempdir().unwrap();
+    let root = oodscope_testkit::repo_root();
+    let model = root.join("models/fmnist-resnet.pt");
+    let (id, ood) = (root.join("assets/demo/fmnist-test"), root.join("assets/demo/mnist"));
+    let parquet = out.path().join("r.parquet");
+    let sets = [
+        "--id",
+        id.to_str().unwrap(),
+        "--ood",
+        ood.to_str().unwrap(),
+        "--ood",
+        "uniform:300",
+    ];
+    let grid = [
+        "--method",
+        "energy",
+        "--temperatures",
+        "1,2,5,10,100,1000",
+        "--validation",
+        "0.25",
+    ];
+    let run = |args: Vec<&str>| {
+        let result = oodscope(&args);
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        String::from_utf8_lossy(&result.stdout).into_owned()
+    };
+    let mut score = vec!["score", "--model", model.to_str().unwrap(), "--method", "msp"];
+    score.extend(sets);
+    score.extend([
+        "--results",
+        parquet.to_str().unwrap(),
+        "--save-logits",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    run(score);
+
+    let (with_model, from_file) = (out.path().join("model.csv"), out.path().join("file.csv"));
+    let mut tune = vec!["tune", "--model", model.to_str().unwrap()];
+    tune.extend(sets);
+    tune.extend(grid);
+    tune.extend([
+        "--epsilons",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--grid",
+        with_model.to_str().unwrap(),
+    ]);
+    let summary_model = run(tune);
+    let mut tune = vec!["tune", "--from", parquet.to_str().unwrap()];
+    tune.extend(grid);
+    tune.extend(["--quiet", "--grid", from_file.to_str().unwrap()]);
+    let summary_file = run(tune);
+
+    // The same splits, validation metrics of every setting, choice and test metrics.
+    assert_eq!(summary_file, summary_model);
+    let (a, b) = (std::fs::read(&with_model).unwrap(), std::fs::read(&from_file).unwrap());
+    assert!(
+        a.len() > 200 && a == b,
+        "{}\n---\n{}",
+        String::from_utf8_lossy(&a),
+        String::from_utf8_lossy(&b)
+    );
+
+    // A step needs the gradients.
+    let result = oodscope(&[
+        "tune",
+        "--from",
+        parquet.to_str().unwrap(),
+        "--method",
+        "energy",
+        "--epsilons",
+        "0,0.001",
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(
+        stderr.contains("re-scores only at ε = 0") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+}

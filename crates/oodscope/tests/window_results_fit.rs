@@ -1,7 +1,7 @@
 //! A results file in the window without its model, with a fit file opened beside it: the methods
-//! with a fit re-score the saved features and equal the model run's report; Compare ranks every
-//! method the file and the fit can serve (the rest listed with why), each equal to the model run; a
-//! broken fit file is refused in one line.
+//! with a fit re-score the saved features and equal the model run's report; Tune searches KNN's
+//! grid exactly as with the model; Compare ranks every method the file and the fit can serve (the
+//! rest listed with why), each equal to the model run; a broken fit file is refused in one line.
 
 use std::path::Path;
 
@@ -36,12 +36,13 @@ fn demo_fit(dir: &Path, out: &Path) {
 }
 
 #[test]
-fn a_fit_opened_beside_a_results_file_serves_knn_and_compare_equal_to_the_model_run() {
+fn a_fit_opened_beside_a_results_file_serves_knn_tune_and_compare_equal_to_the_model_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (fit, parquet, report) = (
+    let (fit, parquet, report, grid) = (
         dir.path().join("fit.safetensors"),
         dir.path().join("r.parquet"),
         dir.path().join("model.json"),
+        dir.path().join("grid.csv"),
     );
     demo_fit(dir.path(), &fit);
     // The file: MSP and energy, with the logits and features.
@@ -75,6 +76,23 @@ fn a_fit_opened_beside_a_results_file_serves_knn_and_compare_equal_to_the_model_
     );
     oodscope_cli(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
     let report = read_json(&report);
+    // KNN's k tuned with the model, as the window tunes (a quarter of every set validates).
+    let mut args: Vec<String> = vec!["tune".into()];
+    args.extend(demo_set_args(&root().join("assets/demo/mnist")));
+    args.extend(
+        [
+            "--method",
+            "knn",
+            "--validation",
+            "0.25",
+            "--fit",
+            fit.to_str().unwrap(),
+            "--grid",
+            grid.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    oodscope_cli(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
 
     let mut h = results_harness(Some(&parquet), dir.path());
     step_until(&mut h, "the results file to open", opened);
@@ -127,6 +145,17 @@ fn a_fit_opened_beside_a_results_file_serves_knn_and_compare_equal_to_the_model_
         assert!(h.state().model.is_none());
         assert_metrics_equal(h.state(), &report["methods"][name]["metrics"], name);
     }
+
+    // Tuning without the model: KNN's grid on the saved features, every validation metric, the
+    // choice and its test metrics equal to the model's run.
+    h.state_mut().push(Command::SetMethod(knn));
+    h.state_mut().push(Command::Tune);
+    h.step();
+    step_until(&mut h, "the tuning result", |app| app.tune_result.is_some() && !app.is_tuning());
+    let app = h.state();
+    let sets = &app.opened.as_ref().unwrap().sets;
+    let window_grid = oodscope_engine::report::tuning::grid_csv(app.tune_result.as_ref().unwrap(), sets);
+    assert_eq!(window_grid, std::fs::read_to_string(&grid).unwrap());
 
     // Compare without the model: the fit's methods ranked beside the stored columns.
     h.state_mut().push(Command::Compare);

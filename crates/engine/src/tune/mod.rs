@@ -11,6 +11,7 @@ pub mod grid;
 pub mod search;
 pub mod select;
 pub mod split;
+pub mod stored;
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 pub use grid::{Objective, ParamGrid, ValidationSplit};
 pub use select::{SetMetrics, SettingResult};
 pub use split::SetSplit;
+pub use stored::{StoredScorer, tune_stored};
 
 use crate::Error;
 use crate::detect::plan::Plan;

@@ -12,23 +12,25 @@ use oodscope_engine::score::{Method, ScoreSettings};
 use super::refresh::{Decision, Snapshot, StoredDecision, StoredSnapshot, decide, decide_without_model};
 use super::tasks::{TaskKind, kind};
 use super::{DropCard, DropOutcome, OodscopeApp, Tab, same_sets};
-use crate::worker::{DropJob, Job, NotRun, PixelSource, StoredComparison, Work};
+use crate::worker::{DropJob, Job, NotRun, PixelSource, StoredComparison, StoredTuning, Work};
 
 /// The grid the window searches: each parameter's default grid (the CLI's), but ε in steps of
-/// 0.0004 up to 0.004, on the first quarter of every set (the rest is the test split).
+/// 0.0004 up to 0.004 (only 0 without the model's gradients), on the first quarter of every set
+/// (the rest is the test split).
 pub fn gui_tune_options(
     method: Method,
     dims: &Dims,
     batch_size: usize,
+    gradients: bool,
 ) -> Result<oodscope_engine::tune::TuneOptions, String> {
     let has_epsilon = method.params(dims).iter().any(|s| s.name == "epsilon");
-    let overrides = if has_epsilon {
-        vec![(
+    let overrides = match (has_epsilon, gradients) {
+        (true, true) => vec![(
             "epsilon".to_string(),
             oodscope_engine::detect::params::evenly_spaced(0.004, 11),
-        )]
-    } else {
-        Vec::new()
+        )],
+        (true, false) => vec![("epsilon".to_string(), vec![0.0])],
+        (false, _) => Vec::new(),
     };
     Ok(oodscope_engine::tune::TuneOptions {
         grid: oodscope_engine::tune::ParamGrid::for_method(method, dims, &overrides)?,
@@ -337,6 +339,10 @@ impl OodscopeApp {
     }
 
     pub(super) fn start_tuning(&mut self) {
+        if self.model.is_none() && self.opened.is_some() {
+            self.start_tuning_stored();
+            return;
+        }
         let Some(model) = self
             .model
             .as_ref()
@@ -345,7 +351,7 @@ impl OodscopeApp {
             self.messages.push("wait for the model and sets to load before tuning");
             return;
         };
-        let options = match gui_tune_options(self.settings.method, &model.dims, self.settings.batch_size.max(1)) {
+        let options = match gui_tune_options(self.settings.method, &model.dims, self.settings.batch_size.max(1), true) {
             Ok(options) => options,
             Err(e) => {
                 self.messages.push(e);
@@ -399,6 +405,35 @@ impl OodscopeApp {
         };
         self.launch(TaskKind::Compare, work);
         self.settings.tab = Tab::Compare;
+    }
+
+    /// Starts the tuning of the current method on an open results file without the model: its
+    /// grid (ε at 0) on the saved outputs, with the fit and head open beside them.
+    fn start_tuning_stored(&mut self) {
+        let (Some(opened), Some(dims)) = (self.opened.as_ref(), self.dims()) else {
+            return;
+        };
+        let options = match gui_tune_options(self.settings.method, &dims, self.settings.batch_size.max(1), false) {
+            Ok(options) => options,
+            Err(e) => {
+                self.messages.push(e);
+                return;
+            }
+        };
+        // The grid's first setting stands for all: they differ only in values, not in needs.
+        if let Some(why) = opened.missing_beyond_columns(&options.grid.settings(0), self.beside()) {
+            self.messages.push(format!("tuning from the file: {why}"));
+            return;
+        }
+        let job = StoredTuning {
+            sets: opened.sets.clone(),
+            run: opened.run.clone(),
+            cache: opened.cache.clone(),
+            options,
+        };
+        self.tasks.cancel_where(kind::tune);
+        self.launch(TaskKind::Tune, Work::TuneStored(Box::new(job)));
+        self.settings.tab = Tab::Tuning;
     }
 
     /// Starts the comparison of an open results file without the model: every method at its

@@ -91,6 +91,12 @@ impl ResultsFile {
         stored_missing(settings, &self.cache, beside)
     }
 
+    /// Why `settings` cannot be re-scored from the saved outputs (stored columns aside), if it
+    /// cannot.
+    pub fn missing_beyond_columns(&self, settings: &ScoreSettings, beside: Beside) -> Option<String> {
+        stored_missing(settings, &self.cache, beside)
+    }
+
     /// Why `method` cannot be chosen without the model, if it cannot.
     pub fn method_missing(&self, method: Method, beside: Beside) -> Option<String> {
         if self.column_of_method(method).is_some() {

@@ -224,6 +224,21 @@ fn run_task(
             Ok(outcome)
         }
         Work::CompareStored(job) => compare_stored(*job, state, cancel, &progress),
+        Work::TuneStored(job) => {
+            let (fit, head) = (state.fit.as_ref(), state.head.as_ref());
+            let score = |cache: &CachedOutputs, s: &ScoreSettings| rescore_stored(cache, s, fit, head);
+            let mut on_progress = |p| progress(TaskProgress::Tune(p));
+            let result = oodscope_engine::tune::tune_stored(
+                &job.run,
+                &job.cache,
+                &job.sets,
+                &job.options,
+                &score,
+                cancel,
+                &mut on_progress,
+            )?;
+            Ok(Outcome::Tuned(Box::new(result)))
+        }
         Work::OpenResults { path } => {
             let mut on_rows = |rows| {
                 progress(TaskProgress::Rows(rows));

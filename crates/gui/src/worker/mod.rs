@@ -106,6 +106,8 @@ pub enum Work {
     /// A results file's comparison without the model: each method re-scored from its saved outputs
     /// (with the fit and head open beside it), or taken from its stored column.
     CompareStored(Box<StoredComparison>),
+    /// A results file's tuning without the model (`oodscope_engine::tune::tune_stored`).
+    TuneStored(Box<StoredTuning>),
     /// Every given method on the enabled sets in one pass (`oodscope_engine::compare`), features kept.
     Compare {
         sets: Vec<ImageSet>,
@@ -150,6 +152,15 @@ pub struct StoredComparison {
     pub cache: Arc<CachedOutputs>,
     pub settings: Vec<ScoreSettings>,
     pub not_run: Vec<NotRun>,
+}
+
+/// What a results file's tuning takes: its records and sets, the outputs, and the grid.
+#[derive(Debug)]
+pub struct StoredTuning {
+    pub sets: Vec<ImageSet>,
+    pub run: ScoreRun,
+    pub cache: Arc<CachedOutputs>,
+    pub options: oodscope_engine::tune::TuneOptions,
 }
 
 /// What a task's job reports while it runs.

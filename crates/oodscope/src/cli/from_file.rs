@@ -88,6 +88,11 @@ impl FromFile {
         })
     }
 
+    /// The dimensions parameters are checked against: the saved outputs' and the fit's bank.
+    pub fn dims(&self) -> oodscope_engine::detect::Dims {
+        array_dims(&self.scoring())
+    }
+
     fn scoring(&self) -> ArrayScoring<'_> {
         ArrayScoring {
             outputs: &self.outputs,

@@ -1,21 +1,24 @@
 //! `oodscope tune`: a method's parameter grid on the validation split, the choice on the test split.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
 
 use super::detector;
+use super::from_file::FromFile;
 use super::paths::Paths;
 use super::{FitArgs, InputArgs, RunArgs, open_sets, progress_bar, report_skipped, write_output};
 use oodscope_engine::deploy::SetSummary;
+use oodscope_engine::detect::cache::CachedOutputs;
 use oodscope_engine::detect::params::{EPSILON_GRID_MAX, EPSILON_GRID_STEPS, evenly_spaced};
 use oodscope_engine::detect::plan::{dims_of, dims_with_fit};
 use oodscope_engine::model::device_name;
 use oodscope_engine::report::tuning::{grid_csv, tune_heatmap, tune_summary};
-use oodscope_engine::score::{Method, ScoreRun};
+use oodscope_engine::results::stored::rescore_stored;
+use oodscope_engine::score::{Method, ScoreRun, ScoreSettings};
 use oodscope_engine::tune::grid::parse_axis;
-use oodscope_engine::tune::{Objective, ParamGrid, Stage, TuneOptions, ValidationSplit, tune};
+use oodscope_engine::tune::{Objective, ParamGrid, Stage, TuneOptions, ValidationSplit, tune, tune_stored};
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -110,10 +113,8 @@ impl TuneArgs {
 
 /// Runs `oodscope tune`: the grid on the validation split, the choice on the test split.
 pub fn tune_command(args: &TuneArgs) -> Result<()> {
-    if args.input.from.is_some() {
-        anyhow::bail!(
-            "tune --from is not supported: compare --from FILE --param METHOD.NAME=VALUE scores a results file at given parameters"
-        );
+    if let Some(from) = &args.input.from {
+        return tune_from(args, from);
     }
     let mut paths = Paths::new();
     paths
@@ -131,7 +132,7 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
     if let Some(missing) = args.method.missing(&model.capabilities(), true) {
         anyhow::bail!(missing.message(args.method.name(), &model.card.name));
     }
-    let defaults = oodscope_engine::score::ScoreSettings::default_for(args.method, &dims_of(&model));
+    let defaults = ScoreSettings::default_for(args.method, &dims_of(&model));
     let fit = args.fit.obtain(&model, std::slice::from_ref(&defaults), &args.run)?;
     let dims = dims_with_fit(&model, fit.as_ref());
     let specs = args.method.params(&dims);
@@ -221,6 +222,77 @@ pub fn tune_command(args: &TuneArgs) -> Result<()> {
             },
             path,
         )?;
+    }
+    Ok(())
+}
+
+/// `oodscope tune --from FILE`: the same protocol on a results file's saved outputs, with the fit
+/// (`--fit`) and head given; ε stays 0 (a step needs the model's gradients).
+fn tune_from(args: &TuneArgs, from: &Path) -> Result<()> {
+    if args.save_detector.is_some() {
+        anyhow::bail!("--save-detector needs the model: tune with --model to save the chosen detector");
+    }
+    if args.fit.train.is_some() {
+        anyhow::bail!("--train needs the model: with --from, give a fit file (--fit)");
+    }
+    Paths::new()
+        .output("--grid", args.grid.as_deref())
+        .output("--heatmap", args.heatmap.as_deref())
+        .check()
+        .map_err(anyhow::Error::msg)?;
+    let file = FromFile::open(from, args.fit.fit.as_deref(), args.input.head.as_deref())?;
+    let dims = file.dims();
+    let specs = args.method.params(&dims);
+    let mut overrides = args
+        .overrides(|name| specs.iter().any(|s| s.name == name))
+        .map_err(anyhow::Error::msg)?;
+    if let Some((_, epsilons)) = overrides.iter_mut().find(|(name, _)| name == "epsilon") {
+        if !args.epsilons.is_empty() && args.epsilons.iter().any(|&e| e != 0.0) {
+            anyhow::bail!("--epsilons: a results file re-scores only at ε = 0 (a step needs the model's gradients)");
+        }
+        *epsilons = vec![0.0];
+    }
+    let grid = ParamGrid::for_method(args.method, &dims, &overrides).map_err(anyhow::Error::msg)?;
+    let options = TuneOptions {
+        grid,
+        objective: args.objective,
+        validation: args.validation,
+        tune_on: args.tune_on.clone(),
+        batch_size: args.run.batch_size,
+    };
+    let sets = &file.results.sets;
+    eprintln!(
+        "oodscope: tuning {} from {} ({} rows, no model), {} settings, validation split = {}",
+        args.method.title(),
+        from.display(),
+        file.results.run.images.len(),
+        options.grid.len(),
+        options.validation.describe()
+    );
+    let score = |outputs: &CachedOutputs, settings: &ScoreSettings| {
+        rescore_stored(outputs, settings, file.fit.as_ref(), file.head.as_ref())
+    };
+    let bar = progress_bar(0, args.run.quiet);
+    let result = tune_stored(
+        &file.results.run,
+        &file.outputs,
+        sets,
+        &options,
+        &score,
+        super::interrupt_flag(),
+        &mut |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    print!("{}", tune_summary(&file.name, &result, sets));
+    if let Some(path) = &args.grid {
+        write_output(path, grid_csv(&result, sets).as_bytes())?;
+    }
+    if let Some(path) = &args.heatmap {
+        let png = tune_heatmap(&file.name, &result, sets).map_err(anyhow::Error::msg)?;
+        write_output(path, &png)?;
     }
     Ok(())
 }
