@@ -8,7 +8,8 @@ source scripts/env.sh
 
 wheels=target/wheels
 mkdir -p "$wheels"
-maturin build --release --quiet --manifest-path crates/python/Cargo.toml --interpreter .venv/bin/python \
+# Stripped: the release profile's debug information would make the wheel five times larger.
+maturin build --release --strip --quiet --manifest-path crates/python/Cargo.toml --interpreter .venv/bin/python \
   --out "$wheels" --compatibility linux 2>&1 | grep -v -E "^(📦|🔗|🐍|⚠️  Warning: You're building a library|🍹|📡|✏️|🛠)" || true
 wheel="$(ls -t "$wheels"/oodscope-*.whl | head -n 1)"
 stamp=".venv/.oodscope-wheel.sha256"
