@@ -23,7 +23,7 @@ ARRAY_METHODS = {
     "msp": {}, "energy": {}, "maxlogit": {}, "entropy": {}, "gen": {}, "klm": {}, "mahalanobis": {},
     "rmds": {}, "knn": {"k": 10}, "vim": {}, "residual": {}, "fdbd": {}, "nci": {}, "react": {},
     "ash-p": {}, "ash-b": {}, "ash-s": {}, "scale": {}, "lts": {}, "dice": {}, "gradnorm": {},
-    "she": {}, "vra": {}, "tempscale": {},
+    "she": {}, "vra": {}, "tempscale": {}, "nnguide": {}, "pnml": {}, "openmax": {},
 }
 
 

@@ -35,7 +35,8 @@ def test_a_fit_from_arrays_scores_like_oodscope_fit(demo_run):
     assert ours.has_head and ours.info["images"] == 6000 and ours.info["labels"] == "given"
     cli = oodscope.Fit.load(demo_run["fit"])
     assert ours.info["counts"] == cli.info["counts"]
-    for method in ("klm", "mahalanobis", "rmds", "knn", "vim", "residual", "fdbd", "nci", "react", "dice", "gradnorm", "she", "vra", "tempscale"):
+    for method in ("klm", "mahalanobis", "rmds", "knn", "vim", "residual", "fdbd", "nci", "react", "dice", "gradnorm", "she", "vra", "tempscale",
+                   "nnguide", "pnml", "openmax"):
         for name, s in demo_run["sets"].items():
             outputs = outputs_of(s, demo_run["classes"])
             params = ARRAY_METHODS[method]

@@ -126,6 +126,8 @@ fn a_detector_keeps_only_its_methods_fit_tensors_and_scores_as_the_method_with_t
     }
     for name in [
         "knn",
+        "nnguide",
+        "pnml",
         "mahalanobis",
         "rmds",
         "vim",
@@ -137,6 +139,7 @@ fn a_detector_keeps_only_its_methods_fit_tensors_and_scores_as_the_method_with_t
         "she",
         "vra",
         "tempscale",
+        "openmax",
         "klm",
         "msp",
     ] {

@@ -152,14 +152,17 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "gen",
         "klm",
         "tempscale",
+        "openmax",
         "mahalanobis",
         "rmds",
         "knn",
+        "nnguide",
         "vim",
         "residual",
         "fdbd",
         "nci",
         "she",
+        "pnml",
         "react",
         "vra",
         "ash-p",
@@ -264,7 +267,10 @@ fn fit_statistics_equal_numpys() {
             ("vim_alpha", "vim_alpha", 1e-5),
             ("klm_templates", "klm_templates", 1e-6),
             ("knn_bank", "bank", 1e-6),
+            ("nnguide_energies", "nnguide_energies", 1e-6),
             ("she_patterns", "she_patterns", 1e-6),
+            ("pnml_gram_pinv", "pnml_gram_pinv", 1e-4),
+            ("openmax_means", "openmax_means", 1e-6),
             ("vra_quantiles", "vra_quantiles", 1e-6),
         ] {
             let worst = assert_matrix(&format!("{name} {ours}"), &t(ours), &reference[theirs], tol);
@@ -361,7 +367,7 @@ fn auroc_matches_pytorch_ood_where_it_has_the_method() {
 }
 
 #[test]
-fn a_fit_without_labels_has_no_temperature_and_vras_levels_must_be_ordered() {
+fn a_fit_without_labels_has_no_temperature_and_levels_off_the_fit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::load(&fx().join("features/models/feat.toml"), DeviceChoice::Cpu).unwrap();
     let refuse = |folder: &str, method: &str, params: Params| -> String {
@@ -384,4 +390,19 @@ fn a_fit_without_labels_has_no_temperature_and_vras_levels_must_be_ordered() {
         Params::new().with("lower", 0.5).with("upper", 0.2),
     );
     assert!(message.contains("give lower ≤ upper"), "{message}");
+    // OpenMax's tails are stored at the Euclidean weights 0, 0.25, …, 1 and up to 100 long.
+    let openmax = |name: &str, value: f64| -> String {
+        let method: Method = "openmax".parse().unwrap();
+        ScoreSettings::new(method, &Params::new().with(name, value), &dims_with_fit(&model, None)).unwrap_err()
+    };
+    let message = openmax("euclid_weight", 0.3);
+    assert!(
+        message.contains("euclid_weight must be a multiple of 0.25, got 0.3"),
+        "{message}"
+    );
+    let message = openmax("tailsize", 101.0);
+    assert!(
+        message.contains("tailsize must be between 1 and 100, got 101"),
+        "{message}"
+    );
 }

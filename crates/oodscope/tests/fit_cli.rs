@@ -182,9 +182,13 @@ fn a_bank_read_from_disk_scores_what_the_bank_in_memory_scores() {
     for budget in [256 << 20, 0] {
         let fit = Fit::load(&path, &model, budget).unwrap();
         assert_eq!(fit.bank.as_ref().unwrap().on_disk(), budget == 0);
-        for k in [1.0, 10.0, 120.0] {
+        // KNN, and NNGuide (KNN's bank scaled by the fit images' energies).
+        for (method, k) in ["knn", "nnguide"]
+            .into_iter()
+            .flat_map(|m| [1.0, 10.0, 120.0].map(|k| (m, k)))
+        {
             let settings = ScoreSettings::new(
-                Method::named("knn"),
+                Method::named(method),
                 &oodscope_engine::detect::Params::new().with("k", k),
                 &dims_with_fit(&model, Some(&fit)),
             )
@@ -194,7 +198,7 @@ fn a_bank_read_from_disk_scores_what_the_bank_in_memory_scores() {
             scores.push(run.scores().to_vec());
         }
     }
-    assert_eq!(scores[..3], scores[3..], "disk and memory banks give the same scores");
+    assert_eq!(scores[..6], scores[6..], "disk and memory banks give the same scores");
 }
 
 #[test]

@@ -64,6 +64,10 @@ pub fn fit_arrays(request: &FitRequest, out: &Path, cancel: &AtomicBool) -> Resu
         .map_err(|e| Error::Invalid(format!("fit: cannot write beside {}: {e}", out.display())))?;
     let mut pass = Pass::of_shape(shape, labels.is_some(), features).map_err(torch)?;
     pass.store_head = request.head.is_some();
+    pass.keep_correct_logits(
+        FeatureFile::create(out)
+            .map_err(|e| Error::Invalid(format!("fit: cannot write beside {}: {e}", out.display())))?,
+    );
     for start in (0..outputs.rows).step_by(CHUNK) {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(Error::Cancelled);

@@ -5,12 +5,13 @@ use super::confidence::Confidence;
 use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
 use super::features::{
-    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, lts::Lts, mahalanobis::Mahalanobis, nci::Nci, react::React,
-    residual::Residual, rmds::RelativeMahalanobis, scale::Scale, she::She, vim::Vim, vra::Vra,
+    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, lts::Lts, mahalanobis::Mahalanobis, nci::Nci,
+    nnguide::NnGuide, pnml::Pnml, react::React, residual::Residual, rmds::RelativeMahalanobis, scale::Scale, she::She,
+    vim::Vim, vra::Vra,
 };
 use super::logits::{
     energy::Energy, entropy::Entropy, gen_entropy::Gen, klm::KlMatching, maxlogit::MaxLogit, msp::Msp, odin::Odin,
-    tempscale::TempScale,
+    openmax::OpenMax, tempscale::TempScale,
 };
 
 /// The registered detectors.
@@ -23,14 +24,17 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &Gen,
     &KlMatching,
     &TempScale,
+    &OpenMax,
     &Mahalanobis,
     &RelativeMahalanobis,
     &Knn,
+    &NnGuide,
     &Vim,
     &Residual,
     &Fdbd,
     &Nci,
     &She,
+    &Pnml,
     &React,
     &Vra,
     &Ash(Variant::Prune),

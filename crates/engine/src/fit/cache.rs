@@ -44,7 +44,7 @@ pub fn cached_path(model: &Model, train: &ImageSet, options: &FitOptions) -> Res
 
 /// The statistics newer than the fit format's version, in the cache key: a fit cached before they
 /// were added (which lacks them) is fitted again, not reused.
-const LATER_STATISTICS: &str = "she_patterns,vra_quantiles,temperature";
+const LATER_STATISTICS: &str = "she_patterns,vra_quantiles,temperature,nnguide_energies,pnml_gram_pinv,openmax";
 
 /// Where the fit of a model (by card name and [`model_hash`]) on a listing (by [`listing_hash`])
 /// with `max_images` is cached: `fit-merge` puts a merged fit there from its parts' provenance.

@@ -1,7 +1,8 @@
 //! The finishing passes of a fit, shared by `fit` and `fit-merge`: from the float64 moments and the
 //! raw features (a single pass's temporary file, or the parts of a sharded fit), the pseudo-inverses,
-//! ViM's eigenvectors and α, ReAct's percentiles, VRA's per-feature quantiles and the normalised
-//! bank, written into the fit file.
+//! ViM's eigenvectors and α, ReAct's percentiles, VRA's per-feature quantiles, the normalised
+//! bank, its images' energies (NNGuide) and the pseudo-inverse of its Gram matrix (pNML), written
+//! into the fit file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,11 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::{Device, Kind, Tensor};
 
-use super::accumulate::Moments;
+use super::accumulate::{CompensatedSum, Moments};
 use super::pass::WriteError;
 use crate::stats::fit_file::{Entry, Writer};
 use crate::stats::info::{FORMAT, FitInfo};
 use crate::stats::percentile::{Rereadable, column_quantiles, percentiles};
+use crate::stats::weibull::{EUCLID_WEIGHTS, TAIL_MAX};
 use crate::stats::{REACT_LEVELS, VRA_LEVELS, react_levels, vra_levels};
 
 /// Feature values held in memory at once while sorting columns for VRA's quantiles (1 GiB of
@@ -52,6 +54,8 @@ pub struct Finish<'a> {
     /// Keep the head in the file (`head_weight` `[C, D]`, `head_bias` `[C]`, float64).
     pub store_head: bool,
     pub features: &'a dyn FeatureBlocks,
+    /// Rows `[class, logits]` of the correctly classified images (OpenMax), when the pass kept them.
+    pub correct_logits: Option<&'a dyn FeatureBlocks>,
 }
 
 impl Finish<'_> {
@@ -78,6 +82,16 @@ impl Finish<'_> {
             entries.push(Entry::f32("knn_bank", &[n, d]));
         }
         let mut small = derived.tensors(moments)?;
+        if let Some(rows) = self.correct_logits {
+            let c = info.counts.len();
+            let (means, tails) = super::openmax::tails(rows, c)?;
+            small.push((
+                "openmax_means",
+                Tensor::from_slice(&means).f_view([c as i64, c as i64])?,
+            ));
+            let shape = [EUCLID_WEIGHTS.len() as i64, c as i64, TAIL_MAX as i64];
+            small.push(("openmax_tails", Tensor::from_slice(&tails).f_view(shape)?));
+        }
         if let (true, Some((w, b))) = (self.store_head, self.head) {
             small.push(("head_weight", w.shallow_clone()));
             small.push(("head_bias", b.shallow_clone()));
@@ -86,7 +100,12 @@ impl Finish<'_> {
             let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
             entries.push(Entry::f64(name, &shape));
         }
+        let energies = d.is_some() && self.head.is_some();
+        if energies {
+            entries.push(Entry::f64("nnguide_energies", &[n]));
+        }
         if let Some(d) = d {
+            entries.push(Entry::f64("pnml_gram_pinv", &[d, d]));
             if derived.vim.is_some() {
                 entries.push(Entry::f64("vim_alpha", &[d]));
             }
@@ -109,8 +128,12 @@ impl Finish<'_> {
             }
         };
 
-        // Pass 1 over the features: the normalised bank, and ViM's residual norms for every dim.
+        // Pass 1 over the features: the normalised bank, its images' energies `logsumexp(W·z + b)`
+        // (NNGuide scales the bank by them), the Gram matrix `Σ ẑ ẑᵀ` of the normalised features in
+        // float64 (pNML), and ViM's residual norms for every dim.
         let mut residual_sums: Option<Tensor> = None;
+        let mut bank_energies: Vec<f64> = Vec::new();
+        let mut gram: Option<CompensatedSum> = None;
         if let Some(d) = d {
             let mut failure = None;
             self.features.for_each_block(d, &mut |block| {
@@ -121,8 +144,23 @@ impl Finish<'_> {
                     let rows = (block.len() / d) as i64;
                     let z = Tensor::from_slice(block).f_view([rows, d as i64])?;
                     writer.write_tensor(&crate::stats::bank::normalise(&z).map_err(|e| e.0)?)?;
+                    let z64 = z.f_to_device(device)?.f_to_kind(Kind::Double)?;
+                    if let (true, Some((w, b))) = (energies, self.head) {
+                        let e = z64.f_linear(w, Some(b))?.f_logsumexp([1i64], false)?;
+                        bank_energies.extend(crate::tensor::to_vec_f64(&e)?);
+                    }
+                    let unit = crate::stats::bank::normalise(&z64).map_err(|e| e.0)?;
+                    let outer = unit.f_transpose(0, 1)?.f_mm(&unit)?;
+                    match &mut gram {
+                        Some(sum) => sum.add(&outer)?,
+                        None => {
+                            let mut sum = CompensatedSum::zeros(&[d as i64, d as i64], device)?;
+                            sum.add(&outer)?;
+                            gram = Some(sum);
+                        }
+                    }
                     if let Some(vim) = &derived.vim {
-                        let x = z.f_to_device(device)?.f_to_kind(Kind::Double)?.f_sub(&vim.origin)?;
+                        let x = z64.f_sub(&vim.origin)?;
                         let p2 = x.f_mm(&vim.eigenvectors)?.f_square()?;
                         // Column j: Σ_{k ≥ j} p_k², the squared residual norm outside the first j.
                         let tail = p2.f_flip([1i64])?.f_cumsum(1, Kind::Double)?.f_flip([1i64])?;
@@ -150,7 +188,16 @@ impl Finish<'_> {
         for (_, t) in &small {
             writer.write_tensor(t)?;
         }
+        if energies {
+            writer.write_f64(&bank_energies)?;
+        }
         if let Some(d) = d {
+            // pNML's `pinv(XᵀX)` (X: the normalised fit features, a row per image).
+            let gram = match &gram {
+                Some(sum) => sum.total()?,
+                None => Tensor::f_zeros([d as i64, d as i64], (Kind::Double, device))?,
+            };
+            writer.write_tensor(&pinv_symmetric(&gram)?)?;
             if let (Some(vim), Some(sums)) = (&derived.vim, &residual_sums) {
                 let mean_norms = sums.f_div_scalar(n as f64)?;
                 let alpha = mean_norms.f_reciprocal()?.f_mul_scalar(vim.mean_max_logit)?;

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use tch::Device;
 
-use super::finish::Finish;
+use super::finish::{FeatureBlocks, Finish};
 use super::part::{Part, PartFeatures};
 use super::pass::WriteError;
 use super::{FitProgress, FitStage};
@@ -159,13 +159,17 @@ pub fn merge_parts(
     let head = first.head().map_err(fail(first))?;
     let mut info = first.info.fit.clone();
     info.skipped = parts.iter().map(|p| p.info.fit.skipped).sum();
-    let features = PartFeatures(parts);
+    let features = PartFeatures(parts, "features");
+    // OpenMax's rows, when every part kept them (parts of an older oodscope did not).
+    let correct_logits = PartFeatures(parts, "correct_logits");
+    let all_kept = parts.iter().all(|p| p.has("correct_logits"));
     let finish = Finish {
         device,
         feature_width: info.feature_width,
         head: head.as_ref(),
         store_head: false,
         features: &features,
+        correct_logits: all_kept.then_some(&correct_logits as &dyn FeatureBlocks),
     };
     let start = std::time::Instant::now();
     let info = finish

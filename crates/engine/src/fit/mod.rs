@@ -6,6 +6,7 @@ pub mod accumulate;
 pub mod cache;
 pub mod finish;
 pub mod merge;
+pub mod openmax;
 pub mod part;
 pub mod pass;
 pub mod temperature;
@@ -227,7 +228,8 @@ fn stream_of<'a>(model: &Model, sets: &'a [ImageSet], options: &FitOptions) -> S
 
 /// The streaming pass of `set` through the model into the accumulators (under `shift` when given;
 /// `first`: the listing index of the set's first image, for a shard) and a temporary features file
-/// beside `out`; the files that could not be read.
+/// beside `out` (and one of the correctly classified images' logits, for OpenMax); the files that
+/// could not be read.
 fn run_pass(
     model: &Model,
     set: &ImageSet,
@@ -245,6 +247,7 @@ fn run_pass(
     }
     let features_file = pass::FeatureFile::create(out).map_err(io_error(out))?;
     let mut pass = pass::Pass::new(model, set.labelled, features_file).map_err(tch_error)?;
+    pass.keep_correct_logits(pass::FeatureFile::create(out).map_err(io_error(out))?);
     if let Some(shift) = shift {
         pass.accumulator.set_shift(shift).map_err(tch_error)?;
     }

@@ -50,6 +50,10 @@ pub struct PartInfo {
 /// Writes the part of a finished shard pass at `out` (atomically).
 pub fn write_part(mut pass: Pass, out: &Path, mut info: PartInfo) -> Result<PartInfo, WriteError> {
     pass.features.finish_writing()?;
+    if let Some(file) = &mut pass.correct_logits {
+        file.finish_writing()?;
+    }
+    let classes = info.fit.classes.len();
     let accumulator = &pass.accumulator;
     let (counts, predicted) = accumulator.counts();
     info.fit.images = accumulator.images();
@@ -69,6 +73,9 @@ pub fn write_part(mut pass: Pass, out: &Path, mut info: PartInfo) -> Result<Part
     if let Some(d) = info.fit.feature_width {
         entries.push(Entry::f32("features", &[rows, d]));
     }
+    if pass.correct_logits.is_some() {
+        entries.push(Entry::f32("correct_logits", &[pass.correct_rows, classes + 1]));
+    }
     for (name, t) in &tensors {
         let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
         entries.push(Entry::f64(name, &shape));
@@ -79,9 +86,20 @@ pub fn write_part(mut pass: Pass, out: &Path, mut info: PartInfo) -> Result<Part
     ]
     .into();
     let mut writer = Writer::create(out, entries, &metadata)?;
-    if let Some(d) = info.fit.feature_width {
+    let rows_of: [(Option<&dyn FeatureBlocks>, usize); 2] = [
+        (
+            info.fit.feature_width.map(|_| &pass.features as &dyn FeatureBlocks),
+            info.fit.feature_width.unwrap_or(0),
+        ),
+        (
+            pass.correct_logits.as_ref().map(|f| f as &dyn FeatureBlocks),
+            classes + 1,
+        ),
+    ];
+    for (source, width) in rows_of {
+        let Some(source) = source else { continue };
         let mut failure = None;
-        pass.features.for_each_block(d, &mut |block| {
+        source.for_each_block(width, &mut |block| {
             if failure.is_none()
                 && let Err(e) = writer.write_f32(block)
             {
@@ -161,6 +179,14 @@ impl Part {
                 ));
             }
         }
+        if let Some((_, shape, dtype)) = reader.location("correct_logits") {
+            let width = info.fit.classes.len() + 1;
+            if dtype != safetensors::tensor::Dtype::F32 || shape.len() != 2 || shape[1] != width {
+                return Err(format!(
+                    "its correct_logits are {dtype:?} {shape:?}, expected F32 [rows, {width}]"
+                ));
+            }
+        }
         let redo = format!("redo it with `oodscope fit --shard {} --out PART`", info.shard);
         match reader.check_digest() {
             Ok(_) => {}
@@ -179,6 +205,11 @@ impl Part {
             info,
             reader,
         })
+    }
+
+    /// Whether the part holds the tensor `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.reader.has(name)
     }
 
     fn tensor(&self, name: &str) -> Result<Option<Tensor>, String> {
@@ -211,9 +242,9 @@ impl Part {
     }
 }
 
-/// The features of several parts, in order, as one stream of blocks (the blocks a single pass's
-/// feature file gives).
-pub struct PartFeatures<'a>(pub &'a [Part]);
+/// The rows of one tensor (`features`, or OpenMax's `correct_logits`) of several parts, in order,
+/// as one stream of blocks (the blocks a single pass's file gives).
+pub struct PartFeatures<'a>(pub &'a [Part], pub &'static str);
 
 impl FeatureBlocks for PartFeatures<'_> {
     fn for_each_block(&self, width: usize, f: &mut dyn FnMut(&[f32])) -> std::io::Result<()> {
@@ -221,7 +252,7 @@ impl FeatureBlocks for PartFeatures<'_> {
         let mut block: Vec<f32> = Vec::with_capacity(capacity);
         let mut bytes = Vec::new();
         for part in self.0 {
-            let Some((offset, shape, _)) = part.reader.location("features") else {
+            let Some((offset, shape, _)) = part.reader.location(self.1) else {
                 continue;
             };
             let total = shape.iter().product::<usize>();

@@ -221,6 +221,9 @@ pub struct Pass {
     pub(super) features: FeatureFile,
     /// The head in float64, for ViM.
     pub(super) head: Option<(Tensor, Tensor)>,
+    /// Rows `[class, logits]` of the correctly classified images, for OpenMax's tails, and how many.
+    pub(super) correct_logits: Option<FeatureFile>,
+    pub(super) correct_rows: usize,
 }
 
 impl Pass {
@@ -238,7 +241,15 @@ impl Pass {
             accumulator: Accumulator::new(shape.classes, shape.device)?,
             features,
             head: shape.head,
+            correct_logits: None,
+            correct_rows: 0,
         })
+    }
+
+    /// Keeps the logits of the correctly classified images (label = predicted class; every image
+    /// without labels) in `file`, for OpenMax.
+    pub fn keep_correct_logits(&mut self, file: FeatureFile) {
+        self.correct_logits = Some(file);
     }
 
     pub fn images(&self) -> u64 {
@@ -256,6 +267,23 @@ impl Pass {
             let values = crate::tensor::to_vec_f32(z).map_err(|e| crate::model::first_line(&e.to_string()))?;
             self.features.append(&values).map_err(|e| e.to_string())?;
         }
+        if let Some(file) = &mut self.correct_logits {
+            let torch = |e: tch::TchError| crate::model::first_line(&e.to_string());
+            let predicted =
+                crate::tensor::to_vec_i64(&outputs.logits.f_argmax(1, false).map_err(torch)?).map_err(torch)?;
+            let logits = crate::tensor::to_vec_f32(&outputs.logits).map_err(torch)?;
+            let c = logits.len() / predicted.len().max(1);
+            let mut rows = Vec::new();
+            for (i, &p) in predicted.iter().enumerate() {
+                let label = labels.and_then(|l| l.get(i)).map_or(p, |&l| l as i64);
+                if label == p {
+                    rows.push(p as f32);
+                    rows.extend_from_slice(&logits[i * c..(i + 1) * c]);
+                    self.correct_rows += 1;
+                }
+            }
+            file.append(&rows).map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
@@ -268,6 +296,9 @@ impl Pass {
         on_progress: &mut dyn FnMut(usize, usize),
     ) -> Result<FitInfo, WriteError> {
         self.features.close()?;
+        if let Some(file) = &mut self.correct_logits {
+            file.close()?;
+        }
         let moments = self.accumulator.finish()?;
         let finish = Finish {
             device: self.device,
@@ -275,6 +306,7 @@ impl Pass {
             head: self.head.as_ref(),
             store_head: self.store_head,
             features: &self.features,
+            correct_logits: self.correct_logits.as_ref().map(|f| f as &dyn FeatureBlocks),
         };
         finish.write(out, provenance.info, &moments, cancel, on_progress)
     }

@@ -109,6 +109,46 @@ impl Bank {
         Ok(sorted.f_select(1, (k - 1 - lo) as i64)?)
     }
 
+    /// NNGuide's guidance: for each row of `features` `[n, D]`, the mean of the `k` largest inner
+    /// products `⟨ẑ, s_i·b_i⟩` between its normalised vector and the bank vectors `b_i`, each scaled
+    /// by its own `scale` entry (`[len]`, float64, on the device), in float64 `[n]`.
+    ///
+    /// The same block scan as [`Bank::kth_distance`]: float32 similarities of each block (matrix
+    /// products), scaled in float64, and the best `k` kept across blocks. The mean of the k largest
+    /// values moves continuously with them, so float32 rounding needs no exact re-measurement here.
+    pub fn mean_top_scaled(&self, features: &Tensor, k: usize, scale: &Tensor) -> StatsResult<Tensor> {
+        if k == 0 || k > self.len {
+            return Err(StatsError(format!(
+                "k = {k}, but the fit bank holds {} images (k must be between 1 and {0})",
+                self.len
+            )));
+        }
+        if scale.size() != [self.len as i64] {
+            return Err(StatsError(format!(
+                "the bank's scale has shape {:?}, expected [{}]",
+                scale.size(),
+                self.len
+            )));
+        }
+        let q32 = normalise(&features.f_to_kind(Kind::Double)?)?.f_to_kind(Kind::Float)?;
+        let n = q32.size()[0];
+        let k = k as i64;
+        let mut best = Tensor::f_empty([n, 0], (Kind::Double, self.device))?;
+        let mut merge = |block: &Tensor, first_row: i64| -> StatsResult<()> {
+            let rows = block.size()[0];
+            let weights = scale.f_narrow(0, first_row, rows)?.f_unsqueeze(0)?;
+            let products = q32
+                .f_mm(&block.f_transpose(0, 1)?)?
+                .f_to_kind(Kind::Double)?
+                .f_mul(&weights)?;
+            let all = Tensor::f_cat(&[&best, &products], 1)?;
+            best = all.f_topk(k.min(all.size()[1]), 1, true, false)?.0;
+            Ok(())
+        };
+        self.for_each_block(n, &mut merge)?;
+        Ok(best.f_mean_dim(&[1i64][..], false, Kind::Double)?)
+    }
+
     /// Rows per block: the block itself and its similarity matrix with `queries` rows each stay
     /// within about 64 MB.
     fn block_rows(&self, queries: i64) -> usize {

@@ -7,14 +7,16 @@ use safetensors::tensor::Dtype;
 
 use super::fit_file::Reader;
 use super::info::FitInfo;
+use super::weibull::{EUCLID_WEIGHTS, TAIL_MAX};
 use super::{REACT_LEVELS, VRA_LEVELS};
 
 /// The tensors that depend on the feature width `D` (every one but the KL templates and the
 /// counts), with their type and shape for `n` images. Each is optional: a fit holds them all (the
 /// head only when it was made from arrays), a saved detector only its method's.
-fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 16] {
+fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<usize>); 18] {
     [
         ("knn_bank", Dtype::F32, vec![n, d]),
+        ("nnguide_energies", Dtype::F64, vec![n]),
         ("class_means", Dtype::F64, vec![c, d]),
         ("shared_cov", Dtype::F64, vec![d, d]),
         ("shared_pinv", Dtype::F64, vec![d, d]),
@@ -28,6 +30,7 @@ fn feature_tensors(n: usize, c: usize, d: usize) -> [(&'static str, Dtype, Vec<u
         ("react_percentiles", Dtype::F64, vec![REACT_LEVELS]),
         ("vra_quantiles", Dtype::F64, vec![VRA_LEVELS, d]),
         ("she_patterns", Dtype::F64, vec![c, d]),
+        ("pnml_gram_pinv", Dtype::F64, vec![d, d]),
         ("head_weight", Dtype::F64, vec![c, d]),
         ("head_bias", Dtype::F64, vec![c]),
     ]
@@ -75,6 +78,15 @@ pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width:
         ));
     }
     expect(reader, "klm_templates", Dtype::F64, &[c, c])?;
+    if reader.has("openmax_means") || reader.has("openmax_tails") {
+        expect(reader, "openmax_means", Dtype::F64, &[c, c])?;
+        expect(
+            reader,
+            "openmax_tails",
+            Dtype::F64,
+            &[EUCLID_WEIGHTS.len(), c, TAIL_MAX],
+        )?;
+    }
     if reader.has("temperature") {
         expect(reader, "temperature", Dtype::F64, &[1])?;
     }

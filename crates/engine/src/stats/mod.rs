@@ -1,6 +1,7 @@
 //! A fit loaded back for the detectors: the statistics of ID training images on the model's device
 //! (class means and the quadratic forms of Mahalanobis, ViM's space, ReAct's percentiles, VRA's
-//! per-feature quantiles, SHE's patterns, the fitted temperature, KL templates, the KNN bank), what the file says about itself (`info`), the file format
+//! per-feature quantiles, SHE's patterns, the fitted temperature, KL templates, the KNN bank and
+//! its images' energies, pNML's projector), what the file says about itself (`info`), the file format
 //! (`fit_file`), and its header checked against its tensors (`check`). `crate::fit` produces them;
 //! the detectors read them from here.
 
@@ -10,6 +11,7 @@ pub mod fit_file;
 pub mod info;
 pub mod percentile;
 pub mod quadratic;
+pub mod weibull;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -85,14 +87,27 @@ pub struct Fit {
     /// `[C, D]`: each class's mean feature over its correctly classified fit images (SHE; rows of
     /// classes without one are 0).
     pub she_patterns: Option<Tensor>,
+    /// `[C, C]`: each class's mean logit vector over its correctly classified fit images (OpenMax;
+    /// NaN rows where none), and `[W, C, TAIL_MAX]`: the largest distances to it at each of
+    /// [`weibull::EUCLID_WEIGHTS`], largest first (NaN beyond a class's images).
+    pub openmax_means: Option<Tensor>,
+    pub openmax_tails: Option<Tensor>,
+    /// `[D, D]`: `pinv(XᵀX)` of the normalised fit features X (a row per image), pNML's projector.
+    pub pnml_gram_pinv: Option<Tensor>,
     /// Temperature scaling's T, fitted on the labelled fit images' logits.
     pub temperature: Option<f64>,
     /// `[K', C]`: the KL-matching templates of the classes some fit image was predicted as.
     pub klm_templates: Tensor,
     pub bank: Option<Bank>,
+    /// `[N]`: each bank image's energy `logsumexp(W·z + b)` (NNGuide scales the bank by it), when
+    /// the fit was made with a head.
+    pub nnguide_energies: Option<Tensor>,
     /// DICE's masked weights `W ⊙ M` by percentile, made once per percentile (finding the
     /// percentile of `W ⊙ z̄` sorts C·D values: two million for an ImageNet ResNet-50).
     pub dice_weights: std::sync::Mutex<std::collections::HashMap<u64, Tensor>>,
+    /// OpenMax's Weibull models `[shift, shape, scale, has a model]` (`[C]` each) by (Euclidean
+    /// weight index, tailsize), fitted once each (C fits per setting).
+    pub openmax_weibulls: std::sync::Mutex<std::collections::HashMap<(usize, usize), [Tensor; 4]>>,
     /// The head `(W [C, D], b [C])` in float64 (CPU), kept by fits made from arrays (a model's
     /// head is read from the model).
     pub head: Option<(Tensor, Tensor)>,
@@ -290,10 +305,15 @@ impl Fit {
             react_percentiles,
             vra_quantiles: get("vra_quantiles")?,
             she_patterns: get("she_patterns")?,
+            pnml_gram_pinv: get("pnml_gram_pinv")?,
+            openmax_means: get("openmax_means")?,
+            openmax_tails: get("openmax_tails")?,
             temperature,
             klm_templates,
             bank,
+            nnguide_energies: get("nnguide_energies")?,
             dice_weights: Default::default(),
+            openmax_weibulls: Default::default(),
             head: None,
             stored: reader.names(),
             info,

@@ -1,5 +1,5 @@
-//! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, KNN, ViM and its
-//! residual, fDBD, NCI, SHE, ReAct, VRA, ASH, SCALE, LTS, DICE and GradNorm.
+//! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, KNN, NNGuide, ViM and
+//! its residual, fDBD, NCI, SHE, pNML, ReAct, VRA, ASH, SCALE, LTS, DICE and GradNorm.
 
 pub mod ash;
 pub mod dice;
@@ -9,6 +9,8 @@ pub mod knn;
 pub mod lts;
 pub mod mahalanobis;
 pub mod nci;
+pub mod nnguide;
+pub mod pnml;
 pub mod react;
 pub mod residual;
 pub mod rmds;

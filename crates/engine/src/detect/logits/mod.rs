@@ -1,5 +1,5 @@
-//! Methods on the logits: the MSP baseline, ODIN, energy, MaxLogit, entropy, GEN, KL matching and
-//! temperature scaling.
+//! Methods on the logits: the MSP baseline, ODIN, energy, MaxLogit, entropy, GEN, KL matching,
+//! temperature scaling and OpenMax.
 
 pub mod energy;
 pub mod entropy;
@@ -8,4 +8,5 @@ pub mod klm;
 pub mod maxlogit;
 pub mod msp;
 pub mod odin;
+pub mod openmax;
 pub mod tempscale;
