@@ -151,7 +151,9 @@ fn a_fit_opened_beside_a_results_file_serves_knn_tune_and_compare_equal_to_the_m
     h.state_mut().push(Command::SetMethod(knn));
     h.state_mut().push(Command::Tune);
     h.step();
-    step_until(&mut h, "the tuning result", |app| app.tune_result.is_some() && !app.is_tuning());
+    step_until(&mut h, "the tuning result", |app| {
+        app.tune_result.is_some() && !app.is_tuning()
+    });
     let app = h.state();
     let sets = &app.opened.as_ref().unwrap().sets;
     let window_grid = oodscope_engine::report::tuning::grid_csv(app.tune_result.as_ref().unwrap(), sets);
