@@ -271,6 +271,12 @@ impl OodscopeApp {
             ));
         }
         self.tasks.cancel_where(|k| kind::score(k) || kind::rescore(k));
+        if self.model.is_none() && self.fit.is_some() {
+            // A fit opened beside another results file: made for other outputs.
+            self.tasks.cancel_where(kind::fit);
+            self.fit = None;
+            self.worker.send(crate::worker::Job::DropFit);
+        }
         self.sets = opened
             .meta
             .sets
