@@ -266,7 +266,10 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         fit_state_ui(app, out, ui);
         if !matches!(app.fit, Some(FitState::Ready { .. })) {
             ui.label(
-                RichText::new("none: KNN, Mahalanobis, ViM and the other methods with a fit need one (from oodscope fit, or oodscope.Fit from arrays; with the head, ASH, SCALE and GradNorm run too)")
+                RichText::new(format!(
+                    "{} (from oodscope fit, or oodscope.Fit from arrays; one that keeps the head also serves ASH, SCALE and GradNorm)",
+                    no_fit_yet()
+                ))
                     .small()
                     .weak(),
             );
@@ -292,11 +295,7 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             );
         }
         None => {
-            ui.label(
-                RichText::new("none: KNN, Mahalanobis, ViM, ReAct, DICE, KL matching and RMDS need one")
-                    .small()
-                    .weak(),
-            );
+            ui.label(RichText::new(no_fit_yet()).small().weak());
         }
     }
     fit_state_ui(app, out, ui);
@@ -313,6 +312,19 @@ fn fit_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             out.push(Command::SetTrain(None));
         }
     });
+}
+
+/// What a missing fit costs, from the registry: "none: 18 methods need one (KNN, Mahalanobis, …)".
+fn no_fit_yet() -> String {
+    let needing: Vec<Method> = Method::all().filter(|m| m.detector().needs().fit).collect();
+    // The best known first.
+    let named: Vec<&str> = ["knn", "mahalanobis", "vim"]
+        .into_iter()
+        .filter_map(Method::find)
+        .filter(|m| needing.contains(m))
+        .map(|m| m.detector().title())
+        .collect();
+    format!("none: {} methods need one ({}, …)", needing.len(), named.join(", "))
 }
 
 /// The fit's progress with Cancel, then what it holds or why it failed.
