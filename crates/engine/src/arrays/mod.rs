@@ -6,7 +6,9 @@ mod fit;
 mod score;
 
 pub use fit::{FitRequest, fit_arrays};
-pub use score::{ArrayNeed, ArrayScoring, array_dims, array_need, check_fit_matches, score_arrays, score_settings};
+pub use score::{
+    ArrayNeed, ArrayScoring, array_dims, array_need, check_fit_matches, need_of, score_arrays, score_settings,
+};
 
 use tch::{Kind, Tensor};
 

@@ -94,16 +94,27 @@ pub enum ArrayNeed {
 
 /// The first need of `method` that `scoring` does not meet.
 pub fn array_need(scoring: &ArrayScoring, method: Method) -> Option<ArrayNeed> {
+    need_of(
+        method,
+        scoring.outputs.feature_width,
+        scoring.head.is_some(),
+        scoring.fit.is_some(),
+    )
+}
+
+/// The first need of `method` that outputs with `feature_width` features (0: none), with or
+/// without a head and a fit, do not meet.
+pub fn need_of(method: Method, feature_width: usize, head: bool, fit: bool) -> Option<ArrayNeed> {
     let needs = method.detector().needs();
     if needs.ensemble {
         Some(ArrayNeed::Ensemble)
     } else if needs.confidence {
         Some(ArrayNeed::Confidence)
-    } else if needs.features && scoring.outputs.feature_width == 0 {
+    } else if needs.features && feature_width == 0 {
         Some(ArrayNeed::Features)
-    } else if needs.head && scoring.head.is_none() {
+    } else if needs.head && !head {
         Some(ArrayNeed::Head)
-    } else if needs.fit && scoring.fit.is_none() {
+    } else if needs.fit && !fit {
         Some(ArrayNeed::Fit)
     } else {
         None

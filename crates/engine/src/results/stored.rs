@@ -3,7 +3,7 @@
 //! keeps) serves the methods that need them; only gradients, ensembles and confidence branches
 //! need the model itself.
 
-use crate::arrays::{ArrayNeed, ArrayScoring, array_need, numbered_classes, score_settings};
+use crate::arrays::{ArrayNeed, ArrayScoring, array_need, need_of, numbered_classes, score_settings};
 use crate::detect::cache::CachedOutputs;
 use crate::model::Head;
 use crate::score::ScoreSettings;
@@ -33,20 +33,7 @@ pub fn stored_missing(settings: &ScoreSettings, cache: &CachedOutputs, beside: B
     if !cache.member_widths.is_empty() {
         return Some(format!("{title} needs the model — open it to re-score"));
     }
-    let needs = settings.method.detector().needs();
-    let need = if needs.ensemble {
-        Some(ArrayNeed::Ensemble)
-    } else if needs.confidence {
-        Some(ArrayNeed::Confidence)
-    } else if needs.features && cache.feature_width == 0 {
-        Some(ArrayNeed::Features)
-    } else if needs.head && !beside.head {
-        Some(ArrayNeed::Head)
-    } else if needs.fit && !beside.fit {
-        Some(ArrayNeed::Fit)
-    } else {
-        None
-    };
+    let need = need_of(settings.method, cache.feature_width, beside.head, beside.fit);
     need.map(|need| match need {
         ArrayNeed::Ensemble | ArrayNeed::Confidence => format!("{title} needs the model — open it to re-score"),
         ArrayNeed::Features => {

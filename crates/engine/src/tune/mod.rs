@@ -174,9 +174,7 @@ pub fn tune(
     })?;
     split::drop_validation_scores(&mut test_run, sets, &splits);
     let test_evaluation = evaluate(&test_run, &test_sets);
-    let validation_scored = (0..sets.len())
-        .map(|s| data.set_of.iter().filter(|&&d| d == s).count())
-        .collect();
+    let validation_scored = data.per_set(sets.len());
     Ok(TuneResult {
         grid,
         objective: options.objective,

@@ -70,6 +70,13 @@ impl ValidationData {
         self.set_of.is_empty()
     }
 
+    /// Images per set, for `sets` sets.
+    pub fn per_set(&self, sets: usize) -> Vec<usize> {
+        (0..sets)
+            .map(|s| self.set_of.iter().filter(|&&d| d == s).count())
+            .collect()
+    }
+
     /// The pixels of images `start..end`.
     pub fn images(&self, start: usize, end: usize) -> &[f32] {
         &self.pixels[start * self.image_len..end * self.image_len]

@@ -80,9 +80,7 @@ pub fn tune_stored(
         score(&rows_of(cache, &test), &chosen).map_err(Error::Invalid)?,
     );
     let test_evaluation = evaluate(&test_run, &test_sets);
-    let validation_scored = (0..sets.len())
-        .map(|s| data.set_of.iter().filter(|&&d| d == s).count())
-        .collect();
+    let validation_scored = data.per_set(sets.len());
     Ok(TuneResult {
         grid,
         objective: options.objective,

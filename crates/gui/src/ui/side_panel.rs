@@ -441,7 +441,7 @@ fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         }
         let settings = settings.as_ref()?;
         // Whether another value re-scores, not whether this one is stored.
-        oodscope_engine::results::stored::stored_missing(settings, &opened.cache, app.beside())
+        opened.missing_beyond_columns(settings, app.beside())
     };
     let mut reasons: Vec<String> = Vec::new();
     for spec in &specs {
