@@ -74,7 +74,7 @@ pub fn fit_arrays(request: &FitRequest, out: &Path, cancel: &AtomicBool) -> Resu
         }
         let len = CHUNK.min(outputs.rows - start);
         let batch = outputs
-            .outputs(start, len, Device::Cpu)
+            .outputs(start, len, Device::Cpu, true)
             .map_err(|e| Error::Invalid(format!("fit: {e}")))?;
         let chunk_labels = labels.as_ref().map(|l| &l[start..start + len]);
         pass.add(&batch, chunk_labels)

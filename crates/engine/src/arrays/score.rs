@@ -63,7 +63,7 @@ pub fn score_arrays(scoring: &ArrayScoring, method: &str, params: &[(String, f64
             settings.describe()
         ));
     }
-    score_settings(scoring, &settings)
+    score_checked(scoring, &settings)
 }
 
 /// The dimensions of the outputs (and of the fit's bank) that parameters are checked against.
@@ -134,6 +134,12 @@ pub fn score_settings(scoring: &ArrayScoring, settings: &ScoreSettings) -> Resul
             settings.describe()
         ));
     }
+    score_checked(scoring, settings)
+}
+
+/// [`score_settings`] once the outputs, the fit and the input step have been checked.
+fn score_checked(scoring: &ArrayScoring, settings: &ScoreSettings) -> Result<Vec<f32>, String> {
+    let outputs = scoring.outputs;
     let card = stand_in_card("arrays", scoring.classes, outputs.feature_width)?;
     let ctx = Context {
         card: &card,

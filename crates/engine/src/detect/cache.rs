@@ -24,8 +24,9 @@ pub struct CachedOutputs {
 const CHUNK: usize = 8192;
 
 impl CachedOutputs {
-    /// Rows `start..start + len` as [`Outputs`] on `device`.
-    pub fn outputs(&self, start: usize, len: usize, device: Device) -> DetectResult<Outputs> {
+    /// Rows `start..start + len` as [`Outputs`] on `device`, with their features when `features`
+    /// is set and the outputs hold some (a method that reads no features need not copy them).
+    pub fn outputs(&self, start: usize, len: usize, device: Device, features: bool) -> DetectResult<Outputs> {
         let block = |values: &[f32], width: usize| -> DetectResult<Tensor> {
             let slice = values
                 .get(start * width..(start + len) * width)
@@ -41,7 +42,7 @@ impl CachedOutputs {
             members.push(logits.f_narrow(1, column, width as i64)?);
             column += width as i64;
         }
-        let features = if self.feature_width > 0 {
+        let features = if features && self.feature_width > 0 {
             Some(block(&self.features, self.feature_width)?)
         } else {
             None
@@ -75,7 +76,7 @@ pub fn rescore(ctx: &Context, cached: &CachedOutputs, settings: &ScoreSettings) 
     let mut scores = Vec::with_capacity(cached.rows);
     for start in (0..cached.rows).step_by(CHUNK) {
         let len = CHUNK.min(cached.rows - start);
-        let outputs = cached.outputs(start, len, ctx.device)?;
+        let outputs = cached.outputs(start, len, ctx.device, detector.needs().features)?;
         let block = tch::no_grad(|| detector.score(&outputs, ctx, &settings.params))?;
         scores.extend(to_vec_f32(&block.f_to_kind(Kind::Float)?)?);
     }

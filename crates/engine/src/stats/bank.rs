@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
+use super::best::RunningBest;
 use super::fit_file::Reader;
 use super::{StatsError, StatsResult};
 
@@ -35,6 +36,8 @@ pub struct Bank {
     pub len: usize,
     pub width: usize,
     device: Device,
+    /// At most this many rows per block (below the memory bounds only in tests).
+    max_block_rows: usize,
 }
 
 impl Bank {
@@ -57,6 +60,7 @@ impl Bank {
             len,
             width,
             device,
+            max_block_rows: usize::MAX,
         }))
     }
 
@@ -81,23 +85,8 @@ impl Bank {
         }
         let q = normalise(&features.f_to_kind(Kind::Double)?)?;
         let q32 = q.f_to_kind(Kind::Float)?;
-        let n = q.size()[0];
-        let keep = (k + MARGIN).min(self.len) as i64;
-        let mut best = Tensor::f_empty([n, 0], (Kind::Float, self.device))?;
-        let mut best_index = Tensor::f_empty([n, 0], (Kind::Int64, self.device))?;
-        let mut merge = |block: &Tensor, first_row: i64| -> StatsResult<()> {
-            // Each block's own best first, then those merged with the best so far: the top-k
-            // runs over `k + margin` columns per block, not over the block.
-            let similarity = q32.f_mm(&block.f_transpose(0, 1)?)?;
-            let (values, at) = similarity.f_topk(keep.min(similarity.size()[1]), 1, true, false)?;
-            let all = Tensor::f_cat(&[&best, &values], 1)?;
-            let all_index = Tensor::f_cat(&[&best_index, &at.f_add_scalar(first_row)?], 1)?;
-            let (values, at) = all.f_topk(keep.min(all.size()[1]), 1, true, true)?;
-            best_index = all_index.f_gather(1, &at, false)?;
-            best = values;
-            Ok(())
-        };
-        self.for_each_block(n, &mut merge)?;
+        let keep = (k + MARGIN).min(self.len);
+        let (_, best_index) = self.best(&q32, keep, None)?;
         // The candidates whose float32 rank is within MARGIN of k, measured exactly.
         let lo = k.saturating_sub(MARGIN + 1);
         let hi = (k + MARGIN).min(self.len);
@@ -135,22 +124,69 @@ impl Bank {
             )));
         }
         let q32 = normalise(&features.f_to_kind(Kind::Double)?)?.f_to_kind(Kind::Float)?;
-        let n = q32.size()[0];
-        let k = k as i64;
-        let mut best = Tensor::f_empty([n, 0], (Kind::Double, self.device))?;
-        let mut merge = |block: &Tensor, first_row: i64| -> StatsResult<()> {
-            let rows = block.size()[0];
-            let weights = scale.f_narrow(0, first_row, rows)?.f_unsqueeze(0)?;
-            let products = q32
-                .f_mm(&block.f_transpose(0, 1)?)?
-                .f_to_kind(Kind::Double)?
-                .f_mul(&weights)?;
-            let all = Tensor::f_cat(&[&best, &products], 1)?;
-            best = all.f_topk(k.min(all.size()[1]), 1, true, false)?.0;
-            Ok(())
-        };
-        self.for_each_block(n, &mut merge)?;
+        let (best, _) = self.best(&q32, k, Some(scale))?;
         Ok(best.f_mean_dim(&[1i64][..], false, Kind::Double)?)
+    }
+
+    /// Each query's `keep` largest similarities `⟨q, b_i⟩` (float32 products, times `scale[i]` in
+    /// float64 where given), largest first, as float64 `[n, keep]`, and the bank rows they come
+    /// from (`[n, keep]`), on the device (float32 values on a GPU without `scale`). On the CPU the blocks' products are written into one
+    /// reused buffer and scanned by [`RunningBest`]; elsewhere libtorch's `topk` merges them.
+    fn best(&self, q32: &Tensor, keep: usize, scale: Option<&Tensor>) -> StatsResult<(Tensor, Tensor)> {
+        if self.device != Device::Cpu {
+            return self.best_on_device(q32, keep, scale);
+        }
+        let n = q32.size()[0];
+        let block_rows = self.block_rows(n).min(self.len);
+        let buffer = Tensor::f_empty([n * block_rows as i64], (Kind::Float, Device::Cpu))?;
+        let scale = scale
+            .map(|s| Vec::<f64>::try_from(&s.f_to_kind(Kind::Double)?))
+            .transpose()?;
+        let mut best = RunningBest::new(n as usize, keep);
+        self.for_each_block(n, &mut |block, first_row| {
+            let rows = block.size()[0];
+            let similarity = buffer.f_narrow(0, 0, n * rows)?.f_view([n, rows])?;
+            let _ = q32.f_mm_out(&similarity, &block.f_transpose(0, 1)?)?;
+            let weights = scale
+                .as_ref()
+                .map(|s| &s[first_row as usize..(first_row + rows) as usize]);
+            best.offer(cpu_values(&similarity)?, rows as usize, first_row, weights);
+            Ok(())
+        })?;
+        let (values, index) = best.finish().ok_or_else(|| {
+            StatsError("the KNN search found NaN similarities: the features or the bank hold NaN".into())
+        })?;
+        Ok((
+            Tensor::from_slice(&values).f_view([n, keep as i64])?,
+            Tensor::from_slice(&index).f_view([n, keep as i64])?,
+        ))
+    }
+
+    /// [`Bank::best`] with libtorch's `topk` (a GPU's): each block's own best first, then those
+    /// merged with the best so far, so the top-k runs over `keep` columns per block.
+    fn best_on_device(&self, q32: &Tensor, keep: usize, scale: Option<&Tensor>) -> StatsResult<(Tensor, Tensor)> {
+        let n = q32.size()[0];
+        let keep = keep as i64;
+        // Scaled values are float64; plain similarities stay float32 (a GPU's fast kind).
+        let kind = if scale.is_some() { Kind::Double } else { Kind::Float };
+        let mut best = Tensor::f_empty([n, 0], (kind, self.device))?;
+        let mut best_index = Tensor::f_empty([n, 0], (Kind::Int64, self.device))?;
+        self.for_each_block(n, &mut |block, first_row| {
+            let rows = block.size()[0];
+            let mut similarity = q32.f_mm(&block.f_transpose(0, 1)?)?;
+            if let Some(scale) = scale {
+                let weights = scale.f_narrow(0, first_row, rows)?.f_unsqueeze(0)?;
+                similarity = similarity.f_to_kind(Kind::Double)?.f_mul(&weights)?;
+            }
+            let (values, at) = similarity.f_topk(keep.min(rows), 1, true, false)?;
+            let all = Tensor::f_cat(&[&best, &values], 1)?;
+            let all_index = Tensor::f_cat(&[&best_index, &at.f_add_scalar(first_row)?], 1)?;
+            let (values, at) = all.f_topk(keep.min(all.size()[1]), 1, true, true)?;
+            best_index = all_index.f_gather(1, &at, false)?;
+            best = values;
+            Ok(())
+        })?;
+        Ok((best, best_index))
     }
 
     /// Rows per block: the block within about 64 MB and its similarity matrix with `queries` rows
@@ -158,7 +194,7 @@ impl Bank {
     fn block_rows(&self, queries: i64) -> usize {
         let by_rows = BLOCK_BYTES / 4 / self.width.max(1);
         let by_similarity = SIMILARITY_BYTES / 4 / (queries.max(1) as usize);
-        by_rows.min(by_similarity).max(1024)
+        by_rows.min(by_similarity).max(1024).min(self.max_block_rows)
     }
 
     /// Calls `merge(block, first row)` for every block of rows.
@@ -224,4 +260,54 @@ impl Bank {
 pub fn normalise(z: &Tensor) -> StatsResult<Tensor> {
     let norm = z.f_norm_scalaropt_dim(2.0, [1i64], true)?.f_clamp_min(1e-12)?;
     Ok(z.f_div(&norm)?)
+}
+
+/// A contiguous float32 CPU tensor's values, borrowed.
+fn cpu_values(t: &Tensor) -> StatsResult<&[f32]> {
+    if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
+        return Err(StatsError(
+            "the similarity buffer is not a contiguous float32 CPU tensor".into(),
+        ));
+    }
+    let len = t.numel();
+    // SAFETY: `t` is a contiguous float32 tensor on the CPU, so its storage holds `len` f32 values
+    // from `data_ptr`; the slice borrows `t`, which is not written while the slice lives.
+    Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, len) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU scan ([`RunningBest`]) and the libtorch `topk` merge (a GPU's path, run here on the
+    /// CPU) keep the same neighbours, in the same order, with and without NNGuide's scale.
+    #[test]
+    fn the_cpu_scan_keeps_what_the_device_merge_keeps() {
+        tch::manual_seed(3);
+        let (len, width, queries, keep) = (3000, 16, 40, 23);
+        let rows = normalise(&Tensor::randn([len, width], (Kind::Float, Device::Cpu))).unwrap();
+        let bank = Bank {
+            rows: Rows::Loaded(rows),
+            len: len as usize,
+            width: width as usize,
+            device: Device::Cpu,
+            max_block_rows: 1024,
+        };
+        let q = normalise(&Tensor::randn([queries, width], (Kind::Float, Device::Cpu))).unwrap();
+        let scale = Tensor::randn([len], (Kind::Double, Device::Cpu))
+            .f_mul_scalar(3.0)
+            .unwrap();
+        for scale in [None, Some(&scale)] {
+            let (values, index) = bank.best(&q, keep, scale).unwrap();
+            let (device_values, device_index) = bank.best_on_device(&q, keep, scale).unwrap();
+            assert_eq!(index, device_index);
+            let gap = values
+                .f_sub(&device_values.f_to_kind(Kind::Double).unwrap())
+                .unwrap()
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert_eq!(gap, 0.0);
+        }
+    }
 }

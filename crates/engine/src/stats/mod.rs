@@ -6,6 +6,7 @@
 //! the detectors read them from here.
 
 pub mod bank;
+pub mod best;
 pub mod check;
 pub mod fit_file;
 pub mod info;

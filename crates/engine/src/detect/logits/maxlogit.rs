@@ -21,6 +21,7 @@ impl Detector for MaxLogit {
         Needs::default()
     }
     fn score(&self, outputs: &Outputs, _ctx: &Context, _params: &Params) -> DetectResult<Tensor> {
-        Ok(outputs.logits.f_to_kind(Kind::Double)?.f_amax([1], false)?)
+        // The largest value is exact in float32; only the result is widened.
+        Ok(outputs.logits.f_amax([1], false)?.f_to_kind(Kind::Double)?)
     }
 }
