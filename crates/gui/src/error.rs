@@ -23,6 +23,10 @@ pub enum Error {
     /// A report that could not be serialised.
     #[error("cannot write the report: {0}")]
     Report(#[from] serde_json::Error),
+    /// A report asked for while a results file's own score column is shown (a report describes a
+    /// method's run).
+    #[error("{0} is the results file's own column, not a method: show a method to export its report")]
+    NotAMethod(String),
     /// A file or folder that could not be written.
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },

@@ -30,5 +30,6 @@ mod torch_loading;
 mod train_export;
 mod tune_cli;
 mod window_deploy;
+mod window_external;
 mod window_results;
 mod window_results_fit;

@@ -45,6 +45,8 @@ pub enum Command {
     RemoveSet(usize),
     ToggleSet(usize),
     SetMethod(Method),
+    /// Show the open results file's own score column of this name in place of the method's scores.
+    ShowExternal(String),
     /// One parameter of the current method (a slider moved).
     SetParam(String, f64),
     SetThreshold(f32),

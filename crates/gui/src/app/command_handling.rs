@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::shown::ShownResult;
 use super::tasks::TaskKind;
 use super::{Command, OodscopeApp, SetEntry, export};
 
@@ -51,11 +52,15 @@ impl OodscopeApp {
                 self.refresh();
             }
             Command::SetMethod(m) => {
+                if self.result.as_mut().is_some_and(ShownResult::hide_external) {
+                    self.rederive();
+                }
                 self.settings.method = m;
                 self.adopt_stored_params(m);
                 self.threshold = None;
                 self.refresh();
             }
+            Command::ShowExternal(name) => self.show_external(&name),
             Command::SetParam(name, value) => {
                 self.settings.set_param(&name, value);
                 self.refresh();

@@ -95,8 +95,15 @@ impl OodscopeApp {
         let result = self
             .result
             .as_ref()
-            .filter(|r| r.shown == settings && r.estimate.is_none())
-            .ok_or_else(|| format!("wait until the scores of {} are shown", settings.describe()))?;
+            .filter(|r| r.method_shown() == Some(&settings) && r.estimate.is_none())
+            .ok_or_else(|| match self.result.as_ref().and_then(|r| r.external.as_ref()) {
+                Some(e) => format!(
+                    "{} (external) is the results file's own column: show {} to calibrate δ on its scores",
+                    e.name,
+                    settings.describe()
+                ),
+                None => format!("wait until the scores of {} are shown", settings.describe()),
+            })?;
         let scores = id_scores_in_file_order(result);
         if scores.is_empty() {
             return Err("enable an ID set: its scores calibrate δ".into());

@@ -253,11 +253,15 @@ impl OodscopeApp {
         let missing = missing_images(&results.sets);
         let mut opened = ResultsFile::new(results);
         opened.missing_images = missing;
-        let Some(first) = opened.run.methods.first().cloned() else {
-            self.messages
-                .push(format!("{}: no score column", opened.path.display()));
+        let first = opened.run.methods.first().cloned();
+        let outputs = opened.cache.logit_width > 0 || opened.cache.feature_width > 0;
+        if first.is_none() && opened.run.external.is_empty() && !outputs {
+            self.messages.push(format!(
+                "{}: no score column and no logits: nothing to show",
+                opened.path.display()
+            ));
             return;
-        };
+        }
         // Said once, calmly: scores, metrics and curves need no image.
         if opened.has_no_images() {
             self.messages.note(format!(
@@ -289,13 +293,28 @@ impl OodscopeApp {
                 set: Some(set.clone()),
             })
             .collect();
-        self.settings.method = first.method;
-        self.settings
-            .params
-            .insert(first.method.name().to_string(), first.params.clone());
         self.threshold = None;
-        self.opened = Some(opened);
-        self.install_opened(0);
+        match first {
+            Some(first) => {
+                self.settings.method = first.method;
+                self.settings
+                    .params
+                    .insert(first.method.name().to_string(), first.params.clone());
+                self.opened = Some(opened);
+                self.install_opened(0);
+            }
+            None => {
+                // A method the saved outputs serve: the one on the sliders, else MSP from the logits.
+                let msp = oodscope_engine::score::Method::find("msp");
+                if opened.method_missing(self.settings.method, self.beside()).is_some()
+                    && let Some(msp) = msp.filter(|&m| opened.method_missing(m, self.beside()).is_none())
+                {
+                    self.settings.method = msp;
+                }
+                self.opened = Some(opened);
+                self.install_placeholder();
+            }
+        }
     }
 
     /// Fills in the cards of drop `id` from the worker's run over its images.

@@ -36,8 +36,8 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<(), Er
     // The run as displayed: scores re-derived for the shown settings where that happened.
     let run: ScoreRun = result.displayed_run();
     let title = match app.threshold {
-        Some(t) => format!("{model_name}: {} · δ = {t} (score ≥ δ → ID)", result.shown.describe()),
-        None => format!("{model_name}: {}", result.shown.describe()),
+        Some(t) => format!("{model_name}: {} · δ = {t} (score ≥ δ → ID)", result.title()),
+        None => format!("{model_name}: {}", result.title()),
     };
     let bytes = match kind {
         ExportKind::HistogramPng => {
@@ -51,7 +51,10 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<(), Er
                 .collect();
             histogram_png(&HistogramPlot {
                 title,
-                x_label: format!("{} score (higher = more in-distribution)", result.shown.method.title()),
+                x_label: match &result.external {
+                    Some(e) => format!("{} (external; higher = more in-distribution)", e.name),
+                    None => format!("{} score (higher = more in-distribution)", result.shown.method.title()),
+                },
                 series,
                 threshold: app.threshold,
                 threshold_note: "as set in the window; score ≥ δ → ID".into(),
@@ -84,6 +87,9 @@ pub fn export(app: &OodscopeApp, kind: ExportKind, path: &Path) -> Result<(), Er
             app.threshold,
         )?,
         ExportKind::ReportJson => {
+            if let Some(e) = &result.external {
+                return Err(Error::NotAMethod(e.name.clone()));
+            }
             let evaluation = evaluate(&run, &result.sets);
             let ctx = RunContext {
                 model_path,

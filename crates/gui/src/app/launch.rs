@@ -252,8 +252,9 @@ impl OodscopeApp {
             has_fit: self.has_fit(),
             fitting: self.is_fitting(),
             same_sets: result_same_sets,
-            on_display: result_same_sets && result.is_some_and(|r| Some(&r.shown) == wanted && r.estimate.is_none()),
-            computed_is_wanted: result.is_some_and(|r| Some(&r.computed) == wanted),
+            on_display: result_same_sets
+                && result.is_some_and(|r| wanted.is_some_and(|w| r.holds(w)) && r.estimate.is_none()),
+            computed_is_wanted: result.is_some_and(|r| !r.placeholder && Some(&r.computed) == wanted),
             can_show: result.zip(wanted).is_some_and(|(r, w)| r.can_show(w)),
             opened_column: self
                 .opened
@@ -295,7 +296,7 @@ impl OodscopeApp {
         });
         let decision = decide_without_model(&StoredSnapshot {
             wanted: Some(&wanted),
-            on_display: self.result.as_ref().is_some_and(|r| r.shown == wanted),
+            on_display: self.result.as_ref().is_some_and(|r| r.holds(&wanted)),
             stored_column: opened.column_of(&wanted),
             failed_before: self.stored_failure.as_ref() == Some(&wanted),
             missing: opened.missing(&wanted, self.beside()),
@@ -314,7 +315,10 @@ impl OodscopeApp {
             }
             StoredDecision::Explain(why) => {
                 self.tasks.cancel_where(kind::rescore);
-                self.note(why);
+                // Beside the file's own column on display, the picker says why; no need to nag.
+                if self.result.as_ref().is_none_or(|r| r.external.is_none()) {
+                    self.note(why);
+                }
             }
         }
     }

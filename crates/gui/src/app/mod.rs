@@ -312,7 +312,7 @@ impl OodscopeApp {
     pub fn result_is_stale(&self) -> bool {
         match (&self.result, self.current_settings()) {
             (Some(r), Some(s)) if r.estimate.as_ref() == Some(&s) => false,
-            (Some(r), Some(s)) => r.shown != s,
+            (Some(r), Some(s)) => !r.holds(&s),
             _ => false,
         }
     }
@@ -393,6 +393,71 @@ impl OodscopeApp {
         if let Some(result) = &mut self.result {
             result.cache = cache;
         }
+    }
+
+    /// Shows the open results file's own score column `name` in place of the method's scores, when
+    /// the result on display is the file's images in its order.
+    fn show_external(&mut self, name: &str) {
+        let Some(opened) = &self.opened else { return };
+        let Some(e) = opened.run.external.iter().position(|n| n == name) else {
+            return;
+        };
+        let Some(scores) = opened.run.columns.get(opened.run.methods.len() + e).cloned() else {
+            return;
+        };
+        let same_images = |r: &ShownResult| {
+            r.run.images.len() == opened.run.images.len()
+                && r.run
+                    .images
+                    .iter()
+                    .zip(&opened.run.images)
+                    .all(|(a, b)| a.set == b.set && a.index == b.index)
+        };
+        let shown = match &mut self.result {
+            Some(r) if same_images(r) => r.show_external(name.to_string(), scores),
+            _ => false,
+        };
+        if shown {
+            self.threshold = None;
+            self.rederive();
+        } else {
+            self.messages.push(format!(
+                "{name} (external) scores the results file's images: wait for the file's sets to be shown"
+            ));
+        }
+    }
+
+    /// Shows a results file that stores no method's column (one written by hand): its first own
+    /// column where it has one, else its logits' MSP baseline, as a placeholder until the method on
+    /// the sliders is computed from the saved outputs (where they can give it).
+    fn install_placeholder(&mut self) {
+        let Some(opened) = &self.opened else { return };
+        let external = opened.run.external.first().cloned();
+        let scores = match external {
+            Some(_) => opened.run.columns.first().cloned().unwrap_or_default(),
+            None => opened.run.images.iter().map(|i| i.baseline.unwrap_or(0.0)).collect(),
+        };
+        let settings = self
+            .current_settings()
+            .unwrap_or_else(|| ScoreSettings::default_for(self.settings.method, &opened.dims()));
+        let run = oodscope_engine::score::ScoreRun {
+            images: opened.run.images.clone(),
+            external: external.iter().cloned().collect(),
+            columns: vec![scores.clone()],
+            skipped: opened.run.skipped.clone(),
+            ..Default::default()
+        };
+        let (sets, cache) = (opened.sets.clone(), opened.cache.clone());
+        self.install_result(settings, sets, run);
+        if let Some(result) = &mut self.result {
+            result.cache = cache;
+            result.placeholder = true;
+            if let Some(name) = external {
+                result.show_external(name, scores);
+            }
+        }
+        self.rederive();
+        self.refresh();
     }
 
     /// The settings to persist: current sliders, model and sets.

@@ -25,10 +25,9 @@ fn hovered_id() -> egui::Id {
 
 pub fn roc_overlay_ui(app: &OodscopeApp, comparison: &Comparison, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     let rows = &comparison.board.rows;
-    let current = app.result.as_ref().map(|r| &r.shown);
     let shown = rows
         .iter()
-        .find(|r| r.external.is_none() && current == Some(&r.settings))
+        .find(|r| super::compare_view::is_shown(app, r))
         .map(|r| r.column);
     let hovered: Option<usize> = ui.data(|d| d.get_temp(hovered_id())).flatten();
     let focus = hovered.or(shown);

@@ -242,7 +242,6 @@ fn frozen_grid_ui(
                 sort_header_ui(ui, state, title, SortKey::Mean(m), *higher);
             }
             ui.end_row();
-            let current = app.result.as_ref().map(|r| &r.shown);
             for row in rows {
                 let rank = comparison
                     .board
@@ -259,19 +258,23 @@ fn frozen_grid_ui(
                 };
                 let external = row.external.is_some();
                 let hover = if external {
-                    "The results file's own score column: ranked and drawn, not shown as a method".to_string()
+                    "The results file's own score column (click to show its histogram, curves and metrics)".to_string()
                 } else {
                     row.settings.describe()
                 };
                 if ui
-                    .selectable_label(!external && current == Some(&row.settings), title)
+                    .selectable_label(is_shown(app, row), title)
                     .on_hover_text(hover)
                     .clicked()
-                    && !external
                 {
-                    // The method first: parameters apply to the current method.
-                    out.push(Command::SetMethod(row.settings.method));
-                    out.push(Command::SetParams(row.settings.params.clone()));
+                    match &row.external {
+                        Some(name) => out.push(Command::ShowExternal(name.clone())),
+                        None => {
+                            // The method first: parameters apply to the current method.
+                            out.push(Command::SetMethod(row.settings.method));
+                            out.push(Command::SetParams(row.settings.params.clone()));
+                        }
+                    }
                 }
                 for (_, value, _) in METRICS.iter().take(FROZEN_METRICS) {
                     ui.label(percent(row.mean.as_ref().map(value)));
@@ -279,6 +282,18 @@ fn frozen_grid_ui(
                 ui.end_row();
             }
         });
+}
+
+/// Whether `row` is what the window shows: its method at its parameters, or its external column.
+pub(super) fn is_shown(app: &OodscopeApp, row: &MethodRow) -> bool {
+    let Some(result) = &app.result else {
+        return false;
+    };
+    match (&row.external, &result.external) {
+        (Some(name), Some(shown)) => *name == shown.name,
+        (None, None) => result.shown == row.settings,
+        _ => false,
+    }
 }
 
 /// The parameters, the other mean metrics and each OOD set's AUROC.

@@ -99,10 +99,10 @@ fn refresh_defaults(app: &OodscopeApp, form: &mut SaveForm) {
 }
 
 fn form_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui, form: &mut SaveForm) {
-    let method = app
-        .result
-        .as_ref()
-        .map_or_else(|| app.settings.method.name().to_string(), |r| r.shown.describe());
+    let method = app.result.as_ref().map_or_else(
+        || app.settings.method.name().to_string(),
+        crate::app::shown::ShownResult::title,
+    );
     ui.label(format!("Method: {method}"));
     ui.horizontal(|ui| {
         let label = ui.label("Detector name");

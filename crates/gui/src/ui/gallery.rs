@@ -372,7 +372,7 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
         None => RichText::new(""),
     };
     ui.horizontal(|ui| {
-        ui.label(RichText::new(format!("{}: {score:.6}", result.shown.describe())).strong());
+        ui.label(RichText::new(format!("{}: {score:.6}", result.title())).strong());
         ui.label(verdict);
     });
     if let Some(label) = entry.label {
@@ -381,7 +381,9 @@ pub fn detail_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
             model.card.classes.get(label as usize).cloned().unwrap_or_default()
         ));
     }
-    perturbation_ui(app, ui, key, &result.shown);
+    if let Some(shown) = result.method_shown() {
+        perturbation_ui(app, ui, key, shown);
+    }
     ui.separator();
     ui.label(RichText::new("Top-5 classes").strong());
     let probabilities = oodscope_engine::score::classes::class_probabilities(

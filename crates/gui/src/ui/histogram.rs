@@ -17,7 +17,10 @@ pub fn histogram_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui
         (false, false) => "images",
         (false, true) => "log10(1 + images)",
     };
-    let method = app.result.as_ref().map_or("score".to_string(), |r| r.shown.describe());
+    let method = app
+        .result
+        .as_ref()
+        .map_or("score".to_string(), crate::app::shown::ShownResult::title);
     let threshold = app.threshold;
     let value = |count: u32, n: f64| {
         let v = if density {

@@ -10,6 +10,7 @@ pub mod drops;
 pub mod fonts;
 pub mod gallery;
 pub mod histogram;
+pub mod method_picker;
 pub mod metrics_table;
 pub mod plots;
 pub mod side_panel;

@@ -8,7 +8,6 @@ use crate::app::{Command, ExportKind, FitState, OodscopeApp};
 use std::path::PathBuf;
 
 use oodscope_data::Role;
-use oodscope_engine::detect::Group;
 use oodscope_engine::score::Method;
 
 pub fn side_panel_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
@@ -20,7 +19,7 @@ pub fn side_panel_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::U
     ui.separator();
     fit_ui(app, out, ui);
     ui.separator();
-    method_ui(app, out, ui);
+    super::method_picker::method_ui(app, out, ui);
     ui.separator();
     sliders_ui(app, out, ui);
     ui.separator();
@@ -350,83 +349,27 @@ fn fit_state_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     }
 }
 
-/// The method: a list grouped by what each needs, where a method the model cannot run is disabled;
-/// below it, each unavailable method with the reason.
-fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
-    ui.heading("Method");
-    let has_fit = app.has_fit() || app.is_fitting();
-    // Why a method cannot be chosen: the model's reason, or without one the results file's.
-    let missing = |m: Method| -> Option<String> {
-        match (&app.model, &app.opened) {
-            (Some(model), _) => model.missing(m, has_fit).map(|why| why.short().to_string()),
-            (None, Some(opened)) => opened.method_missing(m, app.beside()),
-            (None, None) => None,
-        }
-    };
-    let usable = app.model.is_some() || app.opened.is_some();
-    let current = app.settings.method;
-    egui::ComboBox::from_id_salt("method")
-        .selected_text(current.title())
-        .width(ui.available_width() - 8.0)
-        .height(600.0)
-        .show_ui(ui, |ui| {
-            for group in Group::ALL {
-                let methods: Vec<Method> = Method::all().filter(|m| m.detector().group() == group).collect();
-                if methods.is_empty() {
-                    continue;
-                }
-                ui.label(RichText::new(group.title()).small().weak());
-                for method in methods {
-                    let why = missing(method);
-                    let text = match &why {
-                        Some(why) => format!("{} — {why}", method.title()),
-                        None => method.title().to_string(),
-                    };
-                    let response = ui.add_enabled(
-                        usable && why.is_none(),
-                        egui::Button::selectable(method == current, text),
-                    );
-                    if response.clicked() && method != current {
-                        out.push(Command::SetMethod(method));
-                    }
-                }
-            }
-        })
-        .response
-        .on_hover_text("[ and ] step through the methods this model can run");
-    ui.label(
-        RichText::new(format!(
-            "{} · {}",
-            current.detector().group().title(),
-            if app.is_fitting() && current.detector().needs().fit {
-                "waiting for the fit"
-            } else {
-                current.name()
-            }
-        ))
-        .small()
-        .weak(),
-    );
-    let unavailable: Vec<String> = Method::all()
-        .filter_map(|m| missing(m).map(|why| format!("{}: {why}", m.title())))
-        .collect();
-    if !unavailable.is_empty() {
-        ui.collapsing(format!("Unavailable here ({})", unavailable.len()), |ui| {
-            for line in &unavailable {
-                ui.label(RichText::new(line).small().weak());
-            }
-        });
-    }
-}
-
 /// One slider per parameter of the current method, then δ.
 fn sliders_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     ui.heading("Parameters");
     let method = app.settings.method;
     let settings = app.current_settings();
-    let specs = app.dims().map(|d| method.params(&d)).unwrap_or_default();
-    if specs.is_empty() {
-        ui.label(RichText::new(format!("{} has no parameters", method.title())).weak());
+    let external = app.result.as_ref().and_then(|r| r.external.as_ref());
+    let specs = match external {
+        Some(_) => Vec::new(),
+        None => app.dims().map(|d| method.params(&d)).unwrap_or_default(),
+    };
+    let no_parameters = match external {
+        Some(e) => Some(format!(
+            "{} (external) has no parameters: the file's own scores",
+            e.name
+        )),
+        None => specs
+            .is_empty()
+            .then(|| format!("{} has no parameters", method.title())),
+    };
+    if let Some(text) = no_parameters {
+        ui.label(RichText::new(text).weak());
     }
     // Without the model, a parameter moves only where the results file's saved outputs re-score it.
     let needs_model = |name: &str| -> Option<String> {
