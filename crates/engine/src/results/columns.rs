@@ -80,29 +80,20 @@ impl<'a> Text<'a> {
     }
 }
 
-macro_rules! numbers_as {
-    ($array:expr, $out:ty, $($t:ty),*) => {{
-        let array = $array;
-        $(
-            if let Some(a) = array.as_primitive_opt::<$t>() {
-                return Some(a.iter().map(|v| v.map(|v| v as $out)).collect());
-            }
-        )*
-        if let Some(a) = array.as_primitive_opt::<Float16Type>() {
-            return Some(a.iter().map(|v| v.map(|v| f32::from(v) as $out)).collect());
-        }
-        None
-    }};
-}
-
-/// Every row's number as `f32` (`None` where empty); `None` for a column that is not numeric.
-pub fn f32_values(array: &dyn Array) -> Option<Vec<Option<f32>>> {
-    if let Some(a) = array.as_primitive_opt::<Float32Type>() {
-        return Some(a.iter().collect());
+/// Every row's number of any Arrow number type as `f64` (`None` where empty); `None` for a column
+/// that is not numeric.
+fn numbers(array: &dyn Array) -> Option<Vec<Option<f64>>> {
+    macro_rules! widened {
+        ($($t:ty),*) => {
+            $(
+                if let Some(a) = array.as_primitive_opt::<$t>() {
+                    return Some(a.iter().map(|v| v.map(|v| v as f64)).collect());
+                }
+            )*
+        };
     }
-    numbers_as!(
-        array,
-        f32,
+    widened!(
+        Float32Type,
         Float64Type,
         Int8Type,
         Int16Type,
@@ -112,29 +103,25 @@ pub fn f32_values(array: &dyn Array) -> Option<Vec<Option<f32>>> {
         UInt16Type,
         UInt32Type,
         UInt64Type
-    )
+    );
+    if let Some(a) = array.as_primitive_opt::<Float16Type>() {
+        return Some(a.iter().map(|v| v.map(|v| f64::from(f32::from(v)))).collect());
+    }
+    None
+}
+
+/// Every row's number as `f32` (`None` where empty); `None` for a column that is not numeric.
+pub fn f32_values(array: &dyn Array) -> Option<Vec<Option<f32>>> {
+    if let Some(a) = array.as_primitive_opt::<Float32Type>() {
+        return Some(a.iter().collect());
+    }
+    Some(numbers(array)?.into_iter().map(|v| v.map(|v| v as f32)).collect())
 }
 
 /// Every row's number as `f64` (`None` where empty, or NaN: pandas writes an integer column with
 /// gaps as float64 with NaN).
 fn f64_values(array: &dyn Array) -> Option<Vec<Option<f64>>> {
-    let values: Vec<Option<f64>> = (|| {
-        numbers_as!(
-            array,
-            f64,
-            Float32Type,
-            Float64Type,
-            Int8Type,
-            Int16Type,
-            Int32Type,
-            Int64Type,
-            UInt8Type,
-            UInt16Type,
-            UInt32Type,
-            UInt64Type
-        )
-    })()?;
-    Some(values.into_iter().map(|v| v.filter(|v| !v.is_nan())).collect())
+    Some(numbers(array)?.into_iter().map(|v| v.filter(|v| !v.is_nan())).collect())
 }
 
 /// A score column: one finite-or-not `f32` per row, none empty.
