@@ -226,8 +226,8 @@ impl Accumulator {
                 super::temperature::batch_sums(&logits64.f_narrow(0, 0, within)?, &index.f_narrow(0, 0, within)?)?;
             add_to(&mut self.nll_grid, &grid)?;
         }
-        if let Some(z) = features {
-            let z = z.f_to_kind(Kind::Double)?;
+        if let Some(z32) = features {
+            let z = z32.f_to_kind(Kind::Double)?;
             let correct = pred.f_eq_tensor(&index)?.f_to_kind(Kind::Double)?;
             let d = z.size()[1];
             let sums = Tensor::f_zeros([c, d], (Kind::Double, self.device))?.f_index_add(
@@ -248,8 +248,15 @@ impl Accumulator {
                 outer.add(&y.f_transpose(0, 1)?.f_mm(&y)?)?;
             }
             if let Some((w, b)) = head {
-                let l = z.f_linear(w, Some(b))?;
-                let sum = l.f_amax([1], false)?.f_sum(Kind::Double)?;
+                // Each row's largest logit `W·z + b` in float64: the class ranked first by a float32
+                // product (half a float64 one's cost), then measured in float64 on its row of W.
+                let (w32, b32) = (w.f_to_kind(Kind::Float)?, b.f_to_kind(Kind::Float)?);
+                let top = z32.f_to_kind(Kind::Float)?.f_linear(&w32, Some(&b32))?.f_argmax(1, false)?;
+                let largest = z
+                    .f_mul(&w.f_index_select(0, &top)?)?
+                    .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?
+                    .f_add(&b.f_index_select(0, &top)?)?;
+                let sum = largest.f_sum(Kind::Double)?;
                 if self.max_logit_sum.is_none() {
                     self.max_logit_sum = Some(CompensatedSum::zeros(&[], self.device)?);
                 }
