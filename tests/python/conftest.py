@@ -23,7 +23,7 @@ ARRAY_METHODS = {
     "msp": {}, "energy": {}, "maxlogit": {}, "entropy": {}, "gen": {}, "klm": {}, "mahalanobis": {},
     "rmds": {}, "knn": {"k": 10}, "vim": {}, "residual": {}, "fdbd": {}, "nci": {}, "react": {},
     "ash-p": {}, "ash-b": {}, "ash-s": {}, "scale": {}, "lts": {}, "dice": {}, "gradnorm": {},
-    "she": {}, "vra": {}, "tempscale": {}, "nnguide": {}, "pnml": {}, "openmax": {},
+    "she": {}, "vra": {}, "tempscale": {}, "nnguide": {}, "pnml": {}, "openmax": {}, "gmm": {},
 }
 
 
@@ -56,7 +56,7 @@ def demo_run(tmp_path_factory) -> dict:
     array method over the demo sets (logits and features saved), and the training set's outputs."""
     out = tmp_path_factory.mktemp("demo")
     fit = out / "fit.safetensors"
-    oodscope_cli("fit", "--model", DEMO_MODEL, "--train", DEMO / "fmnist-train", "--out", fit, "--quiet")
+    oodscope_cli("fit", "--model", DEMO_MODEL, "--train", DEMO / "fmnist-train", "--out", fit, "--class-covariances", "--quiet")
     params = [a for m, p in ARRAY_METHODS.items() for k, v in p.items() for a in ("--param", f"{m}.{k}={v}")]
     oodscope_cli(
         "compare", "--model", DEMO_MODEL, "--id", DEMO / "fmnist-test", "--ood", DEMO / "mnist",

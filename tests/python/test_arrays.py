@@ -54,6 +54,33 @@ def test_knn_is_the_distance_to_the_kth_nearest_normalised_fit_feature():
         assert np.allclose(got, -distances[:, k - 1], rtol=1e-5, atol=1e-6), k
 
 
+def test_gmm_is_the_log_likelihood_of_the_class_gaussians_and_needs_them_in_the_fit():
+    fit = oodscope.Fit.from_outputs(TRAIN, class_covariances=True)
+    assert "class_covariances" in fit.tensors and fit.info["class_covariances"] is True
+    z, y = TRAIN.features.astype(np.float64), TRAIN.labels
+    q = TEST.features.astype(np.float64)
+    for reg in (1e-6, 0.1):
+        terms = []
+        for c in range(C):
+            own = z[y == c] - z[y == c].mean(axis=0)
+            s = own.T @ own / len(own) + reg * np.eye(D)
+            diff = q - z[y == c].mean(axis=0)
+            maha = (diff * np.linalg.solve(s, diff.T).T).sum(axis=1)
+            terms.append(np.log(len(own) / len(z)) - 0.5 * (maha + np.linalg.slogdet(s)[1] + D * np.log(2 * np.pi)))
+        expected = np.logaddexp.reduce(np.stack(terms, axis=1), axis=1)
+        got = oodscope.score("gmm", TEST, fit, reg=reg)
+        assert np.allclose(got, expected, rtol=1e-5, atol=0), reg
+    # A fit without them: one line saying how to make one; compare leaves gmm out and says why.
+    plain = oodscope.Fit.from_outputs(TRAIN)
+    assert "class_covariances" not in plain.tensors and "class_covariances" not in plain.info
+    with pytest.raises(OodscopeError, match=r"class_covariances=True"):
+        oodscope.score("gmm", TEST, plain)
+    frame = oodscope.compare(TEST, {"far": outputs(64, scale=3.0)}, plain)
+    assert "gmm" not in frame.index and "mahalanobis" in frame.index
+    assert frame.attrs["skipped"]["gmm"] == "needs per-class covariances: Fit.from_outputs(..., class_covariances=True)"
+    assert "gmm" in oodscope.compare(TEST, {"far": outputs(64, scale=3.0)}, fit).index
+
+
 def test_metrics_equal_scikit_learns():
     id_scores = RNG.normal(1.0, 1.0, 3000).astype(np.float32)
     ood_scores = RNG.normal(0.0, 1.2, 2000).astype(np.float32)

@@ -31,12 +31,13 @@ def test_a_fit_from_arrays_scores_like_oodscope_fit(demo_run):
     ours = oodscope.Fit.from_outputs(
         oodscope.Outputs(train["logits"], train["features"], labels=train["labels"], classes=demo_run["classes"]),
         head=demo_run["head"],
+        class_covariances=True,
     )
     assert ours.has_head and ours.info["images"] == 6000 and ours.info["labels"] == "given"
     cli = oodscope.Fit.load(demo_run["fit"])
     assert ours.info["counts"] == cli.info["counts"]
     for method in ("klm", "mahalanobis", "rmds", "knn", "vim", "residual", "fdbd", "nci", "react", "dice", "gradnorm", "she", "vra", "tempscale",
-                   "nnguide", "pnml", "openmax"):
+                   "nnguide", "pnml", "openmax", "gmm"):
         for name, s in demo_run["sets"].items():
             outputs = outputs_of(s, demo_run["classes"])
             params = ARRAY_METHODS[method]

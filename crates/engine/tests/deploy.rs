@@ -37,6 +37,7 @@ fn make_fit(model: &Model, dir: &Path) -> PathBuf {
     let options = FitOptions {
         batch_size: 32,
         max_images: None,
+        class_covariances: true,
     };
     fit_model(model, &train, &options, &out, &AtomicBool::new(false), &mut |_| {}).unwrap();
     out
@@ -130,6 +131,7 @@ fn a_detector_keeps_only_its_methods_fit_tensors_and_scores_as_the_method_with_t
         "pnml",
         "mahalanobis",
         "rmds",
+        "gmm",
         "vim",
         "residual",
         "react",

@@ -40,6 +40,7 @@ fn fit_file(model: &Model, folder: &str, dir: &Path) -> PathBuf {
         let options = FitOptions {
             batch_size: 32,
             max_images: None,
+            class_covariances: true,
         };
         fit_model(model, &set, &options, &out, &AtomicBool::new(false), &mut |_| {}).unwrap();
     }
@@ -155,6 +156,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "openmax",
         "mahalanobis",
         "rmds",
+        "gmm",
         "knn",
         "nnguide",
         "vim",
@@ -192,6 +194,7 @@ fn matrix(v: &Value) -> Vec<Vec<Option<f64>>> {
 fn tensor_rows(t: &Tensor) -> Vec<Vec<f64>> {
     let t = t.to_kind(tch::Kind::Double);
     let t = if t.dim() == 1 { t.unsqueeze(1) } else { t };
+    let t = if t.dim() == 3 { t.flatten(0, 1) } else { t };
     let cols = t.size()[1] as usize;
     let flat = Vec::<f64>::try_from(t.contiguous().view([-1])).unwrap();
     flat.chunks(cols).map(<[f64]>::to_vec).collect()
@@ -271,6 +274,8 @@ fn fit_statistics_equal_numpys() {
             ("she_patterns", "she_patterns", 1e-6),
             ("pnml_gram_pinv", "pnml_gram_pinv", 1e-4),
             ("openmax_means", "openmax_means", 1e-6),
+            // [C, D, D] as C·D rows of D.
+            ("class_covariances", "class_covariances", 1e-6),
             ("vra_quantiles", "vra_quantiles", 1e-6),
         ] {
             let worst = assert_matrix(&format!("{name} {ours}"), &t(ours), &reference[theirs], tol);
@@ -404,5 +409,50 @@ fn a_fit_without_labels_has_no_temperature_and_levels_off_the_fit_are_refused() 
     assert!(
         message.contains("tailsize must be between 1 and 100, got 101"),
         "{message}"
+    );
+}
+
+/// A fit made without per-class covariances (as every fit before gmm) serves the other methods;
+/// gmm on it is one line saying how to refit, never a panic.
+#[test]
+fn gmm_on_a_fit_without_class_covariances_says_how_to_refit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::load(&fx().join("features/models/feat.toml"), DeviceChoice::Cpu).unwrap();
+    let path = dir.path().join("plain.safetensors");
+    let set = ImageSet::open(
+        fx().join("features/fit").to_str().unwrap(),
+        Role::Id,
+        &model.card.classes,
+    )
+    .unwrap();
+    let options = FitOptions {
+        batch_size: 32,
+        max_images: None,
+        class_covariances: false,
+    };
+    fit_model(&model, &set, &options, &path, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert!(!Reader::open(&path).unwrap().has("class_covariances"));
+    let fit = Fit::load(&path, &model, 256 << 20).unwrap();
+    assert!(!fit.info.class_covariances && fit.class_covariances.is_none());
+    let dims = dims_with_fit(&model, Some(&fit));
+    let settings = ScoreSettings::new("gmm".parse().unwrap(), &Params::new(), &dims).unwrap();
+    let message = match Plan::single(&model, &settings, Some(&fit)) {
+        Ok(_) => panic!("gmm was accepted without class covariances"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("has no per-class covariances")
+            && message.contains("oodscope fit --class-covariances")
+            && message.contains(path.to_str().unwrap())
+            && !message.contains('\n'),
+        "{message}"
+    );
+    let knn = ScoreSettings::new("knn".parse().unwrap(), &Params::new(), &dims).unwrap();
+    assert!(Plan::single(&model, &knn, Some(&fit)).is_ok());
+    // The compare selection gives the reason that names the missing statistic.
+    let method: Method = "gmm".parse().unwrap();
+    assert_eq!(
+        oodscope_engine::compare::selection::lacking(&fit, method),
+        oodscope_engine::detect::Missing::ClassCovariances
     );
 }

@@ -246,6 +246,7 @@ fn fitted(model: &Model) -> Fit {
     let options = FitOptions {
         batch_size: 16,
         max_images: None,
+        class_covariances: false,
     };
     fit_model(model, &train, &options, &path, &AtomicBool::new(false), &mut |_| {}).unwrap();
     Fit::load(&path, model, usize::MAX).unwrap()

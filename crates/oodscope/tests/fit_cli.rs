@@ -171,6 +171,7 @@ fn a_bank_read_from_disk_scores_what_the_bank_in_memory_scores() {
     let options = FitOptions {
         batch_size: 16,
         max_images: None,
+        class_covariances: false,
     };
     fit_model(&model, &train, &options, &path, &AtomicBool::new(false), &mut |_| {}).unwrap();
     let [id, ood] = sets();
@@ -211,6 +212,7 @@ fn a_cancelled_fit_leaves_no_file_behind() {
     let options = FitOptions {
         batch_size: 8,
         max_images: None,
+        class_covariances: false,
     };
     let result = fit_model(&model, &train, &options, &path, &cancel, &mut |p| {
         if p.done >= 16 {

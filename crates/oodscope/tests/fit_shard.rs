@@ -21,11 +21,12 @@ fn s(p: &Path) -> &str {
 }
 
 /// `oodscope fit` of the feature fixture (whole, or `--shard`) with batches of 16 (8 batches of
-/// 120 images: shards of 2, 3 and 3 batches), on the CPU.
+/// 120 images: shards of 2, 3 and 3 batches), on the CPU, keeping per-class covariances (gmm).
 fn fit(cache: &Path, model: &str, out: &Path, shard: Option<&str>, batch: &str) -> (i32, String, String) {
     let train = fx("features/fit");
     let mut args = vec![
         "fit",
+        "--class-covariances",
         "--model",
         model,
         "--train",
@@ -107,6 +108,7 @@ fn assert_same_fit(a: &Path, b: &Path) {
         "vim_eigenvectors",
         "vim_alpha",
         "react_percentiles",
+        "class_covariances",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing: {names:?}");
     }
@@ -156,7 +158,7 @@ fn three_parts_merge_into_the_single_fit_and_score_the_same() {
 
     // Every method that uses the fit scores the same images identically with either file.
     let (id, ood) = (fx("features/images/id"), fx("features/images/ood"));
-    for method in ["mahalanobis", "rmds", "knn", "vim", "react", "dice", "klm"] {
+    for method in ["mahalanobis", "rmds", "gmm", "knn", "vim", "react", "dice", "klm"] {
         let scores: Vec<(String, String)> = [&single, &merged]
             .iter()
             .map(|fit| {
@@ -195,19 +197,25 @@ fn three_parts_merge_into_the_single_fit_and_score_the_same() {
         );
     }
 
-    // Without --out the merged fit goes into the cache, where `score --train` takes it as its own.
+    // Without --out the merged fit goes into the cache, where `score --train` takes it as its own:
+    // gmm's, and any other method's (a fit with per-class covariances holds everything).
     let (code, _, err) = merge(cache.path(), &[&parts[0], &parts[1], &parts[2]], None);
     assert_eq!(code, 0, "{err}");
     let train = fx("features/fit");
-    let (code, _, err) = oodscope(
-        cache.path(),
-        &[
-            "score", "--model", &model, "--method", "knn", "--train", &train, "--id", &id, "--ood", &ood, "--quiet",
-            "--device", "cpu",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("fit: using the cached statistics of 120 images"), "{err}");
+    for method in ["gmm", "knn"] {
+        let (code, _, err) = oodscope(
+            cache.path(),
+            &[
+                "score", "--model", &model, "--method", method, "--train", &train, "--id", &id, "--ood", &ood,
+                "--quiet", "--device", "cpu",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains("fit: using the cached statistics of 120 images"),
+            "{method}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -247,6 +255,30 @@ fn bad_parts_are_one_line_each_and_nothing_is_written() {
     );
     assert_eq!(code, 0, "{err}");
     refused(&[p0, &other, p2], &[&name(&other), "another model"]);
+
+    // A part made without per-class covariances, among parts with them.
+    let plain = work.path().join("plain.safetensors");
+    let (code, _, err) = oodscope(
+        cache.path(),
+        &[
+            "fit",
+            "--model",
+            &fx("features/models/feat.pt"),
+            "--train",
+            &fx("features/fit"),
+            "--out",
+            s(&plain),
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--shard",
+            "1/3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    refused(&[p0, &plain, p2], &[&name(&plain), "made without --class-covariances"]);
 
     // A part cut into other batches: its shard is another block of images.
     let batches = work.path().join("other-batches.safetensors");

@@ -13,6 +13,7 @@ mod detector_cli;
 mod export_checks;
 mod fit_cli;
 mod fit_shard;
+mod gmm_cli;
 mod own_model;
 mod preprocess;
 mod reliability_fits;

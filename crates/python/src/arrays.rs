@@ -49,6 +49,7 @@ pub fn methods(classes: usize, features: Option<usize>) -> PyResult<String> {
                     "gradient": needs.gradient, "confidence": needs.confidence, "ensemble": needs.ensemble,
                 },
                 "params": params,
+                "fit_tensors": m.detector().fit_tensors(),
             })
         })
         .collect();

@@ -28,6 +28,8 @@ pub struct NativeFit {
     path: PathBuf,
     info: String,
     has_head: bool,
+    /// The names of the tensors the fit file holds.
+    tensors: Vec<String>,
 }
 
 impl NativeFit {
@@ -37,6 +39,7 @@ impl NativeFit {
             path: fit.info.path.clone(),
             info: fit.info.to_json().to_string(),
             has_head: head.is_some(),
+            tensors: fit.stored.iter().cloned().collect(),
             parts: Mutex::new(FitParts { fit, head }),
         })
     }
@@ -71,11 +74,17 @@ impl NativeFit {
     pub fn has_head(&self) -> bool {
         self.has_head
     }
+
+    /// The names of the tensors the fit file holds (a method reads its `fit_tensors`).
+    #[getter]
+    pub fn tensors(&self) -> Vec<String> {
+        self.tensors.clone()
+    }
 }
 
 /// Writes the fit of these outputs at `path` and loads it back.
 #[pyfunction]
-#[pyo3(signature = (path, logits, features, labels, head, classes, source))]
+#[pyo3(signature = (path, logits, features, labels, head, classes, source, class_covariances = false))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_arrays<'py>(
     py: Python<'py>,
@@ -86,6 +95,7 @@ pub fn fit_arrays<'py>(
     head: Option<(PyReadonlyArray2<'py, f32>, PyReadonlyArray1<'py, f32>)>,
     classes: Vec<String>,
     source: String,
+    class_covariances: bool,
 ) -> PyResult<NativeFit> {
     let outputs = outputs_of(&logits, features.as_ref())?;
     let head = head_of(head, &outputs)?;
@@ -105,6 +115,7 @@ pub fn fit_arrays<'py>(
             head: head.as_ref(),
             classes,
             source,
+            class_covariances,
         };
         engine_fit_arrays(&request, &path, &cancel).map_err(|e| e.to_string())?;
         NativeFit::new(Fit::load_unbound(&path, tch::Device::Cpu, usize::MAX)?)

@@ -26,6 +26,8 @@ pub struct FitRequest<'a> {
     pub classes: Vec<String>,
     /// Where the arrays came from, for the fit's provenance (`train_root`).
     pub source: String,
+    /// Also keep each class's covariance (gmm), as `oodscope fit --class-covariances`.
+    pub class_covariances: bool,
 }
 
 /// Rows added per step.
@@ -46,6 +48,8 @@ pub fn fit_arrays(request: &FitRequest, out: &Path, cancel: &AtomicBool) -> Resu
         Some(labels) => Some(check_labels(labels, outputs.rows, c)?),
         None => None,
     };
+    let feature_width = (outputs.feature_width > 0).then_some(outputs.feature_width);
+    crate::fit::check_class_covariances(c, feature_width, request.class_covariances)?;
     let torch = |e: tch::TchError| Error::Invalid(format!("fit: {}", crate::model::first_line(&e.to_string())));
     let head = match request.head {
         Some(h) => Some((
@@ -64,6 +68,7 @@ pub fn fit_arrays(request: &FitRequest, out: &Path, cancel: &AtomicBool) -> Resu
         .map_err(|e| Error::Invalid(format!("fit: cannot write beside {}: {e}", out.display())))?;
     let mut pass = Pass::of_shape(shape, labels.is_some(), features).map_err(torch)?;
     pass.store_head = request.head.is_some();
+    pass.class_covariances = request.class_covariances;
     pass.keep_correct_logits(
         FeatureFile::create(out)
             .map_err(|e| Error::Invalid(format!("fit: cannot write beside {}: {e}", out.display())))?,
@@ -155,6 +160,7 @@ fn provenance(request: &FitRequest, labelled: bool) -> FitInfo {
         counts: Vec::new(),
         predicted_counts: Vec::new(),
         feature_width: (outputs.feature_width > 0).then_some(outputs.feature_width),
+        class_covariances: request.class_covariances && outputs.feature_width > 0,
         preprocess: "none (outputs given as arrays)".into(),
         tensors_sha256: String::new(),
         cached: false,

@@ -73,8 +73,19 @@ pub fn drop_unserved(selection: &mut Selection, fit: Option<&Fit>) {
         .unsupported
         .extend(dropped.into_iter().map(|method| Unsupported {
             method,
-            missing: Missing::FitContent,
+            missing: lacking(fit, method),
         }));
+}
+
+/// What `fit` lacks for `method`: per-class covariances (which fits keep only when asked), or
+/// statistics of labelled images or of a newer oodscope.
+pub fn lacking(fit: &Fit, method: Method) -> Missing {
+    let covariances = crate::stats::gaussians::CLASS_COVARIANCES;
+    if method.detector().fit_tensors().contains(&covariances) && !fit.stored.contains(covariances) {
+        Missing::ClassCovariances
+    } else {
+        Missing::FitContent
+    }
 }
 
 /// Whether `fit` holds every statistic `method` reads.
@@ -98,7 +109,7 @@ pub fn split_served(settings: Vec<ScoreSettings>, fit: Option<&Fit>) -> (Vec<Sco
         .into_iter()
         .map(|s| Unsupported {
             method: s.method,
-            missing: Missing::FitContent,
+            missing: lacking(fit, s.method),
         })
         .collect();
     (kept, unsupported)

@@ -91,6 +91,8 @@ pub enum Missing {
     InputGradients,
     /// Statistics the fit does not hold (a fit made without class folders, or by an older oodscope).
     FitContent,
+    /// Each class's covariance (gmm), which a fit keeps only when asked (`fit --class-covariances`).
+    ClassCovariances,
 }
 
 impl Missing {
@@ -121,6 +123,9 @@ impl Missing {
             Missing::FitContent => format!(
                 "method `{method}` needs statistics this fit does not hold (it was made without class folders, or by an older oodscope): refit on a labelled folder with `oodscope fit`, or give --train"
             ),
+            Missing::ClassCovariances => format!(
+                "method `{method}` needs each class's covariance, which this fit does not keep: refit with `oodscope fit --class-covariances`, or give --train with --method {method}"
+            ),
         }
     }
 
@@ -135,6 +140,7 @@ impl Missing {
             Missing::Fit => "needs a fit: choose an ID training folder",
             Missing::InputGradients => "needs input gradients (an AOTInductor package is inference-only)",
             Missing::FitContent => "needs statistics this fit lacks: refit on labelled images",
+            Missing::ClassCovariances => "needs per-class covariances: refit with --class-covariances",
         }
     }
 }

@@ -5,7 +5,7 @@ use super::confidence::Confidence;
 use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
 use super::features::{
-    dice::Dice, fdbd::Fdbd, gradnorm::GradNorm, knn::Knn, lts::Lts, mahalanobis::Mahalanobis, nci::Nci,
+    dice::Dice, fdbd::Fdbd, gmm::Gmm, gradnorm::GradNorm, knn::Knn, lts::Lts, mahalanobis::Mahalanobis, nci::Nci,
     nnguide::NnGuide, pnml::Pnml, react::React, residual::Residual, rmds::RelativeMahalanobis, scale::Scale, she::She,
     vim::Vim, vra::Vra,
 };
@@ -27,6 +27,7 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &OpenMax,
     &Mahalanobis,
     &RelativeMahalanobis,
+    &Gmm,
     &Knn,
     &NnGuide,
     &Vim,

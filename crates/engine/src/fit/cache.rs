@@ -1,7 +1,8 @@
 //! The fit cache: `score --train DIR` fits on first use and keeps the file in the user's cache
 //! directory (`$OODSCOPE_CACHE_DIR`, else the platform's, e.g. `~/.cache/oodscope`), keyed by the
 //! model (file, card, head), the folder's listing and the fit options. A changed model or folder
-//! gives another key, so it refits.
+//! gives another key, so it refits. A fit with per-class covariances (gmm) serves the requests
+//! without them too.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -39,6 +40,7 @@ pub fn cached_path(model: &Model, train: &ImageSet, options: &FitOptions) -> Res
         &model_hash(model)?,
         &listing_hash(train),
         options.max_images,
+        options.class_covariances,
     ))
 }
 
@@ -47,13 +49,24 @@ pub fn cached_path(model: &Model, train: &ImageSet, options: &FitOptions) -> Res
 const LATER_STATISTICS: &str = "she_patterns,vra_quantiles,temperature,nnguide_energies,pnml_gram_pinv,openmax";
 
 /// Where the fit of a model (by card name and [`model_hash`]) on a listing (by [`listing_hash`])
-/// with `max_images` is cached: `fit-merge` puts a merged fit there from its parts' provenance.
-pub fn cached_path_for(card_name: &str, model_hash: &str, listing_hash: &str, max_images: Option<usize>) -> PathBuf {
+/// with `max_images` (and per-class covariances or not) is cached: `fit-merge` puts a merged fit
+/// there from its parts' provenance.
+pub fn cached_path_for(
+    card_name: &str,
+    model_hash: &str,
+    listing_hash: &str,
+    max_images: Option<usize>,
+    class_covariances: bool,
+) -> PathBuf {
     let mut hasher = Sha256::new();
     hasher.update(model_hash);
     hasher.update(listing_hash);
     hasher.update(format!("{:?}|{}", max_images, crate::stats::info::FORMAT_VERSION));
     hasher.update(LATER_STATISTICS);
+    if class_covariances {
+        // Only then: the keys of the fits without them stay as they were.
+        hasher.update("|class_covariances");
+    }
     let key = format!("{:x}", hasher.finalize());
     let name: String = card_name
         .chars()
@@ -83,6 +96,24 @@ pub fn obtain(
     on_progress: &mut dyn FnMut(FitProgress),
 ) -> Result<Obtained, Error> {
     let path = cached_path(model, train, options).map_err(Error::Invalid)?;
+    if !options.class_covariances {
+        // A cached fit with per-class covariances holds everything this one would.
+        let fuller = FitOptions {
+            class_covariances: true,
+            ..*options
+        };
+        let other = cached_path(model, train, &fuller).map_err(Error::Invalid)?;
+        if other.is_file()
+            && let Ok(mut fit) = Fit::load(&other, model, bank_budget())
+        {
+            fit.info.cached = true;
+            return Ok(Obtained {
+                fit,
+                computed: None,
+                replaced: None,
+            });
+        }
+    }
     let mut replaced = None;
     if path.is_file() {
         // The digest is checked here too: a cache file changed since it was written (a flipped

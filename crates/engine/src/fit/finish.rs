@@ -1,8 +1,8 @@
 //! The finishing passes of a fit, shared by `fit` and `fit-merge`: from the float64 moments and the
 //! raw features (a single pass's temporary file, or the parts of a sharded fit), the pseudo-inverses,
 //! ViM's eigenvectors and α, ReAct's percentiles, VRA's per-feature quantiles, the normalised
-//! bank, its images' energies (NNGuide) and the pseudo-inverse of its Gram matrix (pNML), written
-//! into the fit file.
+//! bank, its images' energies (NNGuide), the pseudo-inverse of its Gram matrix (pNML) and, when
+//! asked for, each class's covariance (gmm), written into the fit file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
 use super::accumulate::{CompensatedSum, Moments};
+use super::class_covariance::Scatter;
 use super::pass::WriteError;
 use crate::stats::fit_file::{Entry, Writer};
+use crate::stats::gaussians::CLASS_COVARIANCES;
 use crate::stats::info::{FORMAT, FitInfo};
 use crate::stats::percentile::{Rereadable, column_quantiles, percentiles};
 use crate::stats::weibull::{EUCLID_WEIGHTS, TAIL_MAX};
@@ -56,6 +58,8 @@ pub struct Finish<'a> {
     pub features: &'a dyn FeatureBlocks,
     /// Rows `[class, logits]` of the correctly classified images (OpenMax), when the pass kept them.
     pub correct_logits: Option<&'a dyn FeatureBlocks>,
+    /// Each stored feature row's class, when the fit keeps each class's covariance (gmm).
+    pub row_classes: Option<&'a [u32]>,
 }
 
 impl Finish<'_> {
@@ -104,8 +108,18 @@ impl Finish<'_> {
         if energies {
             entries.push(Entry::f64("nnguide_energies", &[n]));
         }
+        // gmm's per-class covariances, around the class means, when asked for (and the features
+        // have a row class each: a merged fit's parts all kept them).
+        let scatter_of = match (d, self.row_classes, &moments.class_means) {
+            (Some(_), Some(classes), Some(means)) if classes.len() == n => Some((classes, means)),
+            _ => None,
+        };
+        info.class_covariances = scatter_of.is_some();
         if let Some(d) = d {
             entries.push(Entry::f64("pnml_gram_pinv", &[d, d]));
+            if scatter_of.is_some() {
+                entries.push(Entry::f64(CLASS_COVARIANCES, &[info.counts.len(), d, d]));
+            }
             if derived.vim.is_some() {
                 entries.push(Entry::f64("vim_alpha", &[d]));
             }
@@ -134,6 +148,11 @@ impl Finish<'_> {
         let mut residual_sums: Option<Tensor> = None;
         let mut bank_energies: Vec<f64> = Vec::new();
         let mut gram: Option<CompensatedSum> = None;
+        let class_means = scatter_of.map(|(_, means)| means.f_to_device(device)).transpose()?;
+        let mut scatter = match (scatter_of, &class_means) {
+            (Some((classes, _)), Some(means)) => Some(Scatter::new(means, classes)?),
+            _ => None,
+        };
         if let Some(d) = d {
             let mut failure = None;
             self.features.for_each_block(d, &mut |block| {
@@ -148,6 +167,9 @@ impl Finish<'_> {
                     if let (true, Some((w, b))) = (energies, self.head) {
                         let e = z64.f_linear(w, Some(b))?.f_logsumexp([1i64], false)?;
                         bank_energies.extend(crate::tensor::to_vec_f64(&e)?);
+                    }
+                    if let Some(scatter) = &mut scatter {
+                        scatter.add_block(&z64)?;
                     }
                     let unit = crate::stats::bank::normalise(&z64).map_err(|e| e.0)?;
                     let outer = unit.f_transpose(0, 1)?.f_mm(&unit)?;
@@ -198,6 +220,13 @@ impl Finish<'_> {
                 None => Tensor::f_zeros([d as i64, d as i64], (Kind::Double, device))?,
             };
             writer.write_tensor(&pinv_symmetric(&gram)?)?;
+            if let Some(scatter) = scatter.take() {
+                // Class by class: the whole C·D² tensor is never copied at once for writing.
+                let covariances = scatter.finish(&info.counts)?;
+                for class in 0..info.counts.len() as i64 {
+                    writer.write_tensor(&covariances.f_select(0, class)?)?;
+                }
+            }
             if let (Some(vim), Some(sums)) = (&derived.vim, &residual_sums) {
                 let mean_norms = sums.f_div_scalar(n as f64)?;
                 let alpha = mean_norms.f_reciprocal()?.f_mul_scalar(vim.mean_max_logit)?;

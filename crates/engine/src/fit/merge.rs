@@ -102,6 +102,14 @@ fn agree(first: &Part, part: &Part) -> Result<(), String> {
             b.shard, a.shard
         ));
     }
+    if a.fit.class_covariances != b.fit.class_covariances {
+        let with = |yes: bool| if yes { "with" } else { "without" };
+        return refuse(format!(
+            "made {} --class-covariances ({} there)",
+            with(b.fit.class_covariances),
+            with(a.fit.class_covariances)
+        ));
+    }
     if a.fit.oodscope_version != b.fit.oodscope_version {
         return refuse(format!(
             "made by another oodscope ({}, {} there)",
@@ -163,6 +171,14 @@ pub fn merge_parts(
     // OpenMax's rows, when every part kept them (parts of an older oodscope did not).
     let correct_logits = PartFeatures(parts, "correct_logits");
     let all_kept = parts.iter().all(|p| p.has("correct_logits"));
+    // Each feature row's class (gmm's per-class covariances), in shard order, when the parts kept them.
+    let mut row_classes = Vec::new();
+    if info.class_covariances {
+        for part in parts {
+            let classes = part.row_classes().map_err(fail(part))?.unwrap_or_default();
+            row_classes.extend(classes);
+        }
+    }
     let finish = Finish {
         device,
         feature_width: info.feature_width,
@@ -170,6 +186,7 @@ pub fn merge_parts(
         store_head: false,
         features: &features,
         correct_logits: all_kept.then_some(&correct_logits as &dyn FeatureBlocks),
+        row_classes: info.class_covariances.then_some(row_classes.as_slice()),
     };
     let start = std::time::Instant::now();
     let info = finish

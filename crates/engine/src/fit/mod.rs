@@ -4,6 +4,7 @@
 
 pub mod accumulate;
 pub mod cache;
+pub mod class_covariance;
 pub mod finish;
 pub mod merge;
 pub mod openmax;
@@ -30,6 +31,20 @@ pub struct FitOptions {
     pub batch_size: usize,
     /// Use at most this many images, evenly spread over the sorted listing.
     pub max_images: Option<usize>,
+    /// Also keep each class's covariance (gmm): C·D² float64 values, refused above
+    /// `stats::gaussians::LIMIT_BYTES` before the pass.
+    pub class_covariances: bool,
+}
+
+/// Refuses a fit whose per-class covariances (when asked for) would be too big, before any image is
+/// passed.
+pub fn check_class_covariances(classes: usize, feature_width: Option<usize>, asked: bool) -> Result<(), Error> {
+    match (asked, feature_width) {
+        (true, Some(d)) => {
+            crate::stats::gaussians::check_size(classes, d).map_err(|m| Error::Invalid(format!("fit: {m}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The stages of a fit, for progress.
@@ -82,6 +97,7 @@ pub fn fit_model(
     on_progress: &mut dyn FnMut(FitProgress),
 ) -> Result<FitSummary, Error> {
     let start = Instant::now();
+    check_class_covariances(model.card.num_classes(), model.feature_width, options.class_covariances)?;
     let set = select_images(train, options.max_images);
     let (pass, skipped) = run_pass(model, &set, (None, 0), options, out, cancel, on_progress)?;
     if pass.images() == 0 {
@@ -131,6 +147,7 @@ pub fn fit_shard(
     on_progress: &mut dyn FnMut(FitProgress),
 ) -> Result<PartSummary, Error> {
     let start = Instant::now();
+    check_class_covariances(model.card.num_classes(), model.feature_width, options.class_covariances)?;
     let used = select_images(train, options.max_images);
     let range = part::shard_images(shard, used.len(), options.batch_size);
     let own = slice(&used, range.clone());
@@ -248,6 +265,7 @@ fn run_pass(
     let features_file = pass::FeatureFile::create(out).map_err(io_error(out))?;
     let mut pass = pass::Pass::new(model, set.labelled, features_file).map_err(tch_error)?;
     pass.keep_correct_logits(pass::FeatureFile::create(out).map_err(io_error(out))?);
+    pass.class_covariances = options.class_covariances;
     if let Some(shift) = shift {
         pass.accumulator.set_shift(shift).map_err(tch_error)?;
     }

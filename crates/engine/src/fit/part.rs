@@ -1,6 +1,7 @@
 //! A fit part (`fit --shard i/n --out PART`): one shard's mergeable statistics in a safetensors file
 //! — its counts and float64 sums (each with its rounding error) under the shift of the whole
-//! listing, its raw features (its block of the KNN bank), the head — and, in the header, the
+//! listing, its raw features (its block of the KNN bank), each image's class when the fit keeps
+//! per-class covariances (gmm), the head — and, in the header, the
 //! provenance of the whole fit (model, card, options, the whole listing's hash and length) with
 //! the shard and its block of the listing, and the digest of its tensors (checked when it is opened).
 
@@ -21,6 +22,10 @@ use oodscope_data::Shard;
 /// of the tensors' data).
 pub const PART_FORMAT: &str = "oodscope-fit-part";
 pub const PART_FORMAT_VERSION: u32 = 2;
+
+/// The tensor of each feature row's class (label, or prediction), in parts of a fit that keeps
+/// per-class covariances.
+pub const ROW_CLASSES: &str = "classes";
 
 /// The images of shard `shard` of a fit over `len` images in batches of `batch_size`: whole
 /// batches (shard `i` of the `⌈len/batch⌉` batches, as [`Shard::range`] splits them), so every image
@@ -76,6 +81,13 @@ pub fn write_part(mut pass: Pass, out: &Path, mut info: PartInfo) -> Result<Part
     if pass.correct_logits.is_some() {
         entries.push(Entry::f32("correct_logits", &[pass.correct_rows, classes + 1]));
     }
+    let row_classes: Option<Vec<i64>> = info
+        .fit
+        .class_covariances
+        .then(|| pass.row_classes.iter().map(|&c| i64::from(c)).collect());
+    if let Some(row_classes) = &row_classes {
+        entries.push(Entry::i64(ROW_CLASSES, &[row_classes.len()]));
+    }
     for (name, t) in &tensors {
         let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
         entries.push(Entry::f64(name, &shape));
@@ -109,6 +121,9 @@ pub fn write_part(mut pass: Pass, out: &Path, mut info: PartInfo) -> Result<Part
         if let Some(e) = failure {
             return Err(e.into());
         }
+    }
+    if let Some(row_classes) = &row_classes {
+        writer.write_i64(row_classes)?;
     }
     for (_, t) in &tensors {
         writer.write_tensor(t)?;
@@ -187,6 +202,21 @@ impl Part {
                 ));
             }
         }
+        match (info.fit.class_covariances, reader.location(ROW_CLASSES)) {
+            (false, None) => {}
+            (true, Some((_, shape, safetensors::tensor::Dtype::I64))) if shape == [info.fit.images as usize] => {}
+            (true, None) => {
+                return Err(format!(
+                    "its header says it keeps class covariances, but it has no `{ROW_CLASSES}`"
+                ));
+            }
+            (_, Some((_, shape, dtype))) => {
+                return Err(format!(
+                    "its `{ROW_CLASSES}` are {dtype:?} {shape:?}, expected I64 [{}] (and only in a part made with --class-covariances)",
+                    info.fit.images
+                ));
+            }
+        }
         let redo = format!("redo it with `oodscope fit --shard {} --out PART`", info.shard);
         match reader.check_digest() {
             Ok(_) => {}
@@ -231,6 +261,22 @@ impl Part {
             fit.predicted_counts.clone(),
             &mut |name| self.tensor(name),
         )
+    }
+
+    /// Each feature row's class, when the part keeps them (a fit with per-class covariances).
+    pub fn row_classes(&self) -> Result<Option<Vec<u32>>, String> {
+        let Some(t) = self.tensor(ROW_CLASSES)? else {
+            return Ok(None);
+        };
+        let values = Vec::<i64>::try_from(t).map_err(|e| crate::model::first_line(&e.to_string()))?;
+        let classes = self.info.fit.classes.len() as i64;
+        if let Some(bad) = values.iter().find(|&&c| c < 0 || c >= classes) {
+            return Err(format!(
+                "its `{ROW_CLASSES}` hold {bad}, not a class index (0 to {})",
+                classes - 1
+            ));
+        }
+        Ok(Some(values.into_iter().map(|c| c as u32).collect()))
     }
 
     /// The head `(W, b)` in float64, when the model has one.

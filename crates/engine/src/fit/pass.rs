@@ -64,6 +64,7 @@ impl Provenance {
                 counts: Vec::new(),
                 predicted_counts: Vec::new(),
                 feature_width: model.feature_width,
+                class_covariances: options.class_covariances && model.feature_width.is_some(),
                 preprocess: format!(
                     "{}x{}x{} {:?}, mean {:?}, std {:?}",
                     pre.channels, pre.height, pre.width, pre.resize, model.card.mean, model.card.std
@@ -159,6 +160,24 @@ pub fn non_finite_rows(outputs: &Outputs) -> Result<Vec<usize>, tch::TchError> {
     Ok(Vec::<i64>::try_from(bad)?.into_iter().map(|i| i as usize).collect())
 }
 
+/// Each row's class as the accumulators count it: its label, else the class the logits predict
+/// (argmax in float64, as [`Accumulator::add`] takes it).
+fn row_classes(logits: &Tensor, labels: Option<&[usize]>) -> Result<Vec<u32>, String> {
+    if let Some(labels) = labels {
+        return Ok(labels.iter().map(|&l| l as u32).collect());
+    }
+    let torch = |e: tch::TchError| crate::model::first_line(&e.to_string());
+    let predicted = logits
+        .f_to_kind(Kind::Double)
+        .and_then(|l| l.f_argmax(1, false))
+        .map_err(torch)?;
+    Ok(crate::tensor::to_vec_i64(&predicted)
+        .map_err(torch)?
+        .into_iter()
+        .map(|c| c as u32)
+        .collect())
+}
+
 /// Why writing stopped.
 #[derive(Debug)]
 pub enum WriteError {
@@ -217,6 +236,11 @@ pub struct Pass {
     /// Whether the fit file keeps the head (`head_weight`, `head_bias`): a fit made from arrays has
     /// no model file to read it from.
     pub store_head: bool,
+    /// Whether the fit keeps each class's covariance (gmm), from the stored features and
+    /// `row_classes`.
+    pub class_covariances: bool,
+    /// The class (label, or prediction) of each stored feature row, in order.
+    pub(super) row_classes: Vec<u32>,
     pub(super) accumulator: Accumulator,
     pub(super) features: FeatureFile,
     /// The head in float64, for ViM.
@@ -238,6 +262,8 @@ impl Pass {
             device: shape.device,
             feature_width: shape.feature_width,
             store_head: false,
+            class_covariances: false,
+            row_classes: Vec::new(),
             accumulator: Accumulator::new(shape.classes, shape.device)?,
             features,
             head: shape.head,
@@ -266,6 +292,7 @@ impl Pass {
         if let Some(z) = &outputs.features {
             let values = crate::tensor::to_vec_f32(z).map_err(|e| crate::model::first_line(&e.to_string()))?;
             self.features.append(&values).map_err(|e| e.to_string())?;
+            self.row_classes.extend(row_classes(&outputs.logits, labels)?);
         }
         if let Some(file) = &mut self.correct_logits {
             let torch = |e: tch::TchError| crate::model::first_line(&e.to_string());
@@ -307,6 +334,7 @@ impl Pass {
             store_head: self.store_head,
             features: &self.features,
             correct_logits: self.correct_logits.as_ref().map(|f| f as &dyn FeatureBlocks),
+            row_classes: self.class_covariances.then_some(self.row_classes.as_slice()),
         };
         finish.write(out, provenance.info, &moments, cancel, on_progress)
     }

@@ -6,6 +6,7 @@
 use safetensors::tensor::Dtype;
 
 use super::fit_file::Reader;
+use super::gaussians::CLASS_COVARIANCES;
 use super::info::FitInfo;
 use super::weibull::{EUCLID_WEIGHTS, TAIL_MAX};
 use super::{REACT_LEVELS, VRA_LEVELS};
@@ -105,9 +106,18 @@ pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width:
                     expect(reader, name, dtype, &shape)?;
                 }
             }
+            // gmm's per-class covariances (opt-in).
+            if reader.has(CLASS_COVARIANCES) {
+                expect(reader, CLASS_COVARIANCES, Dtype::F64, &[c, d, d])?;
+            }
         }
         None => {
-            if let Some((name, ..)) = feature_tensors(0, c, 0).into_iter().find(|(name, ..)| reader.has(name)) {
+            let names = feature_tensors(0, c, 0).map(|(name, ..)| name);
+            if let Some(name) = names
+                .into_iter()
+                .chain([CLASS_COVARIANCES])
+                .find(|name| reader.has(name))
+            {
                 return Err(format!(
                     "it holds `{name}`, but its header says it has no features (feature_width = none)"
                 ));

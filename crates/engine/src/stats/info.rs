@@ -51,6 +51,10 @@ pub struct FitInfo {
     pub counts: Vec<u64>,
     pub predicted_counts: Vec<u64>,
     pub feature_width: Option<usize>,
+    /// Whether the fit keeps each class's covariance (gmm; `fit --class-covariances`). Written only
+    /// when it does, so that other fits' headers read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub class_covariances: bool,
     pub preprocess: String,
     /// SHA-256 of the tensors' data (the header's `tensors_sha256`, beside this provenance: it is
     /// known only once the data is written). Empty until then.

@@ -1,7 +1,7 @@
 //! A fit loaded back for the detectors: the statistics of ID training images on the model's device
 //! (class means and the quadratic forms of Mahalanobis, ViM's space, ReAct's percentiles, VRA's
 //! per-feature quantiles, SHE's patterns, the fitted temperature, KL templates, the KNN bank and
-//! its images' energies, pNML's projector), what the file says about itself (`info`), the file format
+//! its images' energies, pNML's projector, gmm's per-class covariances), what the file says about itself (`info`), the file format
 //! (`fit_file`), and its header checked against its tensors (`check`). `crate::fit` produces them;
 //! the detectors read them from here.
 
@@ -9,6 +9,7 @@ pub mod bank;
 pub mod best;
 pub mod check;
 pub mod fit_file;
+pub mod gaussians;
 pub mod info;
 pub mod percentile;
 pub mod quadratic;
@@ -95,6 +96,10 @@ pub struct Fit {
     pub openmax_tails: Option<Tensor>,
     /// `[D, D]`: `pinv(XᵀX)` of the normalised fit features X (a row per image), pNML's projector.
     pub pnml_gram_pinv: Option<Tensor>,
+    /// `[K, D, D]`: each present class's covariance (gmm), when the fit was made with them.
+    pub class_covariances: Option<Tensor>,
+    /// gmm's Gaussians by ridge `reg` (its bits), factored once each.
+    pub class_gaussians: std::sync::Mutex<std::collections::HashMap<u64, gaussians::ClassGaussians>>,
     /// Temperature scaling's T, fitted on the labelled fit images' logits.
     pub temperature: Option<f64>,
     /// `[K', C]`: the KL-matching templates of the classes some fit image was predicted as.
@@ -279,6 +284,11 @@ impl Fit {
             .map_err(fail)?;
         let bank = Bank::open(reader.clone(), "knn_bank", device, bank_budget).map_err(fail)?;
         let class_means = rows(get("class_means")?, &present)?;
+        // Kept whole when every class has images (C·D² values: no copy of them).
+        let class_covariances = match get(gaussians::CLASS_COVARIANCES)? {
+            Some(all) if present.len() < info.counts.len() => rows(Some(all), &present)?,
+            whole => whole,
+        };
         let quadratic = |centres: &Option<Tensor>, precision: Option<Tensor>| -> Result<Option<Quadratic>, String> {
             match (centres, precision) {
                 (Some(c), Some(p)) => Quadratic::new(c, &p).map(Some).map_err(torch),
@@ -309,6 +319,8 @@ impl Fit {
             pnml_gram_pinv: get("pnml_gram_pinv")?,
             openmax_means: get("openmax_means")?,
             openmax_tails: get("openmax_tails")?,
+            class_covariances,
+            class_gaussians: Default::default(),
             temperature,
             klm_templates,
             bank,

@@ -341,6 +341,7 @@ fn fit_on(
     let options = oodscope_engine::fit::FitOptions {
         batch_size: 64,
         max_images: None,
+        class_covariances: false,
     };
     Ok(oodscope_engine::fit::cache::obtain(model, &set, &options, cancel, on_progress)?.fit)
 }

@@ -184,9 +184,14 @@ pub fn compare_command(args: &CompareArgs) -> Result<()> {
     // A method whose statistics the fit lacks is not run (and says why) rather than failing the rest.
     drop_unserved(&mut selection, fit.as_ref());
     if let Some((method, _)) = given.iter().find(|(m, _)| !selection.supported.contains(m)) {
+        let missing = selection
+            .unsupported
+            .iter()
+            .find(|u| u.method == *method)
+            .map_or(Missing::FitContent, |u| u.missing);
         bail!(
             "--param for `{method}`: {}",
-            Missing::FitContent.message(method.name(), &model.card.name)
+            missing.message(method.name(), &model.card.name)
         );
     }
     let dims = oodscope_engine::detect::plan::dims_with_fit(&model, fit.as_ref());

@@ -12,9 +12,10 @@ use super::{RunArgs, progress_bar, write_output_note};
 use oodscope_data::Shard;
 use oodscope_data::{ImageSet, Role};
 use oodscope_engine::fit::cache::{bank_budget, cached_path, create_parent, obtain};
-use oodscope_engine::fit::{FitOptions, FitProgress, FitStage, fit_model, fit_shard};
+use oodscope_engine::fit::{FitOptions, FitProgress, FitStage, check_class_covariances, fit_model, fit_shard};
 use oodscope_engine::model::{Model, device_name};
 use oodscope_engine::score::ScoreSettings;
+use oodscope_engine::stats::gaussians::{CLASS_COVARIANCES, check_size, covariance_bytes};
 use oodscope_engine::stats::{Fit, FitInfo, LabelSource};
 
 /// Where the fit comes from, for `score` and `tune`.
@@ -63,6 +64,7 @@ impl FitArgs {
         let options = FitOptions {
             batch_size: run.batch_size,
             max_images: self.max_fit_images,
+            class_covariances: class_covariances_for(model, methods)?,
         };
         let bar = progress_bar(set.len() as u64, run.quiet);
         let obtained = obtain(model, &set, &options, super::interrupt_flag(), &mut |p| show(&bar, p))?;
@@ -92,6 +94,31 @@ impl FitArgs {
     }
 }
 
+/// Whether a fit for `methods` keeps each class's covariance: when one of them reads it (gmm) and
+/// they are not too many. Too many is an error when only such methods need the fit (before any
+/// image is passed), else a note: the comparison leaves those methods out and says why.
+fn class_covariances_for(model: &Model, methods: &[ScoreSettings]) -> Result<bool> {
+    let reads = |m: &&ScoreSettings| m.method.detector().fit_tensors().contains(&CLASS_COVARIANCES);
+    let (Some(first), Some(d)) = (methods.iter().find(reads), model.feature_width) else {
+        return Ok(false);
+    };
+    let Err(why) = check_size(model.card.num_classes(), d) else {
+        return Ok(true);
+    };
+    if methods
+        .iter()
+        .filter(|m| m.method.detector().needs().fit)
+        .all(|m| reads(&m))
+    {
+        bail!("{why}");
+    }
+    eprintln!(
+        "note: the fit keeps no per-class covariances, so {} is not run: {why}",
+        first.method
+    );
+    Ok(false)
+}
+
 #[derive(Debug, Args)]
 pub struct FitCommandArgs {
     /// TorchScript model (.pt, with its card) or a card (.toml); it must return features.
@@ -104,6 +131,10 @@ pub struct FitCommandArgs {
     /// Use at most N images, evenly spread over the folder's sorted listing.
     #[arg(long)]
     pub max_images: Option<usize>,
+    /// Also keep each class's covariance, for gmm: C·D² float64 values (C classes, D features),
+    /// refused above 4 GB. `score --train` adds them itself when its method needs them.
+    #[arg(long)]
+    pub class_covariances: bool,
     /// Where to write the fit file [default: the cache, where `score --train` finds it]; with
     /// --shard, the part.
     #[arg(long)]
@@ -139,7 +170,10 @@ pub fn fit_command(args: &FitCommandArgs) -> Result<()> {
     let options = FitOptions {
         batch_size: args.run.batch_size,
         max_images: args.max_images,
+        class_covariances: args.class_covariances,
     };
+    // Too many per-class covariances: refused now, before anything is said to start.
+    check_class_covariances(model.card.num_classes(), model.feature_width, options.class_covariances)?;
     if let (Some(shard), Some(out)) = (args.shard, &args.out) {
         return fit_shard_command(args, &model, &set, &options, shard, out);
     }
@@ -236,6 +270,13 @@ pub(super) fn print_fit(name: &str, info: &FitInfo) {
             info.images,
             (info.images as f64 * d as f64 * 4.0) / 1e6
         );
+        if info.class_covariances {
+            println!(
+                "per-class covariances: {} × {d} × {d} ({:.1} MB)",
+                info.classes.len(),
+                covariance_bytes(info.classes.len(), d) / 1e6
+            );
+        }
     }
 }
 

@@ -44,6 +44,7 @@ pub fn fit_merge_command(args: &FitMergeArgs) -> Result<()> {
             &first.fit.model_sha256,
             &first.fit.train_listing_sha256,
             first.fit.max_images,
+            first.fit.class_covariances,
         ),
     };
     create_parent(&out)?;

@@ -56,10 +56,13 @@ class Fit:
             weakref.finalize(self, shutil.rmtree, owned_dir, True)
 
     @classmethod
-    def from_outputs(cls, outputs: Outputs, head: Any = None, *, source: str = "arrays") -> "Fit":
+    def from_outputs(
+        cls, outputs: Outputs, head: Any = None, *, source: str = "arrays", class_covariances: bool = False
+    ) -> "Fit":
         """Fits the outputs of ID training images (their ``labels`` when given, else each row's
         predicted class). ``head``: the final linear layer (module or ``(W, b)``), kept in the fit so
-        that head methods (ViM, ReAct, ASH, …) score with it."""
+        that head methods (ViM, ReAct, ASH, …) score with it. ``class_covariances``: also keep each
+        class's covariance, for ``gmm`` (C·D² float64 values; more than 4 GB is refused)."""
         outputs = _as_outputs(outputs)
         owned = tempfile.mkdtemp(prefix="oodscope-fit-")
         try:
@@ -71,6 +74,7 @@ class Fit:
                 _head_arrays(head),
                 outputs.classes,
                 source,
+                class_covariances,
             )
         except BaseException:
             shutil.rmtree(owned, True)
@@ -106,6 +110,12 @@ class Fit:
     @property
     def has_head(self) -> bool:
         return self._native.has_head
+
+    @property
+    def tensors(self) -> list[str]:
+        """The names of the statistics the fit file holds (``class_covariances`` only when made with
+        them)."""
+        return list(self._native.tensors)
 
     def __repr__(self) -> str:
         info = self.info
@@ -190,12 +200,13 @@ def compare(
     sets = _flat_sets(ood)
     params = dict(params or {})
     fit_info = fit.info if fit is not None else None
+    fit_tensors = set(fit.tensors) if fit is not None else set()
     has_head = head is not None or (fit is not None and fit.has_head)
     chosen, skipped = [], {}
     listing = _native_methods(id_outputs)
     if methods == "all":
         for m in listing:
-            why = _why_not(m, id_outputs, fit_info, has_head, params.get(m["name"], {}))
+            why = _why_not(m, id_outputs, fit_info, fit_tensors, has_head, params.get(m["name"], {}))
             if why:
                 skipped[m["name"]] = why
             else:
@@ -228,7 +239,9 @@ def _native_methods(outputs: Outputs) -> list[dict]:
     return methods(outputs.num_classes, outputs.feature_width)
 
 
-def _why_not(method: dict, outputs: Outputs, fit_info: Optional[dict], has_head: bool, params: Mapping) -> str:
+def _why_not(
+    method: dict, outputs: Outputs, fit_info: Optional[dict], fit_tensors: set, has_head: bool, params: Mapping
+) -> str:
     """Why ``method`` cannot score these outputs, or "" when it can."""
     needs = method["needs"]
     if needs["ensemble"]:
@@ -241,6 +254,11 @@ def _why_not(method: dict, outputs: Outputs, fit_info: Optional[dict], has_head:
         return "needs the head: head=(W, b), or a fit made with it"
     if needs["fit"] and fit_info is None:
         return "needs a fit (Fit.from_outputs)"
+    lacking = [t for t in method["fit_tensors"] if t not in fit_tensors]
+    if needs["fit"] and lacking:
+        if "class_covariances" in lacking:
+            return "needs per-class covariances: Fit.from_outputs(..., class_covariances=True)"
+        return f"needs statistics this fit lacks ({', '.join(lacking)}): make it again with Fit.from_outputs"
     if outputs.perturbation is not None and method["name"] not in _STEPPED:
         return "needs clean outputs (these were captured after an input step)"
     epsilon = {p["name"]: p["default"] for p in method["params"]}.get("epsilon", 0.0)

@@ -36,6 +36,7 @@ def fit_arrays(
     head: Optional[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]],
     classes: list[str],
     source: str,
+    class_covariances: bool = False,
 ) -> NativeFit:
     """Writes the fit of these outputs at `path` and loads it back."""
 
@@ -65,6 +66,8 @@ class NativeFit:
     def path(self) -> str: ...
     @property
     def has_head(self) -> bool: ...
+    @property
+    def tensors(self) -> list[str]: ...
 
 class NativeDetector:
     @staticmethod

@@ -1,9 +1,11 @@
-//! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, KNN, NNGuide, ViM and
-//! its residual, fDBD, NCI, SHE, pNML, ReAct, VRA, ASH, SCALE, LTS, DICE and GradNorm.
+//! Methods on the penultimate features: Mahalanobis, relative Mahalanobis, the class-conditional
+//! Gaussian mixture, KNN, NNGuide, ViM and its residual, fDBD, NCI, SHE, pNML, ReAct, VRA, ASH,
+//! SCALE, LTS, DICE and GradNorm.
 
 pub mod ash;
 pub mod dice;
 pub mod fdbd;
+pub mod gmm;
 pub mod gradnorm;
 pub mod knn;
 pub mod lts;
