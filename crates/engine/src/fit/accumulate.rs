@@ -251,7 +251,10 @@ impl Accumulator {
                 // Each row's largest logit `W·z + b` in float64: the class ranked first by a float32
                 // product (half a float64 one's cost), then measured in float64 on its row of W.
                 let (w32, b32) = (w.f_to_kind(Kind::Float)?, b.f_to_kind(Kind::Float)?);
-                let top = z32.f_to_kind(Kind::Float)?.f_linear(&w32, Some(&b32))?.f_argmax(1, false)?;
+                let top = z32
+                    .f_to_kind(Kind::Float)?
+                    .f_linear(&w32, Some(&b32))?
+                    .f_argmax(1, false)?;
                 let largest = z
                     .f_mul(&w.f_index_select(0, &top)?)?
                     .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?

@@ -330,6 +330,10 @@ fn run_task(
     }
 }
 
+/// The most bytes of per-class covariances the window's fits keep (gmm needs them; a larger model's
+/// fit for gmm is made with `oodscope fit --class-covariances` and opened as a file).
+const WINDOW_COVARIANCE_BYTES: f64 = 512e6;
+
 /// The fit of `model` on the folder `train` (cached, keyed by the model and the folder's listing).
 fn fit_on(
     model: &Model,
@@ -338,10 +342,14 @@ fn fit_on(
     on_progress: &mut dyn FnMut(oodscope_engine::fit::FitProgress),
 ) -> Result<Fit, Error> {
     let set = ImageSet::open(&train.display().to_string(), Role::Id, &model.card.classes).map_err(Error::from)?;
+    // Per-class covariances (gmm) are kept where they are small enough for a window to hold.
+    let covariances = model
+        .feature_width
+        .map(|d| oodscope_engine::stats::gaussians::covariance_bytes(model.card.num_classes(), d));
     let options = oodscope_engine::fit::FitOptions {
         batch_size: 64,
         max_images: None,
-        class_covariances: false,
+        class_covariances: covariances.is_some_and(|bytes| bytes <= WINDOW_COVARIANCE_BYTES),
     };
     Ok(oodscope_engine::fit::cache::obtain(model, &set, &options, cancel, on_progress)?.fit)
 }
