@@ -26,6 +26,12 @@ pub(crate) fn error(message: impl Into<String>) -> PyErr {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // As the command line does: libtorch's tensor buffers stay in the heap between calls instead of
+    // being mapped (and page-faulted in) afresh (engine::alloc; a fit of 50 000 × 512 took 6.2 s
+    // with glibc's defaults, 5.5 s with these). OODSCOPE_MALLOC_DEFAULTS=1 keeps glibc's defaults.
+    if std::env::var_os("OODSCOPE_MALLOC_DEFAULTS").is_none_or(|v| v != "1") {
+        oodscope_engine::alloc::keep_tensor_buffers_in_the_heap();
+    }
     m.add("OodscopeError", m.py().get_type::<OodscopeError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(arrays::methods, m)?)?;

@@ -6,8 +6,6 @@
 //! first pass counts every value's top 12 bits; each later pass counts the next bits of the values
 //! in the buckets that hold a wanted rank (at most one histogram of 1024 counts per wanted rank).
 
-use std::collections::HashMap;
-
 /// Bits resolved by each pass, most significant first.
 const PASSES: [u32; 3] = [12, 10, 10];
 
@@ -48,21 +46,28 @@ pub fn values_at_ranks(source: &mut dyn Rereadable, n: u64, ranks: &[u64]) -> st
     for bits in PASSES {
         let shift = 32 - resolved - bits;
         let prefix_of = |k: u32| if resolved == 0 { 0 } else { k >> (32 - resolved) };
-        let mut histograms: HashMap<u32, Vec<u64>> = state
-            .iter()
-            .map(|&(prefix, _)| (prefix, vec![0u64; 1 << bits]))
-            .collect();
+        // One histogram per distinct wanted prefix, found through a table indexed by the prefix
+        // (at most 2²² entries): a lookup per value, which a hash map made the pass's main cost.
+        let mut slot_of = vec![u32::MAX; 1usize << resolved];
+        let mut histograms: Vec<Vec<u64>> = Vec::new();
+        for &(prefix, _) in &state {
+            if slot_of[prefix as usize] == u32::MAX {
+                slot_of[prefix as usize] = histograms.len() as u32;
+                histograms.push(vec![0u64; 1 << bits]);
+            }
+        }
         let mask = (1u32 << bits) - 1;
         source.for_each_chunk(&mut |chunk| {
             for &v in chunk {
                 let k = key(v);
-                if let Some(h) = histograms.get_mut(&prefix_of(k)) {
-                    h[((k >> shift) & mask) as usize] += 1;
+                let slot = slot_of[prefix_of(k) as usize];
+                if slot != u32::MAX {
+                    histograms[slot as usize][((k >> shift) & mask) as usize] += 1;
                 }
             }
         })?;
         for (prefix, rank) in &mut state {
-            let h = &histograms[prefix];
+            let h = &histograms[slot_of[*prefix as usize] as usize];
             let mut below = 0;
             let digit = h
                 .iter()
