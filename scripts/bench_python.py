@@ -275,6 +275,17 @@ def run_faiss(arrays, threads):
     return out
 
 
+def median_of(runs):
+    """The runs' figures (nested dicts of seconds), each the median over the runs; other values from
+    the first run."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: median_of([r[k] for r in runs]) for k in first}
+    if isinstance(first, float):
+        return float(np.median(runs))
+    return first
+
+
 def fmt(x, digits=2):
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -297,6 +308,7 @@ def main():
                          "oodscope's fit then skips temperature scaling's NLL grid (tempscale is left out)")
     ap.add_argument("--only", default=None, help="comma-separated oodscope methods (default: all of them)")
     ap.add_argument("--scale-note", default="", help="a line printed with the sizes (e.g. why they are scaled)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each side, in turn; each figure is their median")
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -340,8 +352,17 @@ def main():
     from pytorch_ood.detector import MaxSoftmax
     MaxSoftmax(None).predict_logits(torch.from_numpy(warm["l_id"]))
 
-    ours, our_scores = run_oodscope(arrays, names, half, labelled)
-    theirs, their_scores = run_pytorch_ood(arrays, names, half, args.dice_batch)
+    # Each side `--repeats` times, in turn (oodscope, pytorch-ood, oodscope, …): every figure is the
+    # median of its runs, so one slow spell of the shared machine moves neither side much.
+    our_runs, their_runs = [], []
+    for r in range(args.repeats):
+        if args.repeats > 1:
+            print(f"repeat {r + 1} of {args.repeats}", flush=True)
+        ours, our_scores = run_oodscope(arrays, names, half, labelled)
+        theirs, their_scores = run_pytorch_ood(arrays, names, half, args.dice_batch)
+        our_runs.append(ours)
+        their_runs.append(theirs)
+    ours, theirs = median_of(our_runs), median_of(their_runs)
     knn = run_faiss(arrays, args.threads) if "knn" in names else None
 
     rows, compared = [], []
@@ -410,6 +431,7 @@ def main():
     summary = {
         "sizes": {"train": args.train, "test": args.test, "classes": args.classes, "dim": args.dim},
         "fit_labels": args.fit_labels, "threads": args.threads, "cores": os.cpu_count(), "load_average": load,
+        "repeats": args.repeats,
         "oodscope": {"outputs_s": ours["outputs_s"], "fit_s": ours["fit_s"], "score_s": ours["score_s"]},
         "pytorch_ood": {"fit_s": theirs["fit_s"], "predict_s": theirs["predict_s"]},
         "rows": rows, "total": {"oodscope_s": ours_total, "pytorch_ood_s": theirs_total,
