@@ -2,5 +2,6 @@
 //! egui_kittest (no display, no GPU; snapshots render on the CPU), a module per subject.
 
 mod gui;
+mod method_picker;
 mod snapshots;
 mod window_layout;

@@ -3,7 +3,7 @@
 
 use egui::RichText;
 
-use crate::app::{Command, OodscopeApp};
+use crate::app::{Command, FitState, OodscopeApp};
 use oodscope_engine::detect::Group;
 use oodscope_engine::score::Method;
 
@@ -15,7 +15,10 @@ pub fn method_ui(app: &OodscopeApp, out: &mut Vec<Command>, ui: &mut egui::Ui) {
     // Why a method cannot be chosen: the model's reason, or without one the results file's.
     let missing = |m: Method| -> Option<String> {
         match (&app.model, &app.opened) {
-            (Some(model), _) => model.missing(m, has_fit).map(|why| why.short().to_string()),
+            (Some(model), _) => model
+                .missing(m, has_fit)
+                .map(|why| why.short().to_string())
+                .or_else(|| lacks_covariances(app, m)),
             (None, Some(opened)) => opened.method_missing(m, app.beside()),
             (None, None) => None,
         }
@@ -102,4 +105,24 @@ fn external_columns_ui(app: &OodscopeApp, shown: Option<&str>, out: &mut Vec<Com
             out.push(Command::ShowExternal(name.clone()));
         }
     }
+}
+
+/// Why `method`, which reads per-class covariances (gmm), cannot run on the fit ready in the window,
+/// when that fit keeps none: the window's own fits keep them up to 512 MB.
+pub fn lacks_covariances(app: &OodscopeApp, method: Method) -> Option<String> {
+    use oodscope_engine::stats::gaussians::{CLASS_COVARIANCES, covariance_bytes};
+    if !method.detector().fit_tensors().contains(&CLASS_COVARIANCES) {
+        return None;
+    }
+    let Some(FitState::Ready { info, .. }) = &app.fit else {
+        return None;
+    };
+    if info.class_covariances {
+        return None;
+    }
+    let bytes = covariance_bytes(info.classes.len(), info.feature_width.unwrap_or(0));
+    Some(format!(
+        "needs per-class covariances ({:.1} GB here; the window keeps them up to 0.5 GB): run it with `oodscope compare --methods gmm --train …`",
+        bytes / 1e9
+    ))
 }
