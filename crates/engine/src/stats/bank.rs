@@ -143,8 +143,9 @@ impl Bank {
 
     /// Each query's `keep` largest similarities `⟨q, b_i⟩` (float32 products, times `scale[i]` in
     /// float64 where given), largest first, as float64 `[n, keep]`, and the bank rows they come
-    /// from (`[n, keep]`), on the device (float32 values on a GPU without `scale`). On the CPU the blocks' products are written into one
-    /// reused buffer and scanned by [`RunningBest`]; elsewhere libtorch's `topk` merges them.
+    /// from (`[n, keep]`), on the device (float32 values on a GPU without `scale`). On the CPU the
+    /// blocks' products are written into one reused buffer and scanned by [`RunningBest`];
+    /// elsewhere libtorch's `topk` merges them.
     fn best(&self, q32: &Tensor, keep: usize, scale: Option<&Tensor>) -> StatsResult<(Tensor, Tensor)> {
         if self.device != Device::Cpu {
             return self.best_on_device(q32, keep, scale);

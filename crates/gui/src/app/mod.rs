@@ -453,10 +453,10 @@ impl OodscopeApp {
             result.cache = cache;
             result.placeholder = true;
             if let Some(name) = external {
+                // The same values the run holds: derived already by `install_result`.
                 result.show_external(name, scores);
             }
         }
-        self.rederive();
         self.refresh();
     }
 

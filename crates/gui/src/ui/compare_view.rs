@@ -291,7 +291,7 @@ pub(super) fn is_shown(app: &OodscopeApp, row: &MethodRow) -> bool {
     };
     match (&row.external, &result.external) {
         (Some(name), Some(shown)) => *name == shown.name,
-        (None, None) => result.shown == row.settings,
+        (None, None) => result.method_shown() == Some(&row.settings),
         _ => false,
     }
 }
