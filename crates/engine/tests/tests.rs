@@ -3,6 +3,7 @@
 
 mod support;
 
+mod blocks;
 mod bundled_models;
 mod deploy;
 mod feature_methods;

@@ -161,6 +161,7 @@ fn provenance(request: &FitRequest, labelled: bool) -> FitInfo {
         predicted_counts: Vec::new(),
         feature_width: (outputs.feature_width > 0).then_some(outputs.feature_width),
         class_covariances: request.class_covariances && outputs.feature_width > 0,
+        block_widths: Vec::new(),
         preprocess: "none (outputs given as arrays)".into(),
         tensors_sha256: String::new(),
         cached: false,

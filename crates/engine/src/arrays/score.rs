@@ -43,6 +43,11 @@ pub fn score_arrays(scoring: &ArrayScoring, method: &str, params: &[(String, f64
             "method `{method}` needs penultimate features: give features (capture records the head's input)"
         ));
     }
+    if (needs.blocks || needs.pooled_block) && outputs.blocks.is_empty() {
+        return Err(format!(
+            "method `{method}` needs the model's inner blocks, which outputs do not carry: score it with the oodscope command line on a model exported with --blocks"
+        ));
+    }
     if needs.head && scoring.head.is_none() {
         return Err(format!(
             "method `{method}` needs the head: give head=(W, b), or a fit made with the head"
@@ -90,6 +95,8 @@ pub enum ArrayNeed {
     Head,
     /// A fit.
     Fit,
+    /// Inner blocks' reductions (a model exported with `blocks`).
+    Blocks,
 }
 
 /// The first need of `method` that `scoring` does not meet.
@@ -97,14 +104,15 @@ pub fn array_need(scoring: &ArrayScoring, method: Method) -> Option<ArrayNeed> {
     need_of(
         method,
         scoring.outputs.feature_width,
+        !scoring.outputs.blocks.is_empty(),
         scoring.head.is_some(),
         scoring.fit.is_some(),
     )
 }
 
 /// The first need of `method` that outputs with `feature_width` features (0: none), with or
-/// without a head and a fit, do not meet.
-pub fn need_of(method: Method, feature_width: usize, head: bool, fit: bool) -> Option<ArrayNeed> {
+/// without inner blocks' reductions, a head and a fit, do not meet.
+pub fn need_of(method: Method, feature_width: usize, blocks: bool, head: bool, fit: bool) -> Option<ArrayNeed> {
     let needs = method.detector().needs();
     if needs.ensemble {
         Some(ArrayNeed::Ensemble)
@@ -112,6 +120,8 @@ pub fn need_of(method: Method, feature_width: usize, head: bool, fit: bool) -> O
         Some(ArrayNeed::Confidence)
     } else if needs.features && feature_width == 0 {
         Some(ArrayNeed::Features)
+    } else if (needs.blocks || needs.pooled_block) && !blocks {
+        Some(ArrayNeed::Blocks)
     } else if needs.head && !head {
         Some(ArrayNeed::Head)
     } else if needs.fit && !fit {
@@ -167,6 +177,13 @@ pub fn check_fit_matches(fit: &Fit, outputs: &CachedOutputs) -> Result<(), Strin
             "the fit {path} was made from features of width {}, the outputs have width {}",
             fit.info.feature_width.unwrap_or(0),
             outputs.feature_width
+        ));
+    }
+    let blocks = &outputs.blocks.widths;
+    if !fit.info.block_widths.is_empty() && !blocks.is_empty() && &fit.info.block_widths != blocks {
+        return Err(format!(
+            "the fit {path} was made from blocks of widths {:?}, the outputs' are {blocks:?}",
+            fit.info.block_widths
         ));
     }
     Ok(())

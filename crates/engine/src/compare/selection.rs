@@ -136,6 +136,7 @@ mod tests {
             features: Some(8),
             head: true,
             inference_only: false,
+            ..Capabilities::default()
         };
         let requested = parse_methods("energy,knn,confidence").unwrap();
         let selection = select(&requested, &caps, false);

@@ -5,6 +5,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{Context, DetectError, DetectResult, ScoreSettings, to_vec_f32};
 use crate::model::Outputs;
+use crate::model::blocks::BlockRows;
 
 /// A run's clean outputs as plain values.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +18,8 @@ pub struct CachedOutputs {
     pub feature_width: usize,
     /// An ensemble's member widths (their logits' column counts), in order; empty otherwise.
     pub member_widths: Vec<usize>,
+    /// The inner blocks' reductions, when the model has blocks and the run kept them.
+    pub blocks: BlockRows,
     pub rows: usize,
 }
 
@@ -24,8 +27,9 @@ pub struct CachedOutputs {
 const CHUNK: usize = 8192;
 
 impl CachedOutputs {
-    /// Rows `start..start + len` as [`Outputs`] on `device`, with their features when `features`
-    /// is set and the outputs hold some (a method that reads no features need not copy them).
+    /// Rows `start..start + len` as [`Outputs`] on `device`, with their features (and block
+    /// reductions) when `features` is set and the outputs hold some (a method that reads no
+    /// features need not copy them).
     pub fn outputs(&self, start: usize, len: usize, device: Device, features: bool) -> DetectResult<Outputs> {
         let block = |values: &[f32], width: usize| -> DetectResult<Tensor> {
             let slice = values
@@ -34,6 +38,11 @@ impl CachedOutputs {
             Ok(Tensor::from_slice(slice)
                 .f_view([len as i64, width as i64])?
                 .f_to_device(device)?)
+        };
+        let (block_means, rank1_removed) = if features {
+            self.blocks.tensors(start, len, device)?
+        } else {
+            (Vec::new(), None)
         };
         let logits = block(&self.logits, self.logit_width)?;
         let mut members = Vec::new();
@@ -52,6 +61,8 @@ impl CachedOutputs {
             confidence: None,
             features,
             members,
+            block_means,
+            rank1_removed,
         })
     }
 }
@@ -60,7 +71,10 @@ impl CachedOutputs {
 /// (its logit is not kept).
 pub fn can_rescore(settings: &ScoreSettings, cached: &CachedOutputs) -> bool {
     let needs = settings.method.detector().needs();
-    !settings.needs_gradient() && !needs.confidence && (!needs.features || cached.feature_width > 0)
+    !settings.needs_gradient()
+        && !needs.confidence
+        && (!needs.features || cached.feature_width > 0)
+        && (!(needs.blocks || needs.pooled_block) || !cached.blocks.is_empty())
 }
 
 /// Every cached row's score under `settings` (see [`can_rescore`]), computed in chunks on the
@@ -76,7 +90,9 @@ pub fn rescore(ctx: &Context, cached: &CachedOutputs, settings: &ScoreSettings) 
     let mut scores = Vec::with_capacity(cached.rows);
     for start in (0..cached.rows).step_by(CHUNK) {
         let len = CHUNK.min(cached.rows - start);
-        let outputs = cached.outputs(start, len, ctx.device, detector.needs().features)?;
+        let needs = detector.needs();
+        let vectors = needs.features || needs.blocks || needs.pooled_block;
+        let outputs = cached.outputs(start, len, ctx.device, vectors)?;
         let block = tch::no_grad(|| detector.score(&outputs, ctx, &settings.params))?;
         scores.extend(to_vec_f32(&block.f_to_kind(Kind::Float)?)?);
     }

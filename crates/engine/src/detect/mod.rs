@@ -7,6 +7,7 @@
 //! forward and backward passes from the detector's [`Detector::step_losses`]. That is also what
 //! lets the same code re-score cached outputs without the model (a new T, k, percentile or dim).
 
+pub mod blocks;
 pub mod cache;
 pub mod confidence;
 pub mod ensemble;
@@ -76,6 +77,10 @@ pub struct Needs {
     pub ensemble: bool,
     /// Input gradients, at least for some parameter values (ε > 0).
     pub gradient: bool,
+    /// Inner blocks' feature maps (the card's `blocks`).
+    pub blocks: bool,
+    /// The last block being the map the features are pooled from (the head applies to it).
+    pub pooled_block: bool,
 }
 
 /// Why a method cannot run here.
@@ -93,6 +98,10 @@ pub enum Missing {
     FitContent,
     /// Each class's covariance (gmm), which a fit keeps only when asked (`fit --class-covariances`).
     ClassCovariances,
+    /// Inner blocks' feature maps (a card without `blocks`).
+    Blocks,
+    /// The last of the card's blocks is not the map the features are pooled from.
+    PooledBlock,
 }
 
 impl Missing {
@@ -126,6 +135,12 @@ impl Missing {
             Missing::ClassCovariances => format!(
                 "method `{method}` needs each class's covariance, which this fit does not keep: refit with `oodscope fit --class-covariances`, or give --train with --method {method}"
             ),
+            Missing::Blocks => format!(
+                "method `{method}` needs inner blocks' feature maps: the card of {model} lists no `blocks`; export with scripts/export_model.py --blocks NAME,… (docs/models.md, Inner blocks)"
+            ),
+            Missing::PooledBlock => format!(
+                "method `{method}` needs the last of the card's `blocks` to be the map the features are pooled from (its spatial mean is z); in {model} it is not: list the block before the global pooling last (for a ResNet, layer4)"
+            ),
         }
     }
 
@@ -141,6 +156,8 @@ impl Missing {
             Missing::InputGradients => "needs input gradients (an AOTInductor package is inference-only)",
             Missing::FitContent => "needs statistics this fit lacks: refit on labelled images",
             Missing::ClassCovariances => "needs per-class covariances: refit with --class-covariances",
+            Missing::Blocks => "needs inner blocks: export with --blocks",
+            Missing::PooledBlock => "needs the block before the global pooling, listed last in `blocks`",
         }
     }
 }
@@ -163,6 +180,12 @@ impl Needs {
         }
         if self.head && !caps.head {
             return Some(Missing::Head);
+        }
+        if (self.blocks || self.pooled_block) && caps.blocks == 0 {
+            return Some(Missing::Blocks);
+        }
+        if self.pooled_block && !caps.pooled_block {
+            return Some(Missing::PooledBlock);
         }
         if self.fit && !has_fit {
             return Some(Missing::Fit);

@@ -63,6 +63,8 @@ pub struct BatchScores {
     /// The clean features, `feature_width` per image, when the plan keeps them.
     pub features: Vec<f32>,
     pub feature_width: usize,
+    /// The inner blocks' reductions, when the plan keeps features and the model has blocks.
+    pub blocks: crate::model::blocks::BlockRows,
 }
 
 impl<'a> Plan<'a> {
@@ -185,6 +187,11 @@ impl<'a> Plan<'a> {
             (Some(z), true) => to_vec_f32(z).map_err(|e| fail(e.into()))?,
             _ => Vec::new(),
         };
+        let blocks = if self.keep_features {
+            crate::model::blocks::BlockRows::of(&clean).map_err(|e| fail(e.into()))?
+        } else {
+            Default::default()
+        };
         Ok(BatchScores {
             scores,
             baseline: (!model.card.is_ensemble()).then(|| pred_prob.clone()),
@@ -198,6 +205,7 @@ impl<'a> Plan<'a> {
                 features.len() / n.max(1)
             },
             features,
+            blocks,
         })
     }
 

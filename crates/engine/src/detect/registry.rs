@@ -1,6 +1,7 @@
 //! Every scoring method, in menu order. Adding a method is its file plus one line here.
 
 use super::Detector;
+use super::blocks::{multi_mahalanobis::MultiMahalanobis, rankfeat::RankFeat};
 use super::confidence::Confidence;
 use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
@@ -45,6 +46,8 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &Lts,
     &Dice,
     &GradNorm,
+    &MultiMahalanobis,
+    &RankFeat,
     &Confidence,
     &Ensemble,
 ];

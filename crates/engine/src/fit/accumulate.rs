@@ -9,6 +9,8 @@
 
 use tch::{Device, Kind, Tensor};
 
+use super::block_scatter::BlockScatter;
+
 /// The statistics of one pass, finished (float64 tensors on the device they were accumulated on).
 pub struct Moments {
     /// Images per class (labels, or predictions where the folder has none).
@@ -31,6 +33,8 @@ pub struct Moments {
     pub she_patterns: Option<Tensor>,
     /// Temperature scaling's fitted T, when the images have labels.
     pub temperature: Option<f64>,
+    /// Each inner block's class means and shared covariance (multi-mahalanobis), in card order.
+    pub blocks: Vec<super::block_scatter::BlockMoments>,
     pub images: u64,
 }
 
@@ -82,7 +86,7 @@ impl CompensatedSum {
         self.value.f_add(&self.error)
     }
 
-    fn copy(&self) -> Self {
+    pub(super) fn copy(&self) -> Self {
         CompensatedSum {
             value: self.value.copy(),
             error: self.error.copy(),
@@ -114,6 +118,8 @@ pub struct Accumulator {
     /// The listing index of the next image added (a shard starts at its first image's), for the
     /// temperature's image budget ([`super::temperature::image_budget`]).
     next_index: u64,
+    /// The inner blocks' class sums (multi-mahalanobis), when the model has blocks.
+    blocks: BlockScatter,
 }
 
 type R<T> = Result<T, tch::TchError>;
@@ -157,6 +163,7 @@ impl Accumulator {
             correct_counts: None,
             nll_grid: None,
             next_index: 0,
+            blocks: BlockScatter::default(),
         })
     }
 
@@ -188,14 +195,15 @@ impl Accumulator {
     }
 
     /// Adds a batch: `logits` `[n, C]`, `features` `[n, D]` where the model has them, the class of
-    /// each image (`labels`: folder labels, or `None` to use the predictions), and the head's
-    /// float64 `(W, b)` for ViM's mean largest logit.
+    /// each image (`labels`: folder labels, or `None` to use the predictions), the head's float64
+    /// `(W, b)` for ViM's mean largest logit, and the inner blocks' spatial means (none without).
     pub fn add(
         &mut self,
         logits: &Tensor,
         features: Option<&Tensor>,
         labels: Option<&[usize]>,
         head: Option<(&Tensor, &Tensor)>,
+        block_means: &[Tensor],
     ) -> R<()> {
         let n = logits.size()[0];
         let logits64 = logits.f_to_kind(Kind::Double)?;
@@ -216,6 +224,9 @@ impl Accumulator {
             self.counts[c as usize] += 1;
         }
         let index = Tensor::from_slice(&classes).f_to_device(self.device)?;
+        if !block_means.is_empty() {
+            self.blocks.add(block_means, &index, self.classes, self.device)?;
+        }
         // The temperature's grid costs GRID passes over a batch's logits: it takes only the
         // listing's first images, up to a budget of logit values.
         let budget = super::temperature::image_budget(self.classes);
@@ -298,6 +309,7 @@ impl Accumulator {
         if let Some(shift) = &self.shift {
             out.push(("shift".into(), shift));
         }
+        out.extend(self.blocks.named_sums());
         out
     }
 
@@ -367,6 +379,7 @@ impl Accumulator {
             nll_grid: sum("nll_grid", &[3, super::temperature::GRID as i64])?,
             // A part read back only merges: where its images were is in its header.
             next_index: 0,
+            blocks: BlockScatter::from_named(classes, device, get)?,
         })
     }
 
@@ -382,6 +395,7 @@ impl Accumulator {
         }
         self.images += other.images;
         self.softmax_sums.merge(&other.softmax_sums)?;
+        self.blocks.merge(&other.blocks)?;
         for (mine, theirs) in [
             (&mut self.max_logit_sum, &other.max_logit_sum),
             (&mut self.correct_sums, &other.correct_sums),
@@ -504,6 +518,7 @@ impl Accumulator {
                 .as_ref()
                 .map(|s| s.total().and_then(|t| super::temperature::fitted(&t)))
                 .transpose()?,
+            blocks: self.blocks.finish(&self.counts)?,
             images: self.images,
         })
     }
@@ -539,6 +554,7 @@ mod tests {
                     Some(&z.narrow(0, start, end - start)),
                     Some(&labels[start as usize..end as usize]),
                     None,
+                    &[],
                 )
                 .unwrap();
             }

@@ -77,6 +77,11 @@ impl Finish<'_> {
         info.images = moments.images;
         info.counts = moments.counts.clone();
         info.predicted_counts = moments.predicted_counts.clone();
+        info.block_widths = moments
+            .blocks
+            .iter()
+            .map(|b| b.class_means.size()[1] as usize)
+            .collect();
         let n = moments.images as usize;
         let d = self.feature_width;
         let derived = Derived::of(moments, self.head)?;
@@ -265,6 +270,8 @@ struct Derived {
     shared_pinv: Option<Tensor>,
     global_pinv: Option<Tensor>,
     vim: Option<VimSpace>,
+    /// Each inner block's shared covariance's pseudo-inverse (multi-mahalanobis).
+    block_pinvs: Vec<Tensor>,
 }
 
 /// `pinv(S)` of a symmetric matrix, cutting singular values below 1e-15 of the largest (numpy's
@@ -293,10 +300,16 @@ impl Derived {
             }
             _ => None,
         };
+        let block_pinvs = m
+            .blocks
+            .iter()
+            .map(|b| pinv_symmetric(&b.shared_cov))
+            .collect::<Result<_, _>>()?;
         Ok(Derived {
             shared_pinv,
             global_pinv,
             vim,
+            block_pinvs,
         })
     }
 
@@ -322,6 +335,20 @@ impl Derived {
         }
         if let Some(t) = m.temperature {
             out.push(("temperature", Tensor::from_slice(&[t])));
+        }
+        if !m.blocks.is_empty() {
+            // Blocks differ in width: the class means side by side, the pseudo-inverses flattened
+            // one after the other (crate::stats::blocks reads them back).
+            let widths: Vec<f64> = m.blocks.iter().map(|b| b.class_means.size()[1] as f64).collect();
+            out.push(("block_widths", Tensor::from_slice(&widths)));
+            let means: Vec<&Tensor> = m.blocks.iter().map(|b| &b.class_means).collect();
+            out.push(("block_class_means", Tensor::f_cat(&means, 1)?));
+            let flat = self
+                .block_pinvs
+                .iter()
+                .map(|p| p.f_reshape([-1]))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(("block_shared_pinvs", Tensor::f_cat(&flat, 0)?));
         }
         Ok(out)
     }

@@ -120,8 +120,9 @@ fn agree(first: &Part, part: &Part) -> Result<(), String> {
         || a.fit.feature_width != b.fit.feature_width
         || a.fit.labels != b.fit.labels
         || a.fit.preprocess != b.fit.preprocess
+        || a.fit.block_widths != b.fit.block_widths
     {
-        return refuse("made with other classes, features, labels or preprocessing".into());
+        return refuse("made with other classes, features, inner blocks, labels or preprocessing".into());
     }
     Ok(())
 }

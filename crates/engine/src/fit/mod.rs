@@ -3,6 +3,7 @@
 //! safetensors file whose header records where they came from (`crate::stats` loads it back).
 
 pub mod accumulate;
+pub mod block_scatter;
 pub mod cache;
 pub mod class_covariance;
 pub mod finish;

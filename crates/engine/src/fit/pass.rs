@@ -65,6 +65,7 @@ impl Provenance {
                 predicted_counts: Vec::new(),
                 feature_width: model.feature_width,
                 class_covariances: options.class_covariances && model.feature_width.is_some(),
+                block_widths: model.block_widths.clone(),
                 preprocess: format!(
                     "{}x{}x{} {:?}, mean {:?}, std {:?}",
                     pre.channels, pre.height, pre.width, pre.resize, model.card.mean, model.card.std
@@ -287,7 +288,13 @@ impl Pass {
         let head = self.head.as_ref().map(|(w, b)| (w, b));
         let labels = if self.labelled { labels } else { None };
         self.accumulator
-            .add(&outputs.logits, outputs.features.as_ref(), labels, head)
+            .add(
+                &outputs.logits,
+                outputs.features.as_ref(),
+                labels,
+                head,
+                &outputs.block_means,
+            )
             .map_err(|e| crate::model::first_line(&e.to_string()))?;
         if let Some(z) = &outputs.features {
             let values = crate::tensor::to_vec_f32(z).map_err(|e| crate::model::first_line(&e.to_string()))?;

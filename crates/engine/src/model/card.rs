@@ -94,6 +94,7 @@ struct RawCard {
     outputs: Option<OutputKind>,
     features: Option<i64>,
     head: Option<String>,
+    blocks: Option<Vec<String>>,
     resize: Option<toml::Value>,
     crop: Option<toml::Value>,
     interpolation: Option<String>,
@@ -112,6 +113,8 @@ pub enum CardKind {
         /// D, when the card gives it (required for the single-tensor form of features).
         features: Option<usize>,
         head: Option<HeadSource>,
+        /// The inner blocks whose feature maps the model returns after its features (`blocks`).
+        blocks: Vec<String>,
     },
     /// A leave-out ensemble: members with their class subsets (paths resolved against the card).
     Ensemble { members: Vec<MemberEntry> },
@@ -230,10 +233,11 @@ impl ModelCard {
                     outputs,
                     features,
                     head: raw.head.as_deref().map(|h| HeadSource::parse(h, path)),
+                    blocks: super::blocks::check_names(raw.blocks.unwrap_or_default(), outputs).map_err(bad)?,
                 }
             }
-            (None, Some(_)) if raw.features.is_some() || raw.head.is_some() => {
-                return Err(bad("an ensemble card has no `features` or `head`".into()));
+            (None, Some(_)) if raw.features.is_some() || raw.head.is_some() || raw.blocks.is_some() => {
+                return Err(bad("an ensemble card has no `features`, `head` or `blocks`".into()));
             }
             (None, Some(members)) => CardKind::Ensemble {
                 members: check_members(members, classes.len(), path)?,
@@ -283,6 +287,14 @@ impl ModelCard {
 
     pub fn has_confidence_branch(&self) -> bool {
         matches!(&self.kind, CardKind::Single { outputs, .. } if outputs.has_confidence())
+    }
+
+    /// The inner blocks whose maps the model returns after its features (empty: none).
+    pub fn blocks(&self) -> &[String] {
+        match &self.kind {
+            CardKind::Single { blocks, .. } => blocks,
+            CardKind::Ensemble { .. } => &[],
+        }
     }
 
     /// Whether the model returns its penultimate features.
@@ -371,6 +383,7 @@ outputs = "logits"
                 outputs: OutputKind::Logits,
                 features: None,
                 head: None,
+                blocks: Vec::new(),
             }
         );
         assert!(!card.has_features() && card.head().is_none());

@@ -4,6 +4,7 @@
 
 pub mod aoti;
 pub mod archive;
+pub mod blocks;
 pub mod card;
 pub mod format;
 pub mod head;
@@ -162,6 +163,11 @@ pub struct Capabilities {
     pub head: bool,
     /// Whether the model gives no input gradients (an AOTInductor package).
     pub inference_only: bool,
+    /// How many inner blocks' maps the model returns (the card's `blocks`).
+    pub blocks: usize,
+    /// Whether the last block is the map the features are pooled from (its spatial mean is z),
+    /// so that the head can be applied to its reductions (RankFeat).
+    pub pooled_block: bool,
 }
 
 /// A loaded, checked model: the card, its network(s) on a device, the head when the card gives
@@ -173,6 +179,10 @@ pub struct Model {
     pub head: Option<Head>,
     /// D, as the probe found it (models with features).
     pub feature_width: Option<usize>,
+    /// Each inner block's channels `C_b`, as the probe found them (the card's `blocks`).
+    pub block_widths: Vec<usize>,
+    /// Whether the probe found the last block's spatial mean equal to the features.
+    pub pooled_block: bool,
     mean: Tensor,
     std: Tensor,
 }
@@ -266,6 +276,8 @@ impl Model {
             network,
             head,
             feature_width: None,
+            block_widths: Vec::new(),
+            pooled_block: false,
         };
         model.probe()?;
         Ok(model)
@@ -282,6 +294,8 @@ impl Model {
                 Network::Single { module, .. } => module.inference_only(),
                 Network::Ensemble { members } => members.iter().any(|m| m.module.inference_only()),
             },
+            blocks: self.block_widths.len(),
+            pooled_block: self.pooled_block,
         }
     }
 
@@ -311,6 +325,7 @@ impl Model {
                     kind: *outputs,
                     classes: self.card.num_classes(),
                     features: self.feature_width.or(self.card_features()),
+                    blocks: self.card.blocks(),
                 };
                 split_outputs(out, shape, x.size()[0]).map_err(|m| ModelError::model(path, m))
             }
@@ -348,6 +363,8 @@ impl Model {
                     confidence: None,
                     features: None,
                     members: logits,
+                    block_means: Vec::new(),
+                    rank1_removed: None,
                 })
             }
         }
@@ -363,6 +380,7 @@ impl Model {
             kind: OutputKind::Logits,
             classes: member.classes.len(),
             features: None,
+            blocks: &[],
         };
         let logits = split_outputs(out, shape, x.size()[0]).map_err(|m| ModelError::model(&member.path, m))?;
         Ok(logits.logits)

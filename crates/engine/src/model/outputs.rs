@@ -1,5 +1,5 @@
-//! What a forward pass gives (logits, confidence logit, penultimate features), read from a model's
-//! raw output as its card describes it, with the shapes checked.
+//! What a forward pass gives (logits, confidence logit, penultimate features, inner blocks'
+//! reductions), read from a model's raw output as its card describes it, with the shapes checked.
 
 use tch::{IValue, Kind, Tensor};
 
@@ -15,6 +15,10 @@ pub struct Outputs {
     pub features: Option<Tensor>,
     /// An ensemble's members' logits, each `[N, |S_k|]`, in member order (empty for one model).
     pub members: Vec<Tensor>,
+    /// `[N, C_b]`: each inner block's spatial mean, in the card's `blocks` order (empty without).
+    pub block_means: Vec<Tensor>,
+    /// `[N, C_last]`: the last block's spatial mean after removing its rank-1 part (RankFeat).
+    pub rank1_removed: Option<Tensor>,
 }
 
 impl Outputs {
@@ -53,6 +57,8 @@ impl Outputs {
             confidence: self.confidence.as_ref().map(&f),
             features: self.features.as_ref().map(&f),
             members: self.members.iter().map(&f).collect(),
+            block_means: self.block_means.iter().map(&f).collect(),
+            rank1_removed: self.rank1_removed.as_ref().map(&f),
         }
     }
 
@@ -62,18 +68,22 @@ impl Outputs {
             confidence: self.confidence.as_ref().map(&f).transpose()?,
             features: self.features.as_ref().map(&f).transpose()?,
             members: self.members.iter().map(&f).collect::<Result<_, _>>()?,
+            block_means: self.block_means.iter().map(&f).collect::<Result<_, _>>()?,
+            rank1_removed: self.rank1_removed.as_ref().map(&f).transpose()?,
         })
     }
 }
 
 /// What the card says the output holds.
 #[derive(Debug, Clone, Copy)]
-pub struct OutputShape {
+pub struct OutputShape<'a> {
     pub kind: OutputKind,
     /// C.
     pub classes: usize,
     /// D, when the card gives it.
     pub features: Option<usize>,
+    /// The inner blocks whose maps follow the features (the card's `blocks`).
+    pub blocks: &'a [String],
 }
 
 /// Reads a model's raw output as `shape` describes it for a batch of `batch` images.
@@ -82,7 +92,14 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
     let c = shape.classes as i64;
     let wants_conf = kind.has_confidence();
     let wants_features = kind.has_features();
+    let blocks = shape.blocks.len();
     match out {
+        IValue::Tensor(t) if blocks > 0 => Err(format!(
+            "returns one tensor of shape {:?}, but the card lists blocks ({}): the model must return a ({}, one map per block) tuple",
+            t.size(),
+            shape.blocks.join(", "),
+            tuple_names(kind)
+        )),
         IValue::Tensor(t) if !wants_conf && !wants_features => {
             check_logits(&t, batch, c)?;
             Ok(Outputs {
@@ -90,6 +107,8 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
                 confidence: None,
                 features: None,
                 members: Vec::new(),
+                block_means: Vec::new(),
+                rank1_removed: None,
             })
         }
         IValue::Tensor(t) => one_tensor(&t, shape, batch),
@@ -98,7 +117,8 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
             items.len()
         )),
         IValue::Tuple(items) => {
-            let expected = 1 + usize::from(wants_conf) + usize::from(wants_features);
+            let outputs = 1 + usize::from(wants_conf) + usize::from(wants_features);
+            let expected = outputs + blocks;
             let tensors: Vec<&Tensor> = items
                 .iter()
                 .filter_map(|i| match i {
@@ -107,8 +127,13 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
                 })
                 .collect();
             if items.len() != expected || tensors.len() != expected {
+                let maps = if blocks > 0 {
+                    format!(", then {blocks} block maps ({})", shape.blocks.join(", "))
+                } else {
+                    String::new()
+                };
                 return Err(format!(
-                    "returns a tuple of {} items; outputs = \"{}\" expects ({})",
+                    "returns a tuple of {} items; outputs = \"{}\" expects ({}){maps}",
                     items.len(),
                     kind.name(),
                     tuple_names(kind)
@@ -129,7 +154,7 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
                 None
             };
             let features = if wants_features {
-                let z = tensors[expected - 1];
+                let z = tensors[outputs - 1];
                 let size = z.size();
                 let width_ok = shape.features.is_none_or(|d| size.get(1) == Some(&(d as i64)));
                 if size.len() != 2 || size[0] != batch || size[1] < 1 || !width_ok {
@@ -142,11 +167,19 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
             } else {
                 None
             };
+            let (block_means, rank1_removed) = if blocks > 0 {
+                let reduced = super::blocks::reduce(&tensors[outputs..], shape.blocks, batch)?;
+                (reduced.means, Some(reduced.rank1_removed))
+            } else {
+                (Vec::new(), None)
+            };
             Ok(Outputs {
                 logits: float(logits)?,
                 confidence,
                 features,
                 members: Vec::new(),
+                block_means,
+                rank1_removed,
             })
         }
         other => Err(format!(
@@ -198,6 +231,8 @@ fn one_tensor(t: &Tensor, shape: OutputShape, batch: i64) -> Result<Outputs, Str
         },
         features: if d > 0 { Some(narrow(c + conf, d)?) } else { None },
         members: Vec::new(),
+        block_means: Vec::new(),
+        rank1_removed: None,
     })
 }
 
@@ -244,11 +279,12 @@ fn ivalue_kind(v: &IValue) -> &'static str {
 mod tests {
     use super::*;
 
-    fn shape(kind: OutputKind, features: Option<usize>) -> OutputShape {
+    fn shape(kind: OutputKind, features: Option<usize>) -> OutputShape<'static> {
         OutputShape {
             kind,
             classes: 3,
             features,
+            blocks: &[],
         }
     }
 

@@ -18,6 +18,10 @@ use super::{Model, ModelError, Network, Outputs};
 /// batch statistics give 1e-2 and more.
 const SAME_OUTPUT_RTOL: f64 = 1e-3;
 
+/// The last block is the map the features are pooled from when its spatial mean equals them to
+/// this (relative to the largest |z|): float32 pooling differs by ~1e-7.
+const POOLED_RTOL: f64 = 1e-4;
+
 const EXPORT_ADVICE: &str = "call model.eval() before torch.jit.trace, or export it with scripts/export_model.py";
 
 impl Model {
@@ -47,6 +51,10 @@ impl Model {
         };
         if let Some(z) = &first.features {
             self.feature_width = Some(z.size()[1] as usize);
+            self.block_widths = first.block_means.iter().map(|m| m.size()[1] as usize).collect();
+            if let Some(last) = first.block_means.last() {
+                self.pooled_block = last.size() == z.size() && self.difference(last, z)? <= POOLED_RTOL;
+            }
         }
         let again = self.probe_outputs(&x).map_err(|e| self.card_error(e))?;
         let drift = self.difference(&first.logits, &again.logits)?;

@@ -203,6 +203,7 @@ mod tests {
             features: (0..rows * 2).map(|v| v as f32).collect(),
             feature_width: 2,
             member_widths: Vec::new(),
+            blocks: Default::default(),
             rows,
         };
         let (id, ood) = (outputs(4, 0.0), outputs(2, 1.0));
@@ -269,6 +270,7 @@ mod tests {
             features: Vec::new(),
             feature_width: 0,
             member_widths: Vec::new(),
+            blocks: Default::default(),
             rows,
         };
         let set = |name, role| ArraySet {

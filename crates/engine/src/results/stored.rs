@@ -33,7 +33,13 @@ pub fn stored_missing(settings: &ScoreSettings, cache: &CachedOutputs, beside: B
     if !cache.member_widths.is_empty() {
         return Some(format!("{title} needs the model — open it to re-score"));
     }
-    let need = need_of(settings.method, cache.feature_width, beside.head, beside.fit);
+    let need = need_of(
+        settings.method,
+        cache.feature_width,
+        !cache.blocks.is_empty(),
+        beside.head,
+        beside.fit,
+    );
     need.map(|need| match need {
         ArrayNeed::Ensemble | ArrayNeed::Confidence => format!("{title} needs the model — open it to re-score"),
         ArrayNeed::Features => {
@@ -45,6 +51,7 @@ pub fn stored_missing(settings: &ScoreSettings, cache: &CachedOutputs, beside: B
         ArrayNeed::Fit => {
             format!("{title} needs a fit — open the fit file beside the results (Fit), or the model")
         }
+        ArrayNeed::Blocks => format!("{title} needs the model's inner blocks — open the model to re-score"),
     })
 }
 

@@ -53,6 +53,8 @@ pub struct ScoreRun {
     /// The features of each image, `feature_width` per entry, when the run kept them.
     pub features: Vec<f32>,
     pub feature_width: usize,
+    /// The inner blocks' reductions of each image, when the run kept features.
+    pub blocks: crate::model::blocks::BlockRows,
     pub skipped: Vec<SkippedFile>,
     pub elapsed: Duration,
     /// Where the calling thread's time went.
@@ -280,6 +282,7 @@ pub fn run_scoring_into(
         if keep.features {
             run.feature_width = scores.feature_width;
             run.features.extend_from_slice(&scores.features);
+            run.blocks.extend(&scores.blocks);
         }
         for (k, item) in items.iter().enumerate() {
             run.images.push(ImageScore {

@@ -91,6 +91,7 @@ pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width:
     if reader.has("temperature") {
         expect(reader, "temperature", Dtype::F64, &[1])?;
     }
+    check_blocks(info, reader, c)?;
     if info.feature_width != feature_width {
         return Err(format!(
             "its header says feature_width = {}, the model gives {}",
@@ -125,6 +126,33 @@ pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width:
         }
     }
     Ok(())
+}
+
+/// The per-block statistics (multi-mahalanobis) against the header's `block_widths`: all of them
+/// or none (a saved detector of another method keeps none).
+fn check_blocks(info: &FitInfo, reader: &Reader, c: usize) -> Result<(), String> {
+    let [widths, means, pinvs] = super::blocks::BLOCK_TENSORS;
+    let held = [widths, means, pinvs].iter().filter(|n| reader.has(n)).count();
+    if held == 0 {
+        return Ok(());
+    }
+    if held < 3 || info.block_widths.is_empty() {
+        return Err(format!(
+            "its per-block tensors are incomplete, or its header lists no blocks ({})",
+            super::blocks::BLOCK_TENSORS.join(", ")
+        ));
+    }
+    let shape = |name: &str| -> Result<Vec<usize>, String> {
+        match reader.location(name) {
+            Some((_, s, Dtype::F64)) => Ok(s),
+            _ => Err(format!("its `{name}` tensor is not float64")),
+        }
+    };
+    expect(reader, widths, Dtype::F64, &[info.block_widths.len()])?;
+    let stored = reader
+        .tensor(widths)
+        .and_then(|t| Vec::<f64>::try_from(t).map_err(|e| crate::model::first_line(&e.to_string())))?;
+    super::blocks::check_shapes(&info.block_widths, &stored, &shape(means)?, &shape(pinvs)?, c)
 }
 
 /// Tensor `name` is there, of `dtype` and `shape`.

@@ -55,6 +55,10 @@ pub struct FitInfo {
     /// when it does, so that other fits' headers read as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub class_covariances: bool,
+    /// Each inner block's channels, when the fit keeps per-block statistics (multi-mahalanobis: the
+    /// card's `blocks`). Written only then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_widths: Vec<usize>,
     pub preprocess: String,
     /// SHA-256 of the tensors' data (the header's `tensors_sha256`, beside this provenance: it is
     /// known only once the data is written). Empty until then.

@@ -1,12 +1,14 @@
 //! A fit loaded back for the detectors: the statistics of ID training images on the model's device
 //! (class means and the quadratic forms of Mahalanobis, ViM's space, ReAct's percentiles, VRA's
 //! per-feature quantiles, SHE's patterns, the fitted temperature, KL templates, the KNN bank and
-//! its images' energies, pNML's projector, gmm's per-class covariances), what the file says about itself (`info`), the file format
+//! its images' energies, pNML's projector, gmm's per-class covariances, the per-block Mahalanobis
+//! statistics), what the file says about itself (`info`), the file format
 //! (`fit_file`), and its header checked against its tensors (`check`). `crate::fit` produces them;
 //! the detectors read them from here.
 
 pub mod bank;
 pub mod best;
+pub mod blocks;
 pub mod check;
 pub mod fit_file;
 pub mod gaussians;
@@ -96,6 +98,9 @@ pub struct Fit {
     pub openmax_tails: Option<Tensor>,
     /// `[D, D]`: `pinv(XᵀX)` of the normalised fit features X (a row per image), pNML's projector.
     pub pnml_gram_pinv: Option<Tensor>,
+    /// One quadratic form per inner block (multi-mahalanobis): its class means (present classes)
+    /// and its shared covariance's pseudo-inverse, when the model has blocks.
+    pub blocks: Option<Vec<Quadratic>>,
     /// `[K, D, D]`: each present class's covariance (gmm), when the fit was made with them.
     pub class_covariances: Option<Tensor>,
     /// gmm's Gaussians by ridge `reg` (its bits), factored once each.
@@ -306,7 +311,15 @@ impl Fit {
             .map(|m| m.f_unsqueeze(0))
             .transpose()
             .map_err(torch)?;
+        let blocks = match (get("block_class_means")?, get("block_shared_pinvs")?) {
+            (Some(means), Some(pinvs)) => {
+                let means = rows(Some(means), &present)?.ok_or_else(|| fail("no block class means".into()))?;
+                Some(blocks::quadratics(&info.block_widths, &means, &pinvs).map_err(torch)?)
+            }
+            _ => None,
+        };
         Ok(Fit {
+            blocks,
             mahalanobis: quadratic(&class_means, get("shared_pinv")?)?,
             global: quadratic(&global_centre, get("global_pinv")?)?,
             class_means,

@@ -140,6 +140,7 @@ fn rows_of(cache: &CachedOutputs, rows: &[usize]) -> CachedOutputs {
         features: pick(&cache.features, cache.feature_width),
         feature_width: cache.feature_width,
         member_widths: cache.member_widths.clone(),
+        blocks: cache.blocks.rows(rows),
         rows: rows.len(),
     }
 }

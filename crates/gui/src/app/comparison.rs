@@ -81,6 +81,7 @@ impl Comparison {
             logit_width: self.run.logit_width,
             features: self.run.features.clone(),
             feature_width: self.run.feature_width,
+            blocks: self.run.blocks.clone(),
             skipped: self.run.skipped.clone(),
             elapsed: self.run.elapsed,
             stages: self.run.stages,

@@ -64,7 +64,7 @@ impl OodscopeApp {
             }
             Outcome::Scored { settings, run } => {
                 if let TaskKind::Score { sets, .. } = task.kind {
-                    self.on_scored(settings, sets, run);
+                    self.on_scored(settings, sets, *run);
                 }
             }
             Outcome::Fitted { info, bank, head } => {

@@ -39,6 +39,7 @@ impl ResultsFile {
             features: std::mem::take(&mut run.features),
             feature_width: run.feature_width,
             member_widths: Vec::new(),
+            blocks: std::mem::take(&mut run.blocks),
             rows: run.images.len(),
         };
         ResultsFile {

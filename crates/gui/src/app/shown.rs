@@ -49,6 +49,7 @@ impl ShownResult {
             features: std::mem::take(&mut run.features),
             feature_width: run.feature_width,
             member_widths,
+            blocks: std::mem::take(&mut run.blocks),
             rows: run.images.len(),
         };
         let id_accuracy = run.accuracy(&oodscope_engine::score::run::sets_with_role(&sets, Role::Id));

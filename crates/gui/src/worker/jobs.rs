@@ -169,7 +169,10 @@ fn run_task(
                 lane.serve(Some(m), fit, false, send);
             };
             let run = run_scoring(&plan, &sets, batch_size, cancel, &mut on_progress)?;
-            Ok(Outcome::Scored { settings, run })
+            Ok(Outcome::Scored {
+                settings,
+                run: Box::new(run),
+            })
         }
         Work::Fit { train } => {
             let m = state.model.as_ref().ok_or(JobError::NoModel)?;
@@ -519,6 +522,7 @@ fn compare_stored(
     run.logit_width = cache.logit_width;
     run.features = cache.features.clone();
     run.feature_width = cache.feature_width;
+    run.blocks = cache.blocks.clone();
     let result = oodscope_engine::compare::CompareResult {
         run,
         sets,

@@ -70,7 +70,12 @@ fn score_drop(model: Option<&Model>, fit: Option<&Fit>, job: DropJob) -> Event {
     let run = Plan::single(model, &settings, fit)
         .and_then(|plan| run_scoring(&plan, std::slice::from_ref(&set), DROP_BATCH, &never, &mut |_| {}));
     match run {
-        Ok(run) => Event::FilesScored { id, set, settings, run },
+        Ok(run) => Event::FilesScored {
+            id,
+            set,
+            settings,
+            run: Box::new(run),
+        },
         Err(e) => Event::DropFailed {
             id,
             message: e.to_string(),

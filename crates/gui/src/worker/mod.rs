@@ -198,7 +198,7 @@ pub enum Outcome {
     SetOpened(ImageSet),
     Scored {
         settings: ScoreSettings,
-        run: ScoreRun,
+        run: Box<ScoreRun>,
     },
     Fitted {
         info: Box<oodscope_engine::stats::FitInfo>,
@@ -267,7 +267,7 @@ pub enum Event {
         id: u64,
         set: ImageSet,
         settings: ScoreSettings,
-        run: ScoreRun,
+        run: Box<ScoreRun>,
     },
     /// A drop that could not be scored at all (no model, a method this model cannot run).
     DropFailed {

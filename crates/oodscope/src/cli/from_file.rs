@@ -45,6 +45,7 @@ impl FromFile {
             features: std::mem::take(&mut run.features),
             feature_width: run.feature_width,
             member_widths: Vec::new(),
+            blocks: Default::default(),
             rows: run.images.len(),
         };
         let fit = match fit {
@@ -146,6 +147,9 @@ fn need_text(need: ArrayNeed) -> &'static str {
         }
         ArrayNeed::Head => "needs the head: give --head FILE.safetensors (weight, bias), or a --fit made with the head",
         ArrayNeed::Fit => "needs a fit: give --fit FILE (made by `oodscope fit`, or from arrays)",
+        ArrayNeed::Blocks => {
+            "needs the model's inner blocks, which a results file does not hold: score it with --model (a card with `blocks`)"
+        }
     }
 }
 
