@@ -127,3 +127,97 @@ def test_odin_through_capture_equals_the_cli_on_a_torchscript_copy(tmp_path):
         oodscope.score("odin", out, temperature=1000)
     with pytest.raises(oodscope.OodscopeError, match="needs clean outputs"):
         oodscope.score("msp", out)
+
+
+def test_capture_with_blocks_scores_rankfeat_as_its_float64_definition():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(3)
+    model = torchvision.models.resnet18(num_classes=6).eval()
+    x = torch.randn(10, 3, 64, 64)
+    batches = [x[:4], x[4:]]
+    out = oodscope.capture(model, batches, head="fc", blocks=["layer3", "layer4"])
+    assert out.blocks.names == ["layer3", "layer4"] and out.blocks.widths == [256, 512]
+    assert out.blocks.values.shape == (10, 256 + 512 + 512) and out.blocks.pooled
+    # The spatial means are the blocks' own; layer4's is the features (it is the map they are pooled from).
+    assert np.allclose(out.blocks.values[:, 256:768], out.features, rtol=0, atol=1e-5)
+
+    # docs/methods.md's RankFeat in float64, from the eager model's layer4 maps.
+    maps = []
+    hook = model.layer4.register_forward_hook(lambda _m, _i, o: maps.append(o.double()))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    w, b = model.fc.weight.double(), model.fc.bias.double()
+    expected = []
+    for m in maps[0].reshape(10, 512, -1):
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+        r = (m - s[0] * torch.outer(u[:, 0], vh[0])).mean(dim=1)
+        expected.append(torch.logsumexp(w @ r + b, dim=0).item())
+    got = oodscope.score("rankfeat", out, head=model.fc)
+    assert np.allclose(got, expected, rtol=1e-4, atol=0), (got, expected)
+    # Subsets keep their rows' reductions.
+    assert np.array_equal(oodscope.score("rankfeat", out.subset(slice(2, 7)), head=model.fc), got[2:7])
+
+    # The last block must be the one the features are pooled from; names are checked.
+    swapped = oodscope.capture(model, batches, head="fc", blocks=["layer4", "layer3"])
+    assert not swapped.blocks.pooled
+    with pytest.raises(oodscope.OodscopeError, match="`layer3` is not: list the block before the global pooling last"):
+        oodscope.score("rankfeat", swapped, head=model.fc)
+    with pytest.raises(oodscope.OodscopeError, match=r"no submodule `layer9` \(its top-level ones: conv1, bn1"):
+        oodscope.capture(model, batches, head="fc", blocks=["layer9"])
+    with pytest.raises(oodscope.OodscopeError, match="needs the model's inner blocks"):
+        oodscope.score("rankfeat", oodscope.capture(model, batches, head="fc"), head=model.fc)
+
+
+class TwoBlocks(nn.Module):
+    """Two small convolutional blocks, pooled into the head's input (well-conditioned block statistics)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
+        self.block2 = nn.Sequential(nn.Conv2d(6, 10, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, x):
+        return self.fc(self.block2(self.block1(x)).mean(dim=(2, 3)))
+
+
+def test_multi_mahalanobis_from_captured_blocks_equals_its_float64_definition():
+    torch.manual_seed(4)
+    model = TwoBlocks().eval()
+    x_fit, y_fit = torch.rand(300, 3, 12, 12), torch.arange(300) % 3
+    x = torch.rand(40, 3, 12, 12)
+    blocks = ["block1", "block2"]
+    fit_out = oodscope.capture(model, DataLoader(TensorDataset(x_fit, y_fit), batch_size=64), head="fc", blocks=blocks)
+    assert fit_out.blocks.pooled
+    fit = oodscope.Fit.from_outputs(fit_out, head=model.fc)
+    assert fit.info["block_widths"] == [6, 10]
+    out = oodscope.capture(model, [x], head="fc", blocks=blocks)
+    got = oodscope.score("multi-mahalanobis", out, fit)
+
+    # docs/methods.md in float64 from the eager model's maps: per block, class means and the shared
+    # covariance of the fit's spatial means; the sum of each block's largest −distance.
+    def spatial_means(images):
+        maps = []
+        hooks = [model.get_submodule(b).register_forward_hook(lambda _m, _i, o: maps.append(o)) for b in blocks]
+        with torch.no_grad():
+            model(images)
+        for h in hooks:
+            h.remove()
+        return [m.double().mean(dim=(2, 3)).numpy() for m in maps]
+
+    expected = np.zeros(len(x))
+    labels = y_fit.numpy()
+    for mf, m in zip(spatial_means(x_fit), spatial_means(x)):
+        means = np.stack([mf[labels == c].mean(axis=0) for c in range(3)])
+        centred = mf - means[labels]
+        precision = np.linalg.pinv(centred.T @ centred / len(mf), hermitian=True)
+        d = np.stack([np.einsum("nd,de,ne->n", m - mu, precision, m - mu) for mu in means], axis=1)
+        expected += (-d).max(axis=1)
+    assert np.allclose(got, expected, rtol=1e-4, atol=0), np.abs(got - expected).max()
+    # Without blocks, a fit has no per-block statistics, and the method says so.
+    plain = oodscope.Fit.from_outputs(oodscope.capture(model, [x_fit], head="fc"), head=model.fc)
+    with pytest.raises(oodscope.OodscopeError, match="needs the model's inner blocks"):
+        oodscope.score("multi-mahalanobis", oodscope.capture(model, [x], head="fc"), plain)
+    with pytest.raises(oodscope.OodscopeError, match="has no per-block statistics"):
+        oodscope.score("multi-mahalanobis", out, plain)

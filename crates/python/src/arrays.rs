@@ -47,6 +47,7 @@ pub fn methods(classes: usize, features: Option<usize>) -> PyResult<String> {
                 "needs": {
                     "features": needs.features, "head": needs.head, "fit": needs.fit,
                     "gradient": needs.gradient, "confidence": needs.confidence, "ensemble": needs.ensemble,
+                    "blocks": needs.blocks || needs.pooled_block, "pooled_block": needs.pooled_block,
                 },
                 "params": params,
                 "fit_tensors": m.detector().fit_tensors(),
@@ -58,7 +59,7 @@ pub fn methods(classes: usize, features: Option<usize>) -> PyResult<String> {
 
 /// Each row's score under `method` (higher = more in-distribution).
 #[pyfunction]
-#[pyo3(signature = (method, logits, features, classes, fit, head, params))]
+#[pyo3(signature = (method, logits, features, classes, fit, head, params, blocks = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn score<'py>(
     py: Python<'py>,
@@ -69,8 +70,10 @@ pub fn score<'py>(
     fit: Option<PyRef<'py, NativeFit>>,
     head: Option<(PyReadonlyArray2<'py, f32>, PyReadonlyArray1<'py, f32>)>,
     params: Vec<(String, f64)>,
+    blocks: Option<(PyReadonlyArray2<'py, f32>, Vec<usize>)>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let outputs = outputs_of(&logits, features.as_ref())?;
+    let mut outputs = outputs_of(&logits, features.as_ref())?;
+    outputs.blocks = crate::blocks::block_rows(blocks, outputs.rows)?;
     let given_head = head_of(head, &outputs)?;
     let fit_ref: Option<&NativeFit> = fit.as_deref();
     let scores = py.detach(move || {

@@ -44,6 +44,7 @@ pub(crate) fn outputs_of(
         features,
         feature_width,
         member_widths: Vec::new(),
+        blocks: Default::default(),
         rows,
     })
 }

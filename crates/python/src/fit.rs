@@ -84,7 +84,7 @@ impl NativeFit {
 
 /// Writes the fit of these outputs at `path` and loads it back.
 #[pyfunction]
-#[pyo3(signature = (path, logits, features, labels, head, classes, source, class_covariances = false))]
+#[pyo3(signature = (path, logits, features, labels, head, classes, source, class_covariances = false, blocks = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_arrays<'py>(
     py: Python<'py>,
@@ -96,8 +96,10 @@ pub fn fit_arrays<'py>(
     classes: Vec<String>,
     source: String,
     class_covariances: bool,
+    blocks: Option<(PyReadonlyArray2<'py, f32>, Vec<usize>)>,
 ) -> PyResult<NativeFit> {
-    let outputs = outputs_of(&logits, features.as_ref())?;
+    let mut outputs = outputs_of(&logits, features.as_ref())?;
+    outputs.blocks = crate::blocks::block_rows(blocks, outputs.rows)?;
     let head = head_of(head, &outputs)?;
     let labels: Option<Vec<i64>> = match &labels {
         Some(l) => Some(

@@ -3,6 +3,7 @@
 //! panic, were one to happen, is a Python exception too (PyO3 catches it), never an abort.
 
 mod arrays;
+mod blocks;
 mod convert;
 mod detector;
 mod fit;
@@ -37,6 +38,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrays::methods, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::score, m)?)?;
     m.add_function(wrap_pyfunction!(arrays::metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(blocks::reduce_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(fit::fit_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(results::save_results, m)?)?;
     m.add_class::<fit::NativeFit>()?;

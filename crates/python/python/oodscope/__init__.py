@@ -31,11 +31,12 @@ def _check_torch() -> None:
 _check_torch()
 
 from ._native import OodscopeError, __version__  # noqa: E402
-from ._outputs import Outputs  # noqa: E402
+from ._outputs import Blocks, Outputs  # noqa: E402
 from ._capture import capture  # noqa: E402
 from ._api import Detector, Fit, compare, methods, metrics, save_results, score  # noqa: E402
 
 __all__ = [
+    "Blocks",
     "Detector",
     "Fit",
     "OodscopeError",

@@ -62,7 +62,9 @@ class Fit:
         """Fits the outputs of ID training images (their ``labels`` when given, else each row's
         predicted class). ``head``: the final linear layer (module or ``(W, b)``), kept in the fit so
         that head methods (ViM, ReAct, ASH, …) score with it. ``class_covariances``: also keep each
-        class's covariance, for ``gmm`` (C·D² float64 values; more than 4 GB is refused)."""
+        class's covariance, for ``gmm`` (C·D² float64 values; more than 4 GB is refused). Outputs
+        captured with ``blocks=[…]`` also give each block's class means and shared covariance
+        (``multi-mahalanobis``)."""
         outputs = _as_outputs(outputs)
         owned = tempfile.mkdtemp(prefix="oodscope-fit-")
         try:
@@ -75,6 +77,7 @@ class Fit:
                 outputs.classes,
                 source,
                 class_covariances,
+                None if outputs.blocks is None else (outputs.blocks.values, outputs.blocks.widths),
             )
         except BaseException:
             shutil.rmtree(owned, True)
@@ -148,6 +151,13 @@ def score(method: str, outputs: Any, fit: Optional[Fit] = None, *, head: Any = N
     outputs = _as_outputs(outputs)
     if fit is not None and not isinstance(fit, Fit):
         raise OodscopeError(f"fit must be an oodscope.Fit; got {type(fit).__name__}")
+    blocks = outputs.blocks
+    needs = next((m["needs"] for m in methods() if m["name"] == method.lower()), {})
+    if needs.get("pooled_block") and blocks is not None and not blocks.pooled:
+        raise OodscopeError(
+            f"`{method}` needs the last of the captured blocks to be the map the features are pooled from (its "
+            f"spatial mean is the features); `{blocks.names[-1]}` is not: list the block before the global pooling last"
+        )
     return _native.score(
         method,
         outputs.logits,
@@ -156,6 +166,7 @@ def score(method: str, outputs: Any, fit: Optional[Fit] = None, *, head: Any = N
         None if fit is None else fit._native,
         _head_arrays(head),
         _params_for(method, outputs, params),
+        None if blocks is None else (blocks.values, blocks.widths),
     )
 
 
@@ -250,6 +261,10 @@ def _why_not(
         return "needs a model's confidence branch"
     if needs["features"] and outputs.features is None:
         return "needs features"
+    if needs["blocks"] and outputs.blocks is None:
+        return "needs inner blocks: capture with blocks=[…]"
+    if needs["pooled_block"] and not outputs.blocks.pooled:
+        return "needs the block the features are pooled from, captured last in blocks=[…]"
     if needs["head"] and not has_head:
         return "needs the head: head=(W, b), or a fit made with it"
     if needs["fit"] and fit_info is None:

@@ -2,7 +2,7 @@
 
 No tracing: the model runs as the user's own Python (control flow, dict or dataclass outputs,
 Hugging Face classifiers). The logits are the model's output; the features are the input of the
-head (a forward hook on it).
+head (a forward hook on it); inner blocks' maps, where asked, are reduced as they come.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _native
 from ._native import OodscopeError
-from ._outputs import Outputs
+from ._outputs import Blocks, Outputs
 
 _STEPPED = ("odin", "energy")
 
@@ -124,12 +125,17 @@ def capture(
     paths: Optional[Sequence[str]] = None,
     perturb: Any = None,
     classes: Optional[Sequence[str]] = None,
+    blocks: Optional[Sequence[str]] = None,
 ) -> Outputs:
     """Runs ``model`` over ``loader`` in eval mode, under ``no_grad``, on the model's device (or
     ``device``), and records the logits, the head's input as features, the labels and the paths.
 
     ``perturb=("odin", T, ε[, std])`` scores the image after ODIN's input step instead (ε in pixel
     units; ``std`` the loader's normalisation): ``score("odin", outputs)`` then uses that T and ε.
+
+    ``blocks=["layer3", "layer4"]`` also records those submodules' feature maps (forward hooks),
+    reduced batch by batch as the command line reduces them (``Outputs.blocks``; the maps are not
+    kept). rankfeat reads the last, which must be the map the features are pooled from.
     """
     if not isinstance(model, nn.Module):
         raise OodscopeError(f"capture needs a torch.nn.Module; got {type(model).__name__}")
@@ -144,6 +150,13 @@ def capture(
         recorded.append(inputs[0].detach())
 
     hook = head_module.register_forward_hook(record) if head_module is not None else None
+    block_names = [str(b) for b in blocks] if blocks else []
+    maps: dict[str, torch.Tensor] = {}
+    block_hooks = [
+        _block_module(model, name).register_forward_hook(lambda _m, _i, out, name=name: maps.__setitem__(name, out))
+        for name in block_names
+    ]
+    block_parts, block_widths = [], None
     was_training = model.training
     model.eval()
     logits_parts, feature_parts, label_parts, path_parts = [], [], [], []
@@ -159,8 +172,12 @@ def capture(
             if spec is not None and spec["epsilon"] > 0:
                 x = _step(model, x, spec)
             recorded.clear()
+            maps.clear()
             with torch.no_grad():
                 out = logits_of(model(x))
+            if block_names:
+                values, block_widths = _reduce(block_names, maps)
+                block_parts.append(values)
             logits_parts.append(out.detach().float().cpu())
             if head_module is not None:
                 if not recorded:
@@ -173,6 +190,8 @@ def capture(
     finally:
         if hook is not None:
             hook.remove()
+        for block_hook in block_hooks:
+            block_hook.remove()
         model.train(was_training)
     if not logits_parts:
         raise OodscopeError("the loader gave no batches")
@@ -184,11 +203,50 @@ def capture(
     perturbation = None
     if spec is not None:
         perturbation = {k: spec[k] for k in ("method", "temperature", "epsilon")}
+    features = torch.cat(feature_parts) if feature_parts else None
+    reductions = None
+    if block_names:
+        values = np.concatenate(block_parts)
+        last = sum(block_widths[:-1])
+        pooled = features is not None and _close(values[:, last : last + block_widths[-1]], features.numpy())
+        reductions = Blocks(block_names, block_widths, values, pooled)
     return Outputs(
         torch.cat(logits_parts),
-        torch.cat(feature_parts) if feature_parts else None,
+        features,
         labels,
         paths,
         classes,
         perturbation,
+        reductions,
     )
+
+
+def _block_module(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = ", ".join(n for n, _ in model.named_children())
+        raise OodscopeError(f"blocks: the model has no submodule `{name}` (its top-level ones: {names})") from None
+
+
+def _reduce(names: list[str], maps: dict) -> tuple[np.ndarray, list[int]]:
+    """One batch's block maps reduced by the engine (spatial means, the last one's rank-1-free mean)."""
+    missing = [n for n in names if n not in maps]
+    if missing:
+        raise OodscopeError(f"blocks: block `{missing[0]}` was not called in the model's forward pass")
+    arrays = []
+    for name in names:
+        m = maps[name]
+        if not isinstance(m, torch.Tensor) or m.dim() != 4:
+            shape = list(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
+            raise OodscopeError(f"blocks: block `{name}` gives {shape}, not a feature map [N, C, H, W]")
+        arrays.append(np.ascontiguousarray(m.detach().float().cpu().numpy()))
+    values, widths = _native.reduce_blocks(names, arrays)
+    return values, list(widths)
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """As the command line's load probe: equal to 1e-4 of the largest |b|."""
+    if a.shape != b.shape:
+        return False
+    return float(np.abs(a - b).max()) <= 1e-4 * max(float(np.abs(b).max()), 1e-12)

@@ -38,10 +38,32 @@ def as_vector(values: Any, what: str, dtype: Any = np.float32) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=dtype)
 
 
+class Blocks:
+    """Inner blocks' reductions for N images, as ``capture(blocks=[…])`` makes them: ``values``
+    ``[N, Σ C_b + C_last]`` (each block's spatial mean, then the last block's mean after removing its
+    rank-1 part), each block's ``names`` and channel ``widths``, and ``pooled``: whether the last
+    block's spatial mean equals the features (the map they are pooled from, which rankfeat needs)."""
+
+    def __init__(self, names: Sequence[str], widths: Sequence[int], values: Any, pooled: bool) -> None:
+        self.names = [str(n) for n in names]
+        self.widths = [int(w) for w in widths]
+        self.values = as_matrix(values, "block reductions")
+        self.pooled = bool(pooled)
+        expected = sum(self.widths) + (self.widths[-1] if self.widths else 0)
+        if len(self.names) != len(self.widths) or not self.widths or self.values.shape[1] != expected:
+            raise OodscopeError(
+                f"block reductions of width {self.values.shape[1]} for blocks {self.names} of widths {self.widths}"
+            )
+
+    def rows(self, index: Any) -> "Blocks":
+        return Blocks(self.names, self.widths, self.values[index], self.pooled)
+
+
 class Outputs:
     """A model's outputs for N images: ``logits`` ``[N, C]``, and optionally ``features`` ``[N, D]``
-    (the head's input), ``labels`` ``[N]`` (true classes, for fits), ``paths`` (N names) and
-    ``classes`` (C class names). numpy arrays or torch tensors; stored as float32 numpy arrays."""
+    (the head's input), ``labels`` ``[N]`` (true classes, for fits), ``paths`` (N names),
+    ``classes`` (C class names) and ``blocks`` (inner blocks' reductions, from
+    ``capture(blocks=[…])``). numpy arrays or torch tensors; stored as float32 numpy arrays."""
 
     def __init__(
         self,
@@ -51,6 +73,7 @@ class Outputs:
         paths: Optional[Sequence[str]] = None,
         classes: Optional[Sequence[str]] = None,
         perturbation: Optional[dict] = None,
+        blocks: Optional[Blocks] = None,
     ) -> None:
         self.logits = as_matrix(logits, "logits")
         n, c = self.logits.shape
@@ -76,6 +99,9 @@ class Outputs:
         if len(self.classes) != c:
             raise OodscopeError(f"{len(self.classes)} class names for {c} logit columns")
         self.perturbation = dict(perturbation) if perturbation else None
+        if blocks is not None and (not isinstance(blocks, Blocks) or blocks.values.shape[0] != n):
+            raise OodscopeError("blocks must be the Blocks of these rows (capture them with capture(blocks=[…]))")
+        self.blocks = blocks
 
     def __len__(self) -> int:
         return self.logits.shape[0]
@@ -98,6 +124,7 @@ class Outputs:
             None if self.paths is None else [self.paths[i] for i in index],
             self.classes,
             self.perturbation,
+            None if self.blocks is None else self.blocks.rows(index),
         )
 
     def __repr__(self) -> str:
@@ -110,4 +137,6 @@ class Outputs:
             parts.append("paths")
         if self.perturbation:
             parts.append(f"perturbed for {self.perturbation['method']}")
+        if self.blocks is not None:
+            parts.append(f"blocks {', '.join(self.blocks.names)}")
         return f"Outputs({', '.join(parts)})"
