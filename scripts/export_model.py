@@ -24,7 +24,10 @@ What it does, in order:
      stripped; a .safetensors file works too; then puts the model in eval mode;
   3. finds the final linear layer (`fc`, `classifier[-1]`, `heads.head`, `head`, timm's
      `get_classifier()`, or `--head NAME`) and wraps the model so it returns (logits, z) where z is
-     that layer's input; checks ℓ = W·z + b;
+     that layer's input; checks ℓ = W·z + b; with `--blocks NAME,…` each named inner block's
+     feature map [N, C, H, W] follows z (forward hooks), and the card lists them as `blocks`
+     (multi-mahalanobis reads them all; rankfeat the last, which must be the map z is pooled
+     from: layer4 for a ResNet);
   4. traces it with torch.jit.trace in eval mode WITH autograd on (gradient methods such as ODIN
      need ∂loss/∂input: tracing under no_grad can record non-differentiable fast paths), parameters
      frozen (requires_grad = False: input gradients only); a TracerWarning from your own code (a
@@ -468,35 +471,72 @@ def unwrap_logits(out):
 
 
 class WithFeatures(nn.Module):
-    """The model, returning (logits, z): z is what its final linear layer receives."""
+    """The model, returning (logits, z, block maps…): z is what its final linear layer receives, and
+    each named inner block's output follows (`--blocks`)."""
 
-    def __init__(self, model: nn.Module, head: str):
+    def __init__(self, model: nn.Module, head: str, blocks: list[str] = ()):
         super().__init__()
         self.model = model
+        self.blocks = list(blocks)
         self._z: list[torch.Tensor] = []
-        self._hook = model.get_submodule(head).register_forward_pre_hook(self._grab)
+        self._maps: dict[str, torch.Tensor] = {}
+        self._hooks = [model.get_submodule(head).register_forward_pre_hook(self._grab)]
+        for name in self.blocks:
+            self._hooks.append(block_module(model, name).register_forward_hook(self._keeper(name)))
 
     def detach_hook(self) -> None:
         """Leaves the model as it was (for callers that keep using it)."""
-        self._hook.remove()
+        for hook in self._hooks:
+            hook.remove()
 
     def _grab(self, _module, inputs):
         self._z.append(inputs[0])
 
+    def _keeper(self, name: str):
+        def keep(_module, _inputs, output):
+            self._maps[name] = output
+
+        return keep
+
     def forward(self, x):
         self._z.clear()
+        self._maps.clear()
         logits = unwrap_logits(self.model(x))
         z = self._z[-1] if self._z else None
         self._z.clear()
         if z is None:
             raise ExportError("the head was not called in the forward pass: name the right layer with --head")
-        return logits, z
+        missing = [name for name in self.blocks if name not in self._maps]
+        if missing:
+            raise ExportError(f"--blocks: block `{missing[0]}` was not called in the forward pass")
+        maps = tuple(self._maps[name] for name in self.blocks)
+        self._maps.clear()
+        return (logits, z) + maps
+
+
+def block_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule `name` of `model` (`--blocks`), or an error listing the names there are."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise ExportError(
+            f"--blocks: the model has no submodule `{name}` (its top-level ones: {', '.join(names)}; "
+            "nested ones are dotted, as layer4.1)"
+        ) from None
 
 
 def check_wrapped(wrapped: WithFeatures, head: nn.Linear, example: torch.Tensor, classes: int | None) -> tuple[int, int]:
     with torch.no_grad():
         out = wrapped(example)
-    logits, z = out
+    logits, z = out[0], out[1]
+    for name, block in zip(wrapped.blocks, out[2:]):
+        if not torch.is_tensor(block) or block.dim() != 4 or block.shape[0] != example.shape[0]:
+            shape = list(block.shape) if torch.is_tensor(block) else type(block).__name__
+            raise ExportError(
+                f"--blocks: block `{name}` gives {shape}, not a feature map [N, C, H, W]: name convolutional "
+                "blocks (for a ResNet: layer1 … layer4)"
+            )
     if not torch.is_tensor(logits) or logits.dim() != 2:
         shape = list(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
         raise ExportError(f"the model returns {shape}; expected logits [N, C]")
@@ -642,6 +682,11 @@ def parity(eager: WithFeatures, out: Path, size: int, channels: int, inputs: lis
             if g.shape != w.shape:
                 raise ExportError(f"batch size {batch}: exported {name} have shape {list(g.shape)}, eager {list(w.shape)}")
             here[name] = relative(g, w)
+        for name, g, w in zip(eager.blocks, got[2:], want[2:]):
+            if g.shape != w.shape:
+                raise ExportError(f"batch size {batch}: exported block `{name}` has shape {list(g.shape)}, eager {list(w.shape)}")
+            # Block maps count as features: the same tolerance.
+            here["features"] = max(here["features"], relative(g, w))
         # The ODIN loss's input gradient, through the file and through the eager model.
         grads = []
         for module in (loaded, eager):
@@ -787,7 +832,10 @@ def export(args) -> None:
     head = model.get_submodule(head_name)
     size = args.input_size or built.input_size or 224
     channels = args.channels
-    wrapped = WithFeatures(model, head_name).eval()
+    blocks = [b.strip() for b in args.blocks.split(",") if b.strip()] if args.blocks else []
+    if blocks and aoti:
+        raise ExportError("--blocks is for TorchScript files: AOTInductor packages return logits and features only")
+    wrapped = WithFeatures(model, head_name, blocks).eval()
     gen = torch.Generator().manual_seed(1)
     example = torch.randn(2, channels, size, size, generator=gen)
     num_logits, width = check_wrapped(wrapped, head, example, len(classes) if classes else None)
@@ -893,6 +941,7 @@ def write_and_check(args, built, wrapped, head, head_name, out, size, channels, 
         "classes": classes,
         "outputs": "logits+features",
         "head": head_file.name if aoti or args.freeze else f"model.{head_name}",
+        **({"blocks": wrapped.blocks} if wrapped.blocks else {}),
         **card_preprocessing(args, built, preset, size),
         "notes": f"exported by scripts/export_model.py from {built.source} ({weights_note}); "
         f"features: the {width}-d input of `{head_name}`",
@@ -949,6 +998,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mean", type=float, nargs="+", help="per-channel mean (pixel units 0..1)")
     parser.add_argument("--std", type=float, nargs="+", help="per-channel std")
     parser.add_argument("--head", help="dotted name of the final linear layer, when it cannot be found")
+    parser.add_argument("--blocks", metavar="NAME,…", help="inner blocks whose feature maps the file also returns (after the features), for multi-mahalanobis and rankfeat; the block before the global pooling last (for a ResNet: layer4)")
     parser.add_argument("--name", help="the card's name (default: the output file's stem)")
     parser.add_argument("--oodscope", help="the oodscope binary used for the final load probe")
     parser.add_argument("--skip-oodscope-check", action="store_true", help="do not run oodscope's load probe on the result")

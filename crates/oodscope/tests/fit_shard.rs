@@ -45,13 +45,12 @@ fn fit(cache: &Path, model: &str, out: &Path, shard: Option<&str>, batch: &str) 
     oodscope(cache, &args)
 }
 
-/// Three parts of the feature model's fit in `dir`.
-fn parts(cache: &Path, dir: &Path) -> Vec<PathBuf> {
-    let model = fx("features/models/feat.pt");
+/// Three parts of `model`'s fit in `dir`.
+fn parts(cache: &Path, dir: &Path, model: &str) -> Vec<PathBuf> {
     (0..3)
         .map(|i| {
             let part = dir.join(format!("part-{i}.safetensors"));
-            let (code, stdout, err) = fit(cache, &model, &part, Some(&format!("{i}/3")), "16");
+            let (code, stdout, err) = fit(cache, model, &part, Some(&format!("{i}/3")), "16");
             assert_eq!(code, 0, "{err}");
             assert!(stdout.contains(&format!("Fit part {i}/3 of feat")), "{stdout}");
             part
@@ -109,6 +108,8 @@ fn assert_same_fit(a: &Path, b: &Path) {
         "vim_alpha",
         "react_percentiles",
         "class_covariances",
+        "block_class_means",
+        "block_shared_pinvs",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing: {names:?}");
     }
@@ -143,22 +144,33 @@ fn assert_same_fit(a: &Path, b: &Path) {
 fn three_parts_merge_into_the_single_fit_and_score_the_same() {
     let cache = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let model = fx("features/models/feat.pt");
+    // The feature model with its inner blocks: the per-block statistics merge too.
+    let model = fx("features/models/feat_blocks.pt");
     let single = work.path().join("single.safetensors");
     let (code, _, err) = fit(cache.path(), &model, &single, None, "16");
     assert_eq!(code, 0, "{err}");
-    let parts = parts(cache.path(), work.path());
+    let parts = parts(cache.path(), work.path(), &model);
     let merged = work.path().join("merged.safetensors");
     // Any order of the parts.
     let (code, stdout, err) = merge(cache.path(), &[&parts[2], &parts[0], &parts[1]], Some(&merged));
     assert_eq!(code, 0, "{err}");
-    assert!(stdout.contains("Fit of feat: 120 images"), "{stdout}");
+    assert!(stdout.contains("Fit of feat_blocks: 120 images"), "{stdout}");
     assert!(err.contains("merged 3 parts"), "{err}");
     assert_same_fit(&single, &merged);
 
     // Every method that uses the fit scores the same images identically with either file.
     let (id, ood) = (fx("features/images/id"), fx("features/images/ood"));
-    for method in ["mahalanobis", "rmds", "gmm", "knn", "vim", "react", "dice", "klm"] {
+    for method in [
+        "mahalanobis",
+        "rmds",
+        "gmm",
+        "knn",
+        "vim",
+        "react",
+        "dice",
+        "klm",
+        "multi-mahalanobis",
+    ] {
         let scores: Vec<(String, String)> = [&single, &merged]
             .iter()
             .map(|fit| {
@@ -222,7 +234,7 @@ fn three_parts_merge_into_the_single_fit_and_score_the_same() {
 fn bad_parts_are_one_line_each_and_nothing_is_written() {
     let cache = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let parts = parts(cache.path(), work.path());
+    let parts = parts(cache.path(), work.path(), &fx("features/models/feat.pt"));
     let [p0, p1, p2] = [&parts[0], &parts[1], &parts[2]];
     let out = work.path().join("out.safetensors");
     let refused = |given: &[&Path], says: &[&str]| {
