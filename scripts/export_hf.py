@@ -120,7 +120,7 @@ def load_model(folder: Path, config_file: Path, transformers) -> nn.Module:
                 "AutoModelForImageClassification has no class for it (hf:DIR takes an image classification model)"
             ) from None
         raise HFError(f"--model hf:{folder}: transformers cannot load it: {str(e).splitlines()[0][:300]}") from None
-    except (OSError, EnvironmentError) as e:
+    except OSError as e:
         raise HFError(
             f"--model hf:{folder}: transformers cannot load the weights ({str(e).splitlines()[0][:300]}); "
             "the folder needs the model.safetensors (or pytorch_model.bin) that save_pretrained writes"
@@ -209,7 +209,11 @@ def read_processor(folder: Path, hf: HFModel, transformers) -> None:
         )
     if not getattr(proc, "do_resize", True):
         raise HFError(f"{settings}: do_resize is false (images must come at the model's size); give {FLAGS}")
-    resample = int(getattr(proc, "resample", 2) if getattr(proc, "resample", None) is not None else 2)
+    resample = getattr(proc, "resample", None)
+    try:
+        resample = 2 if resample is None else int(resample)
+    except (TypeError, ValueError):
+        raise HFError(f"{settings}: resample {resample!r} is not a PIL filter code; give {FLAGS}") from None
     if resample not in RESAMPLE:
         raise HFError(
             f"{settings}: resample {resample} ({RESAMPLE_NAMES.get(resample, '?')}) has no card interpolation "
