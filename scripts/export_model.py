@@ -10,6 +10,7 @@ Usage (the project venv's Python; from the repository root):
     python scripts/export_model.py --model my_pkg.nets:build --model-path ~/code \\
         --model-arg num_classes=10 --classes classes.txt --preprocess resize --input-size 64 \\
         --weights runs/best.pth --out models/mine.pt
+    python scripts/export_model.py --model hf:runs/vit-finetuned --out models/vit.pt
     python scripts/export_model.py --model onnx:model.onnx --classes classes.txt --out models/m.pt
     python scripts/export_model.py --model pickle:whole_model.pt --model-path ~/code --out models/m.pt
     python scripts/export_model.py --model torchvision:resnet50 --format aoti --out models/resnet50.pt2
@@ -17,9 +18,13 @@ Usage (the project venv's Python; from the repository root):
 What it does, in order:
   1. builds the model: torchvision by name (weights=None), timm by name (pretrained=False), any
      importable callable `module:function` (`--model-path` is put on sys.path, `--model-arg k=v`
-     are its keyword arguments), an ONNX file (through onnx2torch), or a whole pickled nn.Module
-     (`torch.save(model)`; its classes must be importable);
-  2. loads `--weights` strictly: a state_dict, plain or under `state_dict` / `model` /
+     are its keyword arguments), an ONNX file (through onnx2torch), a whole pickled nn.Module
+     (`torch.save(model)`; its classes must be importable), or a Hugging Face image classifier
+     saved with save_pretrained (`hf:DIR`, read offline by scripts/export_hf.py: its weights,
+     `config.id2label` classes, head and `.logits` (called with return_dict=True) come from the
+     folder, the card's preprocessing from its `preprocessor_config.json`, with `backend = "hf"`:
+     the processor's uint8 resize and crop, pixel for pixel);
+  2. loads `--weights` strictly (not with hf:DIR, whose folder holds them): a state_dict, plain or under `state_dict` / `model` /
      `model_state_dict`, `module.` (DataParallel) and `_orig_mod.` (torch.compile) prefixes
      stripped; a .safetensors file works too; then puts the model in eval mode;
   3. finds the final linear layer (`fc`, `classifier[-1]`, `heads.head`, `head`, timm's
@@ -35,7 +40,7 @@ What it does, in order:
      package's `oodscope.capture`, which needs no tracing (`--allow-tracer-warnings` when the
      condition depends only on shapes); libraries' warnings (timm's shape asserts) are shown;
   5. writes the card: input size, mean/std and preprocessing (from the torchvision weights'
-     transforms() or timm's pretrained config, else the flags), classes (`--classes`, else the
+     transforms(), timm's pretrained config or the HF folder's image processor, else the flags), classes (`--classes`, else the
      weights' ImageNet names when the model has 1000 outputs, else c0, c1, …), outputs and head;
   6. reloads the file and checks its logits, features and input gradients against the eager model
      (relative 1e-4 for outputs, 1e-3 for gradients) at batch sizes 1 and 2, on single images across
@@ -133,6 +138,11 @@ class Built:
         self.pipeline: tuple[int, int, str] | None = None
         self.preset: str = "resize"
         self.categories: list[str] | None = None
+        # Set by sources that know them: the head's name, the card's preprocessing fields, and
+        # where the weights came from (no --weights needed).
+        self.head: str | None = None
+        self.fields: dict | None = None
+        self.weights_from: str | None = None
 
 
 def parse_model_args(pairs: list[str]) -> dict:
@@ -177,6 +187,8 @@ def build(args, classes: list[str] | None) -> Built:
         return build_torchvision(rest, num_classes, kwargs)
     if sep and kind == "timm":
         return build_timm(rest, num_classes, kwargs)
+    if sep and kind == "hf":
+        return build_hf(Path(rest).expanduser(), args)
     if sep and kind == "onnx":
         return build_onnx(Path(rest))
     if sep and kind == "pickle":
@@ -193,7 +205,7 @@ def build(args, classes: list[str] | None) -> Built:
     if sep:
         return build_callable(kind, rest, args.num_classes, kwargs)
     raise ExportError(
-        f"--model {spec!r}: expected torchvision:NAME, timm:NAME, onnx:FILE, pickle:FILE or "
+        f"--model {spec!r}: expected torchvision:NAME, timm:NAME, hf:DIR, onnx:FILE, pickle:FILE or "
         "module.path:function"
     )
 
@@ -281,6 +293,37 @@ def build_timm(name: str, num_classes: int | None, kwargs: dict) -> Built:
             built.categories = ImageNetInfo(subset).label_descriptions()
     except Exception:  # noqa: BLE001 - class names are a nicety; c0, c1, … otherwise
         pass
+    return built
+
+
+def build_hf(folder: Path, args) -> Built:
+    """A Hugging Face image classifier saved with save_pretrained (scripts/export_hf.py): its weights,
+    classes, head and the card's preprocessing all come from the folder."""
+    if getattr(args, "weights", None):
+        raise ExportError(
+            f"--weights with hf:{folder}: the folder holds the weights (model.safetensors); to export others, "
+            "load them into the model and save_pretrained it into a folder of its own"
+        )
+    if args.model_arg or args.num_classes:
+        raise ExportError(f"--model-arg and --num-classes do not apply to hf:{folder}: its config.json says how the model is built")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import export_hf
+
+    flags = args.input_size is not None and args.mean is not None and args.std is not None
+    try:
+        hf = export_hf.load(folder, args.input_size, flags)
+    except export_hf.HFError as e:
+        raise ExportError(str(e)) from None
+    if hf.channels != args.channels:
+        raise ExportError(f"the model takes {hf.channels} channels (its config's num_channels): pass --channels {hf.channels}")
+    if args.input_size and hf.input_size and args.input_size != hf.input_size:
+        raise ExportError(f"--input-size {args.input_size}: the folder's processor makes {hf.input_size}×{hf.input_size} images")
+    built = Built(hf.model, f"hf:{folder}")
+    built.mean, built.std, built.input_size = hf.mean, hf.std, hf.input_size
+    built.categories, built.head, built.fields = hf.classes, hf.head, hf.fields
+    built.weights_from = f"weights from the folder {folder.name}"
+    for note in hf.notes:
+        say(f"note: {note}")
     return built
 
 
@@ -821,14 +864,14 @@ def export(args) -> None:
     model = built.model
     if args.weights:
         load_weights(model, Path(args.weights))
-    elif not built.source.startswith(("onnx:", "pickle:")):
+    elif built.weights_from is None and not built.source.startswith(("onnx:", "pickle:")):
         say("note: no --weights: the model has random weights")
     model.eval()
     for p in model.parameters():
         # Frozen: a traced file then computes input gradients only (ODIN's backward is cheaper).
         p.requires_grad_(False)
 
-    head_name = find_head(model, args.head)
+    head_name = find_head(model, args.head or built.head)
     head = model.get_submodule(head_name)
     size = args.input_size or built.input_size or 224
     channels = args.channels
@@ -845,7 +888,7 @@ def export(args) -> None:
         else:
             classes = [f"c{i}" for i in range(num_logits)]
 
-    preset = args.preprocess or built.preset
+    preset = args.preprocess or ("hf" if built.fields is not None else built.preset)
     mean = args.mean or built.mean
     std = args.std or built.std
     if mean is None or std is None:
@@ -932,7 +975,7 @@ def write_and_check(args, built, wrapped, head, head_name, out, size, channels, 
             write_head(head, head_file)
         traced.save(str(out))
 
-    weights_note = f"weights {Path(args.weights).name}" if args.weights else "random weights"
+    weights_note = f"weights {Path(args.weights).name}" if args.weights else built.weights_from or "random weights"
     card = {
         "name": args.name or Path(args.out).stem,
         "input": [channels, size, size],
@@ -968,7 +1011,8 @@ def write_and_check(args, built, wrapped, head, head_name, out, size, channels, 
 
 def card_preprocessing(args, built: Built, preset: str, size: int) -> dict:
     """The preset's preprocessing fields, with what the flags give instead."""
-    fields = preprocessing(built, preset, size)
+    # "hf": the fields read from the folder's image processor (export_hf.py).
+    fields = dict(built.fields) if preset == "hf" and built.fields is not None else preprocessing(built, preset, size)
     if args.resize is not None:
         fields["resize"] = args.resize
     if args.crop is not None:
@@ -986,7 +1030,7 @@ def card_preprocessing(args, built: Built, preset: str, size: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="torchvision:NAME, timm:NAME, onnx:FILE, pickle:FILE or module.path:function")
+    parser.add_argument("--model", required=True, help="torchvision:NAME, timm:NAME, hf:DIR, onnx:FILE, pickle:FILE or module.path:function")
     parser.add_argument("--model-path", action="append", default=[], help="folder put on sys.path to import --model (repeatable)")
     parser.add_argument("--model-arg", action="append", default=[], help="NAME=VALUE keyword argument for the model's builder (repeatable)")
     parser.add_argument("--weights", help="state_dict file (torch.save or .safetensors) loaded strictly")
@@ -1007,7 +1051,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resize", type=int, help="the card's resize: the shorter side in pixels before the crop (default: the preset's)")
     parser.add_argument("--crop", type=int, help="the card's centre crop (equal to the input size; default: the preset's)")
     parser.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), help="the card's resize filter (default: the preset's)")
-    parser.add_argument("--backend", choices=("pil", "tensor"), help="the card's resize backend: pil (Pillow's 8-bit filters) or tensor (torchvision's float resize)")
+    parser.add_argument("--backend", choices=("pil", "tensor", "hf"), help="the card's resize backend: pil (Pillow's 8-bit filters), tensor (torchvision's float resize) or hf (a Hugging Face processor's uint8 resize and crop)")
     parser.add_argument("--freeze", action="store_true", help="channels-last weights and batch norm folded (torch.jit.freeze): faster, input gradients kept; the head is written beside as safetensors")
     parser.add_argument("--allow-tracer-warnings", action="store_true", help="export although the model's own code raised a TracerWarning (a condition that depends only on shapes); the parity checks still run")
     parser.add_argument("--check-images", metavar="DIR", help="also check the exported file against the eager model on up to 16 of these images")

@@ -35,6 +35,7 @@ python tests/fixtures/make_tune_refs.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_feature_refs.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_preprocess_refs.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_own_models.py "$OODSCOPE_FIXTURES"
+python tests/fixtures/make_hf_models.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_aoti_models.py "$OODSCOPE_FIXTURES"
 
 if ! wait "$build"; then

@@ -1,5 +1,6 @@
 //! Decoding one image file into the model's input: channels converted, resized and cropped as the
-//! card says (torchvision's PIL or tensor pipeline), pixel units in [0, 1].
+//! card says (torchvision's PIL or tensor pipeline, or a Hugging Face processor's), pixel units in
+//! [0, 1].
 
 use std::io::Cursor;
 use std::path::Path;
@@ -14,6 +15,7 @@ use super::pil_convert::pil_planes;
 use super::preprocessing::{Backend, Interpolation, ResizeMode};
 use super::read::read_image_bytes;
 use super::resize::{Planes, center_crop, resize_bicubic, resize_bilinear, resize_nearest};
+use super::torch_u8::{self, TorchFilter};
 
 /// Luminance weights for RGB → one channel (ITU-R BT.601, as torchvision's `rgb_to_grayscale`).
 pub const LUMA_WEIGHTS: [f32; 3] = [0.2989, 0.587, 0.114];
@@ -118,6 +120,21 @@ pub fn decode_bytes(bytes: &[u8], pre: &Preprocess) -> Result<Vec<f32>, SkipReas
                 None => sized,
             };
             // ToTensor: float32(v) / 255.
+            cropped.data.iter().map(|&v| f32::from(v) / 255.0).collect()
+        }
+        Backend::Hf => {
+            let filter = match pre.interpolation {
+                Interpolation::Bilinear => TorchFilter::Bilinear,
+                Interpolation::Bicubic => TorchFilter::Bicubic,
+                Interpolation::Nearest => TorchFilter::NearestExact,
+            };
+            let sized = torch_u8::resize(&pil_planes(&image, pre.channels), h, w, filter);
+            let cropped = match geometry.crop {
+                Some((ch, cw)) => torch_u8::hf_center_crop(&sized, ch, cw),
+                None => sized,
+            };
+            // The processor's rescale (by 1/255) fused into its normalisation: the card's
+            // mean/std then act on v / 255 (float32 rounding apart, as the processor's own).
             cropped.data.iter().map(|&v| f32::from(v) / 255.0).collect()
         }
     };
@@ -272,7 +289,7 @@ mod tests {
     fn shorter_side_resize_then_crop_reaches_the_input() {
         // 40 × 10 (W × H): shorter side to 6 gives 24 × 6, the centre 4 × 4 is kept.
         let img = image::RgbImage::from_fn(40, 10, |x, _| image::Rgb([(x * 6) as u8, 0, 0]));
-        for backend in [Backend::Pil, Backend::Tensor] {
+        for backend in [Backend::Pil, Backend::Tensor, Backend::Hf] {
             let pre = Preprocess {
                 resize: ResizeMode::ShorterSide(6),
                 crop: Some((4, 4)),

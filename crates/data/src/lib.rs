@@ -17,6 +17,7 @@ pub mod rng;
 pub mod scan;
 pub mod set;
 pub mod shard;
+pub mod torch_u8;
 
 pub use decode::{DecodeLimits, Preprocess, SkipReason, decode_file};
 pub use error::{Error, SetError};

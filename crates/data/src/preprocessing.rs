@@ -44,6 +44,11 @@ pub enum Backend {
     /// On float tensors: pixels in [0, 1], antialiased float resize (the behaviour of old cards).
     #[default]
     Tensor,
+    /// As a Hugging Face image processor (transformers 5's default, torchvision backend) does it:
+    /// decoded as `convert("RGB")` / `convert("L")`, resized as a uint8 tensor by PyTorch's CPU
+    /// kernel ([`crate::torch_u8`]; `nearest` is `NEAREST_EXACT`), centre-cropped with the
+    /// processor's truncated offsets, then divided by 255.
+    Hf,
 }
 
 /// The card's preprocessing fields, checked: how any image becomes `input` H×W.
@@ -88,7 +93,12 @@ impl Preprocessing {
         let backend = match backend {
             None | Some("tensor") => Backend::Tensor,
             Some("pil") => Backend::Pil,
-            Some(other) => return Err(format!("`backend` must be \"pil\" or \"tensor\", got \"{other}\"")),
+            Some("hf") => Backend::Hf,
+            Some(other) => {
+                return Err(format!(
+                    "`backend` must be \"pil\", \"tensor\" or \"hf\", got \"{other}\""
+                ));
+            }
         };
         let resize = match resize {
             None => ResizeMode::Resize,

@@ -190,7 +190,7 @@ fn bad_cards_and_images_fail_with_a_clear_message() {
         ),
         (
             "resize = 256\nbackend = \"cv2\"",
-            "`backend` must be \"pil\" or \"tensor\"",
+            "`backend` must be \"pil\", \"tensor\" or \"hf\"",
         ),
     ] {
         let card = tmp.path().join("bad.toml");

@@ -14,6 +14,7 @@ mod export_checks;
 mod fit_cli;
 mod fit_shard;
 mod gmm_cli;
+mod hf_model;
 mod own_model;
 mod preprocess;
 mod reliability_fits;

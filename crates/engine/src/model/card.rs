@@ -491,7 +491,7 @@ outputs = "logits"
             ),
             (
                 "backend = \"opencv\"",
-                "`backend` must be \"pil\" or \"tensor\", got \"opencv\"",
+                "`backend` must be \"pil\", \"tensor\" or \"hf\", got \"opencv\"",
             ),
             (
                 "resize = \"squash\"",
