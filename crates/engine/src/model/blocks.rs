@@ -62,22 +62,22 @@ pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockRed
         if matches!(map.kind(), Kind::Half | Kind::BFloat16) {
             return Err(super::probe::half_message("float16"));
         }
-        let x = map
-            .f_detach()
-            .and_then(|x| x.f_to_kind(Kind::Double))
-            .and_then(|x| x.f_reshape([size[0], size[1], size[2] * size[3]]))
-            .map_err(|e| e.to_string())?;
+        // The mean accumulates in float64 straight from the float32 map (no float64 copy of it).
+        let map = map.f_detach().map_err(|e| e.to_string())?;
         means.push(
-            spatial_mean(&x)
+            map.f_mean_dim(&[2i64, 3][..], false, Kind::Double)
                 .and_then(|m| m.f_to_kind(Kind::Float))
                 .map_err(|e| e.to_string())?,
         );
-        last = Some(x);
+        last = Some((map, size));
     }
-    let Some(last) = last else {
+    let Some((map, size)) = last else {
         return Err("the card's `blocks` is empty".into());
     };
-    let rank1_removed = without_rank1(&last)
+    let rank1_removed = map
+        .f_to_kind(Kind::Double)
+        .and_then(|x| x.f_reshape([size[0], size[1], size[2] * size[3]]))
+        .and_then(|x| without_rank1(&x))
         .and_then(|r| r.f_to_kind(Kind::Float))
         .map_err(|e| e.to_string())?;
     Ok(BlockReductions { means, rank1_removed })
