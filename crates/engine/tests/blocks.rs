@@ -29,6 +29,19 @@ fn rankfeat() -> ScoreSettings {
     ScoreSettings::new(method, &Params::new(), &Default::default()).unwrap()
 }
 
+/// What a run kept, as the window caches it.
+fn kept(run: &oodscope_engine::score::ScoreRun) -> CachedOutputs {
+    CachedOutputs {
+        logits: run.logits.clone(),
+        logit_width: run.logit_width,
+        features: run.features.clone(),
+        feature_width: run.feature_width,
+        member_widths: Vec::new(),
+        blocks: run.blocks.clone(),
+        rows: run.images.len(),
+    }
+}
+
 #[test]
 fn the_probe_finds_the_blocks_and_whether_the_last_is_pooled() {
     let model = Model::load(&models().join("feat_blocks.toml"), DeviceChoice::Cpu).unwrap();
@@ -94,15 +107,7 @@ fn rankfeat_rescored_from_kept_reductions_equals_the_pass() {
     let run = run_scoring(&plan, &[id_set(&model)], 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
     assert_eq!(run.blocks.widths, [8, 16]);
     assert_eq!(run.blocks.values.len(), run.images.len() * (8 + 16 + 16));
-    let cache = CachedOutputs {
-        logits: run.logits.clone(),
-        logit_width: run.logit_width,
-        features: run.features.clone(),
-        feature_width: run.feature_width,
-        member_widths: Vec::new(),
-        blocks: run.blocks.clone(),
-        rows: run.images.len(),
-    };
+    let cache = kept(&run);
     assert!(can_rescore(&rankfeat(), &cache));
     let again = rescore(&plan.context(), &cache, &rankfeat()).unwrap();
     assert_eq!(again, run.scores());
@@ -136,15 +141,7 @@ fn multi_mahalanobis_rescored_from_kept_reductions_equals_the_pass() {
         .unwrap()
         .keeping_features(true);
     let run = run_scoring(&plan, &[id_set(&model)], 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
-    let cache = CachedOutputs {
-        logits: run.logits.clone(),
-        logit_width: run.logit_width,
-        features: run.features.clone(),
-        feature_width: run.feature_width,
-        member_widths: Vec::new(),
-        blocks: run.blocks.clone(),
-        rows: run.images.len(),
-    };
+    let cache = kept(&run);
     assert!(can_rescore(&settings, &cache));
     assert_eq!(rescore(&plan.context(), &cache, &settings).unwrap(), run.scores());
     // A fit of the model without blocks has no per-block statistics: one line says so.
