@@ -207,3 +207,34 @@ fn hf_folders_the_exporter_cannot_take_say_why_in_one_line() {
         );
     }
 }
+
+/// The saved folder itself given to oodscope as a model: one line naming the export that makes a
+/// model of it (and a folder of anything else is named as not a model).
+#[test]
+fn an_hf_folder_given_as_the_model_names_the_export() {
+    let cache = tempfile::tempdir().unwrap();
+    let folder = hf().join("vit");
+    let images = hf().join("images");
+    for (model, expected) in [
+        (folder.clone(), format!("--model hf:{} --out", folder.display())),
+        (images.clone(), "a folder, not a model file".to_string()),
+    ] {
+        let (code, _, err) = support::oodscope_with_cache(
+            cache.path(),
+            &[
+                "score",
+                "--model",
+                model.to_str().unwrap(),
+                "--method",
+                "msp",
+                "--id",
+                images.to_str().unwrap(),
+                "--ood",
+                images.to_str().unwrap(),
+                "--quiet",
+            ],
+        );
+        assert_ne!(code, 0);
+        assert!(err.contains(&expected) && err.trim().lines().count() == 1, "{err}");
+    }
+}

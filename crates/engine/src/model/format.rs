@@ -82,6 +82,21 @@ pub fn detect(path: &Path) -> std::io::Result<Format> {
     Ok(Format::Unknown)
 }
 
+/// What a folder given as a model is, and what to run: a Hugging Face `save_pretrained` folder
+/// (its `config.json`) is exported with `hf:DIR`; any other folder is named as not a model.
+pub fn folder_hint(path: &Path) -> String {
+    let out = path.with_extension("pt");
+    if path.join("config.json").is_file() {
+        format!(
+            "a folder with a config.json (a Hugging Face model saved with save_pretrained?), not a model file; export it with: python scripts/export_model.py --model hf:{} --out {}",
+            path.display(),
+            out.display()
+        )
+    } else {
+        "a folder, not a model file: --model takes a TorchScript .pt (with its card <stem>.toml beside it) or the card itself".into()
+    }
+}
+
 /// The one-line message for a model file that is not TorchScript: what it is and the exporter
 /// command that makes an oodscope model of it. `None` for TorchScript (and unreadable files, whose
 /// own error says more).

@@ -204,6 +204,9 @@ impl Model {
         if !path.exists() {
             return Err(ModelError::model(path, "no such file"));
         }
+        if path.is_dir() {
+            return Err(ModelError::model(path, format::folder_hint(path)));
+        }
         // A file of another format says so (and how to convert it) before its missing card does;
         // an AOTInductor package with its card is run as it is.
         let package_with_card = path != card_path && is_package(path) && card_path.exists();
