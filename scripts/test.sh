@@ -20,15 +20,19 @@ cargo fmt --all -- --check
 python scripts/check_layers.py
 python scripts/check_docs.py
 
-# The build (every test target; the benchmark binary and the examples are checked by clippy below)
-# runs beside the fixture scripts: neither keeps both cores busy all the time.
+# The build (every test target), the Python package and clippy (every target: the benchmark binary
+# and the examples too) run beside the fixture scripts: neither keeps both cores busy all the time.
 build_log="$(mktemp)"
-echo "test: building the tests (in the background: $build_log)"
-{ cargo test --release --workspace --tests --no-run && bash scripts/python_package.sh; } > "$build_log" 2>&1 &
+echo "test: [${SECONDS} s] building the tests and running clippy (in the background: $build_log)"
+{
+  cargo test --release --workspace --tests --no-run &&
+    bash scripts/python_package.sh &&
+    cargo clippy --release --workspace --all-targets -- -D warnings
+} > "$build_log" 2>&1 &
 build=$!
 trap 'kill "$build" 2>/dev/null || true; rm -f "$build_log"' EXIT
 
-echo "test: making fixtures and PyTorch / scikit-learn references in $OODSCOPE_FIXTURES"
+echo "test: [${SECONDS} s] making fixtures and PyTorch / scikit-learn references in $OODSCOPE_FIXTURES"
 python tests/fixtures/make_fixtures.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_metric_refs.py "$OODSCOPE_FIXTURES/metric_refs.json"
 python tests/fixtures/make_tune_refs.py "$OODSCOPE_FIXTURES"
@@ -38,15 +42,19 @@ python tests/fixtures/make_own_models.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_hf_models.py "$OODSCOPE_FIXTURES"
 python tests/fixtures/make_aoti_models.py "$OODSCOPE_FIXTURES"
 
+echo "test: [${SECONDS} s] fixtures made; waiting for the build"
 if ! wait "$build"; then
   cat "$build_log"
-  echo "test: the build failed" >&2
+  echo "test: the build, the Python package or clippy failed" >&2
   exit 1
 fi
 tail -n 2 "$build_log"
 
+echo "test: [${SECONDS} s] running the tests"
 cargo test --release --workspace --tests
 # The Python package (built above into the venv) against the CLI, scikit-learn, eager PyTorch, Ray Serve.
+echo "test: [${SECONDS} s] the Python package's tests"
 python -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests/python
-cargo clippy --release --workspace --all-targets -- -D warnings
+echo "test: [${SECONDS} s] the relocatable install"
 bash scripts/test_install.sh
+echo "test: [${SECONDS} s] all passed"

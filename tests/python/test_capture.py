@@ -137,7 +137,7 @@ def test_capture_with_blocks_scores_rankfeat_as_its_float64_definition():
     batches = [x[:4], x[4:]]
     out = oodscope.capture(model, batches, head="fc", blocks=["layer3", "layer4"])
     assert out.blocks.names == ["layer3", "layer4"] and out.blocks.widths == [256, 512]
-    assert out.blocks.values.shape == (10, 256 + 512 + 512) and out.blocks.pooled
+    assert out.blocks.values.shape == (10, 256 + 512 + 512 + 10 * (256 + 512)) and out.blocks.pooled
     # The spatial means are the blocks' own; layer4's is the features (it is the map they are pooled from).
     assert np.allclose(out.blocks.values[:, 256:768], out.features, rtol=0, atol=1e-5)
 
@@ -221,3 +221,57 @@ def test_multi_mahalanobis_from_captured_blocks_equals_its_float64_definition():
         oodscope.score("multi-mahalanobis", oodscope.capture(model, [x], head="fc"), plain)
     with pytest.raises(oodscope.OodscopeError, match="has no per-block statistics"):
         oodscope.score("multi-mahalanobis", out, plain)
+
+
+def test_gram_from_captured_blocks_equals_its_float64_definition():
+    torch.manual_seed(5)
+    model = TwoBlocks().eval()
+    x_fit, y_fit = torch.rand(200, 3, 12, 12), torch.arange(200) % 3
+    x = torch.cat([torch.rand(20, 3, 12, 12), 3 * torch.rand(20, 3, 12, 12)])
+    blocks = ["block1", "block2"]
+    fit_out = oodscope.capture(model, DataLoader(TensorDataset(x_fit, y_fit), batch_size=64), head="fc", blocks=blocks)
+    fit = oodscope.Fit.from_outputs(fit_out, head=model.fc)
+    out = oodscope.capture(model, [x], head="fc", blocks=blocks)
+    got = oodscope.score("gram", out, fit)
+    got3 = oodscope.score("gram", out, fit, poles=3)
+
+    # docs/methods.md in float64 from the eager model's maps: rooted row sums of each pole's full Gram
+    # matrix, class bounds over the rows not held out (row index mod 10 = 9 is), the held-out rows' mean
+    # deviation per block, and −Σ_b δ_b / E[δ_b] against the predicted class's bounds.
+    def gram_rows(images):
+        maps = []
+        hooks = [model.get_submodule(b).register_forward_hook(lambda _m, _i, o: maps.append(o)) for b in blocks]
+        with torch.no_grad():
+            logits = model(images)
+        for h in hooks:
+            h.remove()
+        rows = []
+        for m in maps:
+            X = m.double().flatten(2).numpy()
+            per_pole = []
+            for p in range(1, 11):
+                t = np.einsum("ncj,nkj->nc", X**p, X**p)
+                per_pole.append(np.sign(t) * np.abs(t) ** (1 / p))
+            rows.append(np.stack(per_pole, axis=1))
+        return logits.argmax(1).numpy(), rows
+
+    def deviation(g, lo, hi):
+        return (np.maximum(lo - g, 0) / np.abs(lo + 1e-6)).sum(-1) + (np.maximum(g - hi, 0) / np.abs(hi + 1e-6)).sum(-1)
+
+    labels = y_fit.numpy()
+    held = np.arange(len(labels)) % 10 == 9
+    (_, fit_rows), (predicted, rows) = gram_rows(x_fit), gram_rows(x)
+    for poles, scores in ((10, got), (3, got3)):
+        expected = np.zeros(len(x))
+        for gf, g in zip(fit_rows, rows):
+            gf, g = gf[:, :poles], g[:, :poles]
+            lo = np.stack([gf[~held & (labels == c)].min(axis=0) for c in range(3)])
+            hi = np.stack([gf[~held & (labels == c)].max(axis=0) for c in range(3)])
+            norm = deviation(gf[held], lo[labels[held]], hi[labels[held]]).sum(axis=1).mean()
+            expected -= deviation(g, lo[predicted], hi[predicted]).sum(axis=1) / norm
+        scale = np.abs(expected).std() / 10
+        assert np.all(np.abs(scores - expected) <= 1e-4 * np.maximum(np.abs(expected), scale)), np.abs(scores - expected).max()
+    assert got[20:].mean() < got[:20].mean()
+    plain = oodscope.Fit.from_outputs(oodscope.capture(model, [x_fit], head="fc"), head=model.fc)
+    with pytest.raises(oodscope.OodscopeError, match="has no Gram bounds"):
+        oodscope.score("gram", out, plain)

@@ -176,6 +176,7 @@ fn every_method_matches_the_float64_reference_at_batch_sizes_1_and_64() {
         "gradnorm",
         "rankfeat",
         "multi-mahalanobis",
+        "gram",
     ] {
         assert!(methods.contains(name), "no reference case for {name}");
     }

@@ -110,6 +110,9 @@ fn assert_same_fit(a: &Path, b: &Path) {
         "class_covariances",
         "block_class_means",
         "block_shared_pinvs",
+        "gram_mins",
+        "gram_maxs",
+        "gram_expected",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing: {names:?}");
     }
@@ -170,6 +173,7 @@ fn three_parts_merge_into_the_single_fit_and_score_the_same() {
         "dice",
         "klm",
         "multi-mahalanobis",
+        "gram",
     ] {
         let scores: Vec<(String, String)> = [&single, &merged]
             .iter()

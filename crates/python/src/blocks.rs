@@ -38,6 +38,7 @@ pub fn reduce_blocks<'py>(
         members: Vec::new(),
         block_means: reduced.means,
         rank1_removed: Some(reduced.rank1_removed),
+        gram: Some(reduced.gram),
     };
     let rows = BlockRows::of(&outputs).map_err(|e| error(e.to_string()))?;
     let width = rows.row_width();

@@ -39,10 +39,10 @@ impl CachedOutputs {
                 .f_view([len as i64, width as i64])?
                 .f_to_device(device)?)
         };
-        let (block_means, rank1_removed) = if features {
+        let (block_means, rank1_removed, gram) = if features {
             self.blocks.tensors(start, len, device)?
         } else {
-            (Vec::new(), None)
+            (Vec::new(), None, None)
         };
         let logits = block(&self.logits, self.logit_width)?;
         let mut members = Vec::new();
@@ -63,6 +63,7 @@ impl CachedOutputs {
             members,
             block_means,
             rank1_removed,
+            gram,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Every scoring method, in menu order. Adding a method is its file plus one line here.
 
 use super::Detector;
-use super::blocks::{multi_mahalanobis::MultiMahalanobis, rankfeat::RankFeat};
+use super::blocks::{gram::Gram, multi_mahalanobis::MultiMahalanobis, rankfeat::RankFeat};
 use super::confidence::Confidence;
 use super::ensemble::Ensemble;
 use super::features::ash::{Ash, Variant};
@@ -48,6 +48,7 @@ pub static DETECTORS: &[&dyn Detector] = &[
     &GradNorm,
     &MultiMahalanobis,
     &RankFeat,
+    &Gram,
     &Confidence,
     &Ensemble,
 ];

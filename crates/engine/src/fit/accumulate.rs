@@ -35,6 +35,8 @@ pub struct Moments {
     pub temperature: Option<f64>,
     /// Each inner block's class means and shared covariance (multi-mahalanobis), in card order.
     pub blocks: Vec<super::block_scatter::BlockMoments>,
+    /// Gram's bounds and held-out deviations, when the model has blocks.
+    pub gram: Option<super::gram_bounds::GramFit>,
     pub images: u64,
 }
 
@@ -203,7 +205,7 @@ impl Accumulator {
         features: Option<&Tensor>,
         labels: Option<&[usize]>,
         head: Option<(&Tensor, &Tensor)>,
-        block_means: &[Tensor],
+        blocks: (&[Tensor], Option<&Tensor>),
     ) -> R<()> {
         let n = logits.size()[0];
         let logits64 = logits.f_to_kind(Kind::Double)?;
@@ -224,8 +226,10 @@ impl Accumulator {
             self.counts[c as usize] += 1;
         }
         let index = Tensor::from_slice(&classes).f_to_device(self.device)?;
+        let (block_means, gram) = blocks;
         if !block_means.is_empty() {
-            self.blocks.add(block_means, &index, self.classes, self.device)?;
+            self.blocks
+                .add(block_means, gram, &index, self.next_index, self.classes, self.device)?;
         }
         // The temperature's grid costs GRID passes over a batch's logits: it takes only the
         // listing's first images, up to a budget of logit values.
@@ -288,8 +292,9 @@ impl Accumulator {
         (&self.counts, &self.predicted_counts)
     }
 
-    /// Every sum by name ([`SUM_NAMES`], and `<name>.error`), and the shift, as stored in a fit part.
-    pub fn named_sums(&self) -> Vec<(String, &Tensor)> {
+    /// Every sum by name ([`SUM_NAMES`], and `<name>.error`), the shift and the blocks' tensors, as
+    /// stored in a fit part.
+    pub fn named_sums(&self) -> R<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         let sums = [
             Some(&self.softmax_sums),
@@ -302,15 +307,15 @@ impl Accumulator {
         ];
         for (name, sum) in SUM_NAMES.iter().zip(sums) {
             if let Some(sum) = sum {
-                out.push((name.to_string(), &sum.value));
-                out.push((format!("{name}.error"), &sum.error));
+                out.push((name.to_string(), sum.value.shallow_clone()));
+                out.push((format!("{name}.error"), sum.error.shallow_clone()));
             }
         }
         if let Some(shift) = &self.shift {
-            out.push(("shift".into(), shift));
+            out.push(("shift".into(), shift.shallow_clone()));
         }
-        out.extend(self.blocks.named_sums());
-        out
+        out.extend(self.blocks.named_sums()?);
+        Ok(out)
     }
 
     /// An accumulator read back from a fit part: its counts, and its tensors by name (as
@@ -519,6 +524,7 @@ impl Accumulator {
                 .map(|s| s.total().and_then(|t| super::temperature::fitted(&t)))
                 .transpose()?,
             blocks: self.blocks.finish(&self.counts)?,
+            gram: self.blocks.finish_gram()?,
             images: self.images,
         })
     }
@@ -554,7 +560,7 @@ mod tests {
                     Some(&z.narrow(0, start, end - start)),
                     Some(&labels[start as usize..end as usize]),
                     None,
-                    &[],
+                    (&[], None),
                 )
                 .unwrap();
             }

@@ -1,7 +1,7 @@
 //! Per-block class statistics of a fit (multi-mahalanobis): for each inner block of the card, the
 //! class sums of its spatial means `m_b` and the sum of their outer products, as compensated
 //! float64 sums, finished into class means and the shared covariance
-//! `(1/N) Σ_c Σ_{i∈c} (m_i − μ_c)(m_i − μ_c)ᵀ`.
+//! `(1/N) Σ_c Σ_{i∈c} (m_i − μ_c)(m_i − μ_c)ᵀ`; beside them, Gram's bounds ([`super::gram_bounds`]).
 //!
 //! Unlike the features' sums these take no shift: the sums of a fit's parts then add exactly,
 //! whoever made them. What a shift would save is the cancellation in `Σ m mᵀ − Σ_c s_c s_cᵀ / n_c`,
@@ -10,6 +10,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::accumulate::CompensatedSum;
+use super::gram_bounds::{GramBounds, GramFit};
 
 type R<T> = Result<T, tch::TchError>;
 
@@ -23,6 +24,7 @@ struct Sums {
 #[derive(Default)]
 pub struct BlockScatter {
     blocks: Vec<Sums>,
+    gram: GramBounds,
 }
 
 /// The finished statistics of one block: `[C, W]` class means (NaN rows for classes without
@@ -33,8 +35,21 @@ pub struct BlockMoments {
 }
 
 impl BlockScatter {
-    /// Adds a batch: each block's spatial means `[n, W_b]`, and each row's class (`index`, `[n]`).
-    pub fn add(&mut self, means: &[Tensor], index: &Tensor, classes: usize, device: Device) -> R<()> {
+    /// Adds a batch: each block's spatial means `[n, W_b]`, its Gram rows, each row's class
+    /// (`index`, `[n]`) and the listing index of its first row.
+    pub fn add(
+        &mut self,
+        means: &[Tensor],
+        gram: Option<&Tensor>,
+        index: &Tensor,
+        first: u64,
+        classes: usize,
+        device: Device,
+    ) -> R<()> {
+        if let Some(gram) = gram {
+            let widths: Vec<i64> = means.iter().map(|m| m.size()[1]).collect();
+            self.gram.add(gram, &widths, index, first, classes)?;
+        }
         if self.blocks.is_empty() {
             for m in means {
                 let w = m.size()[1];
@@ -54,18 +69,19 @@ impl BlockScatter {
         Ok(())
     }
 
-    /// Every sum by name (`block<b>.class_sums`, `block<b>.outer`, each also as `<name>.error`), as
-    /// stored in a fit part.
-    pub fn named_sums(&self) -> Vec<(String, &Tensor)> {
+    /// Every sum by name (`block<b>.class_sums`, `block<b>.outer`, each also as `<name>.error`),
+    /// and Gram's tensors, as stored in a fit part.
+    pub fn named_sums(&self) -> R<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         for (b, sums) in self.blocks.iter().enumerate() {
             for (name, sum) in [("class_sums", &sums.class_sums), ("outer", &sums.outer)] {
                 let (value, error) = sum.parts();
-                out.push((format!("block{b}.{name}"), value));
-                out.push((format!("block{b}.{name}.error"), error));
+                out.push((format!("block{b}.{name}"), value.shallow_clone()));
+                out.push((format!("block{b}.{name}.error"), error.shallow_clone()));
             }
         }
-        out
+        out.extend(self.gram.named()?);
+        Ok(out)
     }
 
     /// The sums read back from a fit part (blocks `0, 1, …` while there are any), on `device`.
@@ -103,12 +119,14 @@ impl BlockScatter {
             }
             blocks.push(Sums { class_sums, outer });
         }
-        Ok(BlockScatter { blocks })
+        let gram = GramBounds::from_named(classes, device, get)?;
+        Ok(BlockScatter { blocks, gram })
     }
 
     /// Adds another pass's sums (a shard of the same listing and model: the same blocks, which
     /// `fit-merge` checks in the parts' headers).
     pub fn merge(&mut self, other: &BlockScatter) -> R<()> {
+        self.gram.merge(&other.gram)?;
         if self.blocks.is_empty() {
             self.blocks = other
                 .blocks
@@ -151,6 +169,11 @@ impl BlockScatter {
             });
         }
         Ok(out)
+    }
+
+    /// Gram's bounds and held-out deviations, finished (`None` without blocks).
+    pub fn finish_gram(&self) -> R<Option<GramFit>> {
+        self.gram.finish()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -350,6 +350,16 @@ impl Derived {
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(("block_shared_pinvs", Tensor::f_cat(&flat, 0)?));
         }
+        if let Some(gram) = &m.gram {
+            // Per block `[P, C, W_b]`, flattened one after the other (crate::stats::gram).
+            let flat = |ts: &[Tensor]| -> Result<Tensor, tch::TchError> {
+                let parts = ts.iter().map(|t| t.f_reshape([-1])).collect::<Result<Vec<_>, _>>()?;
+                Tensor::f_cat(&parts, 0)
+            };
+            out.push(("gram_mins", flat(&gram.mins)?));
+            out.push(("gram_maxs", flat(&gram.maxs)?));
+            out.push(("gram_expected", gram.expected.f_reshape([-1])?));
+        }
         Ok(out)
     }
 }

@@ -7,6 +7,7 @@ pub mod block_scatter;
 pub mod cache;
 pub mod class_covariance;
 pub mod finish;
+pub mod gram_bounds;
 pub mod merge;
 pub mod openmax;
 pub mod part;

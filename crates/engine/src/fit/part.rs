@@ -65,11 +65,7 @@ pub fn write_part(mut pass: Pass, out: &Path, mut info: PartInfo) -> Result<Part
     info.fit.counts = counts.to_vec();
     info.fit.predicted_counts = predicted.to_vec();
     let rows = info.fit.images as usize;
-    let mut tensors: Vec<(String, Tensor)> = accumulator
-        .named_sums()
-        .into_iter()
-        .map(|(name, t)| (name, t.shallow_clone()))
-        .collect();
+    let mut tensors: Vec<(String, Tensor)> = accumulator.named_sums()?;
     if let Some((w, b)) = &pass.head {
         tensors.push(("head_weight".into(), w.shallow_clone()));
         tensors.push(("head_bias".into(), b.shallow_clone()));

@@ -293,7 +293,7 @@ impl Pass {
                 outputs.features.as_ref(),
                 labels,
                 head,
-                &outputs.block_means,
+                (&outputs.block_means, outputs.gram.as_ref()),
             )
             .map_err(|e| crate::model::first_line(&e.to_string()))?;
         if let Some(z) = &outputs.features {

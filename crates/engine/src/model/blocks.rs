@@ -1,11 +1,15 @@
 //! Inner blocks' feature maps (the card's `blocks`), reduced per image to what the block methods
-//! read, right after the forward pass: each block's spatial mean, and the last block's spatial
-//! mean after its rank-1 part is removed (RankFeat). A map is `[N, C, H, W]` and too large to keep
-//! for re-scoring (layer1 of a ResNet at 224 px is 800 KB per image); its reductions are `[N, C]`.
+//! read, right after the forward pass: each block's spatial mean, the last block's spatial mean
+//! after its rank-1 part is removed (RankFeat), and each block's Gram row sums at poles 1…10 (Gram).
+//! A map is `[N, C, H, W]` and too large to keep for re-scoring (layer1 of a ResNet at 224 px is
+//! 800 KB per image); its reductions are `[N, C]` each.
 
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::Outputs;
+
+/// The poles `p = 1…GRAM_POLES` at which the Gram method measures each block (Sastry & Oore's 10).
+pub const GRAM_POLES: usize = 10;
 
 /// The reductions of one batch's block maps.
 pub struct BlockReductions {
@@ -14,6 +18,8 @@ pub struct BlockReductions {
     /// `[N, C_last]`: `mean_hw (X − σ₁u₁v₁ᵀ)` of the last block, where `X` is its map as a
     /// `C × HW` matrix and `σ₁u₁v₁ᵀ` the best rank-1 approximation of it.
     pub rank1_removed: Tensor,
+    /// `[N, P·Σ C_b]`: each block's [`gram_rows`] at poles 1…P, block after block.
+    pub gram: Tensor,
 }
 
 /// The card's `blocks`, checked: named, each once, and only after features (the tuple is
@@ -51,6 +57,7 @@ pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockRed
         ));
     }
     let mut means = Vec::with_capacity(maps.len());
+    let mut gram = Vec::with_capacity(maps.len());
     let mut last = None;
     for (map, name) in maps.iter().zip(names) {
         let size = map.size();
@@ -69,6 +76,13 @@ pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockRed
                 .and_then(|m| m.f_to_kind(Kind::Float))
                 .map_err(|e| e.to_string())?,
         );
+        gram.push(
+            map.f_to_kind(Kind::Double)
+                .and_then(|x| x.f_reshape([size[0], size[1], size[2] * size[3]]))
+                .and_then(|x| gram_rows(&x))
+                .and_then(|g| g.f_to_kind(Kind::Float))
+                .map_err(|e| e.to_string())?,
+        );
         last = Some((map, size));
     }
     let Some((map, size)) = last else {
@@ -80,11 +94,17 @@ pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockRed
         .and_then(|x| without_rank1(&x))
         .and_then(|r| r.f_to_kind(Kind::Float))
         .map_err(|e| e.to_string())?;
-    Ok(BlockReductions { means, rank1_removed })
+    let gram = Tensor::f_cat(&gram, 1).map_err(|e| e.to_string())?;
+    Ok(BlockReductions {
+        means,
+        rank1_removed,
+        gram,
+    })
 }
 
 /// A run's block reductions as plain values (kept to re-score without the model): per image, each
-/// block's spatial mean (`widths[b]` values), then the last block's rank-1-free mean.
+/// block's spatial mean (`widths[b]` values), the last block's rank-1-free mean, then the Gram rows
+/// (`GRAM_POLES · Σ widths` values).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BlockRows {
     pub values: Vec<f32>,
@@ -95,11 +115,12 @@ pub struct BlockRows {
 impl BlockRows {
     /// The reductions of a batch's outputs (empty when the model has no blocks).
     pub fn of(outputs: &Outputs) -> Result<BlockRows, TchError> {
-        let Some(rank1) = &outputs.rank1_removed else {
+        let (Some(rank1), Some(gram)) = (&outputs.rank1_removed, &outputs.gram) else {
             return Ok(BlockRows::default());
         };
         let mut parts: Vec<&Tensor> = outputs.block_means.iter().collect();
         parts.push(rank1);
+        parts.push(gram);
         Ok(BlockRows {
             values: crate::tensor::to_vec_f32(&Tensor::f_cat(&parts, 1)?)?,
             widths: outputs.block_means.iter().map(|m| m.size()[1] as usize).collect(),
@@ -108,7 +129,8 @@ impl BlockRows {
 
     /// Values per image.
     pub fn row_width(&self) -> usize {
-        self.widths.iter().sum::<usize>() + self.widths.last().copied().unwrap_or(0)
+        let total = self.widths.iter().sum::<usize>();
+        total + self.widths.last().copied().unwrap_or(0) + GRAM_POLES * total
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,10 +158,10 @@ impl BlockRows {
         }
     }
 
-    /// Rows `start..start + len` as the outputs' `(block_means, rank1_removed)` on `device`.
-    pub fn tensors(&self, start: usize, len: usize, device: Device) -> Result<(Vec<Tensor>, Option<Tensor>), String> {
+    /// Rows `start..start + len` as the outputs' `(block_means, rank1_removed, gram)` on `device`.
+    pub fn tensors(&self, start: usize, len: usize, device: Device) -> Result<RowTensors, String> {
         if self.is_empty() {
-            return Ok((Vec::new(), None));
+            return Ok((Vec::new(), None, None));
         }
         let width = self.row_width();
         let slice = self
@@ -152,13 +174,37 @@ impl BlockRows {
             .map_err(|e| e.to_string())?;
         let mut column = 0;
         let mut parts = Vec::new();
-        for &w in self.widths.iter().chain(self.widths.last()) {
+        let gram_width = GRAM_POLES * self.widths.iter().sum::<usize>();
+        for &w in self.widths.iter().chain(self.widths.last()).chain([&gram_width]) {
             parts.push(all.f_narrow(1, column, w as i64).map_err(|e| e.to_string())?);
             column += w as i64;
         }
+        let gram = parts.pop();
         let rank1 = parts.pop();
-        Ok((parts, rank1))
+        Ok((parts, rank1, gram))
     }
+}
+
+/// Block rows as tensors: each block's means, the rank-1-free mean and the Gram rows.
+pub type RowTensors = (Vec<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// `[N, P·C]`: for each pole `p = 1…P` (pole after pole), the row sums of the `p`-th order Gram
+/// matrix `G_p = X^p (X^p)ᵀ` of each `C × HW` map `X` of `[N, C, HW]` (float64; powers taken
+/// element by element), as `sign(g)·|g|^{1/p}`. A row sum needs no `C × C` matrix:
+/// `G_p 1 = X^p ((X^p)ᵀ 1)`, the map times its column sums.
+pub fn gram_rows(x: &Tensor) -> Result<Tensor, TchError> {
+    let mut power = x.shallow_clone();
+    let mut out = Vec::with_capacity(GRAM_POLES);
+    for p in 1..=GRAM_POLES {
+        if p > 1 {
+            power = power.f_mul(x)?;
+        }
+        let columns = power.f_sum_dim_intlist(&[1i64][..], true, Kind::Double)?;
+        let sums = power.f_matmul(&columns.f_transpose(1, 2)?)?.f_squeeze_dim(2)?;
+        let root = sums.f_abs()?.f_pow_tensor_scalar(1.0 / p as f64)?;
+        out.push(root.f_mul(&sums.f_sign()?)?);
+    }
+    Tensor::f_cat(&out, 1)
 }
 
 /// `[N, C]`: the mean over the spatial positions of `[N, C, HW]`.
@@ -212,6 +258,25 @@ mod tests {
         }
     }
 
+    /// The row sums equal those of the full Gram matrix, `(X^p (X^p)ᵀ) 1`, rooted.
+    #[test]
+    fn gram_rows_are_the_rooted_row_sums_of_each_poles_gram_matrix() {
+        tch::manual_seed(4);
+        let x = Tensor::randn([2, 3, 5], (Kind::Double, Device::Cpu));
+        let rows = gram_rows(&x).unwrap();
+        assert_eq!(rows.size(), [2, 3 * GRAM_POLES as i64]);
+        for p in 1..=GRAM_POLES {
+            let xp = x.pow_tensor_scalar(p as f64);
+            let sums = xp
+                .matmul(&xp.transpose(1, 2))
+                .sum_dim_intlist(&[2i64][..], false, Kind::Double);
+            let expected = sums.sign() * sums.abs().pow_tensor_scalar(1.0 / p as f64);
+            let got = rows.narrow(1, 3 * (p as i64 - 1), 3);
+            let diff = ((got - &expected).abs() / expected.abs()).max().double_value(&[]);
+            assert!(diff < 1e-12, "pole {p}: {diff}");
+        }
+    }
+
     #[test]
     fn maps_are_checked_against_the_card() {
         let names = vec!["layer3".to_string(), "layer4".to_string()];
@@ -227,6 +292,7 @@ mod tests {
         let ok = reduce(&[&map, &map], &names, 2).unwrap();
         assert_eq!(ok.means.len(), 2);
         assert_eq!(ok.rank1_removed.size(), [2, 3]);
+        assert_eq!(ok.gram.size(), [2, 2 * 3 * GRAM_POLES as i64]);
         // A rank-1 map loses all of itself.
         let removed = ok.rank1_removed.abs().max().double_value(&[]);
         assert!(removed < 1e-6, "{removed}");

@@ -368,6 +368,7 @@ impl Model {
                     members: logits,
                     block_means: Vec::new(),
                     rank1_removed: None,
+                    gram: None,
                 })
             }
         }

@@ -19,6 +19,8 @@ pub struct Outputs {
     pub block_means: Vec<Tensor>,
     /// `[N, C_last]`: the last block's spatial mean after removing its rank-1 part (RankFeat).
     pub rank1_removed: Option<Tensor>,
+    /// `[N, P·Σ C_b]`: each block's Gram row sums at poles 1…P (`model::blocks::gram_rows`).
+    pub gram: Option<Tensor>,
 }
 
 impl Outputs {
@@ -59,6 +61,7 @@ impl Outputs {
             members: self.members.iter().map(&f).collect(),
             block_means: self.block_means.iter().map(&f).collect(),
             rank1_removed: self.rank1_removed.as_ref().map(&f),
+            gram: self.gram.as_ref().map(&f),
         }
     }
 
@@ -70,6 +73,7 @@ impl Outputs {
             members: self.members.iter().map(&f).collect::<Result<_, _>>()?,
             block_means: self.block_means.iter().map(&f).collect::<Result<_, _>>()?,
             rank1_removed: self.rank1_removed.as_ref().map(&f).transpose()?,
+            gram: self.gram.as_ref().map(&f).transpose()?,
         })
     }
 }
@@ -109,6 +113,7 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
                 members: Vec::new(),
                 block_means: Vec::new(),
                 rank1_removed: None,
+                gram: None,
             })
         }
         IValue::Tensor(t) => one_tensor(&t, shape, batch),
@@ -167,11 +172,11 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
             } else {
                 None
             };
-            let (block_means, rank1_removed) = if blocks > 0 {
+            let (block_means, rank1_removed, gram) = if blocks > 0 {
                 let reduced = super::blocks::reduce(&tensors[outputs..], shape.blocks, batch)?;
-                (reduced.means, Some(reduced.rank1_removed))
+                (reduced.means, Some(reduced.rank1_removed), Some(reduced.gram))
             } else {
-                (Vec::new(), None)
+                (Vec::new(), None, None)
             };
             Ok(Outputs {
                 logits: float(logits)?,
@@ -180,6 +185,7 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
                 members: Vec::new(),
                 block_means,
                 rank1_removed,
+                gram,
             })
         }
         other => Err(format!(
@@ -233,6 +239,7 @@ fn one_tensor(t: &Tensor, shape: OutputShape, batch: i64) -> Result<Outputs, Str
         members: Vec::new(),
         block_means: Vec::new(),
         rank1_removed: None,
+        gram: None,
     })
 }
 

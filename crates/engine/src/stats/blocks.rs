@@ -26,21 +26,9 @@ pub fn quadratics(widths: &[usize], class_means: &Tensor, pinvs: &Tensor) -> Res
     Ok(out)
 }
 
-/// The header's widths against the stored ones, and the shapes they imply, for `c` classes; the
-/// reason in one line when they disagree.
-pub fn check_shapes(
-    widths: &[usize],
-    stored: &[f64],
-    means: &[usize],
-    pinvs: &[usize],
-    c: usize,
-) -> Result<(), String> {
-    let header: Vec<f64> = widths.iter().map(|&w| w as f64).collect();
-    if header != stored {
-        return Err(format!(
-            "its header's `block_widths` {widths:?} differ from its `block_widths` tensor {stored:?}"
-        ));
-    }
+/// The shapes of the class means and flattened pseudo-inverses against those `widths` imply, for
+/// `c` classes; the reason in one line when they disagree.
+pub fn check_shapes(widths: &[usize], means: &[usize], pinvs: &[usize], c: usize) -> Result<(), String> {
     let total: usize = widths.iter().sum();
     let squares: usize = widths.iter().map(|w| w * w).sum();
     if means != [c, total] || pinvs != [squares] {

@@ -128,18 +128,21 @@ pub fn check(info: &FitInfo, reader: &Reader, classes: &[String], feature_width:
     Ok(())
 }
 
-/// The per-block statistics (multi-mahalanobis) against the header's `block_widths`: all of them
-/// or none (a saved detector of another method keeps none).
+/// The per-block statistics against the header's `block_widths`: multi-mahalanobis's and Gram's,
+/// each all or none (a saved detector of another method keeps none).
 fn check_blocks(info: &FitInfo, reader: &Reader, c: usize) -> Result<(), String> {
     let [widths, means, pinvs] = super::blocks::BLOCK_TENSORS;
-    let held = [widths, means, pinvs].iter().filter(|n| reader.has(n)).count();
-    if held == 0 {
+    let [_, mins, maxs, expected] = super::gram::GRAM_TENSORS;
+    let held = |names: &[&str]| names.iter().filter(|n| reader.has(n)).count();
+    let (mahalanobis, gram) = (held(&[means, pinvs]), held(&[mins, maxs, expected]));
+    if !reader.has(widths) && mahalanobis + gram == 0 {
         return Ok(());
     }
-    if held < 3 || info.block_widths.is_empty() {
+    if !reader.has(widths) || info.block_widths.is_empty() || mahalanobis == 1 || (gram != 0 && gram != 3) {
         return Err(format!(
-            "its per-block tensors are incomplete, or its header lists no blocks ({})",
-            super::blocks::BLOCK_TENSORS.join(", ")
+            "its per-block tensors are incomplete, or its header lists no blocks ({}; {})",
+            super::blocks::BLOCK_TENSORS.join(", "),
+            super::gram::GRAM_TENSORS.join(", ")
         ));
     }
     let shape = |name: &str| -> Result<Vec<usize>, String> {
@@ -152,7 +155,20 @@ fn check_blocks(info: &FitInfo, reader: &Reader, c: usize) -> Result<(), String>
     let stored = reader
         .tensor(widths)
         .and_then(|t| Vec::<f64>::try_from(t).map_err(|e| crate::model::first_line(&e.to_string())))?;
-    super::blocks::check_shapes(&info.block_widths, &stored, &shape(means)?, &shape(pinvs)?, c)
+    let header: Vec<f64> = info.block_widths.iter().map(|&w| w as f64).collect();
+    if header != stored {
+        return Err(format!(
+            "its header's `block_widths` {:?} differ from its `block_widths` tensor {stored:?}",
+            info.block_widths
+        ));
+    }
+    if mahalanobis == 2 {
+        super::blocks::check_shapes(&info.block_widths, &shape(means)?, &shape(pinvs)?, c)?;
+    }
+    if gram == 3 {
+        super::gram::check_shapes(&info.block_widths, c, &shape(mins)?, &shape(maxs)?, &shape(expected)?)?;
+    }
+    Ok(())
 }
 
 /// Tensor `name` is there, of `dtype` and `shape`.

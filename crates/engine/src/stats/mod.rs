@@ -12,6 +12,7 @@ pub mod blocks;
 pub mod check;
 pub mod fit_file;
 pub mod gaussians;
+pub mod gram;
 pub mod info;
 pub mod percentile;
 pub mod quadratic;
@@ -101,6 +102,8 @@ pub struct Fit {
     /// One quadratic form per inner block (multi-mahalanobis): its class means (present classes)
     /// and its shared covariance's pseudo-inverse, when the model has blocks.
     pub blocks: Option<Vec<Quadratic>>,
+    /// Gram's per-block bounds and held-out deviations, when the model has blocks.
+    pub gram: Option<gram::GramStats>,
     /// `[K, D, D]`: each present class's covariance (gmm), when the fit was made with them.
     pub class_covariances: Option<Tensor>,
     /// gmm's Gaussians by ridge `reg` (its bits), factored once each.
@@ -318,8 +321,15 @@ impl Fit {
             }
             _ => None,
         };
+        let gram = match (get("gram_mins")?, get("gram_maxs")?, get("gram_expected")?) {
+            (Some(mins), Some(maxs), Some(expected)) => {
+                Some(gram::split(&info.block_widths, info.counts.len(), &mins, &maxs, &expected).map_err(torch)?)
+            }
+            _ => None,
+        };
         Ok(Fit {
             blocks,
+            gram,
             mahalanobis: quadratic(&class_means, get("shared_pinv")?)?,
             global: quadratic(&global_centre, get("global_pinv")?)?,
             class_means,

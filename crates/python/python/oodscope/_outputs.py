@@ -38,18 +38,23 @@ def as_vector(values: Any, what: str, dtype: Any = np.float32) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=dtype)
 
 
+#: The poles 1…GRAM_POLES at which gram measures each block (the engine's `model::blocks::GRAM_POLES`).
+GRAM_POLES = 10
+
+
 class Blocks:
     """Inner blocks' reductions for N images, as ``capture(blocks=[…])`` makes them: ``values``
-    ``[N, Σ C_b + C_last]`` (each block's spatial mean, then the last block's mean after removing its
-    rank-1 part), each block's ``names`` and channel ``widths``, and ``pooled``: whether the last
-    block's spatial mean equals the features (the map they are pooled from, which rankfeat needs)."""
+    ``[N, Σ C_b + C_last + GRAM_POLES·Σ C_b]`` (each block's spatial mean, the last block's mean after
+    removing its rank-1 part, then each block's Gram row sums at poles 1…GRAM_POLES), each block's
+    ``names`` and channel ``widths``, and ``pooled``: whether the last block's spatial mean equals the
+    features (the map they are pooled from, which rankfeat needs)."""
 
     def __init__(self, names: Sequence[str], widths: Sequence[int], values: Any, pooled: bool) -> None:
         self.names = [str(n) for n in names]
         self.widths = [int(w) for w in widths]
         self.values = as_matrix(values, "block reductions")
         self.pooled = bool(pooled)
-        expected = sum(self.widths) + (self.widths[-1] if self.widths else 0)
+        expected = (1 + GRAM_POLES) * sum(self.widths) + (self.widths[-1] if self.widths else 0)
         if len(self.names) != len(self.widths) or not self.widths or self.values.shape[1] != expected:
             raise OodscopeError(
                 f"block reductions of width {self.values.shape[1]} for blocks {self.names} of widths {self.widths}"
