@@ -12,6 +12,7 @@ use oodscope_data::{ImageSet, Role};
 use oodscope_engine::detect::cache::{CachedOutputs, can_rescore, rescore};
 use oodscope_engine::detect::plan::Plan;
 use oodscope_engine::detect::{Missing, Params};
+use oodscope_engine::model::blocks::GRAM_POLES;
 use oodscope_engine::model::{DeviceChoice, Model};
 use oodscope_engine::score::{Method, ScoreSettings, run_scoring};
 
@@ -106,7 +107,10 @@ fn rankfeat_rescored_from_kept_reductions_equals_the_pass() {
     let plan = Plan::single(&model, &rankfeat(), None).unwrap().keeping_features(true);
     let run = run_scoring(&plan, &[id_set(&model)], 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
     assert_eq!(run.blocks.widths, [8, 16]);
-    assert_eq!(run.blocks.values.len(), run.images.len() * (8 + 16 + 16));
+    assert_eq!(
+        run.blocks.values.len(),
+        run.images.len() * (8 + 16 + 16 + GRAM_POLES * (8 + 16))
+    );
     let cache = kept(&run);
     assert!(can_rescore(&rankfeat(), &cache));
     let again = rescore(&plan.context(), &cache, &rankfeat()).unwrap();
@@ -120,7 +124,7 @@ fn rankfeat_rescored_from_kept_reductions_equals_the_pass() {
 }
 
 #[test]
-fn multi_mahalanobis_rescored_from_kept_reductions_equals_the_pass() {
+fn multi_mahalanobis_and_gram_rescored_from_kept_reductions_equal_the_pass() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::load(&models().join("feat_blocks.toml"), DeviceChoice::Cpu).unwrap();
     let train = support::fixtures().join("features/fit");
@@ -135,6 +139,7 @@ fn multi_mahalanobis_rescored_from_kept_reductions_equals_the_pass() {
     let fit = oodscope_engine::stats::Fit::load(&path, &model, usize::MAX).unwrap();
     assert_eq!(fit.info.block_widths, [8, 16]);
     assert_eq!(fit.blocks.as_ref().map(Vec::len), Some(2));
+    assert!(fit.gram.is_some());
     let method: Method = "multi-mahalanobis".parse().unwrap();
     let settings = ScoreSettings::new(method, &Params::new(), &Default::default()).unwrap();
     let plan = Plan::single(&model, &settings, Some(&fit))
@@ -144,6 +149,19 @@ fn multi_mahalanobis_rescored_from_kept_reductions_equals_the_pass() {
     let cache = kept(&run);
     assert!(can_rescore(&settings, &cache));
     assert_eq!(rescore(&plan.context(), &cache, &settings).unwrap(), run.scores());
+    // Gram re-scores from the same kept reductions, at every number of poles, as its own pass does.
+    for poles in [10.0, 2.0] {
+        let params: Params = [("poles".to_string(), poles)].into_iter().collect();
+        let gram = ScoreSettings::new("gram".parse().unwrap(), &params, &Default::default()).unwrap();
+        let gram_plan = Plan::single(&model, &gram, Some(&fit)).unwrap();
+        let pass = run_scoring(&gram_plan, &[id_set(&model)], 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert!(can_rescore(&gram, &cache));
+        assert_eq!(
+            rescore(&plan.context(), &cache, &gram).unwrap(),
+            pass.scores(),
+            "P = {poles}"
+        );
+    }
     // A fit of the model without blocks has no per-block statistics: one line says so.
     let plain = Model::load(&models().join("feat.toml"), DeviceChoice::Cpu).unwrap();
     let plain_path = dir.path().join("plain.safetensors");

@@ -1,7 +1,7 @@
 //! The methods on inner blocks in the window: a model whose card lists `blocks` offers rankfeat and,
-//! with a fit, multi-mahalanobis; both score as the engine does, and switching between them
-//! re-scores from the kept reductions. The demo's model (no blocks) lists them as unavailable with
-//! the reason.
+//! with a fit, multi-mahalanobis (and gram); both score as the engine does, and switching between
+//! them re-scores from the kept reductions. The demo's model (no blocks) lists all three as
+//! unavailable with the reason.
 
 use std::path::PathBuf;
 
@@ -88,7 +88,7 @@ fn rankfeat_and_multi_mahalanobis_score_in_the_window_as_in_the_engine() {
 fn the_demo_lists_the_block_methods_as_unavailable_with_the_reason() {
     let model = Model::load(&root().join("models/fmnist-resnet.pt"), DeviceChoice::Cpu).unwrap();
     let caps = model.capabilities();
-    for name in ["rankfeat", "multi-mahalanobis"] {
+    for name in ["rankfeat", "multi-mahalanobis", "gram"] {
         let missing = Method::named(name).missing(&caps, true);
         assert_eq!(missing, Some(Missing::Blocks), "{name}");
         assert!(Missing::Blocks.short().contains("--blocks"));

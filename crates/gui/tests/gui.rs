@@ -324,9 +324,9 @@ fn compare_scores_every_method_once_and_switching_method_is_then_instant() {
     });
     let app = h.state();
     let comparison = app.comparison.as_ref().unwrap();
-    // All this model and fit support (gmm too); not ensemble, confidence, the two on inner blocks.
-    assert_eq!(comparison.board.rows.len(), Method::all().count() - 4);
-    assert_eq!(comparison.not_run.len(), 4);
+    // All this model and fit support (gmm too); not ensemble, confidence, the three on inner blocks.
+    assert_eq!(comparison.board.rows.len(), Method::all().count() - 5);
+    assert_eq!(comparison.not_run.len(), 5);
     // The comparison's ODIN is what the ODIN scoring job showed.
     let odin = comparison.board.row("odin").unwrap();
     assert_eq!(odin.per_set[0].as_ref().unwrap().auroc, odin_auroc);

@@ -104,13 +104,13 @@ fn assert_compare_equals_score(model: &str, extra: &[&str], id: &str, ood: &[&st
 #[test]
 fn every_method_of_a_comparison_equals_its_own_score_run() {
     // A model with features, a head and a confidence branch, fitted on labelled training images:
-    // every method but the ensemble's and the two on inner blocks.
+    // every method but the ensemble's and the three on inner blocks.
     assert_compare_equals_score(
         &fx("features/models/feat_conf.pt"),
         &["--train", &fx("features/fit"), "--batch-size", "7"],
         &fx("features/images/id"),
         &["near:uniform:60", &fx("features/images/ood")],
-        Method::all().count() - 3,
+        Method::all().count() - 4,
     );
     // The same network returning its inner blocks (no confidence branch): its methods too, one
     // pass and one fit for all.
