@@ -107,10 +107,8 @@ fn rankfeat_rescored_from_kept_reductions_equals_the_pass() {
     let plan = Plan::single(&model, &rankfeat(), None).unwrap().keeping_features(true);
     let run = run_scoring(&plan, &[id_set(&model)], 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
     assert_eq!(run.blocks.widths, [8, 16]);
-    assert_eq!(
-        run.blocks.values.len(),
-        run.images.len() * (8 + 16 + 16 + GRAM_POLES * (8 + 16))
-    );
+    assert_eq!(run.blocks.values.len(), run.images.len() * (8 + 16 + 16));
+    assert!(!run.blocks.gram, "no method of the run reads the Gram rows");
     let cache = kept(&run);
     assert!(can_rescore(&rankfeat(), &cache));
     let again = rescore(&plan.context(), &cache, &rankfeat()).unwrap();
@@ -149,15 +147,35 @@ fn multi_mahalanobis_and_gram_rescored_from_kept_reductions_equal_the_pass() {
     let cache = kept(&run);
     assert!(can_rescore(&settings, &cache));
     assert_eq!(rescore(&plan.context(), &cache, &settings).unwrap(), run.scores());
-    // Gram re-scores from the same kept reductions, at every number of poles, as its own pass does.
-    for poles in [10.0, 2.0] {
+    // That run kept no Gram rows (ten times the rest): gram needs the model again.
+    let gram_at = |poles: f64| {
         let params: Params = [("poles".to_string(), poles)].into_iter().collect();
-        let gram = ScoreSettings::new("gram".parse().unwrap(), &params, &Default::default()).unwrap();
-        let gram_plan = Plan::single(&model, &gram, Some(&fit)).unwrap();
-        let pass = run_scoring(&gram_plan, &[id_set(&model)], 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
-        assert!(can_rescore(&gram, &cache));
+        ScoreSettings::new("gram".parse().unwrap(), &params, &Default::default()).unwrap()
+    };
+    assert!(!can_rescore(&gram_at(10.0), &cache));
+    // A run of gram keeps them, and re-scores at every number of poles as its own pass does.
+    let gram_plan = Plan::single(&model, &gram_at(10.0), Some(&fit))
+        .unwrap()
+        .keeping_features(true);
+    let gram_run = run_scoring(&gram_plan, &[id_set(&model)], 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(
+        gram_run.blocks.values.len(),
+        gram_run.images.len() * (8 + 16 + 16 + GRAM_POLES * (8 + 16))
+    );
+    let gram_cache = kept(&gram_run);
+    for poles in [10.0, 2.0] {
+        let gram = gram_at(poles);
+        let pass = run_scoring(
+            &Plan::single(&model, &gram, Some(&fit)).unwrap(),
+            &[id_set(&model)],
+            16,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(can_rescore(&gram, &gram_cache));
         assert_eq!(
-            rescore(&plan.context(), &cache, &gram).unwrap(),
+            rescore(&plan.context(), &gram_cache, &gram).unwrap(),
             pass.scores(),
             "P = {poles}"
         );

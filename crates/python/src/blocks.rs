@@ -40,7 +40,7 @@ pub fn reduce_blocks<'py>(
         rank1_removed: Some(reduced.rank1_removed),
         gram: Some(reduced.gram),
     };
-    let rows = BlockRows::of(&outputs).map_err(|e| error(e.to_string()))?;
+    let rows = BlockRows::of(&outputs, true).map_err(|e| error(e.to_string()))?;
     let width = rows.row_width();
     let array = numpy::ndarray::Array2::from_shape_vec((batch as usize, width), rows.values)
         .map_err(|e| error(e.to_string()))?;
@@ -54,7 +54,11 @@ pub(crate) fn block_rows(blocks: Option<(PyReadonlyArray2<f32>, Vec<usize>)>, ro
         return Ok(BlockRows::default());
     };
     let (n, width, values) = crate::convert::matrix(&values, "block reductions")?;
-    let block_rows = BlockRows { values, widths };
+    let block_rows = BlockRows {
+        values,
+        widths,
+        gram: true,
+    };
     if n != rows || width != block_rows.row_width() || block_rows.is_empty() {
         return Err(error(format!(
             "the block reductions have shape [{n}, {width}]; the outputs need [{rows}, {}] (capture them with capture(blocks=[…]))",

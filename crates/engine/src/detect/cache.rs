@@ -76,6 +76,7 @@ pub fn can_rescore(settings: &ScoreSettings, cached: &CachedOutputs) -> bool {
         && !needs.confidence
         && (!needs.features || cached.feature_width > 0)
         && (!(needs.blocks || needs.pooled_block) || !cached.blocks.is_empty())
+        && (!needs.gram_rows || cached.blocks.gram)
 }
 
 /// Every cached row's score under `settings` (see [`can_rescore`]), computed in chunks on the

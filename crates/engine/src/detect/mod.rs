@@ -81,6 +81,8 @@ pub struct Needs {
     pub blocks: bool,
     /// The last block being the map the features are pooled from (the head applies to it).
     pub pooled_block: bool,
+    /// The blocks' Gram row sums (a run keeps them for re-scoring only when a method reads them).
+    pub gram_rows: bool,
 }
 
 /// Why a method cannot run here.

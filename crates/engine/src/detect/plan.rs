@@ -188,7 +188,8 @@ impl<'a> Plan<'a> {
             _ => Vec::new(),
         };
         let blocks = if self.keep_features {
-            crate::model::blocks::BlockRows::of(&clean).map_err(|e| fail(e.into()))?
+            let gram = self.methods.iter().any(|m| m.method.detector().needs().gram_rows);
+            crate::model::blocks::BlockRows::of(&clean, gram).map_err(|e| fail(e.into()))?
         } else {
             Default::default()
         };

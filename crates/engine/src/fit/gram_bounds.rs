@@ -94,17 +94,30 @@ impl GramBounds {
             .f_to_device(device)?
             .f_index_select(0, &train)?
             .f_to_kind(Kind::Double)?;
-        let class = index.f_index_select(0, &train)?;
+        let class = Vec::<i64>::try_from(index.f_index_select(0, &train)?.f_to_device(Device::Cpu)?)?;
         let rows = train.numel() as i64;
+        let mut present = class.clone();
+        present.sort_unstable();
+        present.dedup();
         let mut column = 0;
         for ((mins, maxs), &w) in self.mins.iter_mut().zip(self.maxs.iter_mut()).zip(widths) {
-            // [n, P·C_b] → [P, n, C_b], reduced into the class's row of `[P, K, C_b]`.
+            // [n, P·C_b] → [P, n, C_b]; each class's rows reduced into its column of `[P, K, C_b]`.
+            // (libtorch's index_reduce does it in one call, but warns in every process that it is
+            // in beta.)
             let block = g
                 .f_narrow(1, column, p * w)?
                 .f_reshape([rows, p, w])?
                 .f_transpose(0, 1)?;
-            *mins = mins.f_index_reduce(1, &class, &block, "amin", true)?;
-            *maxs = maxs.f_index_reduce(1, &class, &block, "amax", true)?;
+            for &c in &present {
+                let of_c: Vec<i64> = (0..rows).filter(|&i| class[i as usize] == c).collect();
+                let of_c = Tensor::from_slice(&of_c).f_to_device(device)?;
+                let at = Tensor::from_slice(&[c]).f_to_device(device)?;
+                let values = block.f_index_select(1, &of_c)?;
+                let low = values.f_amin([1], true)?.f_minimum(&mins.f_index_select(1, &at)?)?;
+                let high = values.f_amax([1], true)?.f_maximum(&maxs.f_index_select(1, &at)?)?;
+                *mins = mins.f_index_copy(1, &at, &low)?;
+                *maxs = maxs.f_index_copy(1, &at, &high)?;
+            }
             column += p * w;
         }
         Ok(())

@@ -103,34 +103,54 @@ pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockRed
 }
 
 /// A run's block reductions as plain values (kept to re-score without the model): per image, each
-/// block's spatial mean (`widths[b]` values), the last block's rank-1-free mean, then the Gram rows
-/// (`GRAM_POLES · Σ widths` values).
+/// block's spatial mean (`widths[b]` values), the last block's rank-1-free mean, then, when `gram`,
+/// the Gram rows (`GRAM_POLES · Σ widths` values: ten times the rest, so they are kept only when a
+/// method of the run reads them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BlockRows {
     pub values: Vec<f32>,
     /// Each block's channels `C_b`, in card order (empty: no blocks).
     pub widths: Vec<usize>,
+    /// Whether the rows hold the Gram row sums.
+    pub gram: bool,
 }
 
 impl BlockRows {
-    /// The reductions of a batch's outputs (empty when the model has no blocks).
-    pub fn of(outputs: &Outputs) -> Result<BlockRows, TchError> {
-        let (Some(rank1), Some(gram)) = (&outputs.rank1_removed, &outputs.gram) else {
+    /// The reductions of a batch's outputs, with the Gram rows when `gram` (empty when the model
+    /// has no blocks).
+    pub fn of(outputs: &Outputs, gram: bool) -> Result<BlockRows, TchError> {
+        let Some(rank1) = &outputs.rank1_removed else {
             return Ok(BlockRows::default());
         };
         let mut parts: Vec<&Tensor> = outputs.block_means.iter().collect();
         parts.push(rank1);
-        parts.push(gram);
+        let gram = match (&outputs.gram, gram) {
+            (Some(rows), true) => {
+                parts.push(rows);
+                true
+            }
+            _ => false,
+        };
         Ok(BlockRows {
             values: crate::tensor::to_vec_f32(&Tensor::f_cat(&parts, 1)?)?,
             widths: outputs.block_means.iter().map(|m| m.size()[1] as usize).collect(),
+            gram,
         })
     }
 
     /// Values per image.
     pub fn row_width(&self) -> usize {
         let total = self.widths.iter().sum::<usize>();
-        total + self.widths.last().copied().unwrap_or(0) + GRAM_POLES * total
+        total + self.widths.last().copied().unwrap_or(0) + self.gram_width()
+    }
+
+    /// Values per image of the Gram rows (0 when not kept).
+    fn gram_width(&self) -> usize {
+        if self.gram {
+            GRAM_POLES * self.widths.iter().sum::<usize>()
+        } else {
+            0
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,6 +161,7 @@ impl BlockRows {
     pub fn extend(&mut self, other: &BlockRows) {
         if self.widths.is_empty() {
             self.widths = other.widths.clone();
+            self.gram = other.gram;
         }
         self.values.extend_from_slice(&other.values);
     }
@@ -155,6 +176,7 @@ impl BlockRows {
                 .copied()
                 .collect(),
             widths: self.widths.clone(),
+            gram: self.gram,
         }
     }
 
@@ -174,12 +196,12 @@ impl BlockRows {
             .map_err(|e| e.to_string())?;
         let mut column = 0;
         let mut parts = Vec::new();
-        let gram_width = GRAM_POLES * self.widths.iter().sum::<usize>();
+        let gram_width = self.gram_width();
         for &w in self.widths.iter().chain(self.widths.last()).chain([&gram_width]) {
             parts.push(all.f_narrow(1, column, w as i64).map_err(|e| e.to_string())?);
             column += w as i64;
         }
-        let gram = parts.pop();
+        let gram = parts.pop().filter(|_| self.gram);
         let rank1 = parts.pop();
         Ok((parts, rank1, gram))
     }

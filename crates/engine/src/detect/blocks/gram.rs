@@ -39,6 +39,7 @@ impl Detector for Gram {
     fn needs(&self) -> Needs {
         Needs {
             blocks: true,
+            gram_rows: true,
             fit: true,
             ..Needs::default()
         }
