@@ -286,3 +286,47 @@ impl GramBounds {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 20 rows of one block (width 2): class 2's only images are the held-out rows 9 and 19.
+    fn rows() -> (Tensor, Tensor) {
+        tch::manual_seed(9);
+        let gram = Tensor::randn([20, GRAM_POLES as i64 * 2], (Kind::Float, Device::Cpu));
+        let classes: Vec<i64> = (0..20).map(|i| if i % 10 == 9 { 2 } else { i % 2 }).collect();
+        (gram, Tensor::from_slice(&classes))
+    }
+
+    #[test]
+    fn held_out_rows_set_no_bound_and_shards_merge_into_the_single_pass() {
+        let (gram, class) = rows();
+        let mut single = GramBounds::default();
+        single.add(&gram, &[2], &class, 0, 3).unwrap();
+        let fit = single.finish().unwrap().unwrap();
+        assert_eq!(fit.held_out, 2);
+        // Class 0's bounds come from its own bounded rows (0, 2, …, 18), not rows 9 and 19.
+        let bounded: Vec<i64> = (0..20).filter(|i| i % 2 == 0).collect();
+        let of_0 = gram
+            .index_select(0, &Tensor::from_slice(&bounded))
+            .to_kind(Kind::Double);
+        let expected = of_0.amin([0], false).view([GRAM_POLES as i64, 2]);
+        assert!(fit.mins[0].select(1, 0).equal(&expected));
+        // Class 2 has no bounded row: it takes all classes' bounds.
+        assert!(fit.mins[0].select(1, 2).equal(&fit.mins[0].amin([1], false)));
+        assert!(fit.maxs[0].select(1, 2).equal(&fit.maxs[0].amax([1], false)));
+
+        let (mut first, mut second) = (GramBounds::default(), GramBounds::default());
+        second
+            .add(&gram.narrow(0, 7, 13), &[2], &class.narrow(0, 7, 13), 7, 3)
+            .unwrap();
+        first
+            .add(&gram.narrow(0, 0, 7), &[2], &class.narrow(0, 0, 7), 0, 3)
+            .unwrap();
+        second.merge(&first).unwrap();
+        let merged = second.finish().unwrap().unwrap();
+        assert!(merged.mins[0].equal(&fit.mins[0]) && merged.maxs[0].equal(&fit.maxs[0]));
+        assert!(merged.expected.equal(&fit.expected));
+    }
+}
