@@ -12,7 +12,8 @@ and prints a markdown table with the ratios compare/msp (target ≤ 1.3×) and p
 
 The real-size images are made from the photos in assets/internet/ (random crops and rescales,
 150–900 px sides, JPEG quality 85–95, seed 0) under target/bench-compare/ (never committed), with the
-model exported there by scripts/export_model.py (torchvision:resnet18, random weights, 10 classes).
+model exported there by scripts/export_model.py (torchvision:resnet18, random weights, 10 classes, the
+plain traced file: --no-freeze).
 
     python scripts/bench_compare.py [--sizes demo,real] [--repeats 3] [--pytorch-ood-repeats 3]
         [--real-id 64 --real-ood 64 --real-train 60]
@@ -70,8 +71,11 @@ def real_size(args):
     model = WORK / "resnet18.pt"
     if not model.exists():
         print("bench-compare: exporting torchvision:resnet18 (random weights)", flush=True)
+        # The plain traced file (--no-freeze), as in the recorded runs; pytorch-ood's script reads its
+        # head as the submodule the card names. scripts/bench_model_math.py times the frozen one.
         subprocess.run([sys.executable, "scripts/export_model.py", "--model", "torchvision:resnet18", "--num-classes",
-                        "10", "--preprocess", "torchvision-imagenet", "--out", str(model)], cwd=ROOT, check=True)
+                        "10", "--preprocess", "torchvision-imagenet", "--no-freeze", "--out", str(model)], cwd=ROOT,
+                       check=True)
     counts = {"id": args.real_id, "ood": args.real_ood, "train": args.real_train, "seed": 0}
     stamp = WORK / "photos.json"
     if not stamp.exists() or json.loads(stamp.read_text()) != counts:

@@ -11,13 +11,15 @@ the same TorchScript file timed (median of --repeats after 2 warm-up calls) on
         scores = max softmax(f(x̃)/T), T = 1000, ε = 0.0014;
 and compared with the exported module's scores (max relative difference).
 
-Part `e2e`: whole processes (start to exit), alternating, median of --repeats:
+Part `e2e`: whole processes (start to exit), alternating, median of --e2e-repeats:
 `oodscope score --method msp|odin --quiet --device cpu` against scripts/bench_torch.py --mode batched
-(PIL + DataLoader num_workers=0, batch 64, 2 threads), plus oodscope on a frozen export
-(target/bench-compare/resnet18_frozen.pt, written here with its head as a .safetensors file, since
-freezing inlines the `model.fc` submodule the original card names).
+(PIL + DataLoader num_workers=0, batch 64, 2 threads), each on the plain traced file
+(target/bench-compare/resnet18.pt, exported with --no-freeze) and on the exporter's default, frozen
+file (target/bench-compare/resnet18_frozen.pt: the same network and weights exported again by
+scripts/export_model.py, channels-last weights, batch norm folded, its head beside it as
+resnet18_frozen.head.safetensors). Both runs of a method must print the same metrics.
 
-    python scripts/bench_model_math.py [--part micro,e2e] [--repeats 5] [--e2e-repeats 3]
+    python scripts/bench_model_math.py [--part micro,e2e] [--variants a,d,x] [--repeats 5] [--e2e-repeats 3]
 """
 
 import argparse
@@ -36,8 +38,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "target" / "bench-compare"
 MODEL = WORK / "resnet18.pt"
-FROZEN = WORK / "resnet18_frozen.pt"
-FROZEN_CL = WORK / "resnet18_frozen_cl.pt"  # frozen after m.to(memory_format=torch.channels_last)
+FROZEN = WORK / "resnet18_frozen.pt"  # the exporter's default: frozen with channels-last weights
+# The export of bench_compare.py's real-size model (random weights: the exporter seeds them).
+EXPORT = ["--model", "torchvision:resnet18", "--num-classes", "10", "--preprocess", "torchvision-imagenet"]
 T, EPS = 1000.0, 0.0014
 
 
@@ -124,6 +127,10 @@ def variants():
         m.to(memory_format=torch.channels_last)
         return m
 
+    def exported():
+        export_frozen()
+        return torch.jit.load(str(FROZEN)).eval()
+
     def on(flag):
         return lambda: torch.jit.enable_onednn_fusion(flag)
 
@@ -136,6 +143,8 @@ def variants():
         ("e1", "a + channels-last weights and input (not frozen)", lambda: (base_cl(), cl), nop, nop),
         ("e2", "b + oneDNN Graph fusion (torch.jit.enable_onednn_fusion)", lambda: (frozen(), ident),
          on(True), on(False)),
+        ("x", "the exporter's default file (d as exported), NCHW-contiguous input (as oodscope feeds it)",
+         lambda: (exported(), ident), nop, nop),
     ]
 
 
@@ -145,7 +154,10 @@ def part_micro(args):
     print(f"micro: batch {tuple(x0.shape)} of real JPEGs, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, mkldnn {torch.backends.mkldnn.is_available()}", flush=True)
     rows, base = [], None
+    chosen = args.variants.split(",") if args.variants else None
     for key, desc, build, setup, teardown in variants():
+        if chosen is not None and key not in chosen:
+            continue
         setup()
         row = {"variant": key, "what": desc}
         try:
@@ -177,21 +189,15 @@ def part_micro(args):
 
 
 def export_frozen():
-    """The frozen module beside a copy of the card, the head (`model.fc`) as a .safetensors file."""
-    from safetensors.torch import save_file
-
-    for path, channels_last in ((FROZEN, False), (FROZEN_CL, True)):
-        m = torch.jit.load(str(MODEL)).eval()
-        fc = m.model.fc
-        save_file({"weight": fc.weight.detach().contiguous(), "bias": fc.bias.detach().contiguous()},
-                  str(path.with_suffix(".head.safetensors")))
-        if channels_last:
-            m.to(memory_format=torch.channels_last)
-        torch.jit.save(torch.jit.freeze(m), str(path))
-        card = (WORK / "resnet18.toml").read_text()
-        card = card.replace('head = "model.fc"', f'head = "{path.stem}.head.safetensors"')
-        card = card.replace('name = "resnet18"', f'name = "{path.stem}"')
-        path.with_suffix(".toml").write_text(card)
+    """The plain file (exported with --no-freeze when missing) and the exporter's default, frozen
+    export of the same network and weights beside it (made once)."""
+    for path, extra in ((MODEL, ["--no-freeze"]), (FROZEN, [])):
+        if not path.exists():
+            subprocess.run([sys.executable, "scripts/export_model.py", *EXPORT, *extra, "--out", str(path)], cwd=ROOT,
+                           check=True)
+    card = (WORK / "resnet18_frozen.toml").read_text()
+    if 'head = "resnet18_frozen.head.safetensors"' not in card:
+        raise SystemExit(f"{FROZEN} is not frozen (its card's head is not the head file): remove it and rerun")
 
 
 def run_wall(cmd):
@@ -207,43 +213,61 @@ def part_e2e(args):
     export_frozen()
     oodscope = str(ROOT / "target" / "release" / "oodscope")
     sets = ["--id", str(WORK / "id"), "--ood", str(WORK / "ood")]
+    files = {"plain": MODEL, "frozen": FROZEN}
     cmds = {}
+    # In each repeat the plain and frozen runs of one program follow each other (their ratio per
+    # repeat is steadier than the medians' on a machine whose load comes and goes).
     for method in ("msp", "odin"):
-        cmds[("oodscope", method)] = [oodscope, "score", "--model", str(MODEL), *sets, "--method", method,
-                                      "--quiet", "--device", "cpu"]
-        cmds[("oodscope_frozen", method)] = [oodscope, "score", "--model", str(FROZEN), *sets, "--method",
-                                             method, "--quiet", "--device", "cpu"]
-        cmds[("oodscope_frozen_cl", method)] = [oodscope, "score", "--model", str(FROZEN_CL), *sets, "--method",
-                                                method, "--quiet", "--device", "cpu"]
-        cmds[("pytorch", method)] = [sys.executable, "scripts/bench_torch.py", "--mode", "batched", "--method",
-                                     method, "--model", str(MODEL), *sets, "--batch-size", "64", "--threads", "2",
-                                     "--workers", "0"]
+        for kind, path in files.items():
+            cmds[(f"oodscope_{kind}", method)] = [oodscope, "score", "--model", str(path), *sets, "--method", method,
+                                                  "--quiet", "--device", "cpu"]
+        for kind, path in files.items():
+            cmds[(f"pytorch_{kind}", method)] = [sys.executable, "scripts/bench_torch.py", "--mode", "batched",
+                                                 "--method", method, "--model", str(path), *sets, "--batch-size", "64",
+                                                 "--threads", "2", "--workers", "0"]
     times = {k: [] for k in cmds}
     outs = {}
     for _ in range(args.e2e_repeats):
         for k, cmd in cmds.items():
             dt, out = run_wall(cmd)
             times[k].append(dt)
-            outs[k] = out
+            outs.setdefault(k, []).append(out)
     res = {f"{k[0]}/{k[1]}": {"median_s": statistics.median(v), "runs": v} for k, v in times.items()}
     for method in ("msp", "odin"):
-        res[f"ratio oodscope/pytorch {method}"] = (res[f"oodscope/{method}"]["median_s"]
-                                                   / res[f"pytorch/{method}"]["median_s"])
-        res[f"ratio oodscope_frozen/pytorch {method}"] = (res[f"oodscope_frozen/{method}"]["median_s"]
-                                                          / res[f"pytorch/{method}"]["median_s"])
-        res[f"ratio oodscope_frozen_cl/pytorch {method}"] = (res[f"oodscope_frozen_cl/{method}"]["median_s"]
-                                                             / res[f"pytorch/{method}"]["median_s"])
-        res[f"stdout oodscope_frozen_cl {method}"] = outs[("oodscope_frozen_cl", method)][-1500:]
-        res[f"stdout oodscope {method}"] = outs[("oodscope", method)][-1500:]
-        res[f"stdout oodscope_frozen {method}"] = outs[("oodscope_frozen", method)][-1500:]
-        res[f"stdout pytorch {method}"] = outs[("pytorch", method)][-600:]
+        # The scripts' own timers (scoring only, after start and model load).
+        for kind in files:
+            own = [json.loads(o.strip().splitlines()[-1])["seconds"] for o in outs[(f"pytorch_{kind}", method)]]
+            res[f"pytorch_{kind}/{method}"]["own_timer_median_s"] = statistics.median(own)
+            res[f"pytorch_{kind}/{method}"]["mean_score"] = json.loads(
+                outs[(f"pytorch_{kind}", method)][-1].strip().splitlines()[-1])["mean_score"]
+        median = lambda name: res[f"{name}/{method}"]["median_s"]  # noqa: E731
+        for program in ("oodscope", "pytorch"):
+            runs = lambda kind: res[f"{program}_{kind}/{method}"]["runs"]  # noqa: E731
+            res[f"ratio {program}_frozen/{program}_plain {method}"] = median(f"{program}_frozen") / median(f"{program}_plain")
+            res[f"ratios per repeat {program}_frozen/{program}_plain {method}"] = [
+                f / p for f, p in zip(runs("frozen"), runs("plain"))]
+        for kind in files:
+            res[f"ratio oodscope_{kind}/pytorch_plain {method}"] = median(f"oodscope_{kind}") / median("pytorch_plain")
+            res[f"ratio oodscope_{kind}/pytorch_{kind} {method}"] = median(f"oodscope_{kind}") / median(f"pytorch_{kind}")
+        plain, frozen = outs[("oodscope_plain", method)][-1], outs[("oodscope_frozen", method)][-1]
+        res[f"same metrics {method}"] = metrics_of(plain) == metrics_of(frozen)
+        res[f"stdout oodscope_plain {method}"] = plain[-1500:]
+        res[f"stdout oodscope_frozen {method}"] = frozen[-1500:]
     print(json.dumps(res, indent=1), flush=True)
     return res
+
+
+def metrics_of(stdout: str) -> list[str]:
+    """The lines of `oodscope score`'s output that hold numbers (the metrics table), without the
+    model's name (the files differ in it)."""
+    return [line.replace("resnet18_frozen", "resnet18") for line in stdout.splitlines()
+            if any(c.isdigit() for c in line) and "s)" not in line]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", default="micro,e2e")
+    ap.add_argument("--variants", help="micro: only these variants (comma-separated keys: a, b, c, d, e1, e2, x)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--e2e-repeats", type=int, default=3)
     ap.add_argument("--json", help="write the results here")

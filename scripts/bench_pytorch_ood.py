@@ -143,10 +143,17 @@ def main():
     model_path = Path(args.model)
     card = tomllib.loads(model_path.with_suffix(".toml").read_text())
     model = torch.jit.load(str(model_path), map_location="cpu").eval()
-    head = model
-    for part in card["head"].split("."):
-        head = getattr(head, part)
-    w, b = head.weight.detach().clone(), head.bias.detach().clone()
+    if card["head"].endswith(".safetensors"):
+        # A frozen export (the exporter's default): its head is the file beside it.
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(model_path.with_name(card["head"])))
+        w, b = tensors["weight"], tensors["bias"]
+    else:
+        head = model
+        for part in card["head"].split("."):
+            head = getattr(head, part)
+        w, b = head.weight.detach().clone(), head.bias.detach().clone()
     c = card["input"][0]
     transform = transform_of(card)
     mode = "RGB" if c == 3 else "L"

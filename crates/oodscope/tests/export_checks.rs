@@ -1,7 +1,9 @@
 //! `scripts/export_model.py`'s checks on what a user's model returns and does: dict outputs are
 //! unwrapped (or named with the fix), a forward that branches on the input's values is caught on
 //! images across the input range, `--check-images` runs the check on the user's own images, a
-//! failed export leaves nothing behind, and the card's preprocessing comes from flags.
+//! failed export leaves nothing behind, the card's preprocessing comes from flags, and the frozen
+//! file (the default) scores as the plain one (`--no-freeze`), or gives way to it when its own check
+//! fails.
 
 use crate::support;
 
@@ -25,7 +27,10 @@ fn a_dict_output_is_unwrapped_and_one_without_logits_is_named_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let (code, text) = export("build_dict", dir.path(), &[]);
     assert_eq!(code, 0, "{text}");
-    assert_eq!(support::names_in(dir.path()), ["net.pt", "net.toml"]);
+    assert_eq!(
+        support::names_in(dir.path()),
+        ["net.head.safetensors", "net.pt", "net.toml"]
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let (code, text) = export("build_dict_without_logits", dir.path(), &[]);
@@ -65,6 +70,8 @@ fn a_forward_that_branches_on_the_inputs_values_is_caught_and_leaves_nothing_beh
             && last.contains("branches on the input's values"),
         "{text}"
     );
+    // Found on the frozen file, but the traced one branches too: the model's fault, not freezing's.
+    assert!(!text.contains("not frozen"), "{text}");
     assert!(
         support::names_in(dir.path()).is_empty(),
         "a failed export leaves nothing: {:?}",
@@ -197,32 +204,97 @@ fn demo_scores(model: &Path, method: &[&str], dir: &Path) -> Vec<f64> {
     reader.records().map(|r| r.unwrap()[3].parse().unwrap()).collect()
 }
 
+/// The largest relative difference between two runs' scores.
+fn largest_difference(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / x.abs().max(1e-6))
+        .fold(0.0, f64::max)
+}
+
+const ODIN: [&str; 6] = ["--method", "odin", "--temperature", "10", "--epsilon", "0.002"];
+
 #[test]
-fn a_frozen_export_scores_as_the_plain_one_and_keeps_input_gradients() {
+fn the_default_frozen_export_scores_as_the_no_freeze_one_and_keeps_input_gradients() {
     let plain = tempfile::tempdir().unwrap();
     let frozen = tempfile::tempdir().unwrap();
-    let (code, text) = export("build", plain.path(), &[]);
+    let (code, text) = export("build", plain.path(), &["--no-freeze"]);
     assert_eq!(code, 0, "{text}");
-    let (code, text) = export("build", frozen.path(), &["--freeze"]);
-    assert_eq!(code, 0, "{text}");
-    assert_eq!(
-        support::names_in(frozen.path()),
-        ["net.head.safetensors", "net.pt", "net.toml"]
-    );
-    let card = std::fs::read_to_string(frozen.path().join("net.toml")).unwrap();
-    assert!(card.contains("head = \"net.head.safetensors\""), "{card}");
-    for method in [
-        &["--method", "msp"][..],
-        &["--method", "odin", "--temperature", "10", "--epsilon", "0.002"],
-    ] {
+    assert_eq!(support::names_in(plain.path()), ["net.pt", "net.toml"]);
+    let card = std::fs::read_to_string(plain.path().join("net.toml")).unwrap();
+    assert!(card.contains("head = \"model.out\""), "{card}");
+    // The default freezes; --freeze (the frozen file or an error) gives the same files.
+    for (dir, extra) in [(frozen.path(), &[][..]), (plain.path(), &["--freeze"][..])] {
+        let target = if extra.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join("required")
+        };
+        std::fs::create_dir_all(&target).unwrap();
+        let (code, text) = export("build", &target, extra);
+        assert_eq!(code, 0, "{extra:?}: {text}");
+        assert!(text.contains("frozen vs eager at batch sizes 1 and 2"), "{text}");
+        assert!(!text.contains("not frozen"), "{text}");
+        assert_eq!(
+            support::names_in(&target),
+            ["net.head.safetensors", "net.pt", "net.toml"]
+        );
+        let card = std::fs::read_to_string(target.join("net.toml")).unwrap();
+        assert!(card.contains("head = \"net.head.safetensors\""), "{card}");
+    }
+    for method in [&["--method", "msp"][..], &ODIN] {
         let a = demo_scores(&plain.path().join("net.pt"), method, plain.path());
         let b = demo_scores(&frozen.path().join("net.pt"), method, frozen.path());
-        assert_eq!(a.len(), b.len());
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs() / x.abs().max(1e-6))
-            .fold(0.0, f64::max);
+        let worst = largest_difference(&a, &b);
         assert!(worst <= 1e-4, "{method:?}: frozen differs by {worst:e}");
     }
+}
+
+/// LeNet's `.view(n, -1)` of a convolution's map: with channels-last weights the map is
+/// channels-last and `.view` cannot flatten it, so the frozen file fails its check. The default
+/// export says so in one line and writes the plain traced file, which scores as `--no-freeze`'s;
+/// `--freeze` is an error that leaves nothing behind.
+#[test]
+fn a_model_whose_frozen_file_fails_its_check_falls_back_to_the_plain_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = export("build_flat", dir.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let notes: Vec<&str> = text.lines().filter(|l| l.contains("not frozen")).collect();
+    assert_eq!(notes.len(), 1, "{text}");
+    assert!(
+        notes[0].starts_with("export: note: not frozen: the frozen file fails at batch size 1 (")
+            && notes[0].contains("view size is not compatible")
+            && notes[0].contains("the plain traced file is exported instead"),
+        "{text}"
+    );
+    assert!(text.contains("exported vs eager at batch sizes 1 and 2"), "{text}");
+    assert!(text.contains("oodscope loads and probes it"), "{text}");
+    assert_eq!(support::names_in(dir.path()), ["net.pt", "net.toml"]);
+    let card = std::fs::read_to_string(dir.path().join("net.toml")).unwrap();
+    assert!(card.contains("head = \"model.out\""), "{card}");
+
+    let plain = tempfile::tempdir().unwrap();
+    let (code, text) = export("build_flat", plain.path(), &["--no-freeze"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        !text.contains("not frozen") && !text.contains("frozen vs eager"),
+        "{text}"
+    );
+    for method in [&["--method", "msp"][..], &ODIN] {
+        let a = demo_scores(&plain.path().join("net.pt"), method, plain.path());
+        let b = demo_scores(&dir.path().join("net.pt"), method, dir.path());
+        assert_eq!(largest_difference(&a, &b), 0.0, "{method:?}");
+    }
+
+    let required = tempfile::tempdir().unwrap();
+    let (code, text) = export("build_flat", required.path(), &["--freeze"]);
+    assert_eq!(code, 1, "{text}");
+    let last = text.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("export: error: --freeze: the frozen file fails at batch size 1 (")
+            && last.contains("view size is not compatible"),
+        "{text}"
+    );
+    assert!(support::names_in(required.path()).is_empty());
 }

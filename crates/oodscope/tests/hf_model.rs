@@ -126,10 +126,13 @@ fn hf_classifiers_score_like_the_hf_pipeline() {
             !text.contains("random weights"),
             "{name}: the weights come from the folder: {text}"
         );
+        // Frozen (the exporter's default): the head is written beside the file.
+        assert!(text.contains("frozen vs eager"), "{name}: {text}");
         let card = std::fs::read_to_string(model.with_extension("toml")).unwrap();
+        let head = format!("head = \"{name}.head.safetensors\"");
         for field in [
             "backend = \"hf\"",
-            "head = \"model.hf.classifier\"",
+            head.as_str(),
             "\"airplane\", \"cat\", \"cup\", \"horse\"",
         ] {
             assert!(card.contains(field), "{name}: the card lacks {field}:\n{card}");
