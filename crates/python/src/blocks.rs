@@ -30,7 +30,7 @@ pub fn reduce_blocks<'py>(
     }
     let batch = tensors.first().map_or(0, |t| t.size()[0]);
     let refs: Vec<&Tensor> = tensors.iter().collect();
-    let reduced = reduce(&refs, &names, batch).map_err(error)?;
+    let reduced = reduce(&refs, &names, batch, true).map_err(error)?;
     let outputs = oodscope_engine::model::Outputs {
         logits: Tensor::new(),
         confidence: None,
@@ -38,7 +38,7 @@ pub fn reduce_blocks<'py>(
         members: Vec::new(),
         block_means: reduced.means,
         rank1_removed: Some(reduced.rank1_removed),
-        gram: Some(reduced.gram),
+        gram: reduced.gram,
     };
     let rows = BlockRows::of(&outputs, true).map_err(|e| error(e.to_string()))?;
     let width = rows.row_width();

@@ -116,6 +116,12 @@ impl<'a> Plan<'a> {
         Self::new(model, vec![settings.clone()], fit)
     }
 
+    /// Whether a method of the plan reads the blocks' Gram rows (only then does a pass compute and
+    /// keep them).
+    pub fn reads_gram_rows(&self) -> bool {
+        self.methods.iter().any(|m| m.method.detector().needs().gram_rows)
+    }
+
     pub fn keeping_features(mut self, keep: bool) -> Self {
         self.keep_features = keep;
         self
@@ -165,7 +171,7 @@ impl<'a> Plan<'a> {
                         signs.insert(key.clone(), step_signs(model, x_tracked, &losses, settings)?);
                     }
                     let stepped = step_inputs(model, x, &signs[&key], eps)?;
-                    let out = tch::no_grad(|| model.outputs(&stepped))?;
+                    let out = tch::no_grad(|| model.outputs(&stepped, false))?;
                     tch::no_grad(|| scored(detector, &out, &ctx, &settings.params, &mut implied_probs))
                 }
                 _ => tch::no_grad(|| scored(detector, &clean, &ctx, &settings.params, &mut implied_probs)),
@@ -188,8 +194,7 @@ impl<'a> Plan<'a> {
             _ => Vec::new(),
         };
         let blocks = if self.keep_features {
-            let gram = self.methods.iter().any(|m| m.method.detector().needs().gram_rows);
-            crate::model::blocks::BlockRows::of(&clean, gram).map_err(|e| fail(e.into()))?
+            crate::model::blocks::BlockRows::of(&clean, self.reads_gram_rows()).map_err(|e| fail(e.into()))?
         } else {
             Default::default()
         };
@@ -217,14 +222,14 @@ impl<'a> Plan<'a> {
         let model = self.model;
         if !self.needs_gradient() {
             let inputs: Vec<Tensor> = (0..model.networks()).map(|_| x.shallow_clone()).collect();
-            return Ok((tch::no_grad(|| model.outputs(&inputs))?, None));
+            return Ok((tch::no_grad(|| model.outputs(&inputs, self.reads_gram_rows()))?, None));
         }
         let x_tracked = x
             .f_detach()
             .and_then(|t| t.f_set_requires_grad(true))
             .map_err(|e| ModelError::model(model.file(), e.to_string()))?;
         let inputs: Vec<Tensor> = (0..model.networks()).map(|_| x_tracked.shallow_clone()).collect();
-        let outputs = model.outputs(&inputs)?;
+        let outputs = model.outputs(&inputs, self.reads_gram_rows())?;
         Ok((outputs.detach(), Some((x_tracked, outputs))))
     }
 }
@@ -329,7 +334,7 @@ fn first_loss_gradient(
         .and_then(|t| t.f_set_requires_grad(true))
         .map_err(|e| fail(e.into()))?;
     let inputs: Vec<Tensor> = (0..model.networks()).map(|_| x_tracked.shallow_clone()).collect();
-    let outputs = model.outputs(&inputs)?;
+    let outputs = model.outputs(&inputs, false)?;
     let losses = settings
         .method
         .detector()

@@ -18,8 +18,9 @@ pub struct BlockReductions {
     /// `[N, C_last]`: `mean_hw (X − σ₁u₁v₁ᵀ)` of the last block, where `X` is its map as a
     /// `C × HW` matrix and `σ₁u₁v₁ᵀ` the best rank-1 approximation of it.
     pub rank1_removed: Tensor,
-    /// `[N, P·Σ C_b]`: each block's [`gram_rows`] at poles 1…P, block after block.
-    pub gram: Tensor,
+    /// `[N, P·Σ C_b]`: each block's [`gram_rows`] at poles 1…P, block after block, when asked for
+    /// (ten passes over every map: only when a method of the pass, or the fit, reads them).
+    pub gram: Option<Tensor>,
 }
 
 /// The card's `blocks`, checked: named, each once, and only after features (the tuple is
@@ -45,9 +46,10 @@ pub fn check_names(blocks: Vec<String>, outputs: super::card::OutputKind) -> Res
     Ok(blocks)
 }
 
-/// Checks `maps` (the items after the features, one per name in `names`) and reduces them. The
-/// reductions are computed without autograd, in float64, and stored in float32.
-pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockReductions, String> {
+/// Checks `maps` (the items after the features, one per name in `names`) and reduces them, with the
+/// Gram rows when `with_gram`. The reductions are computed without autograd, in float64, and stored
+/// in float32.
+pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64, with_gram: bool) -> Result<BlockReductions, String> {
     if maps.len() != names.len() {
         return Err(format!(
             "returns {} block maps after the features, but the card lists {} blocks ({})",
@@ -76,13 +78,9 @@ pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockRed
                 .and_then(|m| m.f_to_kind(Kind::Float))
                 .map_err(|e| e.to_string())?,
         );
-        gram.push(
-            map.f_to_kind(Kind::Double)
-                .and_then(|x| x.f_reshape([size[0], size[1], size[2] * size[3]]))
-                .and_then(|x| gram_rows(&x))
-                .and_then(|g| g.f_to_kind(Kind::Float))
-                .map_err(|e| e.to_string())?,
-        );
+        if with_gram {
+            gram.push(gram_rows_of(&map, &size).map_err(|e| e.to_string())?);
+        }
         last = Some((map, size));
     }
     let Some((map, size)) = last else {
@@ -94,7 +92,11 @@ pub fn reduce(maps: &[&Tensor], names: &[String], batch: i64) -> Result<BlockRed
         .and_then(|x| without_rank1(&x))
         .and_then(|r| r.f_to_kind(Kind::Float))
         .map_err(|e| e.to_string())?;
-    let gram = Tensor::f_cat(&gram, 1).map_err(|e| e.to_string())?;
+    let gram = if with_gram {
+        Some(Tensor::f_cat(&gram, 1).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     Ok(BlockReductions {
         means,
         rank1_removed,
@@ -210,16 +212,44 @@ impl BlockRows {
 /// Block rows as tensors: each block's means, the rank-1-free mean and the Gram rows.
 pub type RowTensors = (Vec<Tensor>, Option<Tensor>, Option<Tensor>);
 
+/// Bytes of float64 map that one step of [`gram_rows_of`] takes on the CPU: few enough images that
+/// they stay in the cache across the ten poles (a whole batch of 64 ResNet-18 maps at 224 px at
+/// once is 6× slower: every pole streams it through memory).
+const GRAM_CHUNK_BYTES: i64 = 2 << 20;
+
+/// `[N, P·C]` float32: [`gram_rows`] of a float32 map `[N, C, H, W]`, a few images at a time on the
+/// CPU (whole on a GPU).
+fn gram_rows_of(map: &Tensor, size: &[i64]) -> Result<Tensor, TchError> {
+    let per_image = (size[1] * size[2] * size[3] * 8).max(1);
+    let chunk = if map.device().is_cuda() {
+        size[0]
+    } else {
+        (GRAM_CHUNK_BYTES / per_image).max(1)
+    };
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < size[0] {
+        let len = chunk.min(size[0] - start);
+        let x = map
+            .f_narrow(0, start, len)?
+            .f_to_kind(Kind::Double)?
+            .f_reshape([len, size[1], size[2] * size[3]])?;
+        parts.push(gram_rows(&x)?.f_to_kind(Kind::Float)?);
+        start += len;
+    }
+    Tensor::f_cat(&parts, 0)
+}
+
 /// `[N, P·C]`: for each pole `p = 1…P` (pole after pole), the row sums of the `p`-th order Gram
 /// matrix `G_p = X^p (X^p)ᵀ` of each `C × HW` map `X` of `[N, C, HW]` (float64; powers taken
 /// element by element), as `sign(g)·|g|^{1/p}`. A row sum needs no `C × C` matrix:
 /// `G_p 1 = X^p ((X^p)ᵀ 1)`, the map times its column sums.
 pub fn gram_rows(x: &Tensor) -> Result<Tensor, TchError> {
-    let mut power = x.shallow_clone();
+    let mut power = x.copy();
     let mut out = Vec::with_capacity(GRAM_POLES);
     for p in 1..=GRAM_POLES {
         if p > 1 {
-            power = power.f_mul(x)?;
+            let _ = power.f_mul_(x)?;
         }
         let columns = power.f_sum_dim_intlist(&[1i64][..], true, Kind::Double)?;
         let sums = power.f_matmul(&columns.f_transpose(1, 2)?)?.f_squeeze_dim(2)?;
@@ -304,17 +334,18 @@ mod tests {
         let names = vec!["layer3".to_string(), "layer4".to_string()];
         let map = Tensor::ones([2, 3, 4, 4], (Kind::Float, Device::Cpu));
         let flat = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
-        let err = reduce(&[&map], &names, 2).err().unwrap();
+        let err = reduce(&[&map], &names, 2, true).err().unwrap();
         assert!(
             err.contains("returns 1 block maps") && err.contains("layer3, layer4"),
             "{err}"
         );
-        let err = reduce(&[&map, &flat], &names, 2).err().unwrap();
+        let err = reduce(&[&map, &flat], &names, 2, true).err().unwrap();
         assert!(err.contains("block `layer4` has shape [2, 3]"), "{err}");
-        let ok = reduce(&[&map, &map], &names, 2).unwrap();
+        let ok = reduce(&[&map, &map], &names, 2, true).unwrap();
         assert_eq!(ok.means.len(), 2);
         assert_eq!(ok.rank1_removed.size(), [2, 3]);
-        assert_eq!(ok.gram.size(), [2, 2 * 3 * GRAM_POLES as i64]);
+        assert_eq!(ok.gram.unwrap().size(), [2, 2 * 3 * GRAM_POLES as i64]);
+        assert!(reduce(&[&map, &map], &names, 2, false).unwrap().gram.is_none());
         // A rank-1 map loses all of itself.
         let removed = ok.rank1_removed.abs().max().double_value(&[]);
         assert!(removed < 1e-6, "{removed}");

@@ -317,8 +317,15 @@ impl Model {
             .map_err(|e| ModelError::model(&self.card.path, first_line(&e.to_string())))
     }
 
-    /// Forward pass of a single model on pixel-unit input (normalised here).
+    /// Forward pass of a single model on pixel-unit input (normalised here), with every reduction
+    /// of its inner blocks (a fit's).
     pub fn forward(&self, x: &Tensor) -> Result<Outputs, ModelError> {
+        self.forward_reducing(x, true)
+    }
+
+    /// Forward pass of a single model on pixel-unit input, with the blocks' Gram rows when
+    /// `gram_rows` (ten passes over every map: only when a method reads them).
+    pub fn forward_reducing(&self, x: &Tensor, gram_rows: bool) -> Result<Outputs, ModelError> {
         match &self.network {
             Network::Single { module, outputs, path } => {
                 let out = module
@@ -329,6 +336,7 @@ impl Model {
                     classes: self.card.num_classes(),
                     features: self.feature_width.or(self.card_features()),
                     blocks: self.card.blocks(),
+                    gram_rows,
                 };
                 split_outputs(out, shape, x.size()[0]).map_err(|m| ModelError::model(path, m))
             }
@@ -349,10 +357,10 @@ impl Model {
 
     /// The outputs of every network, network `k` on `inputs[k]` (one input per network, see
     /// [`Model::networks`]). For an ensemble, `members` holds each member's logits and `logits`
-    /// their concatenation.
-    pub fn outputs(&self, inputs: &[Tensor]) -> Result<Outputs, ModelError> {
+    /// their concatenation. The blocks' Gram rows are computed when `gram_rows`.
+    pub fn outputs(&self, inputs: &[Tensor], gram_rows: bool) -> Result<Outputs, ModelError> {
         match &self.network {
-            Network::Single { .. } => self.forward(&inputs[0]),
+            Network::Single { .. } => self.forward_reducing(&inputs[0], gram_rows),
             Network::Ensemble { members } => {
                 let logits = members
                     .iter()
@@ -385,6 +393,7 @@ impl Model {
             classes: member.classes.len(),
             features: None,
             blocks: &[],
+            gram_rows: false,
         };
         let logits = split_outputs(out, shape, x.size()[0]).map_err(|m| ModelError::model(&member.path, m))?;
         Ok(logits.logits)

@@ -88,6 +88,8 @@ pub struct OutputShape<'a> {
     pub features: Option<usize>,
     /// The inner blocks whose maps follow the features (the card's `blocks`).
     pub blocks: &'a [String],
+    /// Whether the blocks' Gram rows are computed (`model::blocks::reduce`).
+    pub gram_rows: bool,
 }
 
 /// Reads a model's raw output as `shape` describes it for a batch of `batch` images.
@@ -173,8 +175,8 @@ pub fn split_outputs(out: IValue, shape: OutputShape, batch: i64) -> Result<Outp
                 None
             };
             let (block_means, rank1_removed, gram) = if blocks > 0 {
-                let reduced = super::blocks::reduce(&tensors[outputs..], shape.blocks, batch)?;
-                (reduced.means, Some(reduced.rank1_removed), Some(reduced.gram))
+                let reduced = super::blocks::reduce(&tensors[outputs..], shape.blocks, batch, shape.gram_rows)?;
+                (reduced.means, Some(reduced.rank1_removed), reduced.gram)
             } else {
                 (Vec::new(), None, None)
             };
@@ -292,6 +294,7 @@ mod tests {
             classes: 3,
             features,
             blocks: &[],
+            gram_rows: false,
         }
     }
 

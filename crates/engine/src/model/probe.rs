@@ -101,7 +101,7 @@ impl Model {
     /// The outputs of every network on `x` (no autograd).
     fn probe_outputs(&self, x: &Tensor) -> Result<Outputs, ModelError> {
         let inputs: Vec<Tensor> = (0..self.networks()).map(|_| x.shallow_clone()).collect();
-        tch::no_grad(|| self.outputs(&inputs))
+        tch::no_grad(|| self.outputs(&inputs, true))
     }
 
     /// `max |a − b| / max |b|` (b's scale at least 1e-12).
