@@ -5,7 +5,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader, Limits};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
 use super::geometry::Geometry;
 use super::jpeg::decode_jpeg;
@@ -73,7 +74,13 @@ pub fn decode_file(path: &Path, pre: &Preprocess) -> Result<Vec<f32>, SkipReason
 
 /// Decodes and preprocesses an in-memory encoded image.
 pub fn decode_bytes(bytes: &[u8], pre: &Preprocess) -> Result<Vec<f32>, SkipReason> {
-    let image = decode_limited(bytes, &pre.limits)?;
+    let mut image = decode_limited(bytes, &pre.limits)?;
+    if matches!(pre.backend, Backend::Hf) {
+        // transformers' load_image (what its image-classification pipeline opens files with)
+        // turns a photo upright by its EXIF orientation (PIL's ImageOps.exif_transpose); a
+        // torchvision loader does not, so the other backends leave it as stored.
+        image.apply_orientation(exif_orientation(bytes));
+    }
     if image.width() == 0 || image.height() == 0 {
         return Err(SkipReason(format!(
             "image is {}×{}: no pixels",
@@ -146,6 +153,17 @@ pub fn decode_bytes(bytes: &[u8], pre: &Preprocess) -> Result<Vec<f32>, SkipReas
         )));
     }
     Ok(data)
+}
+
+/// The EXIF orientation of an encoded image: no transform where it has none, or it cannot be read
+/// (the image itself then decodes, or says why not, as without it).
+fn exif_orientation(bytes: &[u8]) -> Orientation {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|reader| reader.into_decoder().ok())
+        .and_then(|mut decoder| decoder.orientation().ok())
+        .unwrap_or(Orientation::NoTransforms)
 }
 
 fn decode_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, SkipReason> {

@@ -45,7 +45,8 @@ pub enum Backend {
     #[default]
     Tensor,
     /// As a Hugging Face image processor (transformers 5's default, torchvision backend) does it:
-    /// decoded as `convert("RGB")` / `convert("L")`, resized as a uint8 tensor by PyTorch's CPU
+    /// decoded and turned upright by its EXIF orientation (as transformers' `load_image`), as
+    /// `convert("RGB")` / `convert("L")`, resized as a uint8 tensor by PyTorch's CPU
     /// kernel ([`crate::torch_u8`]; `nearest` is `NEAREST_EXACT`), centre-cropped with the
     /// processor's truncated offsets, then divided by 255.
     Hf,
