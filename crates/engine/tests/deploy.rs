@@ -74,21 +74,49 @@ fn save_detector(model: &Model, settings: &ScoreSettings, fit: Option<&Fit>, out
 
 #[test]
 fn a_detector_keeps_only_its_methods_fit_tensors_and_scores_as_the_method_with_the_whole_fit() {
+    let checked = saved_detectors_score_as_their_methods(&feature_model(), |_| true);
+    for name in [
+        "knn",
+        "nnguide",
+        "pnml",
+        "mahalanobis",
+        "rmds",
+        "gmm",
+        "vim",
+        "residual",
+        "react",
+        "dice",
+        "fdbd",
+        "nci",
+        "she",
+        "vra",
+        "tempscale",
+        "openmax",
+        "klm",
+        "msp",
+    ] {
+        assert!(checked.contains(&name), "{name} was not checked: {checked:?}");
+    }
+}
+
+/// Saves a detector of every method `model` can run (that `keep` keeps) with a fit of the fixture's
+/// training images, and checks that it holds only its method's fit tensors and scores the test
+/// images exactly as the method with the whole fit; returns the methods checked.
+fn saved_detectors_score_as_their_methods(model: &Model, keep: impl Fn(&str) -> bool) -> Vec<&'static str> {
     let dir = tempfile::tempdir().unwrap();
-    let model = feature_model();
-    let fit = Fit::load(&make_fit(&model, dir.path()), &model, usize::MAX).unwrap();
-    let dims = dims_with_fit(&model, Some(&fit));
+    let fit = Fit::load(&make_fit(model, dir.path()), model, usize::MAX).unwrap();
+    let dims = dims_with_fit(model, Some(&fit));
     let sets = vec![
-        set("features/images/id", Role::Id, &model),
-        set("features/images/ood", Role::Ood, &model),
+        set("features/images/id", Role::Id, model),
+        set("features/images/ood", Role::Ood, model),
     ];
     let caps = model.capabilities();
     let mut checked = Vec::new();
-    for method in Method::all().filter(|m| m.missing(&caps, true).is_none()) {
+    for method in Method::all().filter(|m| m.missing(&caps, true).is_none() && keep(m.name())) {
         let settings = ScoreSettings::default_for(method, &dims);
         let needs_fit = method.detector().needs().fit;
         let path = dir.path().join(format!("{}.oodsd", method.name()));
-        let calibration = save_detector(&model, &settings, needs_fit.then_some(&fit), &path, false);
+        let calibration = save_detector(model, &settings, needs_fit.then_some(&fit), &path, false);
 
         // Only the method's tensors (and the counts and KL templates every fit has) are kept.
         let reader = Reader::open(&path).unwrap();
@@ -113,7 +141,7 @@ fn a_detector_keeps_only_its_methods_fit_tensors_and_scores_as_the_method_with_t
         let detector = SavedDetector::load(&path, DeviceChoice::Cpu).unwrap();
         assert_eq!(detector.settings, settings);
         assert_eq!(detector.calibration, calibration);
-        let whole = Plan::single(&model, &settings, Some(&fit)).unwrap();
+        let whole = Plan::single(model, &settings, Some(&fit)).unwrap();
         let want = run_scoring(&whole, &sets, 16, &AtomicBool::new(false), &mut |_| {}).unwrap();
         let got = detector
             .score_sets(&sets, 16, &AtomicBool::new(false), &mut |_| {})
@@ -125,28 +153,18 @@ fn a_detector_keeps_only_its_methods_fit_tensors_and_scores_as_the_method_with_t
         );
         checked.push(method.name());
     }
-    for name in [
-        "knn",
-        "nnguide",
-        "pnml",
-        "mahalanobis",
-        "rmds",
-        "gmm",
-        "vim",
-        "residual",
-        "react",
-        "dice",
-        "fdbd",
-        "nci",
-        "she",
-        "vra",
-        "tempscale",
-        "openmax",
-        "klm",
-        "msp",
-    ] {
-        assert!(checked.contains(&name), "{name} was not checked: {checked:?}");
-    }
+    checked
+}
+
+/// The methods on inner blocks, saved from the feature model that returns its blocks: a gram
+/// detector keeps the block widths and Gram's bounds, multi-mahalanobis its per-block statistics.
+#[test]
+fn block_method_detectors_keep_their_tensors_and_score_as_the_methods() {
+    let model = Model::load(&fx().join("features/models/feat_blocks.toml"), DeviceChoice::Cpu).unwrap();
+    let blocks = ["gram", "multi-mahalanobis", "rankfeat"];
+    let mut checked = saved_detectors_score_as_their_methods(&model, |name| blocks.contains(&name));
+    checked.sort_unstable();
+    assert_eq!(checked, blocks);
 }
 
 #[test]

@@ -139,10 +139,12 @@ fn hf_classifiers_score_like_the_hf_pipeline() {
         }
 
         // A phone photo stored sideways with its EXIF orientation: the pipeline turns it upright.
-        assert!(case["msp"]
-            .as_object()
-            .unwrap()
-            .contains_key("astronaut-exif-orientation-6.jpg"));
+        assert!(
+            case["msp"]
+                .as_object()
+                .unwrap()
+                .contains_key("astronaut-exif-orientation-6.jpg")
+        );
         let pixels = largest_pixel_difference(&model, case);
         eprintln!("{name}: largest pixel difference to the processor's: {pixels} levels");
         assert!(
