@@ -11,6 +11,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::model::blocks::GRAM_POLES;
+use crate::stats::gram::deviation;
 
 type R<T> = Result<T, tch::TchError>;
 
@@ -38,16 +39,6 @@ pub struct GramFit {
     pub expected: Tensor,
     /// The held-out images measured.
     pub held_out: usize,
-}
-
-/// `Σ_j relu(lo_j − g_j)/|lo_j + 10⁻⁶| + relu(g_j − hi_j)/|hi_j + 10⁻⁶|` over the last dimension:
-/// how far rows `g` fall outside `[lo, hi]`, relative to the bounds (pytorch-ood's `_deviation`).
-pub fn deviation(g: &Tensor, lo: &Tensor, hi: &Tensor) -> R<Tensor> {
-    let below = lo.f_sub(g)?.f_relu()?.f_div(&lo.f_add_scalar(1e-6)?.f_abs()?)?;
-    let above = g.f_sub(hi)?.f_relu()?.f_div(&hi.f_add_scalar(1e-6)?.f_abs()?)?;
-    below
-        .f_add(&above)?
-        .f_sum_dim_intlist(&[-1i64][..], false, Kind::Double)
 }
 
 impl GramBounds {

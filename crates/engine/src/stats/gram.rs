@@ -1,9 +1,10 @@
 //! A fit's Gram statistics, read back: per inner block, pole and class the least and greatest Gram
 //! row sums of the fit's bounded images (`gram_mins`, `gram_maxs`: each block's `[P, C, W_b]`,
 //! flattened one after the other) and the mean deviation of its held-out images per block and pole
-//! (`gram_expected`, `[L, P]`), split here by the header's `block_widths`.
+//! (`gram_expected`, `[L, P]`), split here by the header's `block_widths`; and the deviation from
+//! bounds that both the fit (held-out images) and the detector measure.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::model::blocks::GRAM_POLES;
 
@@ -59,4 +60,14 @@ pub fn check_shapes(
         ));
     }
     Ok(())
+}
+
+/// `Σ_j relu(lo_j − g_j)/|lo_j + 10⁻⁶| + relu(g_j − hi_j)/|hi_j + 10⁻⁶|` over the last dimension:
+/// how far rows `g` fall outside `[lo, hi]`, relative to the bounds (pytorch-ood's `_deviation`).
+pub fn deviation(g: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor, tch::TchError> {
+    let below = lo.f_sub(g)?.f_relu()?.f_div(&lo.f_add_scalar(1e-6)?.f_abs()?)?;
+    let above = g.f_sub(hi)?.f_relu()?.f_div(&hi.f_add_scalar(1e-6)?.f_abs()?)?;
+    below
+        .f_add(&above)?
+        .f_sum_dim_intlist(&[-1i64][..], false, Kind::Double)
 }

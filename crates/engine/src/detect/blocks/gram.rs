@@ -8,10 +8,9 @@
 use tch::{Kind, Tensor};
 
 use crate::detect::{Context, DetectError, DetectResult, Detector, Dims, Group, Needs, ParamSpec, Params};
-use crate::fit::gram_bounds::deviation;
 use crate::model::Outputs;
 use crate::model::blocks::GRAM_POLES;
-use crate::stats::gram::{GRAM_TENSORS, GramStats};
+use crate::stats::gram::{GRAM_TENSORS, GramStats, deviation};
 
 pub struct Gram;
 
